@@ -1,0 +1,105 @@
+/*
+ * conn: the connection record and the connection table.
+ *
+ * struct qc_conn lives inside the transport's per-connection storage (lws per-session data):
+ * the table never allocates or frees one. It indexes connections by id and by user (every
+ * connection of a user). Removing a connection leaves no trace in the table.
+ */
+#ifndef QC_CONN_H
+#define QC_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uthash.h>
+
+#include "quotecast/outq.h"
+#include "quotecast/ratelimit.h"
+#include "quotecast/room.h"
+#include "quotecast/stream.h"
+
+#define QC_USER_ID_MAX    64 /* bytes without NUL */
+#define QC_SESSION_ID_LEN 32 /* hex characters */
+
+struct qc_user;
+
+enum qc_enc {
+	QC_ENC_NATIVE = 0, /* the native JSON protocol, /ws */
+	QC_ENC_SIO = 1,    /* Socket.IO v5 over Engine.IO v4, /socket.io/ */
+};
+
+struct qc_conn {
+	uint64_t id; /* unique in this process, never reused */
+	char session_id[QC_SESSION_ID_LEN + 1];
+	char user_id[QC_USER_ID_MAX + 1];
+	uint32_t roles;  /* QC_ROLE_* bits */
+	uint8_t enc;     /* enum qc_enc */
+	uint8_t batch;   /* ?batch=1 */
+	uint8_t closing; /* a close was requested; nothing more is queued */
+	uint8_t in_table;
+	uint16_t close_code;
+	uint16_t bad_messages;
+	int64_t connected_at_ms;
+	int64_t last_activity_ms;
+	uint64_t msgs_in;
+	uint64_t msgs_out;
+
+	struct qc_room_set rooms;
+	struct qc_sub_set streams;
+	struct qc_outq outq;
+	struct qc_rate rate;
+	uint32_t rate_warned; /* RATE_LIMITED answers since the bucket last had a token */
+
+	unsigned char *rx; /* reassembly of a fragmented message; NULL when none */
+	size_t rx_len;
+
+	void *transport; /* the transport's handle (struct lws *), borrowed */
+	void *ext;       /* later layers (streams, sessions) */
+
+	UT_hash_handle hh;         /* table by id */
+	struct qc_user *user;      /* NULL until added */
+	struct qc_conn *user_prev; /* the user's connections */
+	struct qc_conn *user_next;
+};
+
+#define QC_ROLE_ADMIN     0x1u
+#define QC_ROLE_PUBLISHER 0x2u
+
+struct qc_user {
+	char id[QC_USER_ID_MAX + 1];
+	struct qc_conn *conns; /* head of the user's connections */
+	uint32_t nconns;
+	UT_hash_handle hh;
+};
+
+struct qc_conns {
+	struct qc_conn *by_id; /* uthash head */
+	struct qc_user *users; /* uthash head */
+	uint32_t count;
+	uint32_t nusers;
+	uint64_t next_id;
+};
+
+/** qc_conns_init() - an empty table. */
+void qc_conns_init(struct qc_conns *t);
+
+/**
+ * qc_conns_add() - give @c the next id and index it by id and by c->user_id.
+ * Returns 0 or -ENOMEM (when the user record cannot be allocated; @c is then not indexed).
+ */
+int qc_conns_add(struct qc_conns *t, struct qc_conn *c);
+
+/** qc_conns_remove() - unindex @c; frees the user record when it was the user's last. */
+void qc_conns_remove(struct qc_conns *t, struct qc_conn *c);
+
+/** qc_conns_find() - the connection with @id or NULL. */
+struct qc_conn *qc_conns_find(const struct qc_conns *t, uint64_t id);
+
+/** qc_conns_user() - the user record (all its connections) or NULL. */
+struct qc_user *qc_conns_user(const struct qc_conns *t, const char *user_id);
+
+/** qc_conns_free() - drop every index entry and user record (connections are not freed). */
+void qc_conns_free(struct qc_conns *t);
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * hub: the domain layer. Owns the connection table, the room index, the counters and the
+ * protocol handlers; routes every message and enforces the limits. It never touches a socket:
+ * it asks the transport (ws.c) to make a connection writeable or to close it, and the transport
+ * drains each connection's outq.
+ */
+#ifndef QC_HUB_H
+#define QC_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "quotecast/codec.h"
+#include "quotecast/config.h"
+#include "quotecast/conn.h"
+
+struct qc_hub;
+struct qc_msg;
+
+/* What the hub asks of the transport. Both calls are asynchronous and cheap. */
+struct qc_transport {
+	/* the connection has output queued: call back when its socket is writeable */
+	void (*want_write)(void *ctx, struct qc_conn *c);
+	/* c->closing and c->close_code are set: close it from its own writeable callback */
+	void (*close)(void *ctx, struct qc_conn *c);
+	void *ctx;
+};
+
+/* conn->closing */
+#define QC_CLOSE_AFTER_DRAIN 1 /* send what is queued, then close */
+#define QC_CLOSE_NOW         2 /* drop what is queued and close */
+
+/* Counters: the hot path increments, /api/stats renders. */
+struct qc_stats {
+	int64_t started_ms;
+	uint64_t accepted_total;
+	uint64_t closed_total;
+	uint64_t rejected_total;
+	uint32_t peak;
+	uint64_t rooms_created;
+	uint64_t rooms_deleted;
+	uint64_t join_events;
+	uint64_t leave_events;
+	uint64_t msgs_in;
+	uint64_t msgs_out;
+	uint64_t bad_messages;
+	uint64_t rate_limited;
+	uint64_t slow_consumer_closes;
+	uint64_t ticks_published; /* offered */
+	uint64_t ticks_accepted;
+	uint64_t ticks_duplicate;
+	uint64_t ticks_stale;
+	uint64_t ticks_conflated; /* queued ticks merged away */
+	uint64_t tick_deliveries; /* stream_data frames queued to subscribers */
+};
+
+/** qc_hub_new() - borrows @cfg (must outlive the hub), copies @t. NULL on ENOMEM. */
+struct qc_hub *qc_hub_new(const struct qc_config *cfg, const struct qc_transport *t);
+void qc_hub_free(struct qc_hub *h);
+
+/** qc_hub_set_event_loop() - the loop actually running, for the stats ("libuv", "poll"). */
+void qc_hub_set_event_loop(struct qc_hub *h, const char *name);
+
+/**
+ * qc_hub_admit() - may one more connection be accepted? Counts a refusal in rejected_total.
+ * Returns 0, -EBUSY (max_connections reached) or -ESHUTDOWN (shutting down).
+ */
+int qc_hub_admit(struct qc_hub *h);
+
+/** qc_hub_reject() - count a connection refused before it existed (bad token ...). */
+void qc_hub_reject(struct qc_hub *h);
+
+/**
+ * qc_hub_open() - a new connection whose transport storage @c is zeroed except for user_id,
+ * roles, enc, batch and transport. Indexes it and queues the session event.
+ * Returns 0 or a negative errno (the transport then closes it with 1011).
+ */
+int qc_hub_open(struct qc_hub *h, struct qc_conn *c);
+
+/** qc_hub_closed() - the connection is gone: leave every index, free what it holds. */
+void qc_hub_closed(struct qc_hub *h, struct qc_conn *c);
+
+/** qc_hub_rx() - one complete client message (@binary: it came in a binary frame). */
+void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len, bool binary);
+
+/** qc_hub_close() - ask the transport to close @c with @code (1000-4999); idempotent. */
+void qc_hub_close(struct qc_hub *h, struct qc_conn *c, uint16_t code, int how);
+
+/**
+ * qc_hub_send() - queue @m (a reference is taken) for @c, enforcing max_send_queue_bytes.
+ * Returns 0, or -EPIPE when the connection is closing or was closed for it.
+ */
+int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
+
+/**
+ * qc_hub_broadcast() - POST /api/broadcast. @body is the request document (borrowed).
+ * On success returns QC_OK and *@out the answer document; on failure an error and a static
+ * message in *@msg.
+ */
+enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const char **msg);
+
+/**
+ * qc_hub_publish() - POST /api/publish: one tick, an array of ticks or {"ticks":[...]}
+ * (borrowed). All or nothing: the first malformed tick refuses the whole batch. On success
+ * *@out is {"accepted","duplicates","stale"}.
+ */
+enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **msg);
+
+/** qc_hub_demo_start() - start the demo feed when demo_feed.enabled. 0 or -ENOMEM. */
+int qc_hub_demo_start(struct qc_hub *h);
+
+/**
+ * qc_hub_demo_tick() - publish the demo ticks now due; returns the milliseconds until the
+ * next call should happen, or 0 when the feed is off.
+ */
+uint32_t qc_hub_demo_tick(struct qc_hub *h);
+
+/** qc_hub_stats() - the SPEC section 4 document (new reference). */
+json_t *qc_hub_stats(struct qc_hub *h);
+
+/** qc_hub_store_state() - for /readyz: true when ready; *@reason otherwise. */
+bool qc_hub_ready(struct qc_hub *h, const char **reason);
+
+/**
+ * qc_hub_shutdown() - close every connection with 1001 after its queued output; refuse new
+ * ones. Returns the number of connections still open.
+ */
+uint32_t qc_hub_shutdown(struct qc_hub *h);
+
+/** qc_hub_nconns() - connections currently indexed. */
+uint32_t qc_hub_nconns(const struct qc_hub *h);
+
+/** qc_now_ms() - wall-clock Unix milliseconds. */
+int64_t qc_now_ms(void);
+
+/** qc_random_hex() - @nbytes random bytes from OpenSSL as 2*@nbytes hex chars + NUL. */
+int qc_random_hex(char *out, size_t nbytes);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * outq: a connection's bounded queue of references to shared frames.
+ *
+ * Storage is a power-of-two ring of pointers allocated on first push (an idle connection
+ * costs nothing) and grown by doubling. The queue counts the frame bytes it holds so that the
+ * caller can enforce limits.conflate_bytes / limits.max_send_queue_bytes.
+ */
+#ifndef QC_OUTQ_H
+#define QC_OUTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct qc_msg;
+
+struct qc_outq {
+	struct qc_msg **slot; /* NULL until the first push */
+	uint32_t head;        /* index of the oldest entry */
+	uint32_t count;
+	uint32_t cap; /* power of two, 0 while slot is NULL */
+	size_t bytes; /* sum of qc_msg.len over the queued frames */
+};
+
+/** qc_outq_init() - an empty queue (all zero is also valid). */
+void qc_outq_init(struct qc_outq *q);
+
+/**
+ * qc_outq_push() - append a frame. Takes a new reference to @m (the caller keeps its own).
+ * Returns 0, or -ENOMEM (nothing changed).
+ */
+int qc_outq_push(struct qc_outq *q, struct qc_msg *m);
+
+/** qc_outq_peek() - the oldest frame (borrowed) or NULL. */
+struct qc_msg *qc_outq_peek(const struct qc_outq *q);
+
+/** qc_outq_pop() - drop the oldest frame's reference. No-op when empty. */
+void qc_outq_pop(struct qc_outq *q);
+
+/**
+ * qc_outq_fill() - copy as many whole frames as fit in @cap bytes into @buf, oldest first,
+ * popping each one copied. If the oldest frame alone is larger than @cap, nothing is copied and
+ * 0 is returned (the caller writes that frame on its own). Returns the bytes copied.
+ */
+size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap);
+
+/**
+ * qc_outq_remove_stream() - remove every queued frame of kind QC_MSG_TICK with @stream_id,
+ * dropping their references, keeping the order of everything else. Returns how many were
+ * removed. The caller pushes the merged frame afterwards.
+ */
+uint32_t qc_outq_remove_stream(struct qc_outq *q, uint32_t stream_id);
+
+/** qc_outq_clear() - drop every reference and free the storage. */
+void qc_outq_clear(struct qc_outq *q);
+
+static inline bool qc_outq_empty(const struct qc_outq *q)
+{
+	return q->count == 0;
+}
+
+#endif

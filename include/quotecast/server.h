@@ -1,0 +1,65 @@
+/*
+ * server: the lws adapters (layer 2). One context, one vhost, one service loop; the ws
+ * protocol (ws.c) and the HTTP endpoints (http.c) share it. Only adapter files include this.
+ */
+#ifndef QC_SERVER_H
+#define QC_SERVER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include <libwebsockets.h>
+
+#include "quotecast/config.h"
+#include "quotecast/hub.h"
+#include "quotecast/msg.h"
+
+/* One coalesced write: frames are copied back to back into this much scratch space. */
+#define QC_TX_CHUNK (64 * 1024)
+
+struct qc_server {
+	struct lws_context *ctx;
+	struct qc_hub *hub;
+	const struct qc_config *cfg;
+	const char *loop_name; /* "libuv", "libev" or "poll" */
+	bool uv_like;          /* lws owns a foreign-style loop: stop through lws_context_destroy */
+	bool stopping;
+	bool done;
+	int64_t stop_deadline_ms;
+	lws_sorted_usec_list_t sul_stop;
+	lws_sorted_usec_list_t sul_watchdog;
+	lws_sorted_usec_list_t sul_demo;
+	uint64_t watchdog_usec;
+	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
+};
+
+/** qc_server_run() - create the context, serve until stopped. Returns the exit status. */
+int qc_server_run(const struct qc_config *cfg);
+
+/** qc_server_get() - the server a wsi belongs to. */
+struct qc_server *qc_server_get(struct lws *wsi);
+
+/** qc_server_begin_stop() - start the graceful shutdown (idempotent). */
+void qc_server_begin_stop(struct qc_server *srv);
+
+/** qc_server_conn_gone() - a ws connection closed; finishes a shutdown when it was the last. */
+void qc_server_conn_gone(struct qc_server *srv);
+
+/* ws.c */
+int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len);
+extern const struct qc_transport qc_ws_transport;
+
+/* http.c */
+struct qc_http_pss;
+size_t qc_http_pss_size(void);
+/**
+ * qc_http_confirm_upgrade() - the gate in front of every WebSocket upgrade (path, capacity):
+ * 0 to allow, 1 when it answered with an HTTP error. lws asks whichever protocol the
+ * connection is bound to (the vhost's default, "quotecast"), so ws.c forwards it here.
+ */
+int qc_http_confirm_upgrade(struct lws *wsi);
+int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+
+#endif

@@ -1,0 +1,345 @@
+/*
+ * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats, /metrics,
+ * POST /api/broadcast) and the gate in front of every WebSocket upgrade (path, capacity).
+ * Every answer is one small JSON or text document written with its exact Content-Length, so
+ * keep-alive works.
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "quotecast/server.h"
+
+enum route {
+	R_NONE = 0,
+	R_BROADCAST,
+	R_PUBLISH,
+};
+
+struct qc_http_pss {
+	enum route route;
+	char *body; /* request body while it arrives */
+	size_t len;
+};
+
+size_t qc_http_pss_size(void)
+{
+	return sizeof(struct qc_http_pss);
+}
+
+/* Write status, headers and body in one go. Returns 0, or -1 when the write failed. */
+static int respond(struct lws *wsi, unsigned int status, const char *ctype, const char *body,
+                   size_t blen)
+{
+	size_t cap = LWS_PRE + 1024 + blen;
+	unsigned char *buf = malloc(cap), *start, *p, *end;
+	int ret = -1;
+
+	if (!buf)
+		return -1;
+	start = p = buf + LWS_PRE;
+	end = buf + cap;
+	if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)blen, &p, end) ||
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+	                                 (const unsigned char *)"no-store", 8, &p, end) ||
+	    lws_finalize_http_header(wsi, &p, end))
+		goto out;
+	memcpy(p, body, blen);
+	p += blen;
+	if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) >= 0)
+		ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+/* Answer with @j (stolen) as JSON. */
+static int respond_json(struct lws *wsi, unsigned int status, json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	int ret;
+
+	json_decref(j);
+	if (!s)
+		return -1;
+	ret = respond(wsi, status, "application/json", s, strlen(s));
+	free(s);
+	return ret;
+}
+
+static int respond_err(struct lws *wsi, enum qc_err e, const char *msg)
+{
+	return respond_json(wsi, (unsigned int)qc_err_http_status(e), qc_codec_http_error(e, msg));
+}
+
+/* Finish the transaction: 0 keeps the connection, -1 closes it. */
+static int done(struct lws *wsi, int wrote)
+{
+	if (wrote)
+		return -1;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/*
+ * Constant-time token check: compare SHA-256 digests, so neither the content nor the length
+ * of the configured token leaks through timing. An empty configured token means open.
+ */
+static bool authorized(struct lws *wsi, const char *token)
+{
+	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+	unsigned int alen, blen;
+	char hdr[512];
+	int n;
+
+	if (!token[0])
+		return true;
+	n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (n < 8 || strncasecmp(hdr, "Bearer ", 7))
+		return false;
+	if (!EVP_Digest(hdr + 7, (size_t)n - 7, a, &alen, EVP_sha256(), NULL) ||
+	    !EVP_Digest(token, strlen(token), b, &blen, EVP_sha256(), NULL))
+		return false;
+	return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* Prometheus text: every number of the stats document, flattened with '_' joins. */
+static void metrics_walk(json_t *j, char *name, size_t nlen, size_t cap, char **out, size_t *olen,
+                         size_t *ocap)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach (j, key, v) {
+		size_t klen = strlen(key);
+		char line[512];
+		int n;
+
+		if (nlen + 1 + klen + 1 > cap)
+			continue;
+		name[nlen] = '_';
+		memcpy(name + nlen + 1, key, klen + 1);
+		if (json_is_object(v)) {
+			metrics_walk(v, name, nlen + 1 + klen, cap, out, olen, ocap);
+			continue;
+		}
+		if (!json_is_number(v) && !json_is_boolean(v))
+			continue;
+		n = snprintf(line, sizeof(line), "# TYPE %s %s\n%s %.17g\n", name,
+		             strstr(key, "_total") ? "counter" : "gauge", name,
+		             json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0)
+		                                : json_number_value(v));
+		if (n <= 0 || (size_t)n >= sizeof(line))
+			continue;
+		if (*olen + (size_t)n + 1 > *ocap) {
+			size_t ncap = (*ocap + (size_t)n) * 2;
+			char *grown = realloc(*out, ncap);
+
+			if (!grown)
+				return;
+			*out = grown;
+			*ocap = ncap;
+		}
+		memcpy(*out + *olen, line, (size_t)n + 1);
+		*olen += (size_t)n;
+	}
+}
+
+static int serve_metrics(struct lws *wsi, struct qc_server *srv)
+{
+	json_t *stats = qc_hub_stats(srv->hub);
+	char name[256] = "quotecast";
+	size_t olen = 0, ocap = 4096;
+	char *out = malloc(ocap);
+	int ret;
+
+	if (!stats || !out) {
+		json_decref(stats);
+		free(out);
+		return respond_err(wsi, QC_E_INTERNAL, "out of memory");
+	}
+	out[0] = '\0';
+	metrics_walk(stats, name, strlen(name), sizeof(name), &out, &olen, &ocap);
+	json_decref(stats);
+	ret = respond(wsi, 200, "text/plain; version=0.0.4", out, olen);
+	free(out);
+	return ret;
+}
+
+static int method_is(struct lws *wsi, enum lws_token_indexes tok)
+{
+	return lws_hdr_total_length(wsi, tok) > 0;
+}
+
+static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss,
+                   const char *path)
+{
+	bool get = method_is(wsi, WSI_TOKEN_GET_URI), post = method_is(wsi, WSI_TOKEN_POST_URI);
+	const char *reason = NULL;
+	int clen;
+
+	pss->route = R_NONE;
+	if (!strcmp(path, "/healthz")) {
+		if (!get)
+			goto bad_method;
+		return done(wsi, respond(wsi, 200, "application/json", "{\"status\":\"ok\"}", 15));
+	}
+	if (!strcmp(path, "/readyz")) {
+		if (!get)
+			goto bad_method;
+		if (qc_hub_ready(srv->hub, &reason))
+			return done(wsi,
+			            respond_json(wsi, 200, json_pack("{s:s}", "status", "ready")));
+		return done(wsi, respond_json(wsi, 503,
+		                              json_pack("{s:s, s:s}", "status", "unavailable",
+		                                        "reason", reason)));
+	}
+	if (!strcmp(path, "/metrics")) {
+		if (!get)
+			goto bad_method;
+		return done(wsi, serve_metrics(wsi, srv));
+	}
+	if (!strcmp(path, "/api/stats")) {
+		if (!get)
+			goto bad_method;
+		if (!authorized(wsi, srv->cfg->auth_admin_token))
+			return done(wsi,
+			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
+		return done(wsi, respond_json(wsi, 200, qc_hub_stats(srv->hub)));
+	}
+	if (!strcmp(path, "/api/broadcast") || !strcmp(path, "/api/publish")) {
+		bool publish = path[5] == 'p';
+
+		if (!post)
+			goto bad_method;
+		if (!authorized(wsi, publish ? srv->cfg->auth_publish_token
+		                             : srv->cfg->auth_admin_token))
+			return done(wsi, respond_err(wsi, QC_E_UNAUTHORIZED,
+			                             publish ? "publish token required"
+			                                     : "admin token required"));
+		clen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+		if (clen > 0) {
+			char v[32];
+
+			lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+			if (strtoull(v, NULL, 10) > srv->cfg->limits.max_http_body_bytes) {
+				/* the body is never read: answer and close the connection */
+				respond_err(wsi, QC_E_TOO_LARGE,
+				            "body over limits.max_http_body_bytes");
+				return -1;
+			}
+		}
+		pss->route = publish ? R_PUBLISH : R_BROADCAST;
+		return 0; /* the body follows in LWS_CALLBACK_HTTP_BODY */
+	}
+	return done(wsi, respond_err(wsi, QC_E_NOT_FOUND, "no such endpoint"));
+
+bad_method:
+	return done(wsi, respond_json(wsi, 405,
+	                              qc_codec_http_error(QC_E_BAD_REQUEST, "method not allowed")));
+}
+
+static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss, const void *in,
+                   size_t len)
+{
+	char *grown;
+
+	if (pss->len + len > srv->cfg->limits.max_http_body_bytes) {
+		respond_err(wsi, QC_E_TOO_LARGE, "body over limits.max_http_body_bytes");
+		return -1;
+	}
+	grown = realloc(pss->body, pss->len + len + 1);
+	if (!grown)
+		return -1;
+	pss->body = grown;
+	memcpy(pss->body + pss->len, in, len);
+	pss->len += len;
+	pss->body[pss->len] = '\0';
+	return 0;
+}
+
+static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss)
+{
+	json_error_t jerr;
+	const char *msg = NULL;
+	json_t *body, *out = NULL;
+	enum qc_err e;
+	int wrote;
+
+	body = json_loadb(pss->body ? pss->body : "", pss->len, JSON_REJECT_DUPLICATES, &jerr);
+	free(pss->body);
+	pss->body = NULL;
+	pss->len = 0;
+	if (!body)
+		return done(wsi, respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON"));
+	switch (pss->route) {
+	case R_BROADCAST:
+		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
+		break;
+	case R_PUBLISH:
+		e = qc_hub_publish(srv->hub, body, &out, &msg);
+		break;
+	default:
+		e = QC_E_NOT_FOUND;
+		msg = "no such endpoint";
+		break;
+	}
+	json_decref(body);
+	pss->route = R_NONE;
+	if (e != QC_OK)
+		wrote = respond_err(wsi, e, msg);
+	else
+		wrote = respond_json(wsi, 200, out);
+	return done(wsi, wrote);
+}
+
+int qc_http_confirm_upgrade(struct lws *wsi)
+{
+	struct qc_server *srv = qc_server_get(wsi);
+	char uri[128];
+	int ret;
+
+	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+	    (strcmp(uri, "/ws") && strcmp(uri, "/ws/"))) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_NOT_FOUND, "WebSocket endpoint is /ws");
+		return 1;
+	}
+	ret = qc_hub_admit(srv->hub);
+	if (ret) {
+		respond_json(wsi, 503,
+		             qc_codec_http_error(QC_E_UNAVAILABLE,
+		                                 ret == -EBUSY ? "limits.max_connections reached"
+		                                               : "shutting down"));
+		return 1;
+	}
+	return 0;
+}
+
+int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+	struct qc_server *srv = qc_server_get(wsi);
+	struct qc_http_pss *pss = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		return qc_http_confirm_upgrade(wsi);
+	case LWS_CALLBACK_HTTP:
+		return on_http(wsi, srv, pss, (const char *)in);
+	case LWS_CALLBACK_HTTP_BODY:
+		return on_body(wsi, srv, pss, in, len);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		return on_body_complete(wsi, srv, pss);
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if (pss) {
+			free(pss->body);
+			pss->body = NULL;
+			pss->len = 0;
+		}
+		return 0;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}

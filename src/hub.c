@@ -1,0 +1,569 @@
+/*
+ * hub: connections, rooms, routing and limits (layer 1).
+ *
+ * Everything here runs on the event loop thread and never blocks. Outgoing messages are
+ * encoded once (msg.c) and queued by reference on each receiver's outq; the transport is asked
+ * for a writeable callback only when a queue goes from empty to non-empty.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "hub_priv.h"
+
+int64_t qc_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qc_random_hex(char *out, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[64];
+
+	if (nbytes > sizeof(raw) || RAND_bytes(raw, (int)nbytes) != 1)
+		return -EIO;
+	for (size_t i = 0; i < nbytes; i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 15];
+	}
+	out[2 * nbytes] = '\0';
+	return 0;
+}
+
+struct qc_hub *qc_hub_new(const struct qc_config *cfg, const struct qc_transport *t)
+{
+	struct qc_hub *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->cfg = cfg;
+	h->t = *t;
+	h->event_loop = "poll";
+	qc_conns_init(&h->conns);
+	h->rooms = qc_rooms_new();
+	if (!h->rooms)
+		goto fail_free;
+	if (qc_hub_streams_init(h))
+		goto fail_rooms;
+	if (qc_random_hex(h->node, 8))
+		goto fail_streams;
+	h->st.started_ms = qc_now_ms();
+	/* opened once at start-up; read (pread, procfs, no disk) only when stats are asked for */
+	h->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	return h;
+
+fail_streams:
+	qc_hub_streams_free(h);
+fail_rooms:
+	qc_rooms_free(h->rooms);
+fail_free:
+	free(h);
+	return NULL;
+}
+
+void qc_hub_free(struct qc_hub *h)
+{
+	if (!h)
+		return;
+	qc_conns_free(&h->conns);
+	qc_hub_streams_free(h);
+	qc_rooms_free(h->rooms);
+	if (h->statm_fd >= 0)
+		close(h->statm_fd);
+	free(h);
+}
+
+void qc_hub_set_event_loop(struct qc_hub *h, const char *name)
+{
+	h->event_loop = name;
+}
+
+uint32_t qc_hub_nconns(const struct qc_hub *h)
+{
+	return h->conns.count;
+}
+
+int qc_hub_admit(struct qc_hub *h)
+{
+	if (h->shutting_down) {
+		h->st.rejected_total++;
+		return -ESHUTDOWN;
+	}
+	if (h->conns.count >= h->cfg->limits.max_connections) {
+		h->st.rejected_total++;
+		return -EBUSY;
+	}
+	return 0;
+}
+
+void qc_hub_reject(struct qc_hub *h)
+{
+	h->st.rejected_total++;
+}
+
+void qc_hub_close(struct qc_hub *h, struct qc_conn *c, uint16_t code, int how)
+{
+	if (c->closing) {
+		/* a hard close may overtake a pending graceful one, never the reverse */
+		if (how == QC_CLOSE_NOW && c->closing != QC_CLOSE_NOW) {
+			c->closing = QC_CLOSE_NOW;
+			c->close_code = code;
+			h->t.close(h->t.ctx, c);
+		}
+		return;
+	}
+	c->closing = (uint8_t)how;
+	c->close_code = code;
+	h->t.close(h->t.ctx, c);
+}
+
+int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+{
+	bool was_empty = qc_outq_empty(&c->outq);
+
+	if (c->closing)
+		return -EPIPE;
+	if (c->outq.bytes + m->len > h->cfg->limits.max_send_queue_bytes) {
+		h->st.slow_consumer_closes++;
+		qc_hub_close(h, c, 4008, QC_CLOSE_NOW);
+		return -EPIPE;
+	}
+	if (qc_outq_push(&c->outq, m)) {
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return -EPIPE;
+	}
+	c->msgs_out++;
+	h->st.msgs_out++;
+	if (was_empty)
+		h->t.want_write(h->t.ctx, c);
+	return 0;
+}
+
+int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j)
+{
+	struct qc_msg *m;
+	int ret;
+
+	if (!j)
+		return -ENOMEM;
+	m = qc_msg_new_json(j);
+	json_decref(j);
+	if (!m) {
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return -ENOMEM;
+	}
+	ret = qc_hub_send(h, c, m);
+	qc_msg_unref(&m);
+	return ret;
+}
+
+static void reply_ok(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd, json_t *data)
+{
+	qc_hub_send_json(h, c,
+	                 qc_codec_response_ok(cmd->request_id, cmd->trace_id, data, qc_now_ms()));
+}
+
+/*
+ * Answer an error: as a response when the frame carried a request_id, else as an "error"
+ * message. Malformed frames count against the bad-message budget.
+ */
+static void reply_err(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd, enum qc_err e,
+                      const char *msg)
+{
+	json_t *j;
+
+	if (cmd && cmd->request_id)
+		j = qc_codec_response_err(cmd->request_id, cmd->trace_id, e, msg, qc_now_ms());
+	else
+		j = qc_codec_error(e, msg);
+	qc_hub_send_json(h, c, j);
+	if (e == QC_E_BAD_JSON || e == QC_E_BAD_REQUEST) {
+		h->st.bad_messages++;
+		if (++c->bad_messages >= h->cfg->limits.max_bad_messages)
+			qc_hub_close(h, c, 1008, QC_CLOSE_AFTER_DRAIN);
+	}
+}
+
+int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
+{
+	json_t *data;
+	char token[65];
+	int64_t now = qc_now_ms();
+	int ret;
+
+	if (qc_random_hex(c->session_id, QC_SESSION_ID_LEN / 2) || qc_random_hex(token, 32))
+		return -EIO;
+	if (!c->user_id[0])
+		snprintf(c->user_id, sizeof(c->user_id), "anon-%.12s", c->session_id);
+	c->connected_at_ms = now;
+	c->last_activity_ms = now;
+	qc_rate_init(&c->rate, h->cfg->limits.rate_burst, now);
+	ret = qc_conns_add(&h->conns, c);
+	if (ret)
+		return ret;
+	h->st.accepted_total++;
+	if (h->conns.count > h->st.peak)
+		h->st.peak = h->conns.count;
+
+	data = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "session_id", c->session_id,
+	                 "resume_token", token, "user_id", c->user_id, "server_time",
+	                 (json_int_t)now, "heartbeat_interval_ms",
+	                 (json_int_t)h->cfg->limits.idle_timeout_s * 1000 / 2, "resumed", 0);
+	return qc_hub_send_json(h, c, qc_codec_event("session", data)) == -ENOMEM ? -ENOMEM : 0;
+}
+
+/* Leave @room, counting the event and the room's removal when it was its last member. */
+static void leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room)
+{
+	bool last = qc_room_size(room) == 1 && !qc_room_kept(room);
+
+	if (qc_rooms_leave(h->rooms, room, &c->rooms))
+		return;
+	h->st.leave_events++;
+	if (last)
+		h->st.rooms_deleted++;
+}
+
+void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
+{
+	struct qc_membership *m, *tmp;
+
+	if (!c->in_table)
+		return;
+	HASH_ITER (hh, c->rooms.by_room, m, tmp)
+		leave_room(h, c, m->room);
+	qc_hub_streams_closed(h, c);
+	qc_outq_clear(&c->outq);
+	free(c->rx);
+	c->rx = NULL;
+	c->rx_len = 0;
+	qc_conns_remove(&h->conns, c);
+	h->st.closed_total++;
+}
+
+static void handle_subscribe(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
+{
+	struct qc_room *room;
+	bool created = false;
+
+	if (strlen(cmd->room) > QC_ROOM_NAME_MAX) {
+		reply_err(h, c, cmd, QC_E_BAD_REQUEST, "room name longer than 128 bytes");
+		return;
+	}
+	room = qc_rooms_find(h->rooms, cmd->room);
+	if (room && qc_room_set_has(&c->rooms, room)) {
+		reply_ok(h, c, cmd,
+		         json_pack("{s:s, s:I, s:b}", "room", cmd->room, "members",
+		                   (json_int_t)qc_room_size(room), "already", 1));
+		return;
+	}
+	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection) {
+		reply_err(h, c, cmd, QC_E_LIMIT_EXCEEDED,
+		          "limits.max_rooms_per_connection reached");
+		return;
+	}
+	if (!room) {
+		room = qc_rooms_create(h->rooms, cmd->room);
+		if (!room) {
+			reply_err(h, c, cmd, QC_E_INTERNAL, "out of memory");
+			return;
+		}
+		created = true;
+	}
+	if (qc_rooms_join(h->rooms, room, &c->rooms, c)) {
+		if (created)
+			qc_rooms_delete(h->rooms, room);
+		reply_err(h, c, cmd, QC_E_INTERNAL, "out of memory");
+		return;
+	}
+	if (created)
+		h->st.rooms_created++;
+	h->st.join_events++;
+	reply_ok(
+	    h, c, cmd,
+	    json_pack("{s:s, s:I}", "room", cmd->room, "members", (json_int_t)qc_room_size(room)));
+}
+
+static void handle_unsubscribe(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
+{
+	struct qc_room *room = qc_rooms_find(h->rooms, cmd->room);
+
+	if (!room || !qc_room_set_has(&c->rooms, room)) {
+		reply_err(h, c, cmd, QC_E_NOT_FOUND, "not subscribed to that room");
+		return;
+	}
+	leave_room(h, c, room);
+	reply_ok(h, c, cmd, json_pack("{s:s}", "room", cmd->room));
+}
+
+static const char *const message_types[] = {"text", "notification", "alert", "system", "data"};
+
+/*
+ * Validate a send_message / broadcast document and fan the room_message out to every member
+ * of the room: encoded once, one reference per receiver. Returns the answer data.
+ */
+static enum qc_err room_send(struct qc_hub *h, json_t *doc, const char *from, json_t **out,
+                             const char **emsg)
+{
+	const char *name = json_string_value(json_object_get(doc, "room"));
+	json_t *content = json_object_get(doc, "content");
+	json_t *jtype = json_object_get(doc, "message_type");
+	const char *type = "text";
+	struct qc_membership *mb;
+	struct qc_room *room;
+	struct qc_msg *m;
+	json_t *ev;
+	char id[48];
+	uint32_t delivered = 0;
+	size_t i;
+
+	if (!name || !name[0]) {
+		*emsg = "\"room\" must be a non-empty string";
+		return QC_E_BAD_REQUEST;
+	}
+	if (!content || json_is_null(content)) {
+		*emsg = "\"content\" is required";
+		return QC_E_BAD_REQUEST;
+	}
+	if (jtype && !json_is_null(jtype)) {
+		type = json_string_value(jtype);
+		for (i = 0; type && i < sizeof(message_types) / sizeof(message_types[0]); i++)
+			if (!strcmp(type, message_types[i]))
+				break;
+		if (!type || i == sizeof(message_types) / sizeof(message_types[0])) {
+			*emsg =
+			    "\"message_type\" must be text, notification, alert, system or data";
+			return QC_E_BAD_REQUEST;
+		}
+	}
+	room = qc_rooms_find(h->rooms, name);
+	if (!room) {
+		*emsg = "no such room";
+		return QC_E_NOT_FOUND;
+	}
+	snprintf(id, sizeof(id), "m-%s-%" PRIu64, h->node, ++h->msg_counter);
+	ev = qc_codec_event("room_message",
+	                    json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id",
+	                              id, "message_type", type, "from", from, "content", content,
+	                              "timestamp", (json_int_t)qc_now_ms()));
+	m = ev ? qc_msg_new_json(ev) : NULL;
+	json_decref(ev);
+	if (!m) {
+		*emsg = "out of memory";
+		return QC_E_INTERNAL;
+	}
+	m->kind = QC_MSG_ROOM;
+	for (mb = qc_room_members(room); mb; mb = mb->room_next)
+		if (!qc_hub_send(h, mb->conn, m))
+			delivered++;
+	qc_msg_unref(&m);
+	*out = json_pack("{s:s, s:s, s:I}", "room", name, "message_id", id, "delivered",
+	                 (json_int_t)delivered);
+	return QC_OK;
+}
+
+static enum qc_err act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *payload,
+                                    json_t **data, const char **emsg)
+{
+	return room_send(h, payload, c->user_id, data, emsg);
+}
+
+static enum qc_err act_get_stats(struct qc_hub *h, struct qc_conn *c, json_t *payload,
+                                 json_t **data, const char **emsg)
+{
+	if (!(c->roles & QC_ROLE_ADMIN)) {
+		*emsg = "role admin required";
+		return QC_E_FORBIDDEN;
+	}
+	*data = qc_hub_stats(h);
+	return QC_OK;
+}
+
+/*
+ * Every request action. @after, when set, runs once the success response is queued (so a
+ * subscribe's snapshot and replay reach the client after its response).
+ */
+static const struct {
+	const char *name;
+	qc_action_fn fn;
+	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *payload);
+} actions[] = {
+    {"send_message", act_send_message, NULL},
+    {"get_stats", act_get_stats, NULL},
+    {"subscribe_market_stream", qc_act_subscribe_stream, qc_after_subscribe_stream},
+    {"unsubscribe_market_stream", qc_act_unsubscribe_stream, NULL},
+    {"update_stream_filter", qc_act_update_filter, NULL},
+    {"get_buffered_data", qc_act_get_buffered, NULL},
+    {"get_market_data", qc_act_get_market_data, NULL},
+    {"publish_market_data", qc_act_publish, NULL},
+};
+
+static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
+{
+	const char *emsg = NULL;
+	json_t *data = NULL;
+	enum qc_err e;
+
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+		if (strcmp(cmd->action, actions[i].name))
+			continue;
+		e = actions[i].fn(h, c, cmd->payload, &data, &emsg);
+		if (e == QC_OK) {
+			reply_ok(h, c, cmd, data);
+			if (actions[i].after)
+				actions[i].after(h, c, cmd->payload);
+		} else
+			reply_err(h, c, cmd, e, emsg);
+		return;
+	}
+	reply_err(h, c, cmd, QC_E_UNKNOWN_ACTION, "unknown action");
+}
+
+void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len, bool binary)
+{
+	const char *emsg = NULL;
+	struct qc_cmd cmd;
+	enum qc_err e;
+	int64_t now = qc_now_ms();
+
+	c->last_activity_ms = now;
+	c->msgs_in++;
+	h->st.msgs_in++;
+	if (c->closing)
+		return;
+
+	if (binary) {
+		reply_err(h, c, NULL, QC_E_BAD_REQUEST, "binary frames are not accepted");
+		return;
+	}
+	e = qc_codec_parse(buf, len, &cmd, &emsg);
+
+	if (!qc_rate_take(&c->rate, h->cfg->limits.rate_per_s, h->cfg->limits.rate_burst, now)) {
+		h->st.rate_limited++;
+		reply_err(h, c, &cmd, QC_E_RATE_LIMITED, "rate limit exceeded: slow down");
+		if (++c->rate_warned >= h->cfg->limits.rate_burst)
+			qc_hub_close(h, c, 4029, QC_CLOSE_AFTER_DRAIN);
+		goto out;
+	}
+	c->rate_warned = 0;
+
+	if (e != QC_OK) {
+		reply_err(h, c, &cmd, e, emsg);
+		goto out;
+	}
+	switch (cmd.type) {
+	case QC_CMD_PING:
+		qc_hub_send_json(h, c,
+		                 qc_codec_pong(cmd.timestamp, cmd.request_id, cmd.trace_id, now));
+		break;
+	case QC_CMD_SUBSCRIBE:
+		handle_subscribe(h, c, &cmd);
+		break;
+	case QC_CMD_UNSUBSCRIBE:
+		handle_unsubscribe(h, c, &cmd);
+		break;
+	case QC_CMD_REQUEST:
+		handle_request(h, c, &cmd);
+		break;
+	}
+out:
+	qc_cmd_release(&cmd);
+}
+
+enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const char **msg)
+{
+	if (!json_is_object(body)) {
+		*msg = "body must be a JSON object";
+		return QC_E_BAD_REQUEST;
+	}
+	return room_send(h, body, "system", out, msg);
+}
+
+bool qc_hub_ready(struct qc_hub *h, const char **reason)
+{
+	if (h->shutting_down) {
+		*reason = "shutting down";
+		return false;
+	}
+	return true;
+}
+
+uint32_t qc_hub_shutdown(struct qc_hub *h)
+{
+	struct qc_conn *c, *tmp;
+
+	h->shutting_down = true;
+	HASH_ITER (hh, h->conns.by_id, c, tmp)
+		qc_hub_close(h, c, 1001, QC_CLOSE_AFTER_DRAIN);
+	return h->conns.count;
+}
+
+static uint64_t rss_bytes(const struct qc_hub *h)
+{
+	char buf[128];
+	unsigned long long size, resident;
+	ssize_t n;
+
+	if (h->statm_fd < 0)
+		return 0;
+	n = pread(h->statm_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return 0;
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+json_t *qc_hub_stats(struct qc_hub *h)
+{
+	uint32_t active = 0, users_in_rooms = 0;
+	struct qc_user *u, *utmp;
+	struct qc_conn *c;
+
+	/* cold path: walk users once for the figures the hot path does not keep */
+	HASH_ITER (hh, h->conns.users, u, utmp) {
+		for (c = u->conns; c; c = c->user_next)
+			if (c->rooms.count) {
+				users_in_rooms++;
+				break;
+			}
+	}
+	active = qc_rooms_count(h->rooms); /* implicit rooms exist only while they have members */
+
+	return json_pack(
+	    "{s:{s:s, s:I, s:s, s:I}, s:I, s:I, s:I,"
+	    " s:{s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:o,"
+	    " s:{s:i, s:i, s:i, s:i},"
+	    " s:{s:i, s:i, s:i, s:i},"
+	    " s:{s:b, s:b, s:i, s:i}}",
+	    "server", "version", QC_VERSION, "uptime_s",
+	    (json_int_t)((qc_now_ms() - h->st.started_ms) / 1000), "event_loop", h->event_loop,
+	    "rss_bytes", (json_int_t)rss_bytes(h), "total_connections", (json_int_t)h->conns.count,
+	    "total_users", (json_int_t)h->conns.nusers, "total_rooms",
+	    (json_int_t)qc_rooms_count(h->rooms), "connections", "accepted_total",
+	    (json_int_t)h->st.accepted_total, "closed_total", (json_int_t)h->st.closed_total,
+	    "rejected_total", (json_int_t)h->st.rejected_total, "peak", (json_int_t)h->st.peak,
+	    "rooms", "total_rooms", (json_int_t)qc_rooms_count(h->rooms), "active_rooms",
+	    (json_int_t)active, "total_members", (json_int_t)qc_rooms_memberships(h->rooms),
+	    "total_users", (json_int_t)users_in_rooms, "rooms_created",
+	    (json_int_t)h->st.rooms_created, "rooms_deleted", (json_int_t)h->st.rooms_deleted,
+	    "total_join_events", (json_int_t)h->st.join_events, "total_leave_events",
+	    (json_int_t)h->st.leave_events, "streaming", qc_hub_streaming_stats(h), "reconnection",
+	    "suspended", 0, "resumed", 0, "expired", 0, "replayed", 0, "offline", "users", 0,
+	    "queued", 0, "delivered", 0, "evicted", 0, "store", "configured", 0, "connected", 0,
+	    "pending", 0, "failed", 0);
+}

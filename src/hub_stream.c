@@ -1,0 +1,769 @@
+/*
+ * hub_stream: market data in the hub. Validates and applies published ticks (all or nothing),
+ * fans each accepted tick out once per distinct field set among its subscribers, conflates a
+ * slow subscriber's pending ticks of one symbol, and serves the stream actions (subscribe with
+ * snapshot and recovery by seq, filters, buffered data, market data, publish).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub_priv.h"
+
+#define PUBLISH_MAX_BATCH 10000 /* ticks in one publish */
+#define BUFFERED_DEFAULT  100   /* get_buffered_data without limit */
+
+int qc_hub_streams_init(struct qc_hub *h)
+{
+	const struct qc_config *cfg = h->cfg;
+
+	h->streams = qc_streams_new(cfg->streams.buffer_size, cfg->streams.dedup_window,
+	                            cfg->streams.max_symbols);
+	return h->streams ? 0 : -ENOMEM;
+}
+
+void qc_hub_streams_free(struct qc_hub *h)
+{
+	qc_streams_free(h->streams);
+	qc_demo_free(h->demo);
+}
+
+void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c)
+{
+	qc_stream_unsubscribe_all(h->streams, &c->streams);
+}
+
+json_t *qc_hub_streaming_stats(struct qc_hub *h)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active_streams",
+	                 (json_int_t)qc_streams_count(h->streams), "total_subscribers",
+	                 (json_int_t)qc_streams_nsubs(h->streams), "total_messages",
+	                 (json_int_t)h->st.ticks_accepted, "total_dropped",
+	                 (json_int_t)h->st.ticks_stale, "total_deduplicated",
+	                 (json_int_t)h->st.ticks_duplicate, "total_conflated",
+	                 (json_int_t)h->st.ticks_conflated, "total_deliveries",
+	                 (json_int_t)h->st.tick_deliveries, "total_published",
+	                 (json_int_t)h->st.ticks_published);
+}
+
+static enum qc_err fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum qc_err fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(h->errbuf, sizeof(h->errbuf), fmt, ap);
+	va_end(ap);
+	*emsg = h->errbuf;
+	return e;
+}
+
+/* ---- encoding ---------------------------------------------------------------------------- */
+
+/*
+ * One stream_data event. @data is borrowed. The frame's meta keeps a reference to the
+ * (filtered) data so that conflation can merge queued ticks without parsing them again.
+ */
+static struct qc_msg *stream_frame(const struct qc_stream *s, json_t *data, uint64_t seq,
+                                   int64_t ts, const char *mid, const char *flag)
+{
+	json_t *d = json_pack("{s:s, s:O, s:I, s:I}", "symbol", qc_stream_symbol(s), "data", data,
+	                      "timestamp", (json_int_t)ts, "seq", (json_int_t)seq);
+	struct qc_msg *m = NULL;
+	json_t *ev;
+
+	if (!d)
+		return NULL;
+	if (mid && mid[0])
+		json_object_set_new(d, "message_id", json_string(mid));
+	if (flag)
+		json_object_set_new(d, flag, json_true());
+	ev = qc_codec_event("stream_data", d);
+	if (ev)
+		m = qc_msg_new_json(ev);
+	json_decref(ev);
+	if (!m)
+		return NULL;
+	m->kind = QC_MSG_TICK;
+	m->stream_id = qc_stream_id(s);
+	m->seq = seq;
+	m->meta = json_incref(data);
+	return m;
+}
+
+/* ---- fan-out ----------------------------------------------------------------------------- */
+
+/*
+ * The receiver's queue is past limits.conflate_bytes: merge its queued ticks of this stream
+ * with the new one into a single frame (newest value per field, newest seq) made for it
+ * alone. Room and direct messages in the queue are untouched.
+ */
+static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
+                    struct qc_msg *m, const struct qc_tick *t)
+{
+	struct qc_outq *q = &c->outq;
+	uint32_t sid = qc_stream_id(s), removed;
+	struct qc_msg *merged;
+	json_t *acc;
+	int ret;
+
+	acc = json_object();
+	if (!acc)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < q->count; i++) {
+		struct qc_msg *qm = q->slot[(q->head + i) & (q->cap - 1)];
+
+		if (qm->kind == QC_MSG_TICK && qm->stream_id == sid && qm->meta)
+			json_object_update(acc, qm->meta);
+	}
+	if (!json_object_size(acc)) {
+		/* nothing of this stream is queued: nothing to merge with */
+		json_decref(acc);
+		return qc_hub_send(h, c, m);
+	}
+	json_object_update(acc, m->meta);
+	merged = stream_frame(s, acc, t->seq, t->timestamp, t->message_id, "conflated");
+	json_decref(acc);
+	if (!merged)
+		return -ENOMEM;
+	removed = qc_outq_remove_stream(q, sid);
+	h->st.ticks_conflated += removed;
+	ret = qc_hub_send(h, c, merged);
+	qc_msg_unref(&merged);
+	return ret;
+}
+
+static void deliver(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
+                    struct qc_msg *m, const struct qc_tick *t)
+{
+	int ret;
+
+	if (c->closing)
+		return;
+	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
+		ret = conflate(h, c, s, m, t);
+	else
+		ret = qc_hub_send(h, c, m);
+	if (!ret)
+		h->st.tick_deliveries++;
+}
+
+static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t)
+{
+	for (struct qc_group *g = qc_stream_groups(s); g; g = qc_group_next(g)) {
+		json_t *data = qc_group_filter(g, t->data);
+		struct qc_msg *m;
+
+		if (!data)
+			continue; /* the tick carries none of this group's fields */
+		m = stream_frame(s, data, t->seq, t->timestamp, t->message_id, NULL);
+		json_decref(data);
+		if (!m)
+			continue;
+		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next)
+			deliver(h, sub->conn, s, m, t);
+		qc_msg_unref(&m);
+	}
+}
+
+/* ---- ingest ------------------------------------------------------------------------------ */
+
+/* Check one tick's shape; nothing is applied. */
+static enum qc_err check_tick(struct qc_hub *h, json_t *tick, size_t i, const char **emsg)
+{
+	json_t *sym, *data, *mid, *ver, *ts;
+
+	if (!json_is_object(tick))
+		return fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: a tick must be an object", i);
+	sym = json_object_get(tick, "symbol");
+	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+		return fail(h, emsg, QC_E_BAD_REQUEST,
+		            "ticks[%zu]: \"symbol\" must be 1-32 characters of A-Z a-z 0-9 . _ : -",
+		            i);
+	data = json_object_get(tick, "data");
+	if (!json_is_object(data) || !json_object_size(data))
+		return fail(h, emsg, QC_E_BAD_REQUEST,
+		            "ticks[%zu]: \"data\" must be a non-empty object", i);
+	if (json_object_size(data) > 256)
+		return fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: more than 256 fields", i);
+	{
+		const char *k;
+		json_t *v;
+
+		json_object_foreach (data, k, v) {
+			if (!qc_field_valid(k))
+				return fail(h, emsg, QC_E_BAD_REQUEST,
+				            "ticks[%zu]: bad field name in \"data\"", i);
+		}
+	}
+	mid = json_object_get(tick, "message_id");
+	if (mid && !json_is_null(mid) &&
+	    (!json_is_string(mid) || strlen(json_string_value(mid)) > QC_MESSAGE_ID_MAX))
+		return fail(h, emsg, QC_E_BAD_REQUEST,
+		            "ticks[%zu]: \"message_id\" must be a string of at most 128 bytes", i);
+	ver = json_object_get(tick, "version");
+	if (ver && !json_is_null(ver) && !json_is_integer(ver))
+		return fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: \"version\" must be an integer",
+		            i);
+	ts = json_object_get(tick, "timestamp");
+	if (ts && !json_is_null(ts) && (!json_is_integer(ts) || json_integer_value(ts) < 0))
+		return fail(h, emsg, QC_E_BAD_REQUEST,
+		            "ticks[%zu]: \"timestamp\" must be a non-negative integer (ms)", i);
+	return QC_OK;
+}
+
+/*
+ * Publish @ticks (an array, borrowed): validate all first, refuse the whole batch on the first
+ * fault, then apply each and fan out what was accepted.
+ */
+static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const char **emsg)
+{
+	size_t n = json_array_size(ticks), i, fresh = 0;
+	uint64_t accepted = 0, dup = 0, stale = 0;
+	int64_t now = qc_now_ms();
+	json_t *tick;
+
+	if (!n)
+		return fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
+	if (n > PUBLISH_MAX_BATCH)
+		return fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
+		            PUBLISH_MAX_BATCH);
+	json_array_foreach (ticks, i, tick) {
+		enum qc_err e = check_tick(h, tick, i, emsg);
+
+		if (e != QC_OK)
+			return e;
+		if (!qc_streams_find(h->streams,
+		                     json_string_value(json_object_get(tick, "symbol"))))
+			fresh++; /* an upper bound: a new symbol may repeat in the batch */
+	}
+	if (fresh && qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols) {
+		/* count exactly only when the bound says it might not fit */
+		fresh = 0;
+		json_array_foreach (ticks, i, tick) {
+			const char *sym = json_string_value(json_object_get(tick, "symbol"));
+			size_t j;
+
+			if (qc_streams_find(h->streams, sym))
+				continue;
+			for (j = 0; j < i; j++)
+				if (!strcmp(sym, json_string_value(json_object_get(
+				                     json_array_get(ticks, j), "symbol"))))
+					break;
+			if (j == i)
+				fresh++;
+		}
+		if (qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols)
+			return fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+			            "streams.max_symbols (%u) would be exceeded",
+			            h->cfg->streams.max_symbols);
+	}
+
+	json_array_foreach (ticks, i, tick) {
+		struct qc_stream *s =
+		    qc_streams_get(h->streams, json_string_value(json_object_get(tick, "symbol")));
+		json_t *ver = json_object_get(tick, "version");
+		json_t *ts = json_object_get(tick, "timestamp");
+		const struct qc_tick *t;
+		int v;
+
+		if (!s)
+			return fail(h, emsg, QC_E_INTERNAL, "out of memory");
+		v = qc_stream_apply(s, json_object_get(tick, "data"),
+		                    json_string_value(json_object_get(tick, "message_id")),
+		                    json_is_integer(ver), json_integer_value(ver),
+		                    json_is_integer(ts) ? json_integer_value(ts) : now, &t);
+		h->st.ticks_published++;
+		if (v == QC_TICK_ACCEPTED) {
+			accepted++;
+			h->st.ticks_accepted++;
+			fan_out(h, s, t);
+		} else if (v == QC_TICK_DUPLICATE) {
+			dup++;
+			h->st.ticks_duplicate++;
+		} else if (v == QC_TICK_STALE) {
+			stale++;
+			h->st.ticks_stale++;
+		}
+	}
+	*out = json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)accepted, "duplicates",
+	                 (json_int_t)dup, "stale", (json_int_t)stale);
+	return QC_OK;
+}
+
+enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **emsg)
+{
+	enum qc_err e;
+	json_t *arr;
+
+	if (json_is_array(doc))
+		return publish(h, doc, out, emsg);
+	if (json_is_object(doc) && json_is_array(json_object_get(doc, "ticks")))
+		return publish(h, json_object_get(doc, "ticks"), out, emsg);
+	if (!json_is_object(doc))
+		return fail(h, emsg, QC_E_BAD_REQUEST,
+		            "expected a tick, an array of ticks or "
+		            "{\"ticks\":[...]}");
+	arr = json_array();
+	if (!arr || json_array_append(arr, doc)) {
+		json_decref(arr);
+		return fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
+	e = publish(h, arr, out, emsg);
+	json_decref(arr);
+	return e;
+}
+
+enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                           const char **e)
+{
+	if (!(c->roles & QC_ROLE_PUBLISHER))
+		return fail(h, e, QC_E_FORBIDDEN, "role publisher required");
+	return qc_hub_publish(h, p, d, e);
+}
+
+/* ---- the demo feed ----------------------------------------------------------------------- */
+
+int qc_hub_demo_start(struct qc_hub *h)
+{
+	const struct qc_config *cfg = h->cfg;
+	uint64_t seed;
+
+	if (!cfg->demo_feed.enabled)
+		return 0;
+	seed = (uint64_t)qc_now_ms() ^ 0x5bd1e995ULL;
+	h->demo = qc_demo_new(cfg->demo_feed.symbols, cfg->demo_feed.nsymbols,
+	                      cfg->demo_feed.rate_per_s, seed, qc_now_ms());
+	return h->demo ? 0 : -ENOMEM;
+}
+
+uint32_t qc_hub_demo_tick(struct qc_hub *h)
+{
+	int64_t now = qc_now_ms();
+	uint32_t due, interval;
+	const char *emsg;
+	json_t *ticks, *out = NULL;
+
+	if (!h->demo)
+		return 0;
+	due = qc_demo_due(h->demo, now);
+	if (due) {
+		ticks = json_array();
+		for (uint32_t i = 0; ticks && i < due; i++)
+			json_array_append_new(ticks, qc_demo_next(h->demo, now));
+		if (ticks && publish(h, ticks, &out, &emsg) == QC_OK)
+			json_decref(out);
+		json_decref(ticks);
+	}
+	interval = 1000 / h->cfg->demo_feed.rate_per_s;
+	return interval < 10 ? 10 : interval > 1000 ? 1000 : interval;
+}
+
+/* ---- stream actions ---------------------------------------------------------------------- */
+
+/*
+ * Read "fields" (absent, null or [] = all) into @out (borrowed strings). Returns the count or
+ * -1 with the error set.
+ */
+static int read_fields(struct qc_hub *h, json_t *p, const char **out, const char **emsg)
+{
+	json_t *f = json_object_get(p, "fields"), *v;
+	size_t i;
+
+	if (!f || json_is_null(f))
+		return 0;
+	if (!json_is_array(f) || json_array_size(f) > QC_FIELDS_MAX) {
+		fail(h, emsg, QC_E_BAD_REQUEST, "\"fields\" must be an array of at most %d names",
+		     QC_FIELDS_MAX);
+		return -1;
+	}
+	json_array_foreach (f, i, v) {
+		if (!json_is_string(v) || !qc_field_valid(json_string_value(v))) {
+			fail(h, emsg, QC_E_BAD_REQUEST, "fields[%zu] must be a field name", i);
+			return -1;
+		}
+		out[i] = json_string_value(v);
+	}
+	return (int)json_array_size(f);
+}
+
+/* Read "symbol" or "symbols" into a new array of valid symbol strings, or NULL with the error. */
+static json_t *read_symbols(struct qc_hub *h, json_t *p, const char **emsg)
+{
+	json_t *one = json_object_get(p, "symbol"), *many = json_object_get(p, "symbols"), *v;
+	json_t *arr;
+	size_t i;
+
+	if (one && !json_is_null(one)) {
+		if (!json_is_string(one) || !qc_symbol_valid(json_string_value(one))) {
+			fail(h, emsg, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+			return NULL;
+		}
+		return json_pack("[O]", one);
+	}
+	if (!json_is_array(many) || !json_array_size(many) ||
+	    json_array_size(many) > h->cfg->limits.max_streams_per_connection) {
+		fail(h, emsg, QC_E_BAD_REQUEST,
+		     "\"symbol\" or a non-empty \"symbols\" array (at most "
+		     "limits.max_streams_per_connection) is required");
+		return NULL;
+	}
+	json_array_foreach (many, i, v) {
+		if (!json_is_string(v) || !qc_symbol_valid(json_string_value(v))) {
+			fail(h, emsg, QC_E_BAD_REQUEST, "symbols[%zu] must be a valid symbol", i);
+			return NULL;
+		}
+	}
+	arr = json_copy(many);
+	if (!arr)
+		fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	return arr;
+}
+
+static void send_frame(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+{
+	if (m) {
+		qc_hub_send(h, c, m);
+		qc_msg_unref(&m);
+	}
+}
+
+/* Whether a replay after @since is complete from the ring. */
+static bool recoverable(const struct qc_stream *s, uint64_t since)
+{
+	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
+
+	return since >= last || (oldest && since + 1 >= oldest);
+}
+
+/*
+ * After a subscribe: the snapshot and/or the replay of the ring after @since. Queued right
+ * behind the response, in the same loop pass as the subscription itself, so nothing published
+ * later can slip in between: no gap and no duplicate between replay and live.
+ */
+static bool catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub, bool snapshot,
+                     bool has_since, uint64_t since)
+{
+	const struct qc_stream *s = sub->stream;
+	const char *const *fields = qc_group_fields(sub->group);
+	size_t nfields = qc_group_nfields(sub->group);
+	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
+	bool recovered = true;
+	json_t *d;
+
+	if (has_since && since < last) {
+		uint64_t from = since + 1;
+
+		recovered = recoverable(s, since);
+		if (!recovered)
+			from = oldest ? oldest : last + 1;
+		for (uint64_t seq = from; seq && seq <= last; seq++) {
+			const struct qc_tick *t = qc_stream_tick(s, seq);
+
+			if (!t)
+				continue;
+			d = qc_fields_filter(fields, nfields, t->data);
+			if (!d)
+				continue;
+			send_frame(
+			    h, c,
+			    stream_frame(s, d, t->seq, t->timestamp, t->message_id, "replay"));
+			json_decref(d);
+		}
+	}
+	/* a snapshot when asked for, unless a complete replay made it pointless */
+	if (snapshot && last && (!has_since || !recovered)) {
+		d = qc_fields_filter(fields, nfields, qc_stream_snapshot(s));
+		if (d) {
+			send_frame(
+			    h, c,
+			    stream_frame(s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot"));
+			json_decref(d);
+		}
+	}
+	return recovered;
+}
+
+static json_t *list_of(json_t *result)
+{
+	return json_object_get(result, "streams");
+}
+
+enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                    const char **e)
+{
+	const char *fields[QC_FIELDS_MAX];
+	json_t *syms, *v, *jsince = json_object_get(p, "since_seq");
+	json_t *jsnap = json_object_get(p, "snapshot"), *result, *list;
+	uint32_t fresh = 0;
+	bool has_since = false;
+	uint64_t since = 0;
+	int nfields;
+	size_t i;
+
+	nfields = read_fields(h, p, fields, e);
+	if (nfields < 0)
+		return QC_E_BAD_REQUEST;
+	if (jsince && !json_is_null(jsince)) {
+		if (!json_is_integer(jsince) || json_integer_value(jsince) < 0)
+			return fail(h, e, QC_E_BAD_REQUEST,
+			            "\"since_seq\" must be a non-negative integer");
+		has_since = true;
+		since = (uint64_t)json_integer_value(jsince);
+	}
+	if (jsnap && !json_is_null(jsnap)) {
+		if (!json_is_boolean(jsnap))
+			return fail(h, e, QC_E_BAD_REQUEST, "\"snapshot\" must be a boolean");
+	}
+	syms = read_symbols(h, p, e);
+	if (!syms)
+		return QC_E_BAD_REQUEST;
+
+	/* all or nothing: count what is new before changing anything */
+	json_array_foreach (syms, i, v) {
+		struct qc_stream *s = qc_streams_find(h->streams, json_string_value(v));
+
+		if (!s || !qc_sub_set_find(&c->streams, s))
+			fresh++;
+	}
+	if (c->streams.count + fresh > h->cfg->limits.max_streams_per_connection) {
+		json_decref(syms);
+		return fail(h, e, QC_E_LIMIT_EXCEEDED, "limits.max_streams_per_connection (%u)",
+		            h->cfg->limits.max_streams_per_connection);
+	}
+
+	result = json_object();
+	list = json_array();
+	if (!result || !list)
+		goto nomem;
+	json_array_foreach (syms, i, v) {
+		struct qc_stream *s = qc_streams_get(h->streams, json_string_value(v));
+		struct qc_sub *sub;
+		int ret;
+
+		if (!s) {
+			json_decref(syms);
+			json_decref(result);
+			json_decref(list);
+			if (errno == ENOSPC)
+				return fail(h, e, QC_E_LIMIT_EXCEEDED,
+				            "streams.max_symbols reached");
+			return fail(h, e, QC_E_INTERNAL, "out of memory");
+		}
+		sub = qc_sub_set_find(&c->streams, s);
+		if (sub)
+			ret = qc_stream_set_filter(h->streams, sub, fields, (size_t)nfields);
+		else
+			ret = qc_stream_subscribe(h->streams, s, &c->streams, c, fields,
+			                          (size_t)nfields, &sub);
+		if (ret)
+			goto nomem;
+		json_array_append_new(list,
+		                      json_pack("{s:s, s:I, s:I}", "symbol", qc_stream_symbol(s),
+		                                "last_seq", (json_int_t)qc_stream_last_seq(s),
+		                                "oldest_seq", (json_int_t)qc_stream_oldest_seq(s)));
+	}
+	json_object_set_new(result, "subscribed", json_copy(syms));
+	json_object_set_new(result, "streams", list);
+	list = NULL;
+
+	/* recovery is judged now; the replay itself follows the response (after hook) */
+	if (has_since) {
+		bool all = true;
+		json_t *ent;
+
+		json_array_foreach (list_of(result), i, ent) {
+			struct qc_stream *s = qc_streams_find(
+			    h->streams, json_string_value(json_object_get(ent, "symbol")));
+			bool rec = recoverable(s, since);
+
+			json_object_set_new(ent, "recovered", json_boolean(rec));
+			all = all && rec;
+		}
+		json_object_set_new(result, "recovered", json_boolean(all));
+	}
+	json_decref(syms);
+	*d = result;
+	return QC_OK;
+
+nomem:
+	json_decref(syms);
+	json_decref(result);
+	json_decref(list);
+	return fail(h, e, QC_E_INTERNAL, "out of memory");
+}
+
+/*
+ * After the subscribe response is queued: snapshot and replay for each symbol, in the same
+ * loop pass, so nothing published later can slip in between.
+ */
+void qc_after_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p)
+{
+	json_t *jsince = json_object_get(p, "since_seq"), *jsnap = json_object_get(p, "snapshot");
+	const char *emsg;
+	json_t *syms = read_symbols(h, p, &emsg), *v;
+	size_t i;
+
+	if (!syms)
+		return;
+	json_array_foreach (syms, i, v) {
+		struct qc_stream *s = qc_streams_find(h->streams, json_string_value(v));
+		struct qc_sub *sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
+
+		if (sub)
+			catch_up(h, c, sub, !json_is_false(jsnap), json_is_integer(jsince),
+			         json_is_integer(jsince) ? (uint64_t)json_integer_value(jsince)
+			                                 : 0);
+	}
+	json_decref(syms);
+}
+
+enum qc_err qc_act_unsubscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                      const char **e)
+{
+	json_t *syms = read_symbols(h, p, e), *done, *v;
+	size_t i;
+
+	if (!syms)
+		return QC_E_BAD_REQUEST;
+	done = json_array();
+	json_array_foreach (syms, i, v) {
+		struct qc_stream *s = qc_streams_find(h->streams, json_string_value(v));
+
+		if (s && !qc_stream_unsubscribe(h->streams, s, &c->streams))
+			json_array_append(done, v);
+	}
+	json_decref(syms);
+	if (!json_array_size(done)) {
+		json_decref(done);
+		return fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
+	}
+	*d = json_pack("{s:o}", "unsubscribed", done);
+	return QC_OK;
+}
+
+enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                 const char **e)
+{
+	const char *fields[QC_FIELDS_MAX];
+	json_t *sym = json_object_get(p, "symbol");
+	struct qc_stream *s;
+	struct qc_sub *sub;
+	int nfields;
+
+	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+		return fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+	nfields = read_fields(h, p, fields, e);
+	if (nfields < 0)
+		return QC_E_BAD_REQUEST;
+	s = qc_streams_find(h->streams, json_string_value(sym));
+	sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
+	if (!sub)
+		return fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
+	if (qc_stream_set_filter(h->streams, sub, fields, (size_t)nfields))
+		return fail(h, e, QC_E_INTERNAL, "out of memory");
+	*d = json_pack("{s:O, s:o}", "symbol", sym, "fields", json_array());
+	for (int i = 0; i < nfields; i++)
+		json_array_append_new(json_object_get(*d, "fields"), json_string(fields[i]));
+	return QC_OK;
+}
+
+/* The stream_data shape (without the event envelope) of one ring entry, filtered. */
+static json_t *tick_json(const struct qc_stream *s, const struct qc_tick *t,
+                         const char *const *fields, size_t nfields)
+{
+	json_t *data = qc_fields_filter(fields, nfields, t->data), *j;
+
+	if (!data)
+		return NULL;
+	j = json_pack("{s:s, s:o, s:I, s:I}", "symbol", qc_stream_symbol(s), "data", data,
+	              "timestamp", (json_int_t)t->timestamp, "seq", (json_int_t)t->seq);
+	if (j && t->message_id[0])
+		json_object_set_new(j, "message_id", json_string(t->message_id));
+	return j;
+}
+
+enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                const char **e)
+{
+	json_t *sym = json_object_get(p, "symbol"), *jsince = json_object_get(p, "since_seq");
+	json_t *jlimit = json_object_get(p, "limit"), *msgs;
+	const char *const *fields = NULL;
+	uint64_t since = 0, last, oldest, from;
+	size_t nfields = 0, limit = BUFFERED_DEFAULT;
+	struct qc_stream *s;
+	struct qc_sub *sub;
+
+	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+		return fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+	if (jsince && !json_is_null(jsince) &&
+	    (!json_is_integer(jsince) || json_integer_value(jsince) < 0))
+		return fail(h, e, QC_E_BAD_REQUEST, "\"since_seq\" must be a non-negative integer");
+	if (jlimit && !json_is_null(jlimit) &&
+	    (!json_is_integer(jlimit) || json_integer_value(jlimit) < 1))
+		return fail(h, e, QC_E_BAD_REQUEST, "\"limit\" must be a positive integer");
+	if (json_is_integer(jlimit))
+		limit = (size_t)json_integer_value(jlimit);
+	if (limit > h->cfg->streams.buffer_size)
+		limit = h->cfg->streams.buffer_size;
+	s = qc_streams_find(h->streams, json_string_value(sym));
+	if (!s)
+		return fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
+	sub = qc_sub_set_find(&c->streams, s);
+	if (sub) {
+		fields = qc_group_fields(sub->group);
+		nfields = qc_group_nfields(sub->group);
+	}
+	last = qc_stream_last_seq(s);
+	oldest = qc_stream_oldest_seq(s);
+	if (json_is_integer(jsince)) {
+		since = (uint64_t)json_integer_value(jsince);
+		from = since + 1 < oldest ? oldest : since + 1;
+	} else {
+		from = last >= limit ? last - limit + 1 : 1;
+		if (from < oldest)
+			from = oldest;
+	}
+	msgs = json_array();
+	for (uint64_t seq = from; msgs && oldest && seq <= last && json_array_size(msgs) < limit;
+	     seq++) {
+		const struct qc_tick *t = qc_stream_tick(s, seq);
+		json_t *j = t ? tick_json(s, t, fields, nfields) : NULL;
+
+		if (j)
+			json_array_append_new(msgs, j);
+	}
+	*d = json_pack("{s:O, s:o, s:I, s:I}", "symbol", sym, "messages", msgs, "oldest_seq",
+	               (json_int_t)oldest, "last_seq", (json_int_t)last);
+	return QC_OK;
+}
+
+enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                   const char **e)
+{
+	const char *fields[QC_FIELDS_MAX];
+	json_t *sym = json_object_get(p, "symbol"), *data;
+	struct qc_stream *s;
+	int nfields;
+
+	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+		return fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+	nfields = read_fields(h, p, fields, e);
+	if (nfields < 0)
+		return QC_E_BAD_REQUEST;
+	s = qc_streams_find(h->streams, json_string_value(sym));
+	if (!s || !qc_stream_last_seq(s))
+		return fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
+	data = qc_fields_filter(fields, (size_t)nfields, qc_stream_snapshot(s));
+	if (!data)
+		data = json_object();
+	*d = json_pack("{s:O, s:o, s:I, s:I}", "symbol", sym, "data", data, "seq",
+	               (json_int_t)qc_stream_last_seq(s), "timestamp",
+	               (json_int_t)qc_stream_snapshot_time(s));
+	return QC_OK;
+}

@@ -1,0 +1,269 @@
+/*
+ * server: the lws context, its vhost and protocols, the event loop, signals, the graceful
+ * shutdown and systemd notification. Owns struct qc_server for the life of the process.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "quotecast/server.h"
+
+#define STOP_GRACE_MS 5000 /* how long a shutdown waits for connections to drain */
+
+static volatile sig_atomic_t signalled; /* poll loop: set by the signal handler */
+static struct qc_server *the_server;    /* for the libuv/libev signal callback */
+
+struct qc_server *qc_server_get(struct lws *wsi)
+{
+	return lws_context_user(lws_get_context(wsi));
+}
+
+static void finish(struct qc_server *srv)
+{
+	if (srv->done)
+		return;
+	srv->done = true;
+	lws_sul_cancel(&srv->sul_stop);
+	lws_sul_cancel(&srv->sul_watchdog);
+	lws_sul_cancel(&srv->sul_demo);
+	lwsl_user("quotecast: all connections closed, exiting\n");
+	if (srv->uv_like)
+		lws_context_destroy(srv->ctx); /* makes lws_service() return */
+	else
+		lws_cancel_service(srv->ctx);
+}
+
+static void stop_tick(lws_sorted_usec_list_t *sul)
+{
+	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_stop);
+
+	if (!qc_hub_nconns(srv->hub) || qc_now_ms() >= srv->stop_deadline_ms) {
+		finish(srv);
+		return;
+	}
+	lws_sul_schedule(srv->ctx, 0, &srv->sul_stop, stop_tick, 50 * LWS_US_PER_MS);
+}
+
+void qc_server_begin_stop(struct qc_server *srv)
+{
+	uint32_t open;
+
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	sd_notify(0, "STOPPING=1");
+	open = qc_hub_shutdown(srv->hub);
+	lwsl_user("quotecast: stopping, closing %u connection(s) with 1001\n", open);
+	srv->stop_deadline_ms = qc_now_ms() + STOP_GRACE_MS;
+	lws_sul_schedule(srv->ctx, 0, &srv->sul_stop, stop_tick, 1);
+	/*
+	 * We may be in the event library's signal callback, outside any lws service pass: the
+	 * loop's timer is only re-armed when lws services something, so wake it.
+	 */
+	lws_cancel_service(srv->ctx);
+}
+
+void qc_server_conn_gone(struct qc_server *srv)
+{
+	if (srv->stopping && !srv->done && !qc_hub_nconns(srv->hub))
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_stop, stop_tick, 1);
+}
+
+static void watchdog_tick(lws_sorted_usec_list_t *sul)
+{
+	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_watchdog);
+
+	sd_notify(0, "WATCHDOG=1");
+	lws_sul_schedule(srv->ctx, 0, &srv->sul_watchdog, watchdog_tick,
+	                 (lws_usec_t)srv->watchdog_usec / 2);
+}
+
+static void demo_tick(lws_sorted_usec_list_t *sul)
+{
+	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_demo);
+	uint32_t next_ms = qc_hub_demo_tick(srv->hub);
+
+	if (next_ms && !srv->stopping)
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_demo, demo_tick,
+		                 (lws_usec_t)next_ms * LWS_US_PER_MS);
+}
+
+/* libuv / libev: lws watches SIGINT/SIGTERM itself and calls this on the loop. */
+static void evlib_signal(void *handle, int signum)
+{
+	if (the_server && (signum == SIGINT || signum == SIGTERM))
+		qc_server_begin_stop(the_server);
+}
+
+static void on_signal(int signum)
+{
+	signalled = signum;
+}
+
+static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
+static const struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "quotecast", ""};
+
+static int log_mask(enum qc_log_level l)
+{
+	switch (l) {
+	case QC_LOG_ERROR:
+		return LLL_ERR;
+	case QC_LOG_WARN:
+		return LLL_ERR | LLL_WARN;
+	case QC_LOG_INFO:
+		return LLL_ERR | LLL_WARN | LLL_USER | LLL_NOTICE;
+	case QC_LOG_DEBUG:
+	default:
+		return LLL_ERR | LLL_WARN | LLL_USER | LLL_NOTICE | LLL_INFO;
+	}
+}
+
+static struct lws_context *create_context(struct qc_server *srv, struct lws_protocols *protocols,
+                                          const lws_retry_bo_t *retry, uint64_t loop_option)
+{
+	const struct qc_config *cfg = srv->cfg;
+	struct lws_context_creation_info info;
+
+	memset(&info, 0, sizeof(info));
+	info.port = (int)cfg->listen_port;
+	info.iface = cfg->listen_host[0] && strcmp(cfg->listen_host, "0.0.0.0") &&
+	                     strcmp(cfg->listen_host, "::")
+	                 ? cfg->listen_host
+	                 : NULL;
+	info.protocols = protocols;
+	info.pvo = &pvo;
+	info.vhost_name = "default";
+	info.user = srv;
+	info.options = loop_option | LWS_SERVER_OPTION_DISABLE_IPV6;
+	if (!strcmp(cfg->listen_host, "::"))
+		info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.signal_cb = evlib_signal;
+	info.retry_and_idle_policy = retry;
+	info.timeout_secs = 10;
+	info.keepalive_timeout = 30;
+	info.alpn = "http/1.1"; /* pre-framed raw writes rule out ws over h2 */
+	if (cfg->tls_cert[0]) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = cfg->tls_cert;
+		info.ssl_private_key_filepath = cfg->tls_key;
+	}
+	return lws_create_context(&info);
+}
+
+int qc_server_run(const struct qc_config *cfg)
+{
+	struct lws_protocols protocols[] = {
+	    {"http", qc_http_callback, qc_http_pss_size(), 0, 0, NULL, 0},
+	    {"quotecast", qc_ws_callback, sizeof(struct qc_conn), 2048, 0, NULL,
+	     QC_TX_CHUNK + LWS_PRE},
+	    {NULL, NULL, 0, 0, 0, NULL, 0},
+	};
+	lws_retry_bo_t retry = {
+	    .secs_since_valid_ping =
+	        (uint16_t)(cfg->limits.idle_timeout_s / 2 ? cfg->limits.idle_timeout_s / 2 : 1),
+	    .secs_since_valid_hangup = (uint16_t)cfg->limits.idle_timeout_s,
+	};
+	struct qc_transport transport = qc_ws_transport;
+	struct qc_server *srv;
+	struct rlimit rl;
+	int n = 0, status = 0;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return 1;
+	srv->cfg = cfg;
+	transport.ctx = srv;
+	srv->hub = qc_hub_new(cfg, &transport);
+	if (!srv->hub) {
+		free(srv);
+		return 1;
+	}
+	the_server = srv;
+	lws_set_log_level(log_mask(cfg->log_level), NULL);
+
+	/* lws sizes its fd table from the soft limit: take the whole hard limit */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+
+	switch (cfg->event_loop) {
+	case QC_LOOP_AUTO:
+	case QC_LOOP_LIBUV:
+		srv->ctx = create_context(srv, protocols, &retry, LWS_SERVER_OPTION_LIBUV);
+		srv->loop_name = "libuv";
+		srv->uv_like = true;
+		if (srv->ctx || cfg->event_loop == QC_LOOP_LIBUV)
+			break;
+		lwsl_warn("quotecast: libuv event library unavailable, falling back to poll\n");
+		/* fall through */
+	case QC_LOOP_POLL:
+		srv->ctx = create_context(srv, protocols, &retry, 0);
+		srv->loop_name = "poll";
+		srv->uv_like = false;
+		break;
+	case QC_LOOP_LIBEV:
+		srv->ctx = create_context(srv, protocols, &retry, LWS_SERVER_OPTION_LIBEV);
+		srv->loop_name = "libev";
+		srv->uv_like = true;
+		break;
+	}
+	if (!srv->ctx) {
+		lwsl_err("quotecast: cannot start the server on %s:%u (event loop %s)\n",
+		         cfg->listen_host, cfg->listen_port, srv->loop_name);
+		status = 1;
+		goto out;
+	}
+	qc_hub_set_event_loop(srv->hub, srv->loop_name);
+	if (!srv->uv_like) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	lwsl_user("quotecast %s listening on %s:%u (%s%s, event loop %s)\n", QC_VERSION,
+	          cfg->listen_host, cfg->listen_port, cfg->tls_cert[0] ? "wss/https" : "ws/http",
+	          "", srv->loop_name);
+	if (!cfg->store_url[0])
+		lwsl_warn(
+		    "quotecast: store.url is empty: MEMORY ONLY, nothing survives a restart\n");
+	if (cfg->auth_mode == QC_AUTH_NONE)
+		lwsl_warn(
+		    "quotecast: auth.mode is none: ANYONE CAN BE ANYONE (?user_id=, ?roles=)\n");
+
+	if (sd_watchdog_enabled(0, &srv->watchdog_usec) > 0)
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_watchdog, watchdog_tick, 1);
+	if (cfg->demo_feed.enabled) {
+		if (qc_hub_demo_start(srv->hub)) {
+			lwsl_err("quotecast: cannot start the demo feed\n");
+			status = 1;
+			goto out;
+		}
+		lwsl_user("quotecast: demo feed on: %u ticks/s over %zu symbols\n",
+		          cfg->demo_feed.rate_per_s, cfg->demo_feed.nsymbols);
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_demo, demo_tick, 1);
+	}
+	sd_notify(0, "READY=1");
+
+	while (n >= 0 && !srv->done) {
+		n = lws_service(srv->ctx, 0);
+		if (signalled && !srv->stopping)
+			qc_server_begin_stop(srv);
+	}
+out:
+	if (srv->ctx)
+		lws_context_destroy(srv->ctx);
+	the_server = NULL;
+	qc_hub_free(srv->hub);
+	free(srv);
+	return status;
+}

@@ -1,0 +1,691 @@
+/*
+ * stream: per-symbol market streams.
+ *
+ * Owns the streams (a uthash by symbol), and in each stream its ring of ticks (one array of
+ * buffer_size slots allocated with the stream), its message-id window (src/dedup.c), its
+ * snapshot object, its filter groups (a uthash keyed by the canonical field set) and the
+ * subscriptions in them. A subscription is also linked into the connection's
+ * struct qc_sub_set (a uthash keyed by the stream pointer), which is the caller's memory but
+ * whose hash table uthash allocates here. Connections are borrowed.
+ *
+ * Ticks' data are shared, not copied: the ring holds a reference to each tick's object and
+ * the snapshot holds references to the newest value of every field. So a tick's data, and
+ * every value in it, must be treated as immutable once applied (nothing in quotecast mutates
+ * a parsed tick afterwards); only the snapshot object itself is changed here.
+ *
+ * A group's canonical key is one byte with the number of fields followed by the fields,
+ * sorted by bytes, deduplicated, each with its NUL; the group's field array points into it.
+ * The empty set (all fields) is the key "\0".
+ *
+ * uthash is built here with HASH_NONFATAL_OOM so that a failed table allocation is reported
+ * as -ENOMEM instead of exiting the process.
+ */
+#define HASH_NONFATAL_OOM 1
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quotecast/dedup.h"
+#include "quotecast/stream.h"
+
+#define KEY_MAX (1 + QC_FIELDS_MAX * (QC_FIELD_MAX + 1))
+
+struct qc_group {
+	struct qc_sub *subs; /* head of the member list */
+	uint32_t nsubs;
+	size_t nfields;
+	size_t keylen;
+	char *key;
+	UT_hash_handle hh;    /* in qc_stream.groups */
+	const char *fields[]; /* nfields pointers into key, then the key bytes */
+};
+
+struct qc_stream {
+	struct qc_streams *ss;
+	uint32_t id;
+	uint32_t nsubs;
+	uint64_t last_seq;
+	bool has_version;
+	int64_t last_version;
+	json_t *snapshot;
+	int64_t snapshot_time;
+	struct qc_tick *ring;
+	uint32_t ring_start; /* slot of the oldest tick */
+	uint32_t ring_count;
+	struct qc_dedup *dedup;
+	struct qc_group *groups; /* uthash head, insertion order */
+	UT_hash_handle hh;       /* in qc_streams.by_symbol */
+	char symbol[QC_SYMBOL_MAX + 1];
+};
+
+struct qc_streams {
+	struct qc_stream *by_symbol; /* uthash head */
+	uint32_t count;
+	uint32_t next_id;
+	uint32_t buffer_size;
+	uint32_t dedup_window;
+	uint32_t max_symbols;
+	uint64_t nsubs;
+	json_t *placeholder; /* marks snapshot keys added by an apply in progress */
+};
+
+/* A canonical field set, built on the stack before anything changes. */
+struct fieldset {
+	size_t n;
+	const char *f[QC_FIELDS_MAX];
+	size_t keylen;
+	char key[KEY_MAX];
+};
+
+bool qc_symbol_valid(const char *s)
+{
+	size_t i;
+
+	if (!s || !*s)
+		return false;
+	for (i = 0; s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (i == QC_SYMBOL_MAX)
+			return false;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '.' || c == '_' || c == ':' || c == '-')
+			continue;
+		return false;
+	}
+	return true;
+}
+
+bool qc_field_valid(const char *s)
+{
+	size_t i;
+
+	if (!s || !*s)
+		return false;
+	for (i = 0; s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (i == QC_FIELD_MAX || c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+struct qc_streams *qc_streams_new(uint32_t buffer_size, uint32_t dedup_window, uint32_t max_symbols)
+{
+	struct qc_streams *ss;
+
+	if (!buffer_size || !dedup_window || !max_symbols || dedup_window > QC_DEDUP_WINDOW_MAX) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		goto fail;
+	ss->placeholder = json_object();
+	if (!ss->placeholder)
+		goto fail_free;
+	ss->next_id = 1;
+	ss->buffer_size = buffer_size;
+	ss->dedup_window = dedup_window;
+	ss->max_symbols = max_symbols;
+	return ss;
+
+fail_free:
+	free(ss);
+fail:
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void free_group(struct qc_stream *s, struct qc_group *g)
+{
+	HASH_DELETE(hh, s->groups, g);
+	free(g);
+}
+
+/* Unlinks @sub from its group, its set and the counters; frees neither @sub nor the group. */
+static void unlink_sub(struct qc_sub *sub)
+{
+	struct qc_group *g = sub->group;
+	struct qc_stream *s = sub->stream;
+
+	if (sub->group_prev)
+		sub->group_prev->group_next = sub->group_next;
+	else
+		g->subs = sub->group_next;
+	if (sub->group_next)
+		sub->group_next->group_prev = sub->group_prev;
+	g->nsubs--;
+
+	HASH_DELETE(hh, sub->set->by_stream, sub);
+	sub->set->count--;
+
+	s->nsubs--;
+	s->ss->nsubs--;
+}
+
+/* Removes @sub, and its group when that was the last member. */
+static void remove_sub(struct qc_sub *sub)
+{
+	struct qc_group *g = sub->group;
+	struct qc_stream *s = sub->stream;
+
+	unlink_sub(sub);
+	free(sub);
+	if (!g->nsubs)
+		free_group(s, g);
+}
+
+static void free_stream(struct qc_streams *ss, struct qc_stream *s)
+{
+	struct qc_group *g, *tmp;
+	uint32_t i, n;
+
+	/*
+	 * The subscriptions leave the connections' sets too: that frees the sets' hash tables,
+	 * which uthash allocated, and leaves the sets consistent. The last removal in a group
+	 * frees the group.
+	 */
+	HASH_ITER (hh, s->groups, g, tmp) {
+		for (n = g->nsubs; n; n--)
+			remove_sub(g->subs);
+	}
+	for (i = 0; i < s->ring_count; i++)
+		json_decref(s->ring[(s->ring_start + i) % ss->buffer_size].data);
+	HASH_DELETE(hh, ss->by_symbol, s);
+	ss->count--;
+	qc_dedup_free(s->dedup);
+	json_decref(s->snapshot);
+	free(s->ring);
+	free(s);
+}
+
+void qc_streams_free(struct qc_streams *ss)
+{
+	struct qc_stream *s, *tmp;
+
+	if (!ss)
+		return;
+	HASH_ITER (hh, ss->by_symbol, s, tmp) {
+		free_stream(ss, s);
+	}
+	json_decref(ss->placeholder);
+	free(ss);
+}
+
+struct qc_stream *qc_streams_find(const struct qc_streams *ss, const char *symbol)
+{
+	struct qc_stream *s;
+	size_t len;
+
+	if (!symbol)
+		return NULL;
+	len = strnlen(symbol, QC_SYMBOL_MAX + 1);
+	if (!len || len > QC_SYMBOL_MAX)
+		return NULL;
+	HASH_FIND(hh, ss->by_symbol, symbol, len, s);
+	return s;
+}
+
+struct qc_stream *qc_streams_get(struct qc_streams *ss, const char *symbol)
+{
+	struct qc_stream *s;
+	size_t len;
+
+	if (!qc_symbol_valid(symbol)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	len = strlen(symbol);
+	HASH_FIND(hh, ss->by_symbol, symbol, len, s);
+	if (s)
+		return s;
+	if (ss->count >= ss->max_symbols) {
+		errno = ENOSPC;
+		return NULL;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto fail;
+	s->ring = calloc(ss->buffer_size, sizeof(*s->ring));
+	if (!s->ring)
+		goto fail_free;
+	s->dedup = qc_dedup_new(ss->dedup_window);
+	if (!s->dedup)
+		goto fail_ring;
+	s->snapshot = json_object();
+	if (!s->snapshot)
+		goto fail_dedup;
+	s->ss = ss;
+	memcpy(s->symbol, symbol, len);
+	HASH_ADD_KEYPTR(hh, ss->by_symbol, s->symbol, len, s);
+	if (!s->hh.tbl)
+		goto fail_snapshot;
+	s->id = ss->next_id++;
+	ss->count++;
+	return s;
+
+fail_snapshot:
+	json_decref(s->snapshot);
+fail_dedup:
+	qc_dedup_free(s->dedup);
+fail_ring:
+	free(s->ring);
+fail_free:
+	free(s);
+fail:
+	errno = ENOMEM;
+	return NULL;
+}
+
+uint32_t qc_streams_count(const struct qc_streams *ss)
+{
+	return ss->count;
+}
+
+uint64_t qc_streams_nsubs(const struct qc_streams *ss)
+{
+	return ss->nsubs;
+}
+
+static size_t message_id_len(const char *message_id)
+{
+	return message_id ? strnlen(message_id, QC_MESSAGE_ID_MAX) : 0;
+}
+
+/*
+ * json_object_update() can fail half way and leave the snapshot half merged. So first add
+ * the fields the snapshot lacks, holding the placeholder (the only step that allocates, and
+ * undone if it fails), then replace every value in place through iterators, which cannot
+ * fail. In the steady state (no new field) nothing is allocated.
+ */
+static int merge_snapshot(struct qc_stream *s, json_t *data)
+{
+	json_t *snap = s->snapshot, *placeholder = s->ss->placeholder, *value;
+	const char *key;
+	void *it;
+
+	json_object_foreach (data, key, value) {
+		if (json_object_iter_at(snap, key))
+			continue;
+		if (json_object_set_nocheck(snap, key, placeholder))
+			goto fail_undo;
+	}
+	json_object_foreach (data, key, value) {
+		it = json_object_iter_at(snap, key);
+		json_object_iter_set(snap, it, value);
+	}
+	return 0;
+
+fail_undo:
+	json_object_foreach (data, key, value) {
+		if (json_object_get(snap, key) == placeholder)
+			json_object_del(snap, key);
+	}
+	return -ENOMEM;
+}
+
+static struct qc_tick *ring_append(struct qc_stream *s)
+{
+	uint32_t size = s->ss->buffer_size;
+	struct qc_tick *t;
+
+	if (s->ring_count < size) {
+		t = &s->ring[(s->ring_start + s->ring_count) % size];
+		s->ring_count++;
+	} else {
+		t = &s->ring[s->ring_start];
+		json_decref(t->data);
+		s->ring_start = s->ring_start + 1 == size ? 0 : s->ring_start + 1;
+	}
+	return t;
+}
+
+int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, bool has_version,
+                    int64_t version, int64_t timestamp, const struct qc_tick **out)
+{
+	size_t idlen = message_id_len(message_id);
+	struct qc_tick *t;
+
+	if (!json_is_object(data) || !json_object_size(data))
+		return -EINVAL;
+	if (idlen && qc_dedup_seen(s->dedup, message_id, idlen))
+		return QC_TICK_DUPLICATE;
+	if (has_version && s->has_version && version <= s->last_version)
+		return QC_TICK_STALE;
+
+	if (merge_snapshot(s, data))
+		return -ENOMEM;
+
+	s->last_seq++;
+	if (has_version) {
+		s->has_version = true;
+		s->last_version = version;
+	}
+	s->snapshot_time = timestamp;
+
+	t = ring_append(s);
+	t->seq = s->last_seq;
+	t->timestamp = timestamp;
+	t->data = json_incref(data);
+	memcpy(t->message_id, message_id ? message_id : "", idlen);
+	t->message_id[idlen] = '\0';
+
+	if (idlen)
+		qc_dedup_insert(s->dedup, message_id, idlen);
+	if (out)
+		*out = t;
+	return QC_TICK_ACCEPTED;
+}
+
+bool qc_stream_seen(const struct qc_stream *s, const char *message_id)
+{
+	size_t idlen = message_id_len(message_id);
+
+	return idlen && qc_dedup_seen(s->dedup, message_id, idlen);
+}
+
+const char *qc_stream_symbol(const struct qc_stream *s)
+{
+	return s->symbol;
+}
+
+uint32_t qc_stream_id(const struct qc_stream *s)
+{
+	return s->id;
+}
+
+uint64_t qc_stream_last_seq(const struct qc_stream *s)
+{
+	return s->last_seq;
+}
+
+json_t *qc_stream_snapshot(const struct qc_stream *s)
+{
+	return s->snapshot;
+}
+
+int64_t qc_stream_snapshot_time(const struct qc_stream *s)
+{
+	return s->snapshot_time;
+}
+
+/* Every accepted tick enters the ring, so the seqs in it are consecutive up to last_seq. */
+uint64_t qc_stream_oldest_seq(const struct qc_stream *s)
+{
+	return s->ring_count ? s->last_seq - s->ring_count + 1 : 0;
+}
+
+const struct qc_tick *qc_stream_tick(const struct qc_stream *s, uint64_t seq)
+{
+	uint64_t oldest = qc_stream_oldest_seq(s);
+
+	if (!s->ring_count || seq < oldest || seq > s->last_seq)
+		return NULL;
+	return &s->ring[(s->ring_start + (seq - oldest)) % s->ss->buffer_size];
+}
+
+/*
+ * Sorts and deduplicates @fields into @fs by insertion (at most QC_FIELDS_MAX distinct, so no
+ * allocation), then writes the key. -EINVAL on a bad name or too many distinct names.
+ */
+static int canonical_fields(struct fieldset *fs, const char *const *fields, size_t nfields)
+{
+	size_t i, lo, hi, mid, len;
+	char *p;
+	int cmp;
+
+	fs->n = 0;
+	if (nfields && !fields)
+		return -EINVAL;
+	for (i = 0; i < nfields; i++) {
+		if (!qc_field_valid(fields[i]))
+			return -EINVAL;
+		lo = 0;
+		hi = fs->n;
+		cmp = 1;
+		while (lo < hi) {
+			mid = lo + (hi - lo) / 2;
+			cmp = strcmp(fields[i], fs->f[mid]);
+			if (!cmp)
+				break;
+			if (cmp < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		if (!cmp)
+			continue;
+		if (fs->n == QC_FIELDS_MAX)
+			return -EINVAL;
+		memmove(&fs->f[lo + 1], &fs->f[lo], (fs->n - lo) * sizeof(fs->f[0]));
+		fs->f[lo] = fields[i];
+		fs->n++;
+	}
+
+	p = fs->key;
+	*p++ = (char)fs->n;
+	for (i = 0; i < fs->n; i++) {
+		len = strlen(fs->f[i]) + 1;
+		memcpy(p, fs->f[i], len);
+		p += len;
+	}
+	fs->keylen = (size_t)(p - fs->key);
+	return 0;
+}
+
+/* The group of @fs in @s, created (with no member) when there is none; NULL on ENOMEM. */
+static struct qc_group *get_group(struct qc_stream *s, const struct fieldset *fs)
+{
+	struct qc_group *g;
+	const char *f;
+	size_t i;
+
+	HASH_FIND(hh, s->groups, fs->key, fs->keylen, g);
+	if (g)
+		return g;
+
+	g = calloc(1, sizeof(*g) + fs->n * sizeof(g->fields[0]) + fs->keylen);
+	if (!g)
+		return NULL;
+	g->nfields = fs->n;
+	g->keylen = fs->keylen;
+	g->key = (char *)&g->fields[fs->n];
+	memcpy(g->key, fs->key, fs->keylen);
+	f = g->key + 1;
+	for (i = 0; i < fs->n; i++) {
+		g->fields[i] = f;
+		f += strlen(f) + 1;
+	}
+	HASH_ADD_KEYPTR(hh, s->groups, g->key, g->keylen, g);
+	if (!g->hh.tbl) {
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+static void link_sub(struct qc_group *g, struct qc_sub *sub)
+{
+	sub->group = g;
+	sub->group_prev = NULL;
+	sub->group_next = g->subs;
+	if (g->subs)
+		g->subs->group_prev = sub;
+	g->subs = sub;
+	g->nsubs++;
+}
+
+int qc_stream_subscribe(struct qc_streams *ss, struct qc_stream *s, struct qc_sub_set *set,
+                        void *conn, const char *const *fields, size_t nfields, struct qc_sub **out)
+{
+	struct fieldset fs;
+	struct qc_group *g;
+	struct qc_sub *sub;
+	int err;
+
+	err = canonical_fields(&fs, fields, nfields);
+	if (err)
+		return err;
+	HASH_FIND_PTR(set->by_stream, &s, sub);
+	if (sub)
+		return -EEXIST;
+
+	g = get_group(s, &fs);
+	if (!g)
+		return -ENOMEM;
+	sub = calloc(1, sizeof(*sub));
+	if (!sub)
+		goto fail_group;
+	sub->stream = s;
+	sub->conn = conn;
+	sub->set = set;
+	HASH_ADD_PTR(set->by_stream, stream, sub);
+	if (!sub->hh.tbl)
+		goto fail_free;
+	set->count++;
+
+	link_sub(g, sub);
+	s->nsubs++;
+	ss->nsubs++;
+	if (out)
+		*out = sub;
+	return 0;
+
+fail_free:
+	free(sub);
+fail_group:
+	if (!g->nsubs)
+		free_group(s, g);
+	return -ENOMEM;
+}
+
+int qc_stream_set_filter(struct qc_streams *ss, struct qc_sub *sub, const char *const *fields,
+                         size_t nfields)
+{
+	struct qc_group *old = sub->group, *g;
+	struct fieldset fs;
+	int err;
+
+	(void)ss;
+	err = canonical_fields(&fs, fields, nfields);
+	if (err)
+		return err;
+	if (fs.keylen == old->keylen && !memcmp(fs.key, old->key, fs.keylen))
+		return 0;
+	g = get_group(sub->stream, &fs);
+	if (!g)
+		return -ENOMEM;
+
+	if (sub->group_prev)
+		sub->group_prev->group_next = sub->group_next;
+	else
+		old->subs = sub->group_next;
+	if (sub->group_next)
+		sub->group_next->group_prev = sub->group_prev;
+	old->nsubs--;
+	if (!old->nsubs)
+		free_group(sub->stream, old);
+	link_sub(g, sub);
+	return 0;
+}
+
+int qc_stream_unsubscribe(struct qc_streams *ss, struct qc_stream *s, struct qc_sub_set *set)
+{
+	struct qc_sub *sub;
+
+	(void)ss;
+	HASH_FIND_PTR(set->by_stream, &s, sub);
+	if (!sub)
+		return -ENOENT;
+	remove_sub(sub);
+	return 0;
+}
+
+void qc_stream_unsubscribe_all(struct qc_streams *ss, struct qc_sub_set *set)
+{
+	struct qc_sub *sub, *tmp;
+
+	(void)ss;
+	HASH_ITER (hh, set->by_stream, sub, tmp) {
+		remove_sub(sub);
+	}
+}
+
+struct qc_sub *qc_sub_set_find(const struct qc_sub_set *set, const struct qc_stream *s)
+{
+	struct qc_sub *sub;
+
+	HASH_FIND_PTR(set->by_stream, &s, sub);
+	return sub;
+}
+
+uint32_t qc_stream_nsubs(const struct qc_stream *s)
+{
+	return s->nsubs;
+}
+
+struct qc_group *qc_stream_groups(const struct qc_stream *s)
+{
+	return s->groups;
+}
+
+struct qc_group *qc_group_next(const struct qc_group *g)
+{
+	return g->hh.next;
+}
+
+struct qc_sub *qc_group_subs(const struct qc_group *g)
+{
+	return g->subs;
+}
+
+uint32_t qc_group_nsubs(const struct qc_group *g)
+{
+	return g->nsubs;
+}
+
+size_t qc_group_nfields(const struct qc_group *g)
+{
+	return g->nfields;
+}
+
+const char *const *qc_group_fields(const struct qc_group *g)
+{
+	return g->fields;
+}
+
+json_t *qc_fields_filter(const char *const *fields, size_t nfields, json_t *data)
+{
+	json_t *out = NULL, *value;
+	size_t i;
+
+	if (!nfields)
+		return json_incref(data);
+	for (i = 0; i < nfields; i++) {
+		value = json_object_get(data, fields[i]);
+		if (!value)
+			continue;
+		if (!out) {
+			out = json_object();
+			if (!out)
+				return NULL;
+		}
+		/* The name equals a key of @data, so it is valid UTF-8 already. */
+		if (json_object_set_nocheck(out, fields[i], value))
+			goto fail_out;
+	}
+	return out;
+
+fail_out:
+	json_decref(out);
+	return NULL;
+}
+
+json_t *qc_group_filter(const struct qc_group *g, json_t *data)
+{
+	return qc_fields_filter(g->fields, g->nfields, data);
+}

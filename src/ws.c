@@ -1,0 +1,213 @@
+/*
+ * ws: the WebSocket transport. The per-session data lws allocates for each connection IS the
+ * struct qc_conn (no separate allocation). This file reassembles incoming messages within
+ * limits.max_message_bytes, hands them to the hub, and drains each connection's outq: queued
+ * frames already carry their WebSocket headers, so as many as fit are copied back to back and
+ * leave in one LWS_WRITE_RAW write per WRITEABLE callback.
+ */
+#include <string.h>
+
+#include "quotecast/server.h"
+
+_Static_assert(QC_MSG_HEADROOM >= LWS_PRE, "msg headroom must cover LWS_PRE");
+
+static void ws_want_write(void *ctx, struct qc_conn *c)
+{
+	if (c->transport)
+		lws_callback_on_writable(c->transport);
+}
+
+static void ws_close(void *ctx, struct qc_conn *c)
+{
+	if (!c->transport)
+		return;
+	lws_callback_on_writable(c->transport);
+	/*
+	 * A peer that stopped reading never makes its socket writeable again: give the close
+	 * frame a few seconds, then drop the connection without it.
+	 */
+	if (c->closing == QC_CLOSE_NOW)
+		lws_set_timeout(c->transport, PENDING_TIMEOUT_CLOSE_SEND, 3);
+}
+
+const struct qc_transport qc_ws_transport = {
+    .want_write = ws_want_write,
+    .close = ws_close,
+};
+
+/* Read ?user_id=, ?roles=, ?batch= from the upgrade request. */
+static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
+{
+	char arg[256];
+
+	for (int i = 0;
+	     lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+		if (!strncmp(arg, "user_id=", 8) && srv->cfg->auth_mode == QC_AUTH_NONE) {
+			snprintf(c->user_id, sizeof(c->user_id), "%s", arg + 8);
+		} else if (!strncmp(arg, "roles=", 6) && srv->cfg->auth_mode == QC_AUTH_NONE) {
+			c->roles = 0;
+			if (strstr(arg + 6, "admin"))
+				c->roles |= QC_ROLE_ADMIN;
+			if (strstr(arg + 6, "publisher"))
+				c->roles |= QC_ROLE_PUBLISHER;
+		} else if (!strcmp(arg, "batch=1")) {
+			c->batch = 1;
+		}
+	}
+}
+
+static const char *close_text(uint16_t code)
+{
+	switch (code) {
+	case 1001:
+		return "server shutting down";
+	case 1008:
+		return "too many malformed messages";
+	case 1009:
+		return "message too large";
+	case 4008:
+		return "slow consumer: send queue full";
+	case 4029:
+		return "rate limited";
+	default:
+		return "internal error";
+	}
+}
+
+/*
+ * Send the close frame ourselves, pre-framed like every other frame, then let lws drop the
+ * connection (it flushes what is still buffered first). lws_close_reason() followed by a -1
+ * from WRITEABLE did not put the frame on the wire here (seen with strace), so we do not rely
+ * on it.
+ */
+static int send_close(struct lws *wsi, struct qc_server *srv, uint16_t code)
+{
+	const char *why = close_text(code);
+	size_t wlen = strlen(why);
+	unsigned char *p = srv->scratch + LWS_PRE;
+
+	p[0] = 0x88; /* FIN + close */
+	p[1] = (unsigned char)(2 + wlen);
+	p[2] = (unsigned char)(code >> 8);
+	p[3] = (unsigned char)(code & 0xff);
+	memcpy(p + 4, why, wlen);
+	lws_write(wsi, p, 4 + wlen, LWS_WRITE_RAW);
+	return -1;
+}
+
+static int on_receive(struct lws *wsi, struct qc_server *srv, struct qc_conn *c, const char *in,
+                      size_t len)
+{
+	size_t remaining = lws_remaining_packet_payload(wsi);
+	bool complete = lws_is_final_fragment(wsi) && !remaining;
+	size_t max = srv->cfg->limits.max_message_bytes;
+	unsigned char *grown;
+
+	if (c->closing)
+		return 0; /* a close is on its way: what else arrives is not read */
+	if (c->rx_len + len + remaining > max) {
+		free(c->rx);
+		c->rx = NULL;
+		c->rx_len = 0;
+		qc_hub_close(srv->hub, c, 1009, QC_CLOSE_NOW);
+		return 0;
+	}
+
+	if (complete && !c->rx) {
+		/* the common case: the whole message is in lws' rx buffer, no copy */
+		qc_hub_rx(srv->hub, c, in, len, lws_frame_is_binary(wsi));
+		return 0;
+	}
+	/* fragmented or larger than the rx buffer: reassemble only while incomplete */
+	grown = realloc(c->rx, c->rx_len + len + 1);
+	if (!grown) {
+		qc_hub_close(srv->hub, c, 1011, QC_CLOSE_NOW);
+		return 0;
+	}
+	c->rx = grown;
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	if (!complete)
+		return 0;
+	qc_hub_rx(srv->hub, c, (const char *)c->rx, c->rx_len, lws_frame_is_binary(wsi));
+	free(c->rx);
+	c->rx = NULL;
+	c->rx_len = 0;
+	return 0;
+}
+
+static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
+{
+	struct qc_msg *m;
+	size_t n;
+
+	if (c->closing == QC_CLOSE_NOW || (c->closing && qc_outq_empty(&c->outq))) {
+		qc_outq_clear(&c->outq);
+		return send_close(wsi, srv, c->close_code);
+	}
+	if (qc_outq_empty(&c->outq))
+		return 0; /* an extra writeable callback: nothing to do */
+
+	n = qc_outq_fill(&c->outq, srv->scratch + LWS_PRE, QC_TX_CHUNK);
+	if (n) {
+		if (lws_write(wsi, srv->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
+			return -1;
+	} else {
+		/* one frame bigger than the scratch: write it from its own (headroomed) buffer */
+		m = qc_outq_peek(&c->outq);
+		if (lws_write(wsi, (unsigned char *)qc_msg_frame(m), m->len, LWS_WRITE_RAW) <
+		    (int)m->len)
+			return -1;
+		qc_outq_pop(&c->outq);
+	}
+	if (!qc_outq_empty(&c->outq) || c->closing)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len)
+{
+	struct qc_server *srv = qc_server_get(wsi);
+	struct qc_conn *c = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		return qc_http_confirm_upgrade(wsi);
+
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		/* the path and limits were checked in HTTP_CONFIRM_UPGRADE (http.c) */
+		memset(c, 0, sizeof(*c));
+		read_args(wsi, srv, c);
+		return 0;
+
+	case LWS_CALLBACK_ESTABLISHED:
+		c->transport = wsi;
+		if (qc_hub_open(srv->hub, c)) {
+			c->transport = NULL;
+			return send_close(wsi, srv, 1011);
+		}
+		return 0;
+
+	case LWS_CALLBACK_RECEIVE:
+		if (!c->transport)
+			return -1;
+		return on_receive(wsi, srv, c, in, len);
+
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (!c->transport)
+			return -1;
+		return on_writeable(wsi, srv, c);
+
+	case LWS_CALLBACK_CLOSED:
+		if (c->transport) {
+			qc_hub_closed(srv->hub, c);
+			c->transport = NULL;
+			qc_server_conn_gone(srv);
+		}
+		return 0;
+
+	default:
+		return 0;
+	}
+}
