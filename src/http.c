@@ -305,6 +305,23 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 		respond_err(wsi, QC_E_NOT_FOUND, "WebSocket endpoint is /ws");
 		return 1;
 	}
+	/* query parameters: each must fit our buffers; user_id must fit the connection record */
+	for (int i = 0, flen; (flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
+	     i++) {
+		char arg[256];
+
+		if (flen >= (int)sizeof(arg) ||
+		    lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+			qc_hub_reject(srv->hub);
+			respond_err(wsi, QC_E_BAD_REQUEST, "query parameter too long");
+			return 1;
+		}
+		if (!strncmp(arg, "user_id=", 8) && (!arg[8] || strlen(arg + 8) > QC_USER_ID_MAX)) {
+			qc_hub_reject(srv->hub);
+			respond_err(wsi, QC_E_BAD_REQUEST, "user_id must be 1 to 64 bytes");
+			return 1;
+		}
+	}
 	ret = qc_hub_admit(srv->hub);
 	if (ret) {
 		respond_json(wsi, 503,

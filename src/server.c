@@ -12,7 +12,8 @@
 
 #include "quotecast/server.h"
 
-#define STOP_GRACE_MS 5000 /* how long a shutdown waits for connections to drain */
+#define STOP_GRACE_MS 5000
+#define QC_RX_BUFFER  1024 /* how long a shutdown waits for connections to drain */
 
 static volatile sig_atomic_t signalled; /* poll loop: set by the signal handler */
 static struct qc_server *the_server;    /* for the libuv/libev signal callback */

@@ -43,7 +43,8 @@ static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 	for (int i = 0;
 	     lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
 		if (!strncmp(arg, "user_id=", 8) && srv->cfg->auth_mode == QC_AUTH_NONE) {
-			snprintf(c->user_id, sizeof(c->user_id), "%s", arg + 8);
+			/* the length was checked in qc_http_confirm_upgrade() */
+			snprintf(c->user_id, sizeof(c->user_id), "%.*s", QC_USER_ID_MAX, arg + 8);
 		} else if (!strncmp(arg, "roles=", 6) && srv->cfg->auth_mode == QC_AUTH_NONE) {
 			c->roles = 0;
 			if (strstr(arg + 6, "admin"))
