@@ -113,8 +113,7 @@ static void flatten(json_t *obj, const char *prefix, json_t *out)
 	char full[128];
 	json_t *v;
 
-	json_object_foreach(obj, name, v)
-	{
+	json_object_foreach (obj, name, v) {
 		if (name[0] == '_' || !strncmp(name, "//", 2))
 			continue;
 		snprintf(full, sizeof(full), "%s%s%s", prefix, *prefix ? "." : "", name);
@@ -637,8 +636,7 @@ static void test_env_every_key(void **state)
 
 	(void)state;
 	assert_int_equal(json_object_size(defaults), 33);
-	json_object_foreach(defaults, key, v)
-	{
+	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);
 		var[o++] = '=';
@@ -1140,13 +1138,11 @@ static void test_shipped_config(void **state)
 		fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
 	assert_non_null(json_object_get(file, "_comment"));
 	flatten(file, "", flat);
-	json_object_foreach(defaults, key, v)
-	{
+	json_object_foreach (defaults, key, v) {
 		if (!json_object_get(flat, key))
 			fail_msg("config/quotecast.json lacks %s", key);
 	}
-	json_object_foreach(flat, key, v)
-	{
+	json_object_foreach (flat, key, v) {
 		if (!json_object_get(defaults, key))
 			fail_msg("config/quotecast.json has unknown %s", key);
 	}
@@ -1173,8 +1169,7 @@ static void test_docs(void **state)
 	size_t i;
 
 	(void)state;
-	json_object_foreach(defaults, key, v)
-	{
+	json_object_foreach (defaults, key, v) {
 		snprintf(want, sizeof(want), "`%s`", key);
 		if (!strstr(doc, want))
 			fail_msg("docs/configuration.md lacks %s", want);
