@@ -148,3 +148,44 @@ test('idle timeout: a silent connection is closed; one that answers pings stays'
 	await alive.close();
 	await stopServer(server);
 });
+
+test('slow consumer: a client that stops reading is closed, a reading one gets everything',
+	async (t) => {
+		const server = await start({ label: 'slow',
+			env: {
+				QUOTECAST_LIMITS_CONFLATE_BYTES: String(128 * 1024),
+				QUOTECAST_LIMITS_MAX_SEND_QUEUE_BYTES: String(256 * 1024),
+			} });
+		const room = 'firehose';
+		const fast = await connect(server, { query: { user_id: 'fast' } });
+		const slow = await connect(server, { query: { user_id: 'slow' } });
+		await fast.subscribe(room);
+		await slow.subscribe(room);
+		/* stop reading: the kernel buffers fill, then the server's queue for it */
+		slow.ws.pause();
+
+		const content = 'q'.repeat(48 * 1024);
+		let posts = 0;
+		let gone = false;
+		/* one message at a time, so a reading client never has much queued */
+		while (posts < 1000 && !gone) {
+			const r = await httpRequest(server, 'POST', '/api/broadcast',
+				{ body: { room, content } });
+			assert.equal(r.status, 200, r.text);
+			posts++;
+			if (posts % 20 === 0)
+				gone = (await getStats(server)).total_connections === 1;
+		}
+		assert.ok(gone, `the paused client was not closed after ${posts} messages of 48 KiB`);
+		for (let i = 0; i < posts; i++) {
+			const ev = await fast.next({ event: 'room_message' }, 5000);
+			assert.equal(ev.data.content.length, content.length);
+		}
+		assert.equal(fast.isOpen, true);
+		slow.ws.resume();
+		const { code } = await slow.closed(10000);
+		t.diagnostic(`paused client closed after ${posts} messages, close code ${code}`);
+		assert.ok([4008, 1006].includes(code), `slow consumer closed with ${code}`);
+		await fast.close();
+		await stopServer(server);
+	});
