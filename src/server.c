@@ -145,6 +145,8 @@ static struct lws_context *create_context(struct qc_server *srv, struct lws_prot
 	info.signal_cb = evlib_signal;
 	info.retry_and_idle_policy = retry;
 	info.timeout_secs = 10;
+	/* one shared read buffer per service thread: a busy publisher is read in big gulps */
+	info.pt_serv_buf_size = 64 * 1024;
 	info.keepalive_timeout = 30;
 	info.alpn = "http/1.1"; /* pre-framed raw writes rule out ws over h2 */
 	if (cfg->tls_cert[0]) {

@@ -11,10 +11,54 @@
 
 _Static_assert(QC_MSG_HEADROOM >= LWS_PRE, "msg headroom must cover LWS_PRE");
 
+static void flush_conn(struct qc_server *srv, struct qc_conn *c);
+
+/*
+ * Output is not written from inside the publish that queued it: the connection joins the
+ * flush list, and one flush per loop pass writes each listed connection's queue in one
+ * lws_write. Waiting for POLLOUT instead would cost two epoll_ctl calls per write under libuv
+ * (measured: half the throughput); the socket is almost always writeable anyway, and when it
+ * is not (lws holds a partial write), we fall back to the WRITEABLE callback.
+ */
+static void flush_cb(lws_sorted_usec_list_t *sul)
+{
+	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_flush);
+	struct qc_conn *c;
+
+	while ((c = srv->dirty)) {
+		qc_ws_forget(srv, c);
+		flush_conn(srv, c);
+	}
+}
+
+void qc_ws_forget(struct qc_server *srv, struct qc_conn *c)
+{
+	if (!c->dirty)
+		return;
+	if (c->dirty_prev)
+		c->dirty_prev->dirty_next = c->dirty_next;
+	else
+		srv->dirty = c->dirty_next;
+	if (c->dirty_next)
+		c->dirty_next->dirty_prev = c->dirty_prev;
+	c->dirty_prev = c->dirty_next = NULL;
+	c->dirty = 0;
+}
+
 static void ws_want_write(void *ctx, struct qc_conn *c)
 {
-	if (c->transport)
-		lws_callback_on_writable(c->transport);
+	struct qc_server *srv = ctx;
+
+	if (!c->transport || c->dirty)
+		return;
+	if (!srv->dirty)
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_flush, flush_cb, 1);
+	c->dirty = 1;
+	c->dirty_prev = NULL;
+	c->dirty_next = srv->dirty;
+	if (srv->dirty)
+		srv->dirty->dirty_prev = c;
+	srv->dirty = c;
 }
 
 static void ws_close(void *ctx, struct qc_conn *c)
@@ -76,12 +120,11 @@ static const char *close_text(uint16_t code)
 }
 
 /*
- * Send the close frame ourselves, pre-framed like every other frame, then let lws drop the
- * connection (it flushes what is still buffered first). lws_close_reason() followed by a -1
- * from WRITEABLE did not put the frame on the wire here (seen with strace), so we do not rely
- * on it.
+ * Send the close frame ourselves, pre-framed like every other frame. lws_close_reason()
+ * followed by a -1 from WRITEABLE did not put the frame on the wire here (seen with strace),
+ * so we do not rely on it.
  */
-static int send_close(struct lws *wsi, struct qc_server *srv, uint16_t code)
+static void send_close(struct lws *wsi, struct qc_server *srv, uint16_t code)
 {
 	const char *why = close_text(code);
 	size_t wlen = strlen(why);
@@ -93,7 +136,6 @@ static int send_close(struct lws *wsi, struct qc_server *srv, uint16_t code)
 	p[3] = (unsigned char)(code & 0xff);
 	memcpy(p + 4, why, wlen);
 	lws_write(wsi, p, 4 + wlen, LWS_WRITE_RAW);
-	return -1;
 }
 
 static int on_receive(struct lws *wsi, struct qc_server *srv, struct qc_conn *c, const char *in,
@@ -137,30 +179,62 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct qc_conn *c,
 	return 0;
 }
 
-static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
+/* Write as much of the queue as one coalesced write takes. -1 when the write failed. */
+static int write_queue(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 {
 	struct qc_msg *m;
 	size_t n;
 
+	n = qc_outq_fill(&c->outq, srv->scratch + LWS_PRE, QC_TX_CHUNK);
+	if (n)
+		return lws_write(wsi, srv->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
+	/* one frame bigger than the scratch: write it from its own (headroomed) buffer */
+	m = qc_outq_peek(&c->outq);
+	if (!m)
+		return 0;
+	if (lws_write(wsi, (unsigned char *)qc_msg_frame(m), m->len, LWS_WRITE_RAW) < (int)m->len)
+		return -1;
+	qc_outq_pop(&c->outq);
+	return 0;
+}
+
+static void flush_conn(struct qc_server *srv, struct qc_conn *c)
+{
+	struct lws *wsi = c->transport;
+
+	if (c->closing || lws_partial_buffered(wsi)) {
+		lws_callback_on_writable(wsi);
+		return;
+	}
+	if (write_queue(wsi, srv, c)) {
+		qc_hub_close(srv->hub, c, 1011, QC_CLOSE_NOW);
+		return;
+	}
+	if (!qc_outq_empty(&c->outq))
+		lws_callback_on_writable(wsi);
+}
+
+static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
+{
+	if (c->close_sent)
+		return 0;
 	if (c->closing == QC_CLOSE_NOW || (c->closing && qc_outq_empty(&c->outq))) {
 		qc_outq_clear(&c->outq);
-		return send_close(wsi, srv, c->close_code);
+		send_close(wsi, srv, c->close_code);
+		/*
+		 * Keep reading (and discarding) until the peer answers with its own close: closing
+		 * the socket with unread input would reset it, and the peer would never see our
+		 * close code. A peer that does not answer is dropped after 3 s.
+		 */
+		c->close_sent = 1;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+		return 0;
 	}
 	if (qc_outq_empty(&c->outq))
 		return 0; /* an extra writeable callback: nothing to do */
 
-	n = qc_outq_fill(&c->outq, srv->scratch + LWS_PRE, QC_TX_CHUNK);
-	if (n) {
-		if (lws_write(wsi, srv->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
-			return -1;
-	} else {
-		/* one frame bigger than the scratch: write it from its own (headroomed) buffer */
-		m = qc_outq_peek(&c->outq);
-		if (lws_write(wsi, (unsigned char *)qc_msg_frame(m), m->len, LWS_WRITE_RAW) <
-		    (int)m->len)
-			return -1;
-		qc_outq_pop(&c->outq);
-	}
+	if (write_queue(wsi, srv, c))
+		return -1;
 	if (!qc_outq_empty(&c->outq) || c->closing)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -186,7 +260,8 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		c->transport = wsi;
 		if (qc_hub_open(srv->hub, c)) {
 			c->transport = NULL;
-			return send_close(wsi, srv, 1011);
+			send_close(wsi, srv, 1011);
+			return -1;
 		}
 		return 0;
 
@@ -202,6 +277,7 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 	case LWS_CALLBACK_CLOSED:
 		if (c->transport) {
+			qc_ws_forget(srv, c);
 			qc_hub_closed(srv->hub, c);
 			c->transport = NULL;
 			qc_server_conn_gone(srv);

@@ -38,6 +38,7 @@ struct qc_conn {
 	uint8_t batch;   /* ?batch=1 */
 	uint8_t closing; /* a close was requested; nothing more is queued */
 	uint8_t in_table;
+	uint8_t close_sent; /* the close frame is out; waiting for the peer's */
 	uint16_t close_code;
 	uint16_t bad_messages;
 	int64_t connected_at_ms;
@@ -55,7 +56,11 @@ struct qc_conn {
 	size_t rx_len;
 
 	void *transport; /* the transport's handle (struct lws *), borrowed */
-	void *ext;       /* later layers (streams, sessions) */
+	/* the transport's list of connections with output to flush at the end of this pass */
+	struct qc_conn *dirty_prev;
+	struct qc_conn *dirty_next;
+	uint8_t dirty;
+	void *ext; /* later layers (streams, sessions) */
 
 	UT_hash_handle hh;         /* table by id */
 	struct qc_user *user;      /* NULL until added */

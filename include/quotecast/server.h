@@ -29,6 +29,8 @@ struct qc_server {
 	lws_sorted_usec_list_t sul_stop;
 	lws_sorted_usec_list_t sul_watchdog;
 	lws_sorted_usec_list_t sul_demo;
+	lws_sorted_usec_list_t sul_flush;
+	struct qc_conn *dirty; /* connections whose new output is written by the next flush */
 	uint64_t watchdog_usec;
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };
@@ -46,6 +48,8 @@ void qc_server_begin_stop(struct qc_server *srv);
 void qc_server_conn_gone(struct qc_server *srv);
 
 /* ws.c */
+/** qc_ws_forget() - drop a closing connection from the flush list. */
+void qc_ws_forget(struct qc_server *srv, struct qc_conn *c);
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                    size_t len);
 extern const struct qc_transport qc_ws_transport;
