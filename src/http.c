@@ -103,6 +103,37 @@ static bool authorized(struct lws *wsi, const char *token)
 	return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
+/* The stats fields that only ever grow; everything else is a gauge. */
+static bool is_counter(const char *key)
+{
+	static const char *const counters[] = {
+	    "accepted_total",
+	    "closed_total",
+	    "rejected_total",
+	    "rooms_created",
+	    "rooms_deleted",
+	    "total_join_events",
+	    "total_leave_events",
+	    "total_messages",
+	    "total_dropped",
+	    "total_deduplicated",
+	    "total_conflated",
+	    "total_deliveries",
+	    "total_published",
+	    "resumed",
+	    "expired",
+	    "replayed",
+	    "delivered",
+	    "evicted",
+	    "failed",
+	};
+
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		if (!strcmp(key, counters[i]))
+			return true;
+	return false;
+}
+
 /* Prometheus text: every number of the stats document, flattened with '_' joins. */
 static void metrics_walk(json_t *j, char *name, size_t nlen, size_t cap, char **out, size_t *olen,
                          size_t *ocap)
@@ -126,7 +157,7 @@ static void metrics_walk(json_t *j, char *name, size_t nlen, size_t cap, char **
 		if (!json_is_number(v) && !json_is_boolean(v))
 			continue;
 		n = snprintf(line, sizeof(line), "# TYPE %s %s\n%s %.17g\n", name,
-		             strstr(key, "_total") ? "counter" : "gauge", name,
+		             is_counter(key) ? "counter" : "gauge", name,
 		             json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0)
 		                                : json_number_value(v));
 		if (n <= 0 || (size_t)n >= sizeof(line))

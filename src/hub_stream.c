@@ -392,37 +392,33 @@ static int read_fields(struct qc_hub *h, json_t *p, const char **out, const char
 	return (int)json_array_size(f);
 }
 
-/* Read "symbol" or "symbols" into a new array of valid symbol strings, or NULL with the error. */
-static json_t *read_symbols(struct qc_hub *h, json_t *p, const char **emsg)
+/* Read "symbol" or "symbols" into *@out, a new array of valid symbol strings. */
+static enum qc_err read_symbols(struct qc_hub *h, json_t *p, json_t **out, const char **emsg)
 {
 	json_t *one = json_object_get(p, "symbol"), *many = json_object_get(p, "symbols"), *v;
-	json_t *arr;
 	size_t i;
 
+	*out = NULL;
 	if (one && !json_is_null(one)) {
-		if (!json_is_string(one) || !qc_symbol_valid(json_string_value(one))) {
-			fail(h, emsg, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
-			return NULL;
-		}
-		return json_pack("[O]", one);
+		if (!json_is_string(one) || !qc_symbol_valid(json_string_value(one)))
+			return fail(h, emsg, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+		*out = json_pack("[O]", one);
+		return *out ? QC_OK : fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
-	if (!json_is_array(many) || !json_array_size(many) ||
-	    json_array_size(many) > h->cfg->limits.max_streams_per_connection) {
-		fail(h, emsg, QC_E_BAD_REQUEST,
-		     "\"symbol\" or a non-empty \"symbols\" array (at most "
-		     "limits.max_streams_per_connection) is required");
-		return NULL;
-	}
+	if (!json_is_array(many) || !json_array_size(many))
+		return fail(h, emsg, QC_E_BAD_REQUEST,
+		            "\"symbol\" or a non-empty \"symbols\" array is required");
+	if (json_array_size(many) > h->cfg->limits.max_streams_per_connection)
+		return fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+		            "more symbols than limits.max_streams_per_connection (%u)",
+		            h->cfg->limits.max_streams_per_connection);
 	json_array_foreach (many, i, v) {
-		if (!json_is_string(v) || !qc_symbol_valid(json_string_value(v))) {
-			fail(h, emsg, QC_E_BAD_REQUEST, "symbols[%zu] must be a valid symbol", i);
-			return NULL;
-		}
+		if (!json_is_string(v) || !qc_symbol_valid(json_string_value(v)))
+			return fail(h, emsg, QC_E_BAD_REQUEST,
+			            "symbols[%zu] must be a valid symbol", i);
 	}
-	arr = json_copy(many);
-	if (!arr)
-		fail(h, emsg, QC_E_INTERNAL, "out of memory");
-	return arr;
+	*out = json_copy(many);
+	return *out ? QC_OK : fail(h, emsg, QC_E_INTERNAL, "out of memory");
 }
 
 static void send_frame(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
@@ -502,6 +498,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	json_t *jsnap = json_object_get(p, "snapshot"), *result, *list;
 	uint32_t fresh = 0;
 	bool has_since = false;
+	enum qc_err err;
 	uint64_t since = 0;
 	int nfields;
 	size_t i;
@@ -520,9 +517,9 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		if (!json_is_boolean(jsnap))
 			return fail(h, e, QC_E_BAD_REQUEST, "\"snapshot\" must be a boolean");
 	}
-	syms = read_symbols(h, p, e);
-	if (!syms)
-		return QC_E_BAD_REQUEST;
+	err = read_symbols(h, p, &syms, e);
+	if (err != QC_OK)
+		return err;
 
 	/* all or nothing: count what is new before changing anything */
 	json_array_foreach (syms, i, v) {
@@ -606,10 +603,10 @@ void qc_after_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p)
 {
 	json_t *jsince = json_object_get(p, "since_seq"), *jsnap = json_object_get(p, "snapshot");
 	const char *emsg;
-	json_t *syms = read_symbols(h, p, &emsg), *v;
+	json_t *syms, *v;
 	size_t i;
 
-	if (!syms)
+	if (read_symbols(h, p, &syms, &emsg) != QC_OK)
 		return;
 	json_array_foreach (syms, i, v) {
 		struct qc_stream *s = qc_streams_find(h->streams, json_string_value(v));
@@ -626,11 +623,12 @@ void qc_after_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p)
 enum qc_err qc_act_unsubscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                       const char **e)
 {
-	json_t *syms = read_symbols(h, p, e), *done, *v;
+	json_t *syms, *done, *v;
+	enum qc_err err = read_symbols(h, p, &syms, e);
 	size_t i;
 
-	if (!syms)
-		return QC_E_BAD_REQUEST;
+	if (err != QC_OK)
+		return err;
 	done = json_array();
 	json_array_foreach (syms, i, v) {
 		struct qc_stream *s = qc_streams_find(h->streams, json_string_value(v));

@@ -2,11 +2,13 @@
  * server: the lws context, its vhost and protocols, the event loop, signals, the graceful
  * shutdown and systemd notification. Owns struct qc_server for the life of the process.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -25,13 +27,20 @@ struct qc_server *qc_server_get(struct lws *wsi)
 
 static void finish(struct qc_server *srv)
 {
+	uint32_t left = qc_hub_nconns(srv->hub);
+
 	if (srv->done)
 		return;
 	srv->done = true;
 	lws_sul_cancel(&srv->sul_stop);
 	lws_sul_cancel(&srv->sul_watchdog);
 	lws_sul_cancel(&srv->sul_demo);
-	lwsl_user("quotecast: all connections closed, exiting\n");
+	if (left)
+		lwsl_warn("quotecast: %u connection(s) still open after %d ms: dropping them, "
+		          "exiting\n",
+		          left, STOP_GRACE_MS);
+	else
+		lwsl_user("quotecast: all connections closed, exiting\n");
 	if (srv->uv_like)
 		lws_context_destroy(srv->ctx); /* makes lws_service() return */
 	else
@@ -98,6 +107,22 @@ static void evlib_signal(void *handle, int signum)
 {
 	if (the_server && (signum == SIGINT || signum == SIGTERM))
 		qc_server_begin_stop(the_server);
+}
+
+static void term_to_int(int signum)
+{
+	kill(getpid(), SIGINT);
+}
+
+/* Whether lws can load an event-library plugin (it dlopen()s it by this name). */
+static bool evlib_available(const char *name)
+{
+	void *h = dlopen(name, RTLD_LAZY | RTLD_LOCAL);
+
+	if (!h)
+		return false;
+	dlclose(h);
+	return true;
 }
 
 static void on_signal(int signum)
@@ -172,6 +197,7 @@ int qc_server_run(const struct qc_config *cfg)
 	};
 	struct qc_transport transport = qc_ws_transport;
 	struct qc_server *srv;
+	struct sigaction old_segv, old_fpe;
 	struct rlimit rl;
 	int n = 0, status = 0;
 
@@ -194,17 +220,23 @@ int qc_server_run(const struct qc_config *cfg)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
+	sigaction(SIGSEGV, NULL, &old_segv);
+	sigaction(SIGFPE, NULL, &old_fpe);
 	switch (cfg->event_loop) {
 	case QC_LOOP_AUTO:
 	case QC_LOOP_LIBUV:
+		if (cfg->event_loop == QC_LOOP_AUTO &&
+		    !evlib_available("libwebsockets-evlib_uv.so")) {
+			lwsl_warn("quotecast: libuv event library plugin not installed "
+			          "(libwebsockets-evlib-uv): using poll\n");
+			goto use_poll;
+		}
 		srv->ctx = create_context(srv, protocols, &retry, LWS_SERVER_OPTION_LIBUV);
 		srv->loop_name = "libuv";
 		srv->uv_like = true;
-		if (srv->ctx || cfg->event_loop == QC_LOOP_LIBUV)
-			break;
-		lwsl_warn("quotecast: libuv event library unavailable, falling back to poll\n");
-		/* fall through */
+		break;
 	case QC_LOOP_POLL:
+	use_poll:
 		srv->ctx = create_context(srv, protocols, &retry, 0);
 		srv->loop_name = "poll";
 		srv->uv_like = false;
@@ -222,6 +254,21 @@ int qc_server_run(const struct qc_config *cfg)
 		goto out;
 	}
 	qc_hub_set_event_loop(srv->hub, srv->loop_name);
+	/*
+	 * libuv also watches SIGSEGV and SIGFPE; a watcher would turn a crash into a loop that
+	 * re-faults forever. Put back what was there before (the default, or the sanitizer's).
+	 */
+	sigaction(SIGSEGV, &old_segv, NULL);
+	sigaction(SIGFPE, &old_fpe, NULL);
+	if (cfg->event_loop == QC_LOOP_LIBEV) {
+		/* lws' libev glue watches SIGINT only: turn SIGTERM into SIGINT */
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = term_to_int;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+	}
 	if (!srv->uv_like) {
 		struct sigaction sa;
 

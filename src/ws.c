@@ -79,6 +79,25 @@ const struct qc_transport qc_ws_transport = {
     .close = ws_close,
 };
 
+/* A comma-separated role list: exact names only ("superadmin" is not "admin"). */
+static uint32_t parse_roles(const char *list)
+{
+	uint32_t roles = 0;
+
+	while (*list) {
+		size_t n = strcspn(list, ",");
+
+		if (n == 5 && !strncmp(list, "admin", 5))
+			roles |= QC_ROLE_ADMIN;
+		else if (n == 9 && !strncmp(list, "publisher", 9))
+			roles |= QC_ROLE_PUBLISHER;
+		list += n;
+		if (*list == ',')
+			list++;
+	}
+	return roles;
+}
+
 /* Read ?user_id=, ?roles=, ?batch= from the upgrade request. */
 static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 {
@@ -90,11 +109,7 @@ static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 			/* the length was checked in qc_http_confirm_upgrade() */
 			snprintf(c->user_id, sizeof(c->user_id), "%.*s", QC_USER_ID_MAX, arg + 8);
 		} else if (!strncmp(arg, "roles=", 6) && srv->cfg->auth_mode == QC_AUTH_NONE) {
-			c->roles = 0;
-			if (strstr(arg + 6, "admin"))
-				c->roles |= QC_ROLE_ADMIN;
-			if (strstr(arg + 6, "publisher"))
-				c->roles |= QC_ROLE_PUBLISHER;
+			c->roles = parse_roles(arg + 6);
 		} else if (!strcmp(arg, "batch=1")) {
 			c->batch = 1;
 		}
