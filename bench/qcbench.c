@@ -641,8 +641,10 @@ static int send_upgrade(struct bench *b, struct conn *c)
 	             "Connection: Upgrade\r\n"
 	             "Sec-WebSocket-Key: %s\r\n"
 	             "Sec-WebSocket-Version: 13\r\n"
+	             "%s"
 	             "\r\n",
-	             query, b->o.hosthdr, key);
+	             query, b->o.hosthdr, key,
+	             c->is_pub ? "Sec-WebSocket-Protocol: quotecast-publisher\r\n" : "");
 	if (buf_append(&c->out, req, (size_t)n))
 		return -ENOMEM;
 	c->state = CS_HANDSHAKE;

@@ -275,6 +275,8 @@ static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 {
 	char *grown;
 
+	if (!len)
+		return 0;
 	if (pss->len + len > srv->cfg->limits.max_http_body_bytes) {
 		respond_err(wsi, QC_E_TOO_LARGE, "body over limits.max_http_body_bytes");
 		return -1;
@@ -297,7 +299,8 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 	enum qc_err e;
 	int wrote;
 
-	body = json_loadb(pss->body ? pss->body : "", pss->len, JSON_REJECT_DUPLICATES, &jerr);
+	body = json_loadb(pss->body ? pss->body : "", pss->len,
+	                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	free(pss->body);
 	pss->body = NULL;
 	pss->len = 0;

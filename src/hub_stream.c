@@ -429,6 +429,28 @@ static void send_frame(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	}
 }
 
+/* How many distinct symbols of @syms (an array of strings) have no stream yet. */
+static uint32_t new_symbols(struct qc_hub *h, json_t *syms)
+{
+	uint32_t n = 0;
+	json_t *v, *w;
+	size_t i, j;
+
+	json_array_foreach (syms, i, v) {
+		const char *sym = json_string_value(v);
+
+		if (qc_streams_find(h->streams, sym))
+			continue;
+		json_array_foreach (syms, j, w) {
+			if (j >= i || !strcmp(sym, json_string_value(w)))
+				break;
+		}
+		if (j == i)
+			n++;
+	}
+	return n;
+}
+
 /* Whether a replay after @since is complete from the ring. */
 static bool recoverable(const struct qc_stream *s, uint64_t since)
 {
@@ -532,6 +554,11 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		json_decref(syms);
 		return fail(h, e, QC_E_LIMIT_EXCEEDED, "limits.max_streams_per_connection (%u)",
 		            h->cfg->limits.max_streams_per_connection);
+	}
+	if (qc_streams_count(h->streams) + new_symbols(h, syms) > h->cfg->streams.max_symbols) {
+		json_decref(syms);
+		return fail(h, e, QC_E_LIMIT_EXCEEDED, "streams.max_symbols (%u) reached",
+		            h->cfg->streams.max_symbols);
 	}
 
 	result = json_object();

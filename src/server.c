@@ -14,8 +14,8 @@
 
 #include "quotecast/server.h"
 
-#define STOP_GRACE_MS 5000
-#define QC_RX_BUFFER  1024 /* how long a shutdown waits for connections to drain */
+#define STOP_GRACE_MS 5000 /* how long a shutdown waits for connections to drain */
+#define QC_RX_BUFFER  1024 /* per-connection read buffer of subscribers */
 
 static volatile sig_atomic_t signalled; /* poll loop: set by the signal handler */
 static struct qc_server *the_server;    /* for the libuv/libev signal callback */
@@ -171,7 +171,7 @@ static struct lws_context *create_context(struct qc_server *srv, struct lws_prot
 	info.retry_and_idle_policy = retry;
 	info.timeout_secs = 10;
 	/* one shared read buffer per service thread: a busy publisher is read in big gulps */
-	info.pt_serv_buf_size = 64 * 1024;
+	info.pt_serv_buf_size = QC_PUBLISHER_RX;
 	info.keepalive_timeout = 30;
 	info.alpn = "http/1.1"; /* pre-framed raw writes rule out ws over h2 */
 	if (cfg->tls_cert[0]) {
@@ -186,8 +186,19 @@ int qc_server_run(const struct qc_config *cfg)
 {
 	struct lws_protocols protocols[] = {
 	    {"http", qc_http_callback, qc_http_pss_size(), 0, 0, NULL, 0},
-	    {"quotecast", qc_ws_callback, sizeof(struct qc_conn), 2048, 0, NULL,
+	    /*
+	     * rx_buffer_size is allocated for every connection: small (most client messages
+	     * are small; larger ones are reassembled only while incomplete).
+	     */
+	    {"quotecast", qc_ws_callback, sizeof(struct qc_conn), QC_RX_BUFFER, 0, NULL,
 	     QC_TX_CHUNK + LWS_PRE},
+	    /*
+	     * Feed handlers ask for this subprotocol. lws reads a ws connection at most
+	     * rx_buffer_size bytes per loop pass, and a pass that fans out to 10,000
+	     * subscribers is long: a publisher must be read in big gulps to keep up.
+	     */
+	    {QC_PUBLISHER_PROTOCOL, qc_ws_callback, sizeof(struct qc_conn), QC_PUBLISHER_RX, 0,
+	     NULL, QC_TX_CHUNK + LWS_PRE},
 	    {NULL, NULL, 0, 0, 0, NULL, 0},
 	};
 	lws_retry_bo_t retry = {

@@ -79,6 +79,13 @@ const struct qc_transport qc_ws_transport = {
     .close = ws_close,
 };
 
+static bool is_publisher(struct lws *wsi)
+{
+	const struct lws_protocols *p = lws_get_protocol(wsi);
+
+	return p && p->name && !strcmp(p->name, QC_PUBLISHER_PROTOCOL);
+}
+
 /* A comma-separated role list: exact names only ("superadmin" is not "admin"). */
 static uint32_t parse_roles(const char *list)
 {
@@ -268,6 +275,17 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* the path and limits were checked in HTTP_CONFIRM_UPGRADE (http.c) */
 		memset(c, 0, sizeof(*c));
+		if (is_publisher(wsi)) {
+			/* each holds a big read buffer: their number is bounded */
+			if (srv->publishers >= QC_PUBLISHERS_MAX) {
+				lwsl_warn("quotecast: publisher connection refused: %d open\n",
+				          QC_PUBLISHERS_MAX);
+				qc_hub_reject(srv->hub);
+				return -1;
+			}
+			srv->publishers++;
+			c->publisher = 1;
+		}
 		read_args(wsi, srv, c);
 		return 0;
 
@@ -291,6 +309,10 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		return on_writeable(wsi, srv, c);
 
 	case LWS_CALLBACK_CLOSED:
+		if (c->publisher) {
+			srv->publishers--;
+			c->publisher = 0;
+		}
 		if (c->transport) {
 			qc_ws_forget(srv, c);
 			qc_hub_closed(srv->hub, c);

@@ -14,6 +14,11 @@
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
 
+/* The subprotocol of publisher connections, their read size, and how many may exist. */
+#define QC_PUBLISHER_PROTOCOL "quotecast-publisher"
+#define QC_PUBLISHER_RX       (1024 * 1024)
+#define QC_PUBLISHERS_MAX     64
+
 /* One coalesced write: frames are copied back to back into this much scratch space. */
 #define QC_TX_CHUNK (64 * 1024)
 
@@ -31,6 +36,7 @@ struct qc_server {
 	lws_sorted_usec_list_t sul_demo;
 	lws_sorted_usec_list_t sul_flush;
 	struct qc_conn *dirty; /* connections whose new output is written by the next flush */
+	uint32_t publishers;   /* connections on the publisher subprotocol */
 	uint64_t watchdog_usec;
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };

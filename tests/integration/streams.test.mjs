@@ -363,7 +363,8 @@ test(`recovered:false when the ring (${BUFFER}) no longer reaches back; then a s
 	async () => {
 		const sym = uniqueSymbol('WRAP');
 		/* 8 ticks into a ring of 5: seqs 4..8 remain */
-		await pubTicks(sym, Array.from({ length: 8 }, (_, i) => ({ price: i + 1, [`f${i + 1}`]: i + 1 })));
+		await pubTicks(sym, Array.from({ length: 8 },
+			(_, i) => ({ price: i + 1, [`f${i + 1}`]: i + 1 })));
 		const merged = { price: 8 };
 		for (let i = 1; i <= 8; i++)
 			merged[`f${i}`] = i;
