@@ -6,9 +6,7 @@
  */
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
+#include "quotecast/auth.h"
 #include "quotecast/server.h"
 
 enum route {
@@ -81,26 +79,66 @@ static int done(struct lws *wsi, int wrote)
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/*
- * Constant-time token check: compare SHA-256 digests, so neither the content nor the length
- * of the configured token leaks through timing. An empty configured token means open.
- */
-static bool authorized(struct lws *wsi, const char *token)
+/* The bearer token of the Authorization header into @buf; its length, or -1 when none. */
+static int bearer(struct lws *wsi, char *buf, size_t len)
 {
-	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
-	unsigned int alen, blen;
-	char hdr[512];
+	int n = lws_hdr_copy(wsi, buf, (int)len, WSI_TOKEN_HTTP_AUTHORIZATION);
+
+	if (n < 8 || strncasecmp(buf, "Bearer ", 7))
+		return -1;
+	memmove(buf, buf + 7, (size_t)n - 6);
+	return n - 7;
+}
+
+int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_identity *id,
+                     const char **why)
+{
+	char tok[4096];
+	int n = -1;
+
+	for (int i = 0, flen; (flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
+	     i++) {
+		if (flen >= (int)sizeof(tok) ||
+		    lws_hdr_copy_fragment(wsi, tok, sizeof(tok), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+			continue;
+		if (!strncmp(tok, "token=", 6)) {
+			n = (int)strlen(tok + 6);
+			memmove(tok, tok + 6, (size_t)n + 1);
+			break;
+		}
+	}
+	if (n < 0)
+		n = bearer(wsi, tok, sizeof(tok));
+	if (n <= 0) {
+		*why = "a token is required (?token= or Authorization: Bearer)";
+		return -EACCES;
+	}
+	return qc_jwt_verify(tok, cfg->auth_jwt_secret, qc_now_ms() / 1000, id, why);
+}
+
+/*
+ * May this request use an admin or publish endpoint? Yes with the configured token
+ * (compared in constant time), or in jwt mode with a token carrying @role. With no token
+ * configured, auth mode none leaves the endpoint open.
+ */
+static bool authorized(struct lws *wsi, const struct qc_config *cfg, const char *token,
+                       uint32_t role)
+{
+	struct qc_identity id;
+	const char *why;
+	char tok[4096];
 	int n;
 
-	if (!token[0])
+	if (!token[0] && cfg->auth_mode == QC_AUTH_NONE)
 		return true;
-	n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
-	if (n < 8 || strncasecmp(hdr, "Bearer ", 7))
+	n = bearer(wsi, tok, sizeof(tok));
+	if (n <= 0)
 		return false;
-	if (!EVP_Digest(hdr + 7, (size_t)n - 7, a, &alen, EVP_sha256(), NULL) ||
-	    !EVP_Digest(token, strlen(token), b, &blen, EVP_sha256(), NULL))
-		return false;
-	return CRYPTO_memcmp(a, b, alen) == 0;
+	if (token[0] && qc_token_equal(tok, (size_t)n, token))
+		return true;
+	return cfg->auth_mode == QC_AUTH_JWT &&
+	       !qc_jwt_verify(tok, cfg->auth_jwt_secret, qc_now_ms() / 1000, &id, &why) &&
+	       (id.roles & role);
 }
 
 /* The stats fields that only ever grow; everything else is a gauge. */
@@ -233,7 +271,7 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	if (!strcmp(path, "/api/stats")) {
 		if (!get)
 			goto bad_method;
-		if (!authorized(wsi, srv->cfg->auth_admin_token))
+		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
 			return done(wsi,
 			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
 		return done(wsi, respond_json(wsi, 200, qc_hub_stats(srv->hub)));
@@ -243,8 +281,9 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 
 		if (!post)
 			goto bad_method;
-		if (!authorized(wsi, publish ? srv->cfg->auth_publish_token
-		                             : srv->cfg->auth_admin_token))
+		if (!authorized(wsi, srv->cfg,
+		                publish ? srv->cfg->auth_publish_token : srv->cfg->auth_admin_token,
+		                publish ? QC_AUTH_ROLE_PUBLISHER : QC_AUTH_ROLE_ADMIN))
 			return done(wsi, respond_err(wsi, QC_E_UNAUTHORIZED,
 			                             publish ? "publish token required"
 			                                     : "admin token required"));
@@ -353,6 +392,16 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 		if (!strncmp(arg, "user_id=", 8) && (!arg[8] || strlen(arg + 8) > QC_USER_ID_MAX)) {
 			qc_hub_reject(srv->hub);
 			respond_err(wsi, QC_E_BAD_REQUEST, "user_id must be 1 to 64 bytes");
+			return 1;
+		}
+	}
+	if (srv->cfg->auth_mode == QC_AUTH_JWT) {
+		struct qc_identity id;
+		const char *why;
+
+		if (qc_http_identity(wsi, srv->cfg, &id, &why)) {
+			qc_hub_reject(srv->hub);
+			respond_err(wsi, QC_E_UNAUTHORIZED, why);
 			return 1;
 		}
 	}

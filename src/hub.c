@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ void qc_hub_free(struct qc_hub *h)
 		return;
 	qc_conns_free(&h->conns);
 	qc_hub_streams_free(h);
+	qc_hub_rooms_teardown(h);
 	qc_rooms_free(h->rooms);
 	if (h->statm_fd >= 0)
 		close(h->statm_fd);
@@ -148,6 +150,17 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	if (was_empty)
 		h->t.want_write(h->t.ctx, c);
 	return 0;
+}
+
+enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(h->errbuf, sizeof(h->errbuf), fmt, ap);
+	va_end(ap);
+	*emsg = h->errbuf;
+	return e;
 }
 
 int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j)
@@ -223,18 +236,6 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 	return qc_hub_send_json(h, c, qc_codec_event("session", data)) == -ENOMEM ? -ENOMEM : 0;
 }
 
-/* Leave @room, counting the event and the room's removal when it was its last member. */
-static void leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room)
-{
-	bool last = qc_room_size(room) == 1 && !qc_room_kept(room);
-
-	if (qc_rooms_leave(h->rooms, room, &c->rooms))
-		return;
-	h->st.leave_events++;
-	if (last)
-		h->st.rooms_deleted++;
-}
-
 void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
 {
 	struct qc_membership *m, *tmp;
@@ -242,7 +243,7 @@ void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
 	if (!c->in_table)
 		return;
 	HASH_ITER (hh, c->rooms.by_room, m, tmp)
-		leave_room(h, c, m->room);
+		qc_hub_leave_room(h, c, m->room);
 	qc_hub_streams_closed(h, c);
 	qc_outq_clear(&c->outq);
 	free(c->rx);
@@ -252,131 +253,20 @@ void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
 	h->st.closed_total++;
 }
 
-static void handle_subscribe(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
+static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
 {
-	struct qc_room *room;
-	bool created = false;
+	const char *emsg = NULL;
+	json_t *data = NULL;
+	enum qc_err e;
 
-	if (strlen(cmd->room) > QC_ROOM_NAME_MAX) {
-		reply_err(h, c, cmd, QC_E_BAD_REQUEST, "room name longer than 128 bytes");
-		return;
-	}
-	room = qc_rooms_find(h->rooms, cmd->room);
-	if (room && qc_room_set_has(&c->rooms, room)) {
-		reply_ok(h, c, cmd,
-		         json_pack("{s:s, s:I, s:b}", "room", cmd->room, "members",
-		                   (json_int_t)qc_room_size(room), "already", 1));
-		return;
-	}
-	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection) {
-		reply_err(h, c, cmd, QC_E_LIMIT_EXCEEDED,
-		          "limits.max_rooms_per_connection reached");
-		return;
-	}
-	if (!room) {
-		room = qc_rooms_create(h->rooms, cmd->room);
-		if (!room) {
-			reply_err(h, c, cmd, QC_E_INTERNAL, "out of memory");
-			return;
-		}
-		created = true;
-	}
-	if (qc_rooms_join(h->rooms, room, &c->rooms, c)) {
-		if (created)
-			qc_rooms_delete(h->rooms, room);
-		reply_err(h, c, cmd, QC_E_INTERNAL, "out of memory");
-		return;
-	}
-	if (created)
-		h->st.rooms_created++;
-	h->st.join_events++;
-	reply_ok(
-	    h, c, cmd,
-	    json_pack("{s:s, s:I}", "room", cmd->room, "members", (json_int_t)qc_room_size(room)));
-}
-
-static void handle_unsubscribe(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
-{
-	struct qc_room *room = qc_rooms_find(h->rooms, cmd->room);
-
-	if (!room || !qc_room_set_has(&c->rooms, room)) {
-		reply_err(h, c, cmd, QC_E_NOT_FOUND, "not subscribed to that room");
-		return;
-	}
-	leave_room(h, c, room);
-	reply_ok(h, c, cmd, json_pack("{s:s}", "room", cmd->room));
-}
-
-static const char *const message_types[] = {"text", "notification", "alert", "system", "data"};
-
-/*
- * Validate a send_message / broadcast document and fan the room_message out to every member
- * of the room: encoded once, one reference per receiver. Returns the answer data.
- */
-static enum qc_err room_send(struct qc_hub *h, json_t *doc, const char *from, json_t **out,
-                             const char **emsg)
-{
-	const char *name = json_string_value(json_object_get(doc, "room"));
-	json_t *content = json_object_get(doc, "content");
-	json_t *jtype = json_object_get(doc, "message_type");
-	const char *type = "text";
-	struct qc_membership *mb;
-	struct qc_room *room;
-	struct qc_msg *m;
-	json_t *ev;
-	char id[48];
-	uint32_t delivered = 0;
-	size_t i;
-
-	if (!name || !name[0]) {
-		*emsg = "\"room\" must be a non-empty string";
-		return QC_E_BAD_REQUEST;
-	}
-	if (!content || json_is_null(content)) {
-		*emsg = "\"content\" is required";
-		return QC_E_BAD_REQUEST;
-	}
-	if (jtype && !json_is_null(jtype)) {
-		type = json_string_value(jtype);
-		for (i = 0; type && i < sizeof(message_types) / sizeof(message_types[0]); i++)
-			if (!strcmp(type, message_types[i]))
-				break;
-		if (!type || i == sizeof(message_types) / sizeof(message_types[0])) {
-			*emsg =
-			    "\"message_type\" must be text, notification, alert, system or data";
-			return QC_E_BAD_REQUEST;
-		}
-	}
-	room = qc_rooms_find(h->rooms, name);
-	if (!room) {
-		*emsg = "no such room";
-		return QC_E_NOT_FOUND;
-	}
-	snprintf(id, sizeof(id), "m-%s-%" PRIu64, h->node, ++h->msg_counter);
-	ev = qc_codec_event("room_message",
-	                    json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id",
-	                              id, "message_type", type, "from", from, "content", content,
-	                              "timestamp", (json_int_t)qc_now_ms()));
-	m = ev ? qc_msg_new_json(ev) : NULL;
-	json_decref(ev);
-	if (!m) {
-		*emsg = "out of memory";
-		return QC_E_INTERNAL;
-	}
-	m->kind = QC_MSG_ROOM;
-	for (mb = qc_room_members(room); mb; mb = mb->room_next)
-		if (!qc_hub_send(h, mb->conn, m))
-			delivered++;
-	qc_msg_unref(&m);
-	*out = json_pack("{s:s, s:s, s:I}", "room", name, "message_id", id, "delivered",
-	                 (json_int_t)delivered);
-	return QC_OK;
-}
-
-static enum qc_err act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *payload,
-                                    json_t **data, const char **emsg)
-{
-	return room_send(h, payload, c->user_id, data, emsg);
+	if (cmd->type == QC_CMD_SUBSCRIBE)
+		e = qc_hub_subscribe(h, c, cmd->room, cmd->password, &data, &emsg);
+	else
+		e = qc_hub_unsubscribe(h, c, cmd->room, &data, &emsg);
+	if (e == QC_OK)
+		reply_ok(h, c, cmd, data);
+	else
+		reply_err(h, c, cmd, e, emsg);
 }
 
 static enum qc_err act_get_stats(struct qc_hub *h, struct qc_conn *c, json_t *payload,
@@ -399,7 +289,17 @@ static const struct {
 	qc_action_fn fn;
 	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *payload);
 } actions[] = {
-    {"send_message", act_send_message, NULL},
+    {"send_message", qc_act_send_message, NULL},
+    {"send_to_user", qc_act_send_to_user, NULL},
+    {"create_room", qc_act_create_room, NULL},
+    {"delete_room", qc_act_delete_room, NULL},
+    {"get_room", qc_act_get_room, NULL},
+    {"list_rooms", qc_act_list_rooms, NULL},
+    {"get_room_members", qc_act_get_room_members, NULL},
+    {"set_room_status", qc_act_set_room_status, NULL},
+    {"add_member", qc_act_add_member, NULL},
+    {"remove_member", qc_act_remove_member, NULL},
+    {"set_member_role", qc_act_set_member_role, NULL},
     {"get_stats", act_get_stats, NULL},
     {"subscribe_market_stream", qc_act_subscribe_stream, qc_after_subscribe_stream},
     {"unsubscribe_market_stream", qc_act_unsubscribe_stream, NULL},
@@ -443,11 +343,14 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 	if (c->closing)
 		return;
 
+	/* binary frames are refused, but only after they have paid for their token */
 	if (binary) {
-		reply_err(h, c, NULL, QC_E_BAD_REQUEST, "binary frames are not accepted");
-		return;
+		memset(&cmd, 0, sizeof(cmd));
+		e = QC_E_BAD_REQUEST;
+		emsg = "binary frames are not accepted";
+	} else {
+		e = qc_codec_parse(buf, len, &cmd, &emsg);
 	}
-	e = qc_codec_parse(buf, len, &cmd, &emsg);
 
 	if (!qc_rate_take(&c->rate, h->cfg->limits.rate_per_s, h->cfg->limits.rate_burst, now)) {
 		h->st.rate_limited++;
@@ -468,10 +371,8 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 		                 qc_codec_pong(cmd.timestamp, cmd.request_id, cmd.trace_id, now));
 		break;
 	case QC_CMD_SUBSCRIBE:
-		handle_subscribe(h, c, &cmd);
-		break;
 	case QC_CMD_UNSUBSCRIBE:
-		handle_unsubscribe(h, c, &cmd);
+		handle_room_cmd(h, c, &cmd);
 		break;
 	case QC_CMD_REQUEST:
 		handle_request(h, c, &cmd);
@@ -479,15 +380,6 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 	}
 out:
 	qc_cmd_release(&cmd);
-}
-
-enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const char **msg)
-{
-	if (!json_is_object(body)) {
-		*msg = "body must be a JSON object";
-		return QC_E_BAD_REQUEST;
-	}
-	return room_send(h, body, "system", out, msg);
 }
 
 bool qc_hub_ready(struct qc_hub *h, const char **reason)
@@ -529,6 +421,7 @@ static uint64_t rss_bytes(const struct qc_hub *h)
 json_t *qc_hub_stats(struct qc_hub *h)
 {
 	uint32_t active = 0, users_in_rooms = 0;
+	uint64_t members = 0;
 	struct qc_user *u, *utmp;
 	struct qc_conn *c;
 
@@ -540,12 +433,12 @@ json_t *qc_hub_stats(struct qc_hub *h)
 				break;
 			}
 	}
-	active = qc_rooms_count(h->rooms); /* implicit rooms exist only while they have members */
+	qc_hub_room_counts(h, &active, &members);
 
 	return json_pack(
 	    "{s:{s:s, s:I, s:s, s:I}, s:I, s:I, s:I,"
 	    " s:{s:I, s:I, s:I, s:I},"
-	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o,"
 	    " s:{s:i, s:i, s:i, s:i},"
 	    " s:{s:i, s:i, s:i, s:i},"
@@ -558,12 +451,12 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    (json_int_t)h->st.accepted_total, "closed_total", (json_int_t)h->st.closed_total,
 	    "rejected_total", (json_int_t)h->st.rejected_total, "peak", (json_int_t)h->st.peak,
 	    "rooms", "total_rooms", (json_int_t)qc_rooms_count(h->rooms), "active_rooms",
-	    (json_int_t)active, "total_members", (json_int_t)qc_rooms_memberships(h->rooms),
-	    "total_users", (json_int_t)users_in_rooms, "rooms_created",
-	    (json_int_t)h->st.rooms_created, "rooms_deleted", (json_int_t)h->st.rooms_deleted,
-	    "total_join_events", (json_int_t)h->st.join_events, "total_leave_events",
-	    (json_int_t)h->st.leave_events, "streaming", qc_hub_streaming_stats(h), "reconnection",
-	    "suspended", 0, "resumed", 0, "expired", 0, "replayed", 0, "offline", "users", 0,
-	    "queued", 0, "delivered", 0, "evicted", 0, "store", "configured", 0, "connected", 0,
-	    "pending", 0, "failed", 0);
+	    (json_int_t)active, "total_members", (json_int_t)members, "total_subscriptions",
+	    (json_int_t)qc_rooms_memberships(h->rooms), "total_users", (json_int_t)users_in_rooms,
+	    "rooms_created", (json_int_t)h->st.rooms_created, "rooms_deleted",
+	    (json_int_t)h->st.rooms_deleted, "total_join_events", (json_int_t)h->st.join_events,
+	    "total_leave_events", (json_int_t)h->st.leave_events, "streaming",
+	    qc_hub_streaming_stats(h), "reconnection", "suspended", 0, "resumed", 0, "expired", 0,
+	    "replayed", 0, "offline", "users", 0, "queued", 0, "delivered", 0, "evicted", 0,
+	    "store", "configured", 0, "connected", 0, "pending", 0, "failed", 0);
 }

@@ -24,15 +24,54 @@ struct qc_hub {
 	uint64_t msg_counter;
 	char node[17]; /* random per process: message ids stay unique across processes */
 	int statm_fd;
-	char errbuf[256]; /* the message of the last validation error (single-threaded) */
+	uint32_t created_rooms; /* rooms made with create_room */
+	char errbuf[256];       /* the message of the last validation error (single-threaded) */
 };
 
 /* A request handler: QC_OK with *data (may stay NULL), or an error with *emsg. */
 typedef enum qc_err (*qc_action_fn)(struct qc_hub *h, struct qc_conn *c, json_t *payload,
                                     json_t **data, const char **emsg);
 
+/* Set the hub's error message from @fmt, point *@emsg at it and return @e. */
+enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Encode @j (stolen) once and queue it for @c. */
 int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j);
+
+/* hub_room.c */
+void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room);
+enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
+                             const char *password, json_t **data, const char **emsg);
+enum qc_err qc_hub_unsubscribe(struct qc_hub *h, struct qc_conn *c, const char *name, json_t **data,
+                               const char **emsg);
+enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, json_t **out,
+                             const char **emsg);
+json_t *qc_hub_room_json(struct qc_hub *h, struct qc_room *room);
+void qc_hub_room_counts(struct qc_hub *h, uint32_t *active, uint64_t *members);
+void qc_hub_rooms_teardown(struct qc_hub *h);
+enum qc_err qc_act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                const char **e);
+enum qc_err qc_act_send_to_user(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                const char **e);
+enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                               const char **e);
+enum qc_err qc_act_delete_room(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                               const char **e);
+enum qc_err qc_act_get_room(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                            const char **e);
+enum qc_err qc_act_list_rooms(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                              const char **e);
+enum qc_err qc_act_get_room_members(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                    const char **e);
+enum qc_err qc_act_set_room_status(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                   const char **e);
+enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                              const char **e);
+enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                 const char **e);
+enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                   const char **e);
 
 /* hub_stream.c */
 int qc_hub_streams_init(struct qc_hub *h);

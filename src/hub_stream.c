@@ -49,20 +49,6 @@ json_t *qc_hub_streaming_stats(struct qc_hub *h)
 	                 (json_int_t)h->st.ticks_published);
 }
 
-static enum qc_err fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static enum qc_err fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(h->errbuf, sizeof(h->errbuf), fmt, ap);
-	va_end(ap);
-	*emsg = h->errbuf;
-	return e;
-}
-
 /* ---- encoding ---------------------------------------------------------------------------- */
 
 /*
@@ -179,41 +165,45 @@ static enum qc_err check_tick(struct qc_hub *h, json_t *tick, size_t i, const ch
 	json_t *sym, *data, *mid, *ver, *ts;
 
 	if (!json_is_object(tick))
-		return fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: a tick must be an object", i);
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "ticks[%zu]: a tick must be an object", i);
 	sym = json_object_get(tick, "symbol");
 	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
-		return fail(h, emsg, QC_E_BAD_REQUEST,
-		            "ticks[%zu]: \"symbol\" must be 1-32 characters of A-Z a-z 0-9 . _ : -",
-		            i);
+		return qc_hub_fail(
+		    h, emsg, QC_E_BAD_REQUEST,
+		    "ticks[%zu]: \"symbol\" must be 1-32 characters of A-Z a-z 0-9 . _ : -", i);
 	data = json_object_get(tick, "data");
 	if (!json_is_object(data) || !json_object_size(data))
-		return fail(h, emsg, QC_E_BAD_REQUEST,
-		            "ticks[%zu]: \"data\" must be a non-empty object", i);
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "ticks[%zu]: \"data\" must be a non-empty object", i);
 	if (json_object_size(data) > 256)
-		return fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: more than 256 fields", i);
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: more than 256 fields",
+		                   i);
 	{
 		const char *k;
 		json_t *v;
 
 		json_object_foreach (data, k, v) {
 			if (!qc_field_valid(k))
-				return fail(h, emsg, QC_E_BAD_REQUEST,
-				            "ticks[%zu]: bad field name in \"data\"", i);
+				return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+				                   "ticks[%zu]: bad field name in \"data\"", i);
 		}
 	}
 	mid = json_object_get(tick, "message_id");
 	if (mid && !json_is_null(mid) &&
 	    (!json_is_string(mid) || strlen(json_string_value(mid)) > QC_MESSAGE_ID_MAX))
-		return fail(h, emsg, QC_E_BAD_REQUEST,
-		            "ticks[%zu]: \"message_id\" must be a string of at most 128 bytes", i);
+		return qc_hub_fail(
+		    h, emsg, QC_E_BAD_REQUEST,
+		    "ticks[%zu]: \"message_id\" must be a string of at most 128 bytes", i);
 	ver = json_object_get(tick, "version");
 	if (ver && !json_is_null(ver) && !json_is_integer(ver))
-		return fail(h, emsg, QC_E_BAD_REQUEST, "ticks[%zu]: \"version\" must be an integer",
-		            i);
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "ticks[%zu]: \"version\" must be an integer", i);
 	ts = json_object_get(tick, "timestamp");
 	if (ts && !json_is_null(ts) && (!json_is_integer(ts) || json_integer_value(ts) < 0))
-		return fail(h, emsg, QC_E_BAD_REQUEST,
-		            "ticks[%zu]: \"timestamp\" must be a non-negative integer (ms)", i);
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "ticks[%zu]: \"timestamp\" must be a non-negative integer (ms)",
+		                   i);
 	return QC_OK;
 }
 
@@ -229,10 +219,10 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 	json_t *tick;
 
 	if (!n)
-		return fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
 	if (n > PUBLISH_MAX_BATCH)
-		return fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
-		            PUBLISH_MAX_BATCH);
+		return qc_hub_fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
+		                   PUBLISH_MAX_BATCH);
 	json_array_foreach (ticks, i, tick) {
 		enum qc_err e = check_tick(h, tick, i, emsg);
 
@@ -259,9 +249,9 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 				fresh++;
 		}
 		if (qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols)
-			return fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-			            "streams.max_symbols (%u) would be exceeded",
-			            h->cfg->streams.max_symbols);
+			return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+			                   "streams.max_symbols (%u) would be exceeded",
+			                   h->cfg->streams.max_symbols);
 	}
 
 	json_array_foreach (ticks, i, tick) {
@@ -273,7 +263,7 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 		int v;
 
 		if (!s)
-			return fail(h, emsg, QC_E_INTERNAL, "out of memory");
+			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 		v = qc_stream_apply(s, json_object_get(tick, "data"),
 		                    json_string_value(json_object_get(tick, "message_id")),
 		                    json_is_integer(ver), json_integer_value(ver),
@@ -306,13 +296,13 @@ enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const ch
 	if (json_is_object(doc) && json_is_array(json_object_get(doc, "ticks")))
 		return publish(h, json_object_get(doc, "ticks"), out, emsg);
 	if (!json_is_object(doc))
-		return fail(h, emsg, QC_E_BAD_REQUEST,
-		            "expected a tick, an array of ticks or "
-		            "{\"ticks\":[...]}");
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "expected a tick, an array of ticks or "
+		                   "{\"ticks\":[...]}");
 	arr = json_array();
 	if (!arr || json_array_append(arr, doc)) {
 		json_decref(arr);
-		return fail(h, emsg, QC_E_INTERNAL, "out of memory");
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
 	e = publish(h, arr, out, emsg);
 	json_decref(arr);
@@ -323,7 +313,7 @@ enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_
                            const char **e)
 {
 	if (!(c->roles & QC_ROLE_PUBLISHER))
-		return fail(h, e, QC_E_FORBIDDEN, "role publisher required");
+		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "role publisher required");
 	return qc_hub_publish(h, p, d, e);
 }
 
@@ -378,13 +368,14 @@ static int read_fields(struct qc_hub *h, json_t *p, const char **out, const char
 	if (!f || json_is_null(f))
 		return 0;
 	if (!json_is_array(f) || json_array_size(f) > QC_FIELDS_MAX) {
-		fail(h, emsg, QC_E_BAD_REQUEST, "\"fields\" must be an array of at most %d names",
-		     QC_FIELDS_MAX);
+		qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		            "\"fields\" must be an array of at most %d names", QC_FIELDS_MAX);
 		return -1;
 	}
 	json_array_foreach (f, i, v) {
 		if (!json_is_string(v) || !qc_field_valid(json_string_value(v))) {
-			fail(h, emsg, QC_E_BAD_REQUEST, "fields[%zu] must be a field name", i);
+			qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "fields[%zu] must be a field name",
+			            i);
 			return -1;
 		}
 		out[i] = json_string_value(v);
@@ -401,24 +392,25 @@ static enum qc_err read_symbols(struct qc_hub *h, json_t *p, json_t **out, const
 	*out = NULL;
 	if (one && !json_is_null(one)) {
 		if (!json_is_string(one) || !qc_symbol_valid(json_string_value(one)))
-			return fail(h, emsg, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+			return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+			                   "\"symbol\" must be a valid symbol");
 		*out = json_pack("[O]", one);
-		return *out ? QC_OK : fail(h, emsg, QC_E_INTERNAL, "out of memory");
+		return *out ? QC_OK : qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
 	if (!json_is_array(many) || !json_array_size(many))
-		return fail(h, emsg, QC_E_BAD_REQUEST,
-		            "\"symbol\" or a non-empty \"symbols\" array is required");
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "\"symbol\" or a non-empty \"symbols\" array is required");
 	if (json_array_size(many) > h->cfg->limits.max_streams_per_connection)
-		return fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-		            "more symbols than limits.max_streams_per_connection (%u)",
-		            h->cfg->limits.max_streams_per_connection);
+		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+		                   "more symbols than limits.max_streams_per_connection (%u)",
+		                   h->cfg->limits.max_streams_per_connection);
 	json_array_foreach (many, i, v) {
 		if (!json_is_string(v) || !qc_symbol_valid(json_string_value(v)))
-			return fail(h, emsg, QC_E_BAD_REQUEST,
-			            "symbols[%zu] must be a valid symbol", i);
+			return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+			                   "symbols[%zu] must be a valid symbol", i);
 	}
 	*out = json_copy(many);
-	return *out ? QC_OK : fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	return *out ? QC_OK : qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 }
 
 static void send_frame(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
@@ -530,14 +522,15 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		return QC_E_BAD_REQUEST;
 	if (jsince && !json_is_null(jsince)) {
 		if (!json_is_integer(jsince) || json_integer_value(jsince) < 0)
-			return fail(h, e, QC_E_BAD_REQUEST,
-			            "\"since_seq\" must be a non-negative integer");
+			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
+			                   "\"since_seq\" must be a non-negative integer");
 		has_since = true;
 		since = (uint64_t)json_integer_value(jsince);
 	}
 	if (jsnap && !json_is_null(jsnap)) {
 		if (!json_is_boolean(jsnap))
-			return fail(h, e, QC_E_BAD_REQUEST, "\"snapshot\" must be a boolean");
+			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
+			                   "\"snapshot\" must be a boolean");
 	}
 	err = read_symbols(h, p, &syms, e);
 	if (err != QC_OK)
@@ -552,13 +545,14 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	}
 	if (c->streams.count + fresh > h->cfg->limits.max_streams_per_connection) {
 		json_decref(syms);
-		return fail(h, e, QC_E_LIMIT_EXCEEDED, "limits.max_streams_per_connection (%u)",
-		            h->cfg->limits.max_streams_per_connection);
+		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED,
+		                   "limits.max_streams_per_connection (%u)",
+		                   h->cfg->limits.max_streams_per_connection);
 	}
 	if (qc_streams_count(h->streams) + new_symbols(h, syms) > h->cfg->streams.max_symbols) {
 		json_decref(syms);
-		return fail(h, e, QC_E_LIMIT_EXCEEDED, "streams.max_symbols (%u) reached",
-		            h->cfg->streams.max_symbols);
+		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "streams.max_symbols (%u) reached",
+		                   h->cfg->streams.max_symbols);
 	}
 
 	result = json_object();
@@ -575,9 +569,9 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 			json_decref(result);
 			json_decref(list);
 			if (errno == ENOSPC)
-				return fail(h, e, QC_E_LIMIT_EXCEEDED,
-				            "streams.max_symbols reached");
-			return fail(h, e, QC_E_INTERNAL, "out of memory");
+				return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED,
+				                   "streams.max_symbols reached");
+			return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 		}
 		sub = qc_sub_set_find(&c->streams, s);
 		if (sub)
@@ -619,7 +613,7 @@ nomem:
 	json_decref(syms);
 	json_decref(result);
 	json_decref(list);
-	return fail(h, e, QC_E_INTERNAL, "out of memory");
+	return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 }
 
 /*
@@ -666,7 +660,7 @@ enum qc_err qc_act_unsubscribe_stream(struct qc_hub *h, struct qc_conn *c, json_
 	json_decref(syms);
 	if (!json_array_size(done)) {
 		json_decref(done);
-		return fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
+		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
 	}
 	*d = json_pack("{s:o}", "unsubscribed", done);
 	return QC_OK;
@@ -682,16 +676,16 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	int nfields;
 
 	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
-		return fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
 	nfields = read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
 	if (!sub)
-		return fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
+		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
 	if (qc_stream_set_filter(h->streams, sub, fields, (size_t)nfields))
-		return fail(h, e, QC_E_INTERNAL, "out of memory");
+		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 	*d = json_pack("{s:O, s:o}", "symbol", sym, "fields", json_array());
 	for (int i = 0; i < nfields; i++)
 		json_array_append_new(json_object_get(*d, "fields"), json_string(fields[i]));
@@ -725,20 +719,21 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	struct qc_sub *sub;
 
 	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
-		return fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
 	if (jsince && !json_is_null(jsince) &&
 	    (!json_is_integer(jsince) || json_integer_value(jsince) < 0))
-		return fail(h, e, QC_E_BAD_REQUEST, "\"since_seq\" must be a non-negative integer");
+		return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
+		                   "\"since_seq\" must be a non-negative integer");
 	if (jlimit && !json_is_null(jlimit) &&
 	    (!json_is_integer(jlimit) || json_integer_value(jlimit) < 1))
-		return fail(h, e, QC_E_BAD_REQUEST, "\"limit\" must be a positive integer");
+		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"limit\" must be a positive integer");
 	if (json_is_integer(jlimit))
 		limit = (size_t)json_integer_value(jlimit);
 	if (limit > h->cfg->streams.buffer_size)
 		limit = h->cfg->streams.buffer_size;
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	if (!s)
-		return fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
+		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
 	sub = qc_sub_set_find(&c->streams, s);
 	if (sub) {
 		fields = qc_group_fields(sub->group);
@@ -777,13 +772,13 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	int nfields;
 
 	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
-		return fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
+		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
 	nfields = read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	if (!s || !qc_stream_last_seq(s))
-		return fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
+		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
 	data = qc_fields_filter(fields, (size_t)nfields, qc_stream_snapshot(s));
 	if (!data)
 		data = json_object();

@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "quotecast/auth.h"
 #include "quotecast/server.h"
 
 _Static_assert(QC_MSG_HEADROOM >= LWS_PRE, "msg headroom must cover LWS_PRE");
@@ -273,8 +274,19 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		return qc_http_confirm_upgrade(wsi);
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* the path and limits were checked in HTTP_CONFIRM_UPGRADE (http.c) */
+		/* the path, limits and token were checked in qc_http_confirm_upgrade() (http.c) */
 		memset(c, 0, sizeof(*c));
+		read_args(wsi, srv, c);
+		if (srv->cfg->auth_mode == QC_AUTH_JWT) {
+			struct qc_identity id;
+			const char *why;
+
+			if (qc_http_identity(wsi, srv->cfg, &id, &why))
+				return -1;
+			snprintf(c->user_id, sizeof(c->user_id), "%s", id.user_id);
+			c->roles = (id.roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
+			           (id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
+		}
 		if (is_publisher(wsi)) {
 			/* each holds a big read buffer: their number is bounded */
 			if (srv->publishers >= QC_PUBLISHERS_MAX) {
@@ -286,7 +298,6 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 			srv->publishers++;
 			c->publisher = 1;
 		}
-		read_args(wsi, srv, c);
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:

@@ -41,7 +41,7 @@ struct qc_conn {
 	uint8_t close_sent; /* the close frame is out; waiting for the peer's */
 	uint8_t publisher;  /* on the publisher subprotocol (big reads) */
 	uint16_t close_code;
-	uint16_t bad_messages;
+	uint32_t bad_messages;
 	int64_t connected_at_ms;
 	int64_t last_activity_ms;
 	uint64_t msgs_in;

@@ -69,6 +69,14 @@ size_t qc_http_pss_size(void);
  * connection is bound to (the vhost's default, "quotecast"), so ws.c forwards it here.
  */
 int qc_http_confirm_upgrade(struct lws *wsi);
+
+struct qc_identity;
+/**
+ * qc_http_identity() - verify the JWT of a request (?token= or Authorization: Bearer) in auth
+ * mode jwt. Returns 0 with @id filled, or a negative errno with a static reason in *@why.
+ */
+int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_identity *id,
+                     const char **why);
 int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len);
 
