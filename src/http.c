@@ -55,7 +55,7 @@ out:
 /* Answer with @j (stolen) as JSON. */
 static int respond_json(struct lws *wsi, unsigned int status, json_t *j)
 {
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 	int ret;
 
 	json_decref(j);

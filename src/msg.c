@@ -118,7 +118,12 @@ struct qc_msg *qc_msg_new_json(const struct json_t *j)
 	 * than the buffer; the callback form serialises once and grows the scratch as it goes.
 	 */
 	json_scratch.len = 0;
-	if (json_dump_callback(j, scratch_append, &json_scratch, JSON_COMPACT))
+	/*
+	 * 15 significant digits: every decimal of up to 15 digits (any price) survives the trip
+	 * through a double and back unchanged (1850.31, not 1850.3099999999999).
+	 */
+	if (json_dump_callback(j, scratch_append, &json_scratch,
+	                       JSON_COMPACT | JSON_REAL_PRECISION(15)))
 		return NULL;
 	return qc_msg_new_text(json_scratch.buf, json_scratch.len);
 }
