@@ -77,6 +77,7 @@ void qc_hub_free(struct qc_hub *h)
 {
 	if (!h)
 		return;
+	qc_hub_sessions_free(h);
 	qc_conns_free(&h->conns);
 	qc_hub_streams_free(h);
 	qc_hub_rooms_teardown(h);
@@ -93,7 +94,7 @@ void qc_hub_set_event_loop(struct qc_hub *h, const char *name)
 
 uint32_t qc_hub_nconns(const struct qc_hub *h)
 {
-	return h->conns.count;
+	return h->conns.count - h->nsuspended;
 }
 
 int qc_hub_admit(struct qc_hub *h)
@@ -102,7 +103,7 @@ int qc_hub_admit(struct qc_hub *h)
 		h->st.rejected_total++;
 		return -ESHUTDOWN;
 	}
-	if (h->conns.count >= h->cfg->limits.max_connections) {
+	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections) {
 		h->st.rejected_total++;
 		return -EBUSY;
 	}
@@ -134,6 +135,8 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 {
 	bool was_empty = qc_outq_empty(&c->outq);
 
+	if (c->suspended)
+		return qc_hub_buffer(h, c, m);
 	if (c->closing)
 		return -EPIPE;
 	if (c->outq.bytes + m->len > h->cfg->limits.max_send_queue_bytes) {
@@ -208,14 +211,32 @@ static void reply_err(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *
 	}
 }
 
+/* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
+json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, bool recovered,
+                             uint32_t replayed)
+{
+	char token[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+	json_t *data;
+
+	snprintf(token, sizeof(token), "%s%s", c->session_id, c->secret);
+	data = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "session_id", c->session_id,
+	                 "resume_token", token, "user_id", c->user_id, "server_time",
+	                 (json_int_t)qc_now_ms(), "heartbeat_interval_ms",
+	                 (json_int_t)h->cfg->limits.idle_timeout_s * 1000 / 2, "resumed", resumed);
+	if (data && resumed) {
+		json_object_set_new(data, "recovered", json_boolean(recovered));
+		json_object_set_new(data, "replayed", json_integer(replayed));
+	}
+	return qc_codec_event("session", data);
+}
+
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 {
-	json_t *data;
-	char token[65];
 	int64_t now = qc_now_ms();
 	int ret;
 
-	if (qc_random_hex(c->session_id, QC_SESSION_ID_LEN / 2) || qc_random_hex(token, 32))
+	if (qc_random_hex(c->session_id, QC_SESSION_ID_LEN / 2) ||
+	    qc_random_hex(c->secret, QC_SECRET_LEN / 2))
 		return -EIO;
 	if (!c->user_id[0])
 		snprintf(c->user_id, sizeof(c->user_id), "anon-%.12s", c->session_id);
@@ -226,31 +247,43 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 	if (ret)
 		return ret;
 	h->st.accepted_total++;
-	if (h->conns.count > h->st.peak)
-		h->st.peak = h->conns.count;
-
-	data = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "session_id", c->session_id,
-	                 "resume_token", token, "user_id", c->user_id, "server_time",
-	                 (json_int_t)now, "heartbeat_interval_ms",
-	                 (json_int_t)h->cfg->limits.idle_timeout_s * 1000 / 2, "resumed", 0);
-	return qc_hub_send_json(h, c, qc_codec_event("session", data)) == -ENOMEM ? -ENOMEM : 0;
+	if (qc_hub_nconns(h) > h->st.peak)
+		h->st.peak = qc_hub_nconns(h);
+	if (qc_hub_send_json(h, c, qc_hub_session_event(h, c, false, true, 0)) == -ENOMEM)
+		return -ENOMEM;
+	qc_hub_offline_deliver(h, c);
+	return 0;
 }
 
-void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
+/* Free everything @c holds and @c itself. */
+void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 {
 	struct qc_membership *m, *tmp;
 
-	if (!c->in_table)
-		return;
 	HASH_ITER (hh, c->rooms.by_room, m, tmp)
 		qc_hub_leave_room(h, c, m->room);
 	qc_hub_streams_closed(h, c);
 	qc_outq_clear(&c->outq);
 	free(c->rx);
+	qc_conns_remove(&h->conns, c);
+	free(c);
+}
+
+void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
+{
+	c->transport = NULL;
+	free(c->rx);
 	c->rx = NULL;
 	c->rx_len = 0;
-	qc_conns_remove(&h->conns, c);
+	if (!c->in_table) {
+		free(c);
+		return;
+	}
 	h->st.closed_total++;
+	/* a session outlives its socket unless the server is going away */
+	if (h->cfg->sessions.ttl_s && !h->shutting_down && !qc_hub_suspend(h, c))
+		return;
+	qc_hub_destroy(h, c);
 }
 
 static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
@@ -440,13 +473,13 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    " s:{s:I, s:I, s:I, s:I},"
 	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o,"
-	    " s:{s:i, s:i, s:i, s:i},"
-	    " s:{s:i, s:i, s:i, s:i},"
+	    " s:{s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:I, s:I, s:I, s:I},"
 	    " s:{s:b, s:b, s:i, s:i}}",
 	    "server", "version", QC_VERSION, "uptime_s",
 	    (json_int_t)((qc_now_ms() - h->st.started_ms) / 1000), "event_loop", h->event_loop,
-	    "rss_bytes", (json_int_t)rss_bytes(h), "total_connections", (json_int_t)h->conns.count,
-	    "total_users", (json_int_t)h->conns.nusers, "total_rooms",
+	    "rss_bytes", (json_int_t)rss_bytes(h), "total_connections",
+	    (json_int_t)qc_hub_nconns(h), "total_users", (json_int_t)h->conns.nusers, "total_rooms",
 	    (json_int_t)qc_rooms_count(h->rooms), "connections", "accepted_total",
 	    (json_int_t)h->st.accepted_total, "closed_total", (json_int_t)h->st.closed_total,
 	    "rejected_total", (json_int_t)h->st.rejected_total, "peak", (json_int_t)h->st.peak,
@@ -456,7 +489,11 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    "rooms_created", (json_int_t)h->st.rooms_created, "rooms_deleted",
 	    (json_int_t)h->st.rooms_deleted, "total_join_events", (json_int_t)h->st.join_events,
 	    "total_leave_events", (json_int_t)h->st.leave_events, "streaming",
-	    qc_hub_streaming_stats(h), "reconnection", "suspended", 0, "resumed", 0, "expired", 0,
-	    "replayed", 0, "offline", "users", 0, "queued", 0, "delivered", 0, "evicted", 0,
-	    "store", "configured", 0, "connected", 0, "pending", 0, "failed", 0);
+	    qc_hub_streaming_stats(h), "reconnection", "suspended", (json_int_t)h->nsuspended,
+	    "resumed", (json_int_t)h->st.resumed, "expired", (json_int_t)h->st.expired, "replayed",
+	    (json_int_t)h->st.replayed, "buffer_dropped", (json_int_t)h->st.buffer_dropped,
+	    "offline", "users", (json_int_t)qc_hub_offline_users(h), "queued",
+	    (json_int_t)h->offline_queued, "delivered", (json_int_t)h->st.offline_delivered,
+	    "evicted", (json_int_t)h->st.offline_evicted, "store", "configured", 0, "connected", 0,
+	    "pending", 0, "failed", 0);
 }

@@ -25,7 +25,15 @@ struct qc_hub {
 	char node[17]; /* random per process: message ids stay unique across processes */
 	int statm_fd;
 	uint32_t created_rooms; /* rooms made with create_room */
-	char errbuf[256];       /* the message of the last validation error (single-threaded) */
+	/* suspended sessions: a FIFO by expiry (the TTL is fixed) and a table by session id */
+	struct qc_conn *susp_head;
+	struct qc_conn *susp_tail;
+	struct qc_conn *by_session;
+	uint32_t nsuspended;
+	uint64_t buffered_bytes;    /* queued in suspended sessions */
+	struct qc_offline *offline; /* uthash by user id */
+	uint64_t offline_queued;
+	char errbuf[256]; /* the message of the last validation error (single-threaded) */
 };
 
 /* A request handler: QC_OK with *data (may stay NULL), or an error with *emsg. */
@@ -38,6 +46,21 @@ enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, cons
 
 /* Encode @j (stolen) once and queue it for @c. */
 int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j);
+
+/* hub.c */
+json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, bool recovered,
+                             uint32_t replayed);
+void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c);
+
+/* hub_session.c */
+struct qc_offline;
+int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c);
+int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
+void qc_hub_sessions_free(struct qc_hub *h);
+/* queue event @name with @data (borrowed) for @user, who has no session now */
+void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data);
+void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c);
+uint32_t qc_hub_offline_users(const struct qc_hub *h);
 
 /* hub_room.c */
 void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room);
@@ -80,6 +103,9 @@ void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c);
 json_t *qc_hub_streaming_stats(struct qc_hub *h);
 enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                     const char **e);
+bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub, bool snapshot,
+                            bool has_since, uint64_t since);
+bool qc_hub_stream_recoverable(const struct qc_stream *s, uint64_t since);
 void qc_after_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p);
 enum qc_err qc_act_unsubscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                       const char **e);

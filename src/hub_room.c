@@ -332,6 +332,26 @@ static bool in_users(json_t *users, const char *user)
 }
 
 /*
+ * Members of a created room with no live or suspended session get the message in their
+ * offline queue (the targeting applies to them too).
+ */
+static void offline_room_message(struct qc_hub *h, const struct room_info *ri, json_t *targets,
+                                 enum qc_role target_role, json_t *data)
+{
+	struct member *mm, *tmp;
+
+	HASH_ITER (hh, ri->members, mm, tmp) {
+		if (qc_conns_user(&h->conns, mm->user_id))
+			continue;
+		if (targets && !in_users(targets, mm->user_id))
+			continue;
+		if (target_role != QC_ROLE_NONE && mm->role != target_role)
+			continue;
+		qc_hub_offline_push(h, mm->user_id, "room_message", data);
+	}
+}
+
+/*
  * send_message / POST /api/broadcast with a room: validate, check the sender's right to write
  * (@c NULL: the server itself), then fan the room_message out to the connections that the
  * targeting selects: encoded once, one reference per receiver.
@@ -351,7 +371,7 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	uint32_t delivered = 0;
 	enum qc_err e;
 	char id[48];
-	json_t *ev;
+	json_t *ev, *ev_data;
 
 	if (!name || !name[0])
 		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
@@ -391,14 +411,16 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	}
 
 	snprintf(id, sizeof(id), "m-%s-%" PRIu64, h->node, ++h->msg_counter);
-	ev = qc_codec_event("room_message",
-	                    json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id",
-	                              id, "message_type", type, "from", from, "content", content,
-	                              "timestamp", (json_int_t)qc_now_ms()));
+	ev_data = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id", id,
+	                    "message_type", type, "from", from, "content", content, "timestamp",
+	                    (json_int_t)qc_now_ms());
+	ev = ev_data ? qc_codec_event("room_message", json_incref(ev_data)) : NULL;
 	m = ev ? qc_msg_new_json(ev) : NULL;
 	json_decref(ev);
-	if (!m)
+	if (!m) {
+		json_decref(ev_data);
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
 	m->kind = QC_MSG_ROOM;
 	for (mb = qc_room_members(room); mb; mb = mb->room_next) {
 		struct qc_conn *rc = mb->conn;
@@ -416,7 +438,9 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	if (ri) {
 		ri->message_count++;
 		ri->last_activity = qc_now_ms();
+		offline_room_message(h, ri, targets, target_role, ev_data);
 	}
+	json_decref(ev_data);
 	*out = json_pack("{s:s, s:s, s:I}", "room", name, "message_id", id, "delivered",
 	                 (json_int_t)delivered);
 	return QC_OK;

@@ -124,19 +124,23 @@ static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream 
 	return ret;
 }
 
-static void deliver(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
+static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream *s,
                     struct qc_msg *m, const struct qc_tick *t)
 {
+	struct qc_conn *c = sub->conn;
 	int ret;
 
-	if (c->closing)
+	/* a suspended session gets its missed ticks from the ring when it resumes */
+	if (c->closing || c->suspended)
 		return;
 	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
 		ret = conflate(h, c, s, m, t);
 	else
 		ret = qc_hub_send(h, c, m);
-	if (!ret)
+	if (!ret) {
+		sub->last_seq = t->seq;
 		h->st.tick_deliveries++;
+	}
 }
 
 static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t)
@@ -152,7 +156,7 @@ static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc
 		if (!m)
 			continue;
 		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next)
-			deliver(h, sub->conn, s, m, t);
+			deliver(h, sub, s, m, t);
 		qc_msg_unref(&m);
 	}
 }
@@ -444,7 +448,7 @@ static uint32_t new_symbols(struct qc_hub *h, json_t *syms)
 }
 
 /* Whether a replay after @since is complete from the ring. */
-static bool recoverable(const struct qc_stream *s, uint64_t since)
+bool qc_hub_stream_recoverable(const struct qc_stream *s, uint64_t since)
 {
 	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
 
@@ -456,8 +460,8 @@ static bool recoverable(const struct qc_stream *s, uint64_t since)
  * behind the response, in the same loop pass as the subscription itself, so nothing published
  * later can slip in between: no gap and no duplicate between replay and live.
  */
-static bool catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub, bool snapshot,
-                     bool has_since, uint64_t since)
+bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub, bool snapshot,
+                            bool has_since, uint64_t since)
 {
 	const struct qc_stream *s = sub->stream;
 	const char *const *fields = qc_group_fields(sub->group);
@@ -469,7 +473,7 @@ static bool catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub, bo
 	if (has_since && since < last) {
 		uint64_t from = since + 1;
 
-		recovered = recoverable(s, since);
+		recovered = qc_hub_stream_recoverable(s, since);
 		if (!recovered)
 			from = oldest ? oldest : last + 1;
 		for (uint64_t seq = from; seq && seq <= last; seq++) {
@@ -496,6 +500,7 @@ static bool catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub, bo
 			json_decref(d);
 		}
 	}
+	sub->last_seq = last; /* everything up to here is queued or summed up by the snapshot */
 	return recovered;
 }
 
@@ -598,7 +603,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		json_array_foreach (list_of(result), i, ent) {
 			struct qc_stream *s = qc_streams_find(
 			    h->streams, json_string_value(json_object_get(ent, "symbol")));
-			bool rec = recoverable(s, since);
+			bool rec = qc_hub_stream_recoverable(s, since);
 
 			json_object_set_new(ent, "recovered", json_boolean(rec));
 			all = all && rec;
@@ -634,9 +639,9 @@ void qc_after_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p)
 		struct qc_sub *sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
 
 		if (sub)
-			catch_up(h, c, sub, !json_is_false(jsnap), json_is_integer(jsince),
-			         json_is_integer(jsince) ? (uint64_t)json_integer_value(jsince)
-			                                 : 0);
+			qc_hub_stream_catch_up(
+			    h, c, sub, !json_is_false(jsnap), json_is_integer(jsince),
+			    json_is_integer(jsince) ? (uint64_t)json_integer_value(jsince) : 0);
 	}
 	json_decref(syms);
 }

@@ -35,6 +35,7 @@ static void finish(struct qc_server *srv)
 	lws_sul_cancel(&srv->sul_stop);
 	lws_sul_cancel(&srv->sul_watchdog);
 	lws_sul_cancel(&srv->sul_demo);
+	lws_sul_cancel(&srv->sul_expire);
 	if (left)
 		lwsl_warn("quotecast: %u connection(s) still open after %d ms: dropping them, "
 		          "exiting\n",
@@ -100,6 +101,16 @@ static void demo_tick(lws_sorted_usec_list_t *sul)
 	if (next_ms && !srv->stopping)
 		lws_sul_schedule(srv->ctx, 0, &srv->sul_demo, demo_tick,
 		                 (lws_usec_t)next_ms * LWS_US_PER_MS);
+}
+
+/* Suspended sessions whose TTL ran out end here, once a second. */
+static void expire_tick(lws_sorted_usec_list_t *sul)
+{
+	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_expire);
+
+	qc_hub_expire(srv->hub);
+	if (!srv->stopping)
+		lws_sul_schedule(srv->ctx, 0, &srv->sul_expire, expire_tick, LWS_US_PER_SEC);
 }
 
 /* libuv / libev: lws watches SIGINT/SIGTERM itself and calls this on the loop. */
@@ -190,15 +201,15 @@ int qc_server_run(const struct qc_config *cfg)
 	     * rx_buffer_size is allocated for every connection: small (most client messages
 	     * are small; larger ones are reassembled only while incomplete).
 	     */
-	    {"quotecast", qc_ws_callback, sizeof(struct qc_conn), QC_RX_BUFFER, 0, NULL,
+	    {"quotecast", qc_ws_callback, qc_ws_pss_size(), QC_RX_BUFFER, 0, NULL,
 	     QC_TX_CHUNK + LWS_PRE},
 	    /*
 	     * Feed handlers ask for this subprotocol. lws reads a ws connection at most
 	     * rx_buffer_size bytes per loop pass, and a pass that fans out to 10,000
 	     * subscribers is long: a publisher must be read in big gulps to keep up.
 	     */
-	    {QC_PUBLISHER_PROTOCOL, qc_ws_callback, sizeof(struct qc_conn), QC_PUBLISHER_RX, 0,
-	     NULL, QC_TX_CHUNK + LWS_PRE},
+	    {QC_PUBLISHER_PROTOCOL, qc_ws_callback, qc_ws_pss_size(), QC_PUBLISHER_RX, 0, NULL,
+	     QC_TX_CHUNK + LWS_PRE},
 	    {NULL, NULL, 0, 0, 0, NULL, 0},
 	};
 	lws_retry_bo_t retry = {
@@ -313,6 +324,7 @@ int qc_server_run(const struct qc_config *cfg)
 		          cfg->demo_feed.rate_per_s, cfg->demo_feed.nsymbols);
 		lws_sul_schedule(srv->ctx, 0, &srv->sul_demo, demo_tick, 1);
 	}
+	lws_sul_schedule(srv->ctx, 0, &srv->sul_expire, expire_tick, LWS_US_PER_SEC);
 	sd_notify(0, "READY=1");
 
 	while (n >= 0 && !srv->done) {

@@ -263,11 +263,72 @@ static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *
 	return 0;
 }
 
+/*
+ * The per-session data lws keeps for a WebSocket. The connection record itself is separate
+ * (allocated at ESTABLISHED, owned by the hub): a suspended session outlives its socket.
+ */
+struct ws_pss {
+	struct qc_conn *c;
+	uint8_t publisher; /* counted in srv->publishers */
+};
+
+size_t qc_ws_pss_size(void)
+{
+	return sizeof(struct ws_pss);
+}
+
+/* The identity of the upgrade request into @c: JWT claims, or ?user_id=&roles= in mode none. */
+static int identify(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
+{
+	struct qc_identity id;
+	const char *why;
+
+	read_args(wsi, srv, c);
+	if (srv->cfg->auth_mode != QC_AUTH_JWT)
+		return 0;
+	if (qc_http_identity(wsi, srv->cfg, &id, &why))
+		return -1;
+	snprintf(c->user_id, sizeof(c->user_id), "%s", id.user_id);
+	c->roles = (id.roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
+	           (id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
+	return 0;
+}
+
+/* A fresh connection record, or the suspended one that ?resume= names (then @c is freed). */
+static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
+{
+	struct qc_conn *c = calloc(1, sizeof(*c)), *old;
+	char arg[256]; /* the upgrade gate refused longer query parameters */
+	const char *token;
+
+	if (!c)
+		return NULL;
+	if (identify(wsi, srv, c)) {
+		free(c);
+		return NULL;
+	}
+	token = lws_get_urlarg_by_name(wsi, "resume=", arg, sizeof(arg));
+	if (token && token[0]) {
+		old = qc_hub_resume(srv->hub, token, c->user_id, c->roles, wsi);
+		if (old) {
+			free(c);
+			return old;
+		}
+	}
+	c->transport = wsi;
+	if (qc_hub_open(srv->hub, c)) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                    size_t len)
 {
 	struct qc_server *srv = qc_server_get(wsi);
-	struct qc_conn *c = user;
+	struct ws_pss *pss = user;
+	struct qc_conn *c = pss ? pss->c : NULL;
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -275,18 +336,7 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* the path, limits and token were checked in qc_http_confirm_upgrade() (http.c) */
-		memset(c, 0, sizeof(*c));
-		read_args(wsi, srv, c);
-		if (srv->cfg->auth_mode == QC_AUTH_JWT) {
-			struct qc_identity id;
-			const char *why;
-
-			if (qc_http_identity(wsi, srv->cfg, &id, &why))
-				return -1;
-			snprintf(c->user_id, sizeof(c->user_id), "%s", id.user_id);
-			c->roles = (id.roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
-			           (id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
-		}
+		memset(pss, 0, sizeof(*pss));
 		if (is_publisher(wsi)) {
 			/* each holds a big read buffer: their number is bounded */
 			if (srv->publishers >= QC_PUBLISHERS_MAX) {
@@ -296,38 +346,38 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 				return -1;
 			}
 			srv->publishers++;
-			c->publisher = 1;
+			pss->publisher = 1;
 		}
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
-		c->transport = wsi;
-		if (qc_hub_open(srv->hub, c)) {
-			c->transport = NULL;
+		pss->c = establish(wsi, srv);
+		if (!pss->c) {
 			send_close(wsi, srv, 1011);
 			return -1;
 		}
 		return 0;
 
 	case LWS_CALLBACK_RECEIVE:
-		if (!c->transport)
+		if (!c || !c->transport)
 			return -1;
 		return on_receive(wsi, srv, c, in, len);
 
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		if (!c->transport)
+		if (!c || !c->transport)
 			return -1;
 		return on_writeable(wsi, srv, c);
 
 	case LWS_CALLBACK_CLOSED:
-		if (c->publisher) {
+		if (pss->publisher) {
 			srv->publishers--;
-			c->publisher = 0;
+			pss->publisher = 0;
 		}
-		if (c->transport) {
+		if (c) {
 			qc_ws_forget(srv, c);
-			qc_hub_closed(srv->hub, c);
 			c->transport = NULL;
+			pss->c = NULL;
+			qc_hub_closed(srv->hub, c); /* suspends or frees it */
 			qc_server_conn_gone(srv);
 		}
 		return 0;

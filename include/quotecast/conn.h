@@ -1,9 +1,11 @@
 /*
  * conn: the connection record and the connection table.
  *
- * struct qc_conn lives inside the transport's per-connection storage (lws per-session data):
- * the table never allocates or frees one. It indexes connections by id and by user (every
- * connection of a user). Removing a connection leaves no trace in the table.
+ * struct qc_conn is allocated by the transport when a connection is established and owned by
+ * the hub from qc_hub_open()/qc_hub_resume() on: it outlives its socket while its session is
+ * suspended, and the hub frees it. The table never allocates or frees one. It indexes connections
+ * by id and by user (every connection of a user). Removing a connection leaves no trace in the
+ * table.
  */
 #ifndef QC_CONN_H
 #define QC_CONN_H
@@ -21,6 +23,7 @@
 
 #define QC_USER_ID_MAX    64 /* bytes without NUL */
 #define QC_SESSION_ID_LEN 32 /* hex characters */
+#define QC_SECRET_LEN     32 /* hex characters of the secret half of a resume token */
 
 struct qc_user;
 
@@ -32,6 +35,7 @@ enum qc_enc {
 struct qc_conn {
 	uint64_t id; /* unique in this process, never reused */
 	char session_id[QC_SESSION_ID_LEN + 1];
+	char secret[QC_SECRET_LEN + 1]; /* resume token = session_id + secret */
 	char user_id[QC_USER_ID_MAX + 1];
 	uint32_t roles;  /* QC_ROLE_* bits */
 	uint8_t enc;     /* enum qc_enc */
@@ -39,7 +43,8 @@ struct qc_conn {
 	uint8_t closing; /* a close was requested; nothing more is queued */
 	uint8_t in_table;
 	uint8_t close_sent; /* the close frame is out; waiting for the peer's */
-	uint8_t publisher;  /* on the publisher subprotocol (big reads) */
+	uint8_t suspended;  /* no transport: the session waits for a resume (sessions.ttl_s) */
+	uint8_t dropped;    /* the session buffer lost messages: a resume is not complete */
 	uint16_t close_code;
 	uint32_t bad_messages;
 	int64_t connected_at_ms;
@@ -57,6 +62,11 @@ struct qc_conn {
 	size_t rx_len;
 
 	void *transport; /* the transport's handle (struct lws *), borrowed */
+	/* while suspended: the hub's FIFO of sessions by expiry, and its table by session id */
+	int64_t expires_ms;
+	struct qc_conn *susp_prev;
+	struct qc_conn *susp_next;
+	UT_hash_handle hh_session;
 	/* the transport's list of connections with output to flush at the end of this pass */
 	struct qc_conn *dirty_prev;
 	struct qc_conn *dirty_next;

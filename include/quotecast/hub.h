@@ -55,6 +55,12 @@ struct qc_stats {
 	uint64_t ticks_stale;
 	uint64_t ticks_conflated; /* queued ticks merged away */
 	uint64_t tick_deliveries; /* stream_data frames queued to subscribers */
+	uint64_t resumed;
+	uint64_t expired;
+	uint64_t replayed;       /* buffered messages sent on resume */
+	uint64_t buffer_dropped; /* buffered messages dropped (a session buffer was full) */
+	uint64_t offline_delivered;
+	uint64_t offline_evicted;
 };
 
 /** qc_hub_new() - borrows @cfg (must outlive the hub), copies @t. NULL on ENOMEM. */
@@ -80,7 +86,12 @@ void qc_hub_reject(struct qc_hub *h);
  */
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c);
 
-/** qc_hub_closed() - the connection is gone: leave every index, free what it holds. */
+/**
+ * qc_hub_closed() - the connection's socket is gone. Its session is suspended for
+ * sessions.ttl_s (rooms, streams and filters kept, messages buffered) or, with no TTL or
+ * while shutting down, it leaves every index and @c is freed. Either way the caller must not
+ * touch @c again.
+ */
 void qc_hub_closed(struct qc_hub *h, struct qc_conn *c);
 
 /** qc_hub_rx() - one complete client message (@binary: it came in a binary frame). */
@@ -118,6 +129,18 @@ int qc_hub_demo_start(struct qc_hub *h);
  */
 uint32_t qc_hub_demo_tick(struct qc_hub *h);
 
+/**
+ * qc_hub_resume() - the suspended session named by resume @token, taken over by a new
+ * transport @transport, when the token is valid, unexpired and belongs to @user_id: its
+ * session event (resumed), buffered messages and missed ticks are queued. NULL otherwise (the
+ * caller then opens a fresh session). The hub keeps owning the returned connection.
+ */
+struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
+                              uint32_t roles, void *transport);
+
+/** qc_hub_expire() - end suspended sessions whose time is up; call about once a second. */
+void qc_hub_expire(struct qc_hub *h);
+
 /** qc_hub_stats() - the SPEC section 4 document (new reference). */
 json_t *qc_hub_stats(struct qc_hub *h);
 
@@ -130,7 +153,7 @@ bool qc_hub_ready(struct qc_hub *h, const char **reason);
  */
 uint32_t qc_hub_shutdown(struct qc_hub *h);
 
-/** qc_hub_nconns() - connections currently indexed. */
+/** qc_hub_nconns() - live connections (suspended sessions not counted). */
 uint32_t qc_hub_nconns(const struct qc_hub *h);
 
 /** qc_now_ms() - wall-clock Unix milliseconds. */

@@ -35,6 +35,7 @@ struct qc_server {
 	lws_sorted_usec_list_t sul_watchdog;
 	lws_sorted_usec_list_t sul_demo;
 	lws_sorted_usec_list_t sul_flush;
+	lws_sorted_usec_list_t sul_expire;
 	struct qc_conn *dirty; /* connections whose new output is written by the next flush */
 	uint32_t publishers;   /* connections on the publisher subprotocol */
 	uint64_t watchdog_usec;
@@ -54,6 +55,7 @@ void qc_server_begin_stop(struct qc_server *srv);
 void qc_server_conn_gone(struct qc_server *srv);
 
 /* ws.c */
+size_t qc_ws_pss_size(void);
 /** qc_ws_forget() - drop a closing connection from the flush list. */
 void qc_ws_forget(struct qc_server *srv, struct qc_conn *c);
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

@@ -49,6 +49,7 @@ struct qc_sub {
 	struct qc_sub_set *set;
 	struct qc_sub *group_prev;
 	struct qc_sub *group_next;
+	uint64_t last_seq; /* the newest seq queued to the connection (the hub's, for resume) */
 	UT_hash_handle hh; /* in the connection's set, keyed by stream pointer */
 };
 

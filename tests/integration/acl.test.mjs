@@ -632,8 +632,17 @@ test('remove_member: rules, NOT_FOUND, kicked then silence, member_left to the o
 			'rm-mem': 'member', 'rm-victim': 'member',
 		});
 
-		/* the kick */
+		/* every subscribed connection saw those three leave (and they travel on other sockets
+		 * than the responses, so wait for them before draining) */
 		const stay = [o, adm, mod, mem];
+		for (const c of [...stay, v1, v2]) {
+			for (const [user_id, by] of [['rm-mem2', 'rm-mod'], ['rm-mod2', 'rm-adm'],
+				['rm-adm2', 'rm-owner']]) {
+				const l = await c.next(ev('member_left', { room, user_id }));
+				assertHas(l.data, { by }, `${c.label} member_left ${user_id}`);
+			}
+		}
+		/* the kick */
 		drain([...stay, v1, v2]);
 		await ok(mod, 'remove_member', { room, user_id: 'rm-victim' });
 		for (const v of [v1, v2]) {

@@ -133,6 +133,8 @@ static struct env *env_new(void **state)
 	assert_non_null(e);
 	*state = e;
 	assert_int_equal(qc_config_defaults(&e->cfg), 0);
+	/* these tests see a closed connection go at once; test_session covers suspension */
+	e->cfg.sessions.ttl_s = 0;
 	return e;
 }
 
@@ -167,15 +169,13 @@ static struct qc_conn *env_open(struct env *e, const char *user, uint32_t roles)
 	return c;
 }
 
-/* The transport saw the connection go: tell the hub, then free the storage. */
+/* The transport saw the connection go: tell the hub, which frees the record (no TTL here). */
 static void env_drop(struct env *e, struct qc_conn *c)
 {
 	for (size_t i = 0; i < MAX_CONNS; i++)
 		if (e->conns[i] == c)
 			e->conns[i] = NULL;
 	qc_hub_closed(e->h, c);
-	assert_true(qc_outq_empty(&c->outq));
-	assert_null(c->outq.slot);
 	/* a later calloc may reuse the address: forget what was recorded for this one */
 	for (size_t i = 0; i < MAX_CONNS * 2; i++)
 		if (e->f.want[i].c == c)
@@ -183,7 +183,6 @@ static void env_drop(struct env *e, struct qc_conn *c)
 	for (size_t i = 0; i < e->f.nclose; i++)
 		if (e->f.close[i].c == c)
 			e->f.close[i].c = NULL;
-	free(c);
 }
 
 static void env_done(struct env *e)

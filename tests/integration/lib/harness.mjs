@@ -155,6 +155,11 @@ function baseEnv() {
 		env[k] = v;
 	}
 	delete env.QUOTECAST_BIN;
+	/*
+	 * Most tests check what a closed connection leaves behind (nothing): they run without
+	 * session suspension. The session tests set QUOTECAST_SESSIONS_TTL_S themselves.
+	 */
+	env.QUOTECAST_SESSIONS_TTL_S = '0';
 	return env;
 }
 

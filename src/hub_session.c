@@ -1,0 +1,291 @@
+/*
+ * hub_session: sessions that outlive their socket, and the offline queue (SPEC 2.8).
+ *
+ * A closed connection's record stays in every index, suspended, for sessions.ttl_s: room and
+ * direct messages that reach it are kept in its outq (the session buffer, at most
+ * sessions.buffer_messages, oldest dropped first), market ticks are not (a resume recovers
+ * them from the stream rings by seq, with the filter kept). ?resume=<token> by the same user
+ * hands the record to the new socket. Suspended sessions are a FIFO by expiry (the TTL is the
+ * same for all) plus a table by session id; their number and the bytes they buffer are bounded.
+ *
+ * A user with no live or suspended session gets room messages of created rooms they belong to
+ * and direct messages in a per-user queue (offline.max_per_user, oldest evicted), delivered
+ * in order with "offline":true on their next connection.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "hub_priv.h"
+
+#define OFFLINE_USERS_MAX 100000
+
+struct qc_offline {
+	char user_id[QC_USER_ID_MAX + 1];
+	json_t *events; /* an array of {"event":name,"data":{...}} */
+	UT_hash_handle hh;
+};
+
+static void fifo_unlink(struct qc_hub *h, struct qc_conn *c)
+{
+	if (c->susp_prev)
+		c->susp_prev->susp_next = c->susp_next;
+	else
+		h->susp_head = c->susp_next;
+	if (c->susp_next)
+		c->susp_next->susp_prev = c->susp_prev;
+	else
+		h->susp_tail = c->susp_prev;
+	c->susp_prev = c->susp_next = NULL;
+}
+
+/* Take @c out of the suspended set (it is resumed or ends). */
+static void unsuspend(struct qc_hub *h, struct qc_conn *c)
+{
+	fifo_unlink(h, c);
+	HASH_DELETE(hh_session, h->by_session, c);
+	h->nsuspended--;
+	h->buffered_bytes -= c->outq.bytes;
+	c->suspended = 0;
+}
+
+static void expire_one(struct qc_hub *h, struct qc_conn *c)
+{
+	unsuspend(h, c);
+	h->st.expired++;
+	qc_hub_destroy(h, c);
+}
+
+/* Drop the oldest buffered message of @c; false when there is none. */
+static bool drop_oldest(struct qc_hub *h, struct qc_conn *c)
+{
+	struct qc_msg *m = qc_outq_peek(&c->outq);
+
+	if (!m)
+		return false;
+	h->buffered_bytes -= m->len;
+	qc_outq_pop(&c->outq);
+	c->dropped = 1;
+	h->st.buffer_dropped++;
+	return true;
+}
+
+int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+{
+	const struct qc_config *cfg = h->cfg;
+
+	/* ticks are recovered from the rings on resume; responses have no one to answer */
+	if (m->kind != QC_MSG_ROOM)
+		return 0;
+	if (!cfg->sessions.buffer_messages) {
+		c->dropped = 1;
+		h->st.buffer_dropped++;
+		return 0;
+	}
+	if (qc_outq_push(&c->outq, m))
+		return -ENOMEM;
+	h->buffered_bytes += m->len;
+	while (c->outq.count > cfg->sessions.buffer_messages && drop_oldest(h, c))
+		;
+	while (h->buffered_bytes > cfg->sessions.max_buffered_bytes && drop_oldest(h, c))
+		;
+	return 0;
+}
+
+/* The seq each subscription has really been sent up to: queued ticks never left. */
+static void rewind_streams(struct qc_conn *c)
+{
+	struct qc_outq *q = &c->outq;
+	struct qc_sub *sub, *tmp;
+
+	for (uint32_t i = 0; i < q->count; i++) {
+		struct qc_msg *m = q->slot[(q->head + i) & (q->cap - 1)];
+
+		if (m->kind != QC_MSG_TICK)
+			continue;
+		HASH_ITER (hh, c->streams.by_stream, sub, tmp) {
+			if (qc_stream_id(sub->stream) == m->stream_id && m->seq &&
+			    m->seq - 1 < sub->last_seq)
+				sub->last_seq = m->seq - 1;
+		}
+	}
+}
+
+int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
+{
+	struct qc_outq keep = {0};
+	struct qc_msg *m;
+
+	if (h->nsuspended >= h->cfg->sessions.max_suspended) {
+		if (!h->susp_head)
+			return -ENOSPC;
+		expire_one(h, h->susp_head); /* the oldest makes room */
+	}
+	rewind_streams(c);
+	/* what was queued and not sent: room and direct messages stay as the buffer */
+	while ((m = qc_outq_peek(&c->outq))) {
+		if (m->kind == QC_MSG_ROOM && qc_outq_push(&keep, m))
+			c->dropped = 1;
+		qc_outq_pop(&c->outq);
+	}
+	qc_outq_clear(&c->outq);
+	c->outq = keep;
+	c->closing = 0;
+	c->close_code = 0;
+	c->close_sent = 0;
+	c->suspended = 1;
+	c->expires_ms = qc_now_ms() + (int64_t)h->cfg->sessions.ttl_s * 1000;
+	c->susp_prev = h->susp_tail;
+	c->susp_next = NULL;
+	if (h->susp_tail)
+		h->susp_tail->susp_next = c;
+	else
+		h->susp_head = c;
+	h->susp_tail = c;
+	HASH_ADD(hh_session, h->by_session, session_id, QC_SESSION_ID_LEN, c);
+	h->nsuspended++;
+	h->buffered_bytes += c->outq.bytes;
+	while (c->outq.count > h->cfg->sessions.buffer_messages && drop_oldest(h, c))
+		;
+	return 0;
+}
+
+void qc_hub_expire(struct qc_hub *h)
+{
+	int64_t now = qc_now_ms();
+
+	while (h->susp_head && h->susp_head->expires_ms <= now)
+		expire_one(h, h->susp_head);
+}
+
+struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
+                              uint32_t roles, void *transport)
+{
+	struct qc_sub *sub, *stmp;
+	struct qc_outq buffered;
+	struct qc_conn *c = NULL;
+	bool recovered;
+	uint32_t replayed;
+	struct qc_msg *m;
+
+	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
+		return NULL;
+	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
+	if (!c || CRYPTO_memcmp(c->secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN) ||
+	    strcmp(c->user_id, user_id) || c->expires_ms <= qc_now_ms())
+		return NULL;
+	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections)
+		return NULL;
+
+	unsuspend(h, c);
+	c->transport = transport;
+	c->roles = roles;
+	c->last_activity_ms = qc_now_ms();
+	c->bad_messages = 0;
+	c->rate_warned = 0;
+	qc_rate_init(&c->rate, h->cfg->limits.rate_burst, c->last_activity_ms);
+	/* a new secret: the token just used cannot resume this session again */
+	qc_random_hex(c->secret, QC_SECRET_LEN / 2);
+
+	recovered = !c->dropped;
+	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
+		recovered = recovered && qc_hub_stream_recoverable(sub->stream, sub->last_seq);
+	buffered = c->outq;
+	memset(&c->outq, 0, sizeof(c->outq));
+	replayed = buffered.count;
+
+	/* session event, then the buffer in order, then each stream's missed ticks, then live */
+	qc_hub_send_json(h, c, qc_hub_session_event(h, c, true, recovered, replayed));
+	while ((m = qc_outq_peek(&buffered))) {
+		qc_hub_send(h, c, m);
+		qc_outq_pop(&buffered);
+	}
+	qc_outq_clear(&buffered);
+	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
+		qc_hub_stream_catch_up(h, c, sub, true, true, sub->last_seq);
+	c->dropped = 0;
+	h->st.resumed++;
+	h->st.replayed += replayed;
+	if (qc_hub_nconns(h) > h->st.peak)
+		h->st.peak = qc_hub_nconns(h);
+	return c;
+}
+
+/* ---- the offline queue ------------------------------------------------------------------- */
+
+void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data)
+{
+	struct qc_offline *o = NULL;
+	json_t *ev;
+
+	if (!h->cfg->offline.max_per_user)
+		return;
+	HASH_FIND_STR(h->offline, user, o);
+	if (!o) {
+		if (HASH_COUNT(h->offline) >= OFFLINE_USERS_MAX) {
+			h->st.offline_evicted++;
+			return;
+		}
+		o = calloc(1, sizeof(*o));
+		if (!o || !(o->events = json_array())) {
+			free(o);
+			return;
+		}
+		snprintf(o->user_id, sizeof(o->user_id), "%s", user);
+		HASH_ADD_STR(h->offline, user_id, o);
+	}
+	ev = json_pack("{s:s, s:O}", "event", name, "data", data);
+	if (!ev || json_array_append_new(o->events, ev))
+		return;
+	h->offline_queued++;
+	while (json_array_size(o->events) > h->cfg->offline.max_per_user) {
+		json_array_remove(o->events, 0);
+		h->offline_queued--;
+		h->st.offline_evicted++;
+	}
+}
+
+void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c)
+{
+	struct qc_offline *o = NULL;
+	json_t *ev;
+	size_t i;
+
+	HASH_FIND_STR(h->offline, c->user_id, o);
+	if (!o)
+		return;
+	json_array_foreach (o->events, i, ev) {
+		json_t *data = json_deep_copy(json_object_get(ev, "data"));
+
+		if (!data)
+			continue;
+		json_object_set_new(data, "offline", json_true());
+		qc_hub_send_json(
+		    h, c, qc_codec_event(json_string_value(json_object_get(ev, "event")), data));
+		h->st.offline_delivered++;
+	}
+	h->offline_queued -= json_array_size(o->events);
+	HASH_DEL(h->offline, o);
+	json_decref(o->events);
+	free(o);
+}
+
+uint32_t qc_hub_offline_users(const struct qc_hub *h)
+{
+	return HASH_COUNT(h->offline);
+}
+
+void qc_hub_sessions_free(struct qc_hub *h)
+{
+	struct qc_offline *o, *otmp;
+
+	while (h->susp_head)
+		expire_one(h, h->susp_head);
+	HASH_ITER (hh, h->offline, o, otmp) {
+		HASH_DEL(h->offline, o);
+		json_decref(o->events);
+		free(o);
+	}
+}
