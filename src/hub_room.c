@@ -818,6 +818,15 @@ static enum qc_err read_target(struct qc_hub *h, json_t *p, const char **user, c
 	return QC_OK;
 }
 
+/* The created room and the member ("user_id") an add/remove/set-role acts on. */
+static enum qc_err find_target(struct qc_hub *h, json_t *p, struct qc_room **room,
+                               struct room_info **ri, const char **user, const char **e)
+{
+	enum qc_err err = find_created(h, p, room, ri, e);
+
+	return err == QC_OK ? read_target(h, p, user, e) : err;
+}
+
 enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                               const char **e)
 {
@@ -826,10 +835,8 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 	struct room_info *ri;
 	struct qc_room *room;
 	const char *user;
-	enum qc_err err = find_created(h, p, &room, &ri, e);
+	enum qc_err err = find_target(h, p, &room, &ri, &user, e);
 
-	if (err == QC_OK)
-		err = read_target(h, p, &user, e);
 	if (err != QC_OK)
 		return err;
 	if (jrole && !json_is_null(jrole) &&
@@ -903,10 +910,8 @@ enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *
 	struct qc_room *room;
 	struct member *m;
 	const char *user;
-	enum qc_err err = find_created(h, p, &room, &ri, e);
+	enum qc_err err = find_target(h, p, &room, &ri, &user, e);
 
-	if (err == QC_OK)
-		err = read_target(h, p, &user, e);
 	if (err != QC_OK)
 		return err;
 	if (!json_is_string(jrole) || !qc_role_parse(json_string_value(jrole), &role))

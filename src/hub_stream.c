@@ -387,6 +387,11 @@ static int read_fields(struct qc_hub *h, json_t *p, const char **out, const char
 	return (int)json_array_size(f);
 }
 
+static bool symbol_ok(json_t *sym)
+{
+	return json_is_string(sym) && qc_symbol_valid(json_string_value(sym));
+}
+
 /* Read "symbol" or "symbols" into *@out, a new array of valid symbol strings. */
 static enum qc_err read_symbols(struct qc_hub *h, json_t *p, json_t **out, const char **emsg)
 {
@@ -680,7 +685,7 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	struct qc_sub *sub;
 	int nfields;
 
-	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+	if (!symbol_ok(sym))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
 	nfields = read_fields(h, p, fields, e);
 	if (nfields < 0)
@@ -723,7 +728,7 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	struct qc_stream *s;
 	struct qc_sub *sub;
 
-	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+	if (!symbol_ok(sym))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
 	if (jsince && !json_is_null(jsince) &&
 	    (!json_is_integer(jsince) || json_integer_value(jsince) < 0))
@@ -776,7 +781,7 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	struct qc_stream *s;
 	int nfields;
 
-	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
+	if (!symbol_ok(sym))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
 	nfields = read_fields(h, p, fields, e);
 	if (nfields < 0)
