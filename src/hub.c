@@ -137,11 +137,24 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 
 	if (c->suspended)
 		return qc_hub_buffer(h, c, m);
-	if (c->closing)
+	if (c->closing == QC_CLOSE_NOW) {
+		/*
+		 * Nothing more is written to it, but its session may be suspended in a moment:
+		 * room and direct messages wait in the queue as the session buffer.
+		 */
+		if (h->cfg->sessions.ttl_s)
+			qc_hub_buffer(h, c, m);
 		return -EPIPE;
+	}
+	if (c->closing) {
+		c->dropped = 1; /* draining towards a close: a resume cannot be complete */
+		return -EPIPE;
+	}
 	if (c->outq.bytes + m->len > h->cfg->limits.max_send_queue_bytes) {
 		h->st.slow_consumer_closes++;
 		qc_hub_close(h, c, 4008, QC_CLOSE_NOW);
+		if (h->cfg->sessions.ttl_s)
+			qc_hub_buffer(h, c, m); /* kept for a resume, like the rest of its queue */
 		return -EPIPE;
 	}
 	if (qc_outq_push(&c->outq, m)) {
@@ -430,8 +443,9 @@ uint32_t qc_hub_shutdown(struct qc_hub *h)
 
 	h->shutting_down = true;
 	HASH_ITER (hh, h->conns.by_id, c, tmp)
-		qc_hub_close(h, c, 1001, QC_CLOSE_AFTER_DRAIN);
-	return h->conns.count;
+		if (!c->suspended)
+			qc_hub_close(h, c, 1001, QC_CLOSE_AFTER_DRAIN);
+	return qc_hub_nconns(h);
 }
 
 static uint64_t rss_bytes(const struct qc_hub *h)

@@ -466,14 +466,18 @@ static enum qc_err direct_send(struct qc_hub *h, const char *from, json_t *users
 	offline = json_array();
 	json_array_foreach (users, i, v) {
 		const char *user = json_string_value(v);
-		uint32_t n = user_event(h, user, "direct_message",
-		                        json_pack("{s:s, s:s, s:s, s:O, s:I}", "message_id", id,
-		                                  "from", from, "message_type", type, "content",
-		                                  content, "timestamp", (json_int_t)qc_now_ms()));
+		json_t *data = json_pack("{s:s, s:s, s:s, s:O, s:I}", "message_id", id, "from",
+		                         from, "message_type", type, "content", content,
+		                         "timestamp", (json_int_t)qc_now_ms());
 
-		delivered += n;
-		if (!n)
+		if (!data)
+			continue;
+		/* no live or suspended session: the user's offline queue keeps it */
+		if (!qc_conns_user(&h->conns, user)) {
+			qc_hub_offline_push(h, user, "direct_message", data);
 			json_array_append(offline, v);
+		}
+		delivered += user_event(h, user, "direct_message", data);
 	}
 	*out = json_pack("{s:s, s:I, s:o}", "message_id", id, "delivered", (json_int_t)delivered,
 	                 "offline", offline);

@@ -65,13 +65,18 @@ static bool drop_oldest(struct qc_hub *h, struct qc_conn *c)
 
 	if (!m)
 		return false;
-	h->buffered_bytes -= m->len;
+	if (c->suspended)
+		h->buffered_bytes -= m->len;
 	qc_outq_pop(&c->outq);
 	c->dropped = 1;
 	h->st.buffer_dropped++;
 	return true;
 }
 
+/*
+ * Keep @m for a session that cannot be written to: suspended, or closing towards suspension
+ * (its bytes count in the global bound once it is suspended).
+ */
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 {
 	const struct qc_config *cfg = h->cfg;
@@ -86,10 +91,12 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	}
 	if (qc_outq_push(&c->outq, m))
 		return -ENOMEM;
-	h->buffered_bytes += m->len;
+	if (c->suspended)
+		h->buffered_bytes += m->len;
 	while (c->outq.count > cfg->sessions.buffer_messages && drop_oldest(h, c))
 		;
-	while (h->buffered_bytes > cfg->sessions.max_buffered_bytes && drop_oldest(h, c))
+	while (c->suspended && h->buffered_bytes > cfg->sessions.max_buffered_bytes &&
+	       drop_oldest(h, c))
 		;
 	return 0;
 }
@@ -198,8 +205,10 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 
 	/* session event, then the buffer in order, then each stream's missed ticks, then live */
 	qc_hub_send_json(h, c, qc_hub_session_event(h, c, true, recovered, replayed));
+	/* the buffer is bounded already: it is not held to max_send_queue_bytes again */
 	while ((m = qc_outq_peek(&buffered))) {
-		qc_hub_send(h, c, m);
+		if (qc_outq_push(&c->outq, m))
+			c->dropped = 1;
 		qc_outq_pop(&buffered);
 	}
 	qc_outq_clear(&buffered);

@@ -242,7 +242,7 @@ static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *
 	if (c->close_sent)
 		return 0;
 	if (c->closing == QC_CLOSE_NOW || (c->closing && qc_outq_empty(&c->outq))) {
-		qc_outq_clear(&c->outq);
+		/* what is still queued is not sent: it stays as the session's buffer */
 		send_close(wsi, srv, c->close_code);
 		/*
 		 * Keep reading (and discarding) until the peer answers with its own close: closing
