@@ -15,7 +15,7 @@
 #include "quotecast/server.h"
 
 #define STOP_GRACE_MS 5000 /* how long a shutdown waits for connections to drain */
-#define QC_RX_BUFFER  1024 /* per-connection read buffer of subscribers */
+#define QC_RX_BUFFER  512  /* per-connection read buffer of subscribers (memory per idle conn) */
 
 static volatile sig_atomic_t signalled; /* poll loop: set by the signal handler */
 static struct qc_server *the_server;    /* for the libuv/libev signal callback */
