@@ -1,9 +1,11 @@
 /*
- * ws: the WebSocket transport. The per-session data lws allocates for each connection IS the
- * struct qc_conn (no separate allocation). This file reassembles incoming messages within
- * limits.max_message_bytes, hands them to the hub, and drains each connection's outq: queued
+ * ws: the WebSocket transport. lws' per-session data points at the connection record, which
+ * this file allocates when a connection is established (or takes over from a suspended session
+ * named by ?resume=) and hands to the hub. It reassembles incoming messages within
+ * limits.max_message_bytes, passes them to the hub, and drains each connection's outq: queued
  * frames already carry their WebSocket headers, so as many as fit are copied back to back and
- * leave in one LWS_WRITE_RAW write per WRITEABLE callback.
+ * leave in one LWS_WRITE_RAW write, once per loop pass (the flush list below) or, when lws
+ * still holds part of an earlier write, from the WRITEABLE callback.
  */
 #include <string.h>
 
