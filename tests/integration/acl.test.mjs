@@ -6,9 +6,10 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, before, after, afterEach, startServer, stopServer, connect, httpRequest, getStats,
+	test, before, after, afterEach, stopServer, connect, httpRequest, getStats,
 	closeAllClients, waitFor,
 } from './lib/harness.mjs';
+import { startOwnServer } from './lib/ownserver.mjs';
 import { TEST_SECRET, token, bearer } from './lib/jwt.mjs';
 
 const GRACE_MS = 250;
@@ -25,7 +26,7 @@ const env = {
 let server;
 
 before(async () => {
-	server = await startServer({ label: 'acl', env });
+	server = await startOwnServer({ label: 'acl', env });
 });
 
 after(async () => {
@@ -263,37 +264,36 @@ test('ALREADY_EXISTS: a created room, or an implicit room with subscribers', asy
 
 /* ---------------------------------------------------------------- subscribe rules */
 
-test('public created room: subscribing makes a member and member_joined reaches subscribers',
-	async () => {
-		const o = await as('pj-owner');
-		const m = await as('pj-mem');
-		const m2 = await as('pj-mem');
-		const x = await as('pj-out');
-		const room = uniqueRoom('pj');
-		await create(o, room);
-		await sub(o, room);
-		/* a non-member may not write, even in a public room */
-		await refused(x, 'send_message', { room, content: 'hi' }, 'FORBIDDEN');
+test('public created room: subscribing makes a member; member_joined to subscribers', async () => {
+	const o = await as('pj-owner');
+	const m = await as('pj-mem');
+	const m2 = await as('pj-mem');
+	const x = await as('pj-out');
+	const room = uniqueRoom('pj');
+	await create(o, room);
+	await sub(o, room);
+	/* a non-member may not write, even in a public room */
+	await refused(x, 'send_message', { room, content: 'hi' }, 'FORBIDDEN');
 
-		await sub(m, room);
-		const j = await o.next(ev('member_joined', { room, user_id: 'pj-mem' }));
-		assert.equal(j.data.role, 'member');
-		assert.deepEqual((await roles(o, room)), { 'pj-owner': 'owner', 'pj-mem': 'member' });
-		assert.equal((await ok(o, 'get_room', { room })).members, 2);
+	await sub(m, room);
+	const j = await o.next(ev('member_joined', { room, user_id: 'pj-mem' }));
+	assert.equal(j.data.role, 'member');
+	assert.deepEqual(await roles(o, room), { 'pj-owner': 'owner', 'pj-mem': 'member' });
+	assert.equal((await ok(o, 'get_room', { room })).members, 2);
 
-		/* the same user's second connection, and a re-subscribe, are not new members */
-		drain([o, m]);
-		await sub(m2, room);
-		await m.unsubscribe(room);
-		await sub(m, room);
-		await noneGet([o, m, m2], ev('member_joined'));
-		assert.equal((await ok(o, 'get_room', { room })).members, 2);
+	/* the same user's second connection, and a re-subscribe, are not new members */
+	drain([o, m]);
+	await sub(m2, room);
+	await m.unsubscribe(room);
+	await sub(m, room);
+	await noneGet([o, m, m2], ev('member_joined'));
+	assert.equal((await ok(o, 'get_room', { room })).members, 2);
 
-		const s = await send(m, room, 'member speaks');
-		assert.equal(s.delivered, 3);
-		await allGet([o, m, m2], room, 'member speaks', 'pj-mem');
-		await noneGet([x], isMsg(room));
-	});
+	const s = await send(m, room, 'member speaks');
+	assert.equal(s.delivered, 3);
+	await allGet([o, m, m2], room, 'member speaks', 'pj-mem');
+	await noneGet([x], isMsg(room));
+});
 
 test('private room: FORBIDDEN for non-members until added', async () => {
 	const o = await as('pv-owner');
@@ -322,43 +322,43 @@ test('private room: FORBIDDEN for non-members until added', async () => {
 	await allGet([o, x], room, 'in now', 'pv-out');
 });
 
-test('protected room: WRONG_PASSWORD without the right one; the right one makes a member',
-	async () => {
-		const o = await as('pt-owner');
-		const x = await as('pt-x');
-		const y = await as('pt-y');
-		const room = uniqueRoom('pt');
-		await create(o, room, { type: 'protected', password: PASSWORD });
-		await sub(o, room);
-		await subRefused(x, room, 'WRONG_PASSWORD');
-		for (const pw of ['wrong', PASSWORD.toUpperCase(), `${PASSWORD} `, PASSWORD.slice(0, -1)])
-			await subRefused(x, room, 'WRONG_PASSWORD', pw);
-		await refused(x, 'get_room', { room }, 'FORBIDDEN');
-		await refused(x, 'send_message', { room, content: 'x' }, 'FORBIDDEN');
-		assert.deepEqual(await roles(o, room), { 'pt-owner': 'owner' });
-		await noneGet([o], ev('member_joined'), 0);
+test('protected room: WRONG_PASSWORD unless right; the right password makes a member', async () => {
+	const o = await as('pt-owner');
+	const x = await as('pt-x');
+	const y = await as('pt-y');
+	const room = uniqueRoom('pt');
+	await create(o, room, { type: 'protected', password: PASSWORD });
+	await sub(o, room);
+	await subRefused(x, room, 'WRONG_PASSWORD');
+	const wrong = ['wrong', PASSWORD.toUpperCase(), `${PASSWORD} `, PASSWORD.slice(0, -1)];
+	for (const pw of wrong)
+		await subRefused(x, room, 'WRONG_PASSWORD', pw);
+	await refused(x, 'get_room', { room }, 'FORBIDDEN');
+	await refused(x, 'send_message', { room, content: 'x' }, 'FORBIDDEN');
+	assert.deepEqual(await roles(o, room), { 'pt-owner': 'owner' });
+	await noneGet([o], ev('member_joined'), 0);
 
-		await sub(x, room, PASSWORD);
-		const j = await o.next(ev('member_joined', { room, user_id: 'pt-x' }));
-		assert.equal(j.data.role, 'member');
-		assert.deepEqual(await roles(o, room), { 'pt-owner': 'owner', 'pt-x': 'member' });
-		const g = await ok(x, 'get_room', { room });
-		assert.equal(g.has_password, true);
-		assert.ok(!show(g).includes('c0rrect'), show(g));
+	await sub(x, room, PASSWORD);
+	const j = await o.next(ev('member_joined', { room, user_id: 'pt-x' }));
+	assert.equal(j.data.role, 'member');
+	assert.deepEqual(await roles(o, room), { 'pt-owner': 'owner', 'pt-x': 'member' });
+	const g = await ok(x, 'get_room', { room });
+	assert.equal(g.has_password, true);
+	assert.ok(!show(g).includes('c0rrect'), show(g));
 
-		/* a member needs no password any more */
-		await x.unsubscribe(room);
-		await sub(x, room);
-		const x2 = await as('pt-x');
-		await sub(x2, room);
-		/* others still do */
-		await subRefused(y, room, 'WRONG_PASSWORD');
-		await subRefused(y, room, 'WRONG_PASSWORD', 'wrong');
-		const s = await send(x, room, 'pw ok');
-		assert.equal(s.delivered, 3);
-		await allGet([o, x, x2], room, 'pw ok');
-		await noneGet([y], isMsg(room));
-	});
+	/* a member needs no password any more */
+	await x.unsubscribe(room);
+	await sub(x, room);
+	const x2 = await as('pt-x');
+	await sub(x2, room);
+	/* others still do */
+	await subRefused(y, room, 'WRONG_PASSWORD');
+	await subRefused(y, room, 'WRONG_PASSWORD', 'wrong');
+	const s = await send(x, room, 'pw ok');
+	assert.equal(s.delivered, 3);
+	await allGet([o, x, x2], room, 'pw ok');
+	await noneGet([y], isMsg(room));
+});
 
 test('ROOM_FULL: max_members counts users, not connections', async () => {
 	const a = await as('full-a');
@@ -558,12 +558,14 @@ test('add_member: who may add whom; ALREADY_EXISTS; member_joined with by', asyn
 	await refused(x, 'add_member', { room, user_id: 'am-out' }, 'FORBIDDEN');
 	/* a moderator adds members only */
 	await refused(mod, 'add_member', { room, user_id: 'am-n1', role: 'admin' }, 'FORBIDDEN');
-	await refused(mod, 'add_member', { room, user_id: 'am-n1', role: 'moderator' }, 'FORBIDDEN');
+	await refused(mod, 'add_member', { room, user_id: 'am-n1', role: 'moderator' },
+		'FORBIDDEN');
 	await noneGet([o, adm, mod, mem], ev('member_joined'), 0);
 	assert.equal((await ok(mod, 'add_member', { room, user_id: 'am-n1' })).role, 'member');
 	for (const c of [o, adm, mod, mem]) {
 		const e = await c.next(ev('member_joined', { room, user_id: 'am-n1' }));
-		assertHas(e.data, { room, user_id: 'am-n1', role: 'member', by: 'am-mod' }, c.label);
+		assertHas(e.data, { room, user_id: 'am-n1', role: 'member', by: 'am-mod' },
+			c.label);
 	}
 	/* a room admin adds moderators and members, not admins */
 	await refused(adm, 'add_member', { room, user_id: 'am-n2', role: 'admin' }, 'FORBIDDEN');
@@ -592,83 +594,82 @@ test('add_member: who may add whom; ALREADY_EXISTS; member_joined with by', asyn
 	await subRefused(x, room, 'FORBIDDEN');
 });
 
-test('remove_member: rules, NOT_FOUND, kicked then silence, member_left to the others',
-	async () => {
-		const o = await as('rm-owner');
-		const adm = await as('rm-adm');
-		const mod = await as('rm-mod');
-		const mem = await as('rm-mem');
-		const v1 = await as('rm-victim');
-		const v2 = await as('rm-victim');
-		const room = uniqueRoom('rm');
-		await create(o, room);
-		await ok(o, 'add_member', { room, user_id: 'rm-adm', role: 'admin' });
-		await ok(o, 'add_member', { room, user_id: 'rm-adm2', role: 'admin' });
-		await ok(o, 'add_member', { room, user_id: 'rm-mod', role: 'moderator' });
-		await ok(o, 'add_member', { room, user_id: 'rm-mod2', role: 'moderator' });
-		await ok(o, 'add_member', { room, user_id: 'rm-mem2' });
-		for (const c of [o, adm, mod, mem, v1, v2])
-			await sub(c, room); /* rm-mem and rm-victim join as members */
+test('remove_member: rules, NOT_FOUND, kicked then silence, member_left to others', async () => {
+	const o = await as('rm-owner');
+	const adm = await as('rm-adm');
+	const mod = await as('rm-mod');
+	const mem = await as('rm-mem');
+	const v1 = await as('rm-victim');
+	const v2 = await as('rm-victim');
+	const room = uniqueRoom('rm');
+	await create(o, room);
+	await ok(o, 'add_member', { room, user_id: 'rm-adm', role: 'admin' });
+	await ok(o, 'add_member', { room, user_id: 'rm-adm2', role: 'admin' });
+	await ok(o, 'add_member', { room, user_id: 'rm-mod', role: 'moderator' });
+	await ok(o, 'add_member', { room, user_id: 'rm-mod2', role: 'moderator' });
+	await ok(o, 'add_member', { room, user_id: 'rm-mem2' });
+	for (const c of [o, adm, mod, mem, v1, v2])
+		await sub(c, room); /* rm-mem and rm-victim join as members */
 
-		await refused(mem, 'remove_member', { room, user_id: 'rm-mem2' }, 'FORBIDDEN');
-		await refused(mod, 'remove_member', { room, user_id: 'rm-mod2' }, 'FORBIDDEN');
-		await refused(mod, 'remove_member', { room, user_id: 'rm-adm' }, 'FORBIDDEN');
-		await refused(mod, 'remove_member', { room, user_id: 'rm-owner' }, 'FORBIDDEN');
-		await refused(adm, 'remove_member', { room, user_id: 'rm-adm2' }, 'FORBIDDEN');
-		await refused(adm, 'remove_member', { room, user_id: 'rm-owner' }, 'FORBIDDEN');
-		await refused(o, 'remove_member', { room, user_id: 'rm-owner' }, 'FORBIDDEN');
-		await refused(o, 'remove_member', { room, user_id: 'rm-nobody' }, 'NOT_FOUND');
-		await refused(mod, 'remove_member', { room, user_id: 'rm-nobody' }, 'NOT_FOUND');
-		await refused(o, 'remove_member', { room: uniqueRoom('ghost'), user_id: 'x' },
-			'NOT_FOUND');
-		assert.equal(Object.keys(await roles(o, room)).length, 8, 'nobody was removed');
+	await refused(mem, 'remove_member', { room, user_id: 'rm-mem2' }, 'FORBIDDEN');
+	await refused(mod, 'remove_member', { room, user_id: 'rm-mod2' }, 'FORBIDDEN');
+	await refused(mod, 'remove_member', { room, user_id: 'rm-adm' }, 'FORBIDDEN');
+	await refused(mod, 'remove_member', { room, user_id: 'rm-owner' }, 'FORBIDDEN');
+	await refused(adm, 'remove_member', { room, user_id: 'rm-adm2' }, 'FORBIDDEN');
+	await refused(adm, 'remove_member', { room, user_id: 'rm-owner' }, 'FORBIDDEN');
+	await refused(o, 'remove_member', { room, user_id: 'rm-owner' }, 'FORBIDDEN');
+	await refused(o, 'remove_member', { room, user_id: 'rm-nobody' }, 'NOT_FOUND');
+	await refused(mod, 'remove_member', { room, user_id: 'rm-nobody' }, 'NOT_FOUND');
+	await refused(o, 'remove_member', { room: uniqueRoom('ghost'), user_id: 'x' },
+		'NOT_FOUND');
+	assert.equal(Object.keys(await roles(o, room)).length, 8, 'nobody was removed');
 
-		const r1 = await ok(mod, 'remove_member', { room, user_id: 'rm-mem2' });
-		assert.equal(r1.user_id, 'rm-mem2');
-		await ok(adm, 'remove_member', { room, user_id: 'rm-mod2' });
-		await ok(o, 'remove_member', { room, user_id: 'rm-adm2' });
-		assert.deepEqual(await roles(o, room), {
-			'rm-owner': 'owner', 'rm-adm': 'admin', 'rm-mod': 'moderator',
-			'rm-mem': 'member', 'rm-victim': 'member',
-		});
-
-		/* every subscribed connection saw those three leave (and they travel on other sockets
-		 * than the responses, so wait for them before draining) */
-		const stay = [o, adm, mod, mem];
-		for (const c of [...stay, v1, v2]) {
-			for (const [user_id, by] of [['rm-mem2', 'rm-mod'], ['rm-mod2', 'rm-adm'],
-				['rm-adm2', 'rm-owner']]) {
-				const l = await c.next(ev('member_left', { room, user_id }));
-				assertHas(l.data, { by }, `${c.label} member_left ${user_id}`);
-			}
-		}
-		/* the kick */
-		drain([...stay, v1, v2]);
-		await ok(mod, 'remove_member', { room, user_id: 'rm-victim' });
-		for (const v of [v1, v2]) {
-			const k = await v.next(ev('kicked', { room }));
-			assertHas(k.data, { room, by: 'rm-mod' }, 'kicked');
-		}
-		for (const c of stay) {
-			const l = await c.next(ev('member_left', { room, user_id: 'rm-victim' }));
-			assertHas(l.data, { room, user_id: 'rm-victim', by: 'rm-mod' }, c.label);
-		}
-		const s = await send(o, room, 'after the kick');
-		assert.equal(s.delivered, 4, 'the kicked connections are not subscribed any more');
-		await allGet(stay, room, 'after the kick');
-		await mem.request('send_message', { room, content: 'and another' });
-		await allGet(stay, room, 'and another');
-		const fromRoom = (m) => m?.data?.room === room;
-		await noneGet([v1, v2], fromRoom);
-		for (const v of [v1, v2]) {
-			const u = await v.ask({ type: 'unsubscribe', room });
-			assert.equal(u.error?.code, 'NOT_FOUND', show(u));
-		}
-		await refused(v1, 'send_message', { room, content: 'still here?' }, 'FORBIDDEN');
-		await refused(o, 'remove_member', { room, user_id: 'rm-victim' }, 'NOT_FOUND');
-		assert.equal((await ok(o, 'get_room', { room })).members, 4);
-		await noneGet([v1, v2], fromRoom, 0);
+	const r1 = await ok(mod, 'remove_member', { room, user_id: 'rm-mem2' });
+	assert.equal(r1.user_id, 'rm-mem2');
+	await ok(adm, 'remove_member', { room, user_id: 'rm-mod2' });
+	await ok(o, 'remove_member', { room, user_id: 'rm-adm2' });
+	assert.deepEqual(await roles(o, room), {
+		'rm-owner': 'owner', 'rm-adm': 'admin', 'rm-mod': 'moderator',
+		'rm-mem': 'member', 'rm-victim': 'member',
 	});
+
+	/* every subscribed connection saw those three leave (events travel on other
+	 * sockets than the responses: wait for them before draining) */
+	const stay = [o, adm, mod, mem];
+	for (const c of [...stay, v1, v2]) {
+		for (const [user_id, by] of [['rm-mem2', 'rm-mod'], ['rm-mod2', 'rm-adm'],
+			['rm-adm2', 'rm-owner']]) {
+			const l = await c.next(ev('member_left', { room, user_id }));
+			assertHas(l.data, { by }, `${c.label} member_left ${user_id}`);
+		}
+	}
+	/* the kick */
+	drain([...stay, v1, v2]);
+	await ok(mod, 'remove_member', { room, user_id: 'rm-victim' });
+	for (const v of [v1, v2]) {
+		const k = await v.next(ev('kicked', { room }));
+		assertHas(k.data, { room, by: 'rm-mod' }, 'kicked');
+	}
+	for (const c of stay) {
+		const l = await c.next(ev('member_left', { room, user_id: 'rm-victim' }));
+		assertHas(l.data, { room, user_id: 'rm-victim', by: 'rm-mod' }, c.label);
+	}
+	const s = await send(o, room, 'after the kick');
+	assert.equal(s.delivered, 4, 'the kicked connections are not subscribed any more');
+	await allGet(stay, room, 'after the kick');
+	await mem.request('send_message', { room, content: 'and another' });
+	await allGet(stay, room, 'and another');
+	const fromRoom = (m) => m?.data?.room === room;
+	await noneGet([v1, v2], fromRoom);
+	for (const v of [v1, v2]) {
+		const u = await v.ask({ type: 'unsubscribe', room });
+		assert.equal(u.error?.code, 'NOT_FOUND', show(u));
+	}
+	await refused(v1, 'send_message', { room, content: 'still here?' }, 'FORBIDDEN');
+	await refused(o, 'remove_member', { room, user_id: 'rm-victim' }, 'NOT_FOUND');
+	assert.equal((await ok(o, 'get_room', { room })).members, 4);
+	await noneGet([v1, v2], fromRoom, 0);
+});
 
 test('set_member_role: owner any non-owner, room admin moderator<->member only', async () => {
 	const o = await as('sr-owner');
@@ -697,16 +698,19 @@ test('set_member_role: owner any non-owner, room admin moderator<->member only',
 	/* a room admin */
 	await ok(a1, 'set_member_role', { room, user_id: 'sr-mem2', role: 'moderator' });
 	await ok(a1, 'set_member_role', { room, user_id: 'sr-mem2', role: 'member' });
-	await refused(a1, 'set_member_role', { room, user_id: 'sr-mem2', role: 'admin' }, 'FORBIDDEN');
+	await refused(a1, 'set_member_role', { room, user_id: 'sr-mem2', role: 'admin' },
+		'FORBIDDEN');
 	await refused(a1, 'set_member_role', { room, user_id: 'sr-adm2', role: 'member' },
 		'FORBIDDEN');
-	await refused(a1, 'set_member_role', { room, user_id: 'sr-mod', role: 'admin' }, 'FORBIDDEN');
+	await refused(a1, 'set_member_role', { room, user_id: 'sr-mod', role: 'admin' },
+		'FORBIDDEN');
 	await refused(a1, 'set_member_role', { room, user_id: 'sr-owner', role: 'member' },
 		'FORBIDDEN');
 	/* moderators and members: nothing */
 	await refused(md, 'set_member_role', { room, user_id: 'sr-mem2', role: 'moderator' },
 		'FORBIDDEN');
-	await refused(md, 'set_member_role', { room, user_id: 'sr-mem', role: 'member' }, 'FORBIDDEN');
+	await refused(md, 'set_member_role', { room, user_id: 'sr-mem', role: 'member' },
+		'FORBIDDEN');
 	await refused(mb, 'set_member_role', { room, user_id: 'sr-mem2', role: 'moderator' },
 		'FORBIDDEN');
 	assert.deepEqual(await roles(o, room), {
@@ -725,60 +729,59 @@ test('set_member_role: owner any non-owner, room admin moderator<->member only',
 
 /* ---------------------------------------------------------------- targeting */
 
-test('send_message targeting: target_users, target_role, exclude_self and combinations',
-	async () => {
-		const o = await as('tg-owner');
-		const mod = await as('tg-mod');
-		const a = await as('tg-a');
-		const a2 = await as('tg-a');
-		const b = await as('tg-b');
-		const out = await as('tg-out');
-		const room = uniqueRoom('tg');
-		await create(o, room);
-		await ok(o, 'add_member', { room, user_id: 'tg-mod', role: 'moderator' });
-		const all = [o, mod, a, a2, b];
-		for (const c of all)
-			await sub(c, room);
-		const other = uniqueRoom('tg-other');
-		await sub(out, other);
-		await sub(a, other);
-		drain([...all, out]);
-		let n = 0;
+test('send_message targeting: target_users, target_role, exclude_self, combinations', async () => {
+	const o = await as('tg-owner');
+	const mod = await as('tg-mod');
+	const a = await as('tg-a');
+	const a2 = await as('tg-a');
+	const b = await as('tg-b');
+	const out = await as('tg-out');
+	const room = uniqueRoom('tg');
+	await create(o, room);
+	await ok(o, 'add_member', { room, user_id: 'tg-mod', role: 'moderator' });
+	const all = [o, mod, a, a2, b];
+	for (const c of all)
+		await sub(c, room);
+	const other = uniqueRoom('tg-other');
+	await sub(out, other);
+	await sub(a, other);
+	drain([...all, out]);
+	let n = 0;
 
-		/* each case: sender, targeting, who must get it; everyone else must not */
-		const cases = [
-			[b, {}, all],
-			[b, { target_users: ['tg-a'] }, [a, a2]],
-			[o, { target_users: ['tg-a', 'tg-b'] }, [a, a2, b]],
-			[o, { target_users: ['tg-out'] }, []], /* not in the room */
-			[o, { target_users: ['nobody-at-all'] }, []],
-			[b, { target_role: 'moderator' }, [mod]],
-			[b, { target_role: 'owner' }, [o]],
-			[o, { target_role: 'member' }, [a, a2, b]],
-			[o, { target_role: 'admin' }, []],
-			[a, { exclude_self: true }, [o, mod, a2, b]],
-			[a, { exclude_self: false }, all],
-			[a, { target_users: ['tg-a'], exclude_self: true }, [a2]],
-			[a, { target_role: 'member', exclude_self: true }, [a2, b]],
-			[o, { target_role: 'member', target_users: ['tg-b', 'tg-mod'] }, [b]],
-			[mod, { target_role: 'moderator', exclude_self: true }, []],
-			[a2, { target_users: ['tg-a', 'tg-owner'], target_role: 'member',
-				exclude_self: true }, [a]],
-		];
-		for (const [from, targeting, receivers] of cases) {
-			const content = { case: ++n, targeting };
-			const s = await send(from, room, content, targeting);
-			const what = `case ${n} ${show(targeting)} from ${from.label}`;
-			assert.equal(s.delivered, receivers.length, `${what}: delivered`);
-			for (const c of receivers) {
-				const m = await c.next(isMsg(room));
-				assert.deepEqual(m.data.content, content, `${what}: ${c.label}`);
-				assert.equal(m.data.from, from.label);
-			}
+	/* each case: sender, targeting, who must get it; everyone else must not */
+	const cases = [
+		[b, {}, all],
+		[b, { target_users: ['tg-a'] }, [a, a2]],
+		[o, { target_users: ['tg-a', 'tg-b'] }, [a, a2, b]],
+		[o, { target_users: ['tg-out'] }, []], /* not in the room */
+		[o, { target_users: ['nobody-at-all'] }, []],
+		[b, { target_role: 'moderator' }, [mod]],
+		[b, { target_role: 'owner' }, [o]],
+		[o, { target_role: 'member' }, [a, a2, b]],
+		[o, { target_role: 'admin' }, []],
+		[a, { exclude_self: true }, [o, mod, a2, b]],
+		[a, { exclude_self: false }, all],
+		[a, { target_users: ['tg-a'], exclude_self: true }, [a2]],
+		[a, { target_role: 'member', exclude_self: true }, [a2, b]],
+		[o, { target_role: 'member', target_users: ['tg-b', 'tg-mod'] }, [b]],
+		[mod, { target_role: 'moderator', exclude_self: true }, []],
+		[a2, { target_users: ['tg-a', 'tg-owner'], target_role: 'member',
+			exclude_self: true }, [a]],
+	];
+	for (const [from, targeting, receivers] of cases) {
+		const content = { case: ++n, targeting };
+		const s = await send(from, room, content, targeting);
+		const what = `case ${n} ${show(targeting)} from ${from.label}`;
+		assert.equal(s.delivered, receivers.length, `${what}: delivered`);
+		for (const c of receivers) {
+			const m = await c.next(isMsg(room));
+			assert.deepEqual(m.data.content, content, `${what}: ${c.label}`);
+			assert.equal(m.data.from, from.label);
 		}
-		/* after all positive deliveries: nobody got more than the cases above gave them */
-		await noneGet([...all, out], ev('room_message'));
-	});
+	}
+	/* after all positive deliveries: nobody got more than the cases above gave them */
+	await noneGet([...all, out], ev('room_message'));
+});
 
 test('targeting in an implicit room: target_users works, target_role matches nobody', async () => {
 	const a = await as('ti-a');
@@ -798,50 +801,52 @@ test('targeting in an implicit room: target_users works, target_role matches nob
 	await noneGet([a, b, c], ev('room_message'));
 });
 
-test('send_to_user: admin only; every connection of each user; offline users listed',
-	async () => {
-		const root = await as('st-root', ['admin']);
-		const u1 = await as('st-u1');
-		const u1b = await as('st-u1');
-		const u2 = await as('st-u2');
-		const bystander = await as('st-bystander');
-		const pleb = await as('st-pleb', ['publisher']);
-		await refused(pleb, 'send_to_user', { user_id: 'st-u1', content: 'hi' }, 'FORBIDDEN');
-		await refused(u1, 'send_to_user', { user_id: 'st-u2', content: 'hi' }, 'FORBIDDEN');
-		await noneGet([u1, u1b, u2], ev('direct_message'), 0);
+test('send_to_user: admin only; every connection of each user; offline users listed', async () => {
+	const root = await as('st-root', ['admin']);
+	const u1 = await as('st-u1');
+	const u1b = await as('st-u1');
+	const u2 = await as('st-u2');
+	const bystander = await as('st-bystander');
+	const pleb = await as('st-pleb', ['publisher']);
+	await refused(pleb, 'send_to_user', { user_id: 'st-u1', content: 'hi' },
+		'FORBIDDEN');
+	await refused(u1, 'send_to_user', { user_id: 'st-u2', content: 'hi' }, 'FORBIDDEN');
+	await noneGet([u1, u1b, u2], ev('direct_message'), 0);
 
-		const d = await ok(root, 'send_to_user', { user_id: 'st-u1', content: { n: 1 } });
-		assert.equal(d.delivered, 2);
-		assert.deepEqual(d.offline, []);
-		assert.equal(typeof d.message_id, 'string');
-		for (const c of [u1, u1b]) {
-			const m = await c.next(ev('direct_message'));
-			assert.equal(m.data.message_id, d.message_id);
-			assert.equal(m.data.from, 'st-root');
-			assert.equal(m.data.message_type, 'text');
-			assert.deepEqual(m.data.content, { n: 1 });
-			assert.equal(typeof m.data.timestamp, 'number');
-		}
-		await noneGet([u2, bystander, root], ev('direct_message'));
+	const d = await ok(root, 'send_to_user', { user_id: 'st-u1', content: { n: 1 } });
+	assert.equal(d.delivered, 2);
+	assert.deepEqual(d.offline, []);
+	assert.equal(typeof d.message_id, 'string');
+	for (const c of [u1, u1b]) {
+		const m = await c.next(ev('direct_message'));
+		assert.equal(m.data.message_id, d.message_id);
+		assert.equal(m.data.from, 'st-root');
+		assert.equal(m.data.message_type, 'text');
+		assert.deepEqual(m.data.content, { n: 1 });
+		assert.equal(typeof m.data.timestamp, 'number');
+	}
+	await noneGet([u2, bystander, root], ev('direct_message'));
 
-		const d2 = await ok(root, 'send_to_user', {
-			user_ids: ['st-u1', 'st-u2', 'st-ghost'], content: 'all', message_type: 'alert',
-		});
-		assert.equal(d2.delivered, 3);
-		assert.deepEqual(d2.offline, ['st-ghost']);
-		for (const c of [u1, u1b, u2]) {
-			const m = await c.next(ev('direct_message'));
-			assert.equal(m.data.content, 'all');
-			assert.equal(m.data.message_type, 'alert');
-			assert.equal(m.data.message_id, d2.message_id);
-		}
-		const d3 = await ok(root, 'send_to_user', { user_id: 'st-ghost2', content: 'x' });
-		assert.equal(d3.delivered, 0);
-		assert.deepEqual(d3.offline, ['st-ghost2']);
-		await refused(root, 'send_to_user', { content: 'to whom?' }, 'BAD_REQUEST');
-		await refused(root, 'send_to_user', { user_id: 'st-u1' }, 'BAD_REQUEST');
-		await noneGet([u1, u1b, u2, bystander, root], ev('direct_message'));
+	const d2 = await ok(root, 'send_to_user', {
+		user_ids: ['st-u1', 'st-u2', 'st-ghost'],
+		content: 'all',
+		message_type: 'alert',
 	});
+	assert.equal(d2.delivered, 3);
+	assert.deepEqual(d2.offline, ['st-ghost']);
+	for (const c of [u1, u1b, u2]) {
+		const m = await c.next(ev('direct_message'));
+		assert.equal(m.data.content, 'all');
+		assert.equal(m.data.message_type, 'alert');
+		assert.equal(m.data.message_id, d2.message_id);
+	}
+	const d3 = await ok(root, 'send_to_user', { user_id: 'st-ghost2', content: 'x' });
+	assert.equal(d3.delivered, 0);
+	assert.deepEqual(d3.offline, ['st-ghost2']);
+	await refused(root, 'send_to_user', { content: 'to whom?' }, 'BAD_REQUEST');
+	await refused(root, 'send_to_user', { user_id: 'st-u1' }, 'BAD_REQUEST');
+	await noneGet([u1, u1b, u2, bystander, root], ev('direct_message'));
+});
 
 test('POST /api/broadcast: room with targeting, to_users, and the errors', async () => {
 	const o = await as('bc-owner');
@@ -868,8 +873,8 @@ test('POST /api/broadcast: room with targeting, to_users, and the errors', async
 	let n = 0;
 	for (const [targeting, receivers] of cases) {
 		const content = { bc: ++n };
-		const r = await post('/api/broadcast', { room, content, message_type: 'notification',
-			...targeting });
+		const r = await post('/api/broadcast',
+			{ room, content, message_type: 'notification', ...targeting });
 		assert.equal(r.status, 200, `${show(targeting)}: ${r.text}`);
 		assert.equal(r.json.delivered, receivers.length, show(targeting));
 		assert.equal(r.json.room, room);
@@ -1025,7 +1030,8 @@ test('implicit rooms work as before: subscribe creates, anyone sends', async () 
 	await noneGet([c], isMsg(room));
 	await noneGet([a, b], (m) => m.event === 'member_joined', 0);
 	const g = await ok(c, 'get_room', { room });
-	assert.deepEqual(g, { room, type: 'public', status: 'active', implicit: true, subscribers: 2 });
+	assert.deepEqual(g,
+		{ room, type: 'public', status: 'active', implicit: true, subscribers: 2 });
 	/* no owner: nobody may manage it */
 	await refused(a, 'delete_room', { room }, ['FORBIDDEN', 'NOT_FOUND', 'BAD_REQUEST']);
 	await refused(a, 'add_member', { room, user_id: 'im-c' },
@@ -1060,66 +1066,56 @@ test('a server admin acts as owner in every room', async () => {
 
 /* ---------------------------------------------------------------- stats */
 
-test('stats rooms block counts rooms, members, subscriptions, creations and deletions',
-	async () => {
-		/* a server of its own, so the counts are exact */
-		const srv = await startServer({ label: 'acl-stats', env });
-		try {
-			const adminTok = token('stats-admin', { roles: ['admin'] });
-			const rooms = async () => {
-				const s = await getStats(srv, adminTok);
-				assert.equal(s.total_rooms, s.rooms.total_rooms, show(s));
-				return s.rooms;
-			};
-			const pick = (r, keys) => Object.fromEntries(keys.map((k) => [k, r[k]]));
-			const K = ['total_rooms', 'active_rooms', 'total_members', 'total_subscriptions',
-				'total_users', 'rooms_created', 'rooms_deleted'];
-			assert.deepEqual(pick(await rooms(), K), {
-				total_rooms: 0, active_rooms: 0, total_members: 0, total_subscriptions: 0,
-				total_users: 0, rooms_created: 0, rooms_deleted: 0,
-			});
-			const o = await as('stat-owner', undefined, srv);
-			const u = await as('stat-user', undefined, srv);
-			const u2 = await as('stat-user', undefined, srv);
-			const r1 = uniqueRoom('st1');
-			const r2 = uniqueRoom('st2');
-			const imp = uniqueRoom('st-imp');
-			await create(o, r1);
-			await create(o, r2, { type: 'private' });
-			await ok(o, 'add_member', { room: r2, user_id: 'stat-m' });
-			assert.deepEqual(pick(await rooms(), K), {
-				total_rooms: 2, active_rooms: 2, total_members: 3, total_subscriptions: 0,
-				total_users: 0, rooms_created: 2, rooms_deleted: 0,
-			});
-			const j0 = (await rooms()).total_join_events;
-			await sub(u, imp);
-			await sub(u, r1); /* stat-user becomes a member of r1 */
-			await sub(u2, r1);
-			assert.deepEqual(pick(await rooms(), K), {
-				total_rooms: 3, active_rooms: 3, total_members: 4, total_subscriptions: 3,
-				total_users: 1, rooms_created: 3, rooms_deleted: 0,
-			});
-			assert.equal((await rooms()).total_join_events - j0, 3);
-			await ok(o, 'set_room_status', { room: r2, status: 'archived' });
-			const a = await rooms();
-			assert.equal(a.active_rooms, 2, 'an archived room is not active');
-			assert.equal(a.total_rooms, 3);
+const ROOM_COUNTS = ['total_rooms', 'active_rooms', 'total_members', 'total_subscriptions',
+	'total_users', 'rooms_created', 'rooms_deleted'];
 
-			const l0 = a.total_leave_events;
-			await u2.unsubscribe(r1);
-			const b = await rooms();
-			assert.equal(b.total_leave_events - l0, 1);
-			assert.equal(b.total_subscriptions, 2);
-			assert.equal(b.total_users, 1);
+/** the stats rooms block of @srv; @expect: the ROOM_COUNTS values in that order */
+async function roomStats(srv, expect) {
+	const s = await getStats(srv, token('stats-admin', { roles: ['admin'] }));
+	assert.equal(s.total_rooms, s.rooms.total_rooms, show(s));
+	if (expect) {
+		const got = Object.fromEntries(ROOM_COUNTS.map((k) => [k, s.rooms[k]]));
+		const want = Object.fromEntries(ROOM_COUNTS.map((k, i) => [k, expect[i]]));
+		assert.deepEqual(got, want, show(s.rooms));
+	}
+	return s.rooms;
+}
 
-			await ok(o, 'delete_room', { room: r1 });
-			await u.next(ev('room_closed', { room: r1 }));
-			assert.deepEqual(pick(await rooms(), K), {
-				total_rooms: 2, active_rooms: 1, total_members: 2, total_subscriptions: 1,
-				total_users: 1, rooms_created: 3, rooms_deleted: 1,
-			});
-			await stopServer(srv);
-		} finally {
-			await srv.stop({ signal: 'SIGKILL' });
-		}
-	});
+let statsSrv; /* a server of its own, so the counts are exact */
+after(async () => {
+	await stopServer(statsSrv);
+});
+
+test('stats rooms block: rooms, members, subscriptions, creations, deletions', async () => {
+	statsSrv = await startOwnServer({ label: 'acl-stats', env });
+	const srv = statsSrv;
+	/* rooms, active, members, subscriptions, users, created, deleted */
+	await roomStats(srv, [0, 0, 0, 0, 0, 0, 0]);
+	const o = await as('stat-owner', undefined, srv);
+	const u = await as('stat-user', undefined, srv);
+	const u2 = await as('stat-user', undefined, srv);
+	const r1 = uniqueRoom('st1');
+	const r2 = uniqueRoom('st2');
+	const imp = uniqueRoom('st-imp');
+	await create(o, r1);
+	await create(o, r2, { type: 'private' });
+	await ok(o, 'add_member', { room: r2, user_id: 'stat-m' });
+	const j0 = (await roomStats(srv, [2, 2, 3, 0, 0, 2, 0])).total_join_events;
+
+	await sub(u, imp);
+	await sub(u, r1); /* stat-user becomes a member of r1 */
+	await sub(u2, r1);
+	const a = await roomStats(srv, [3, 3, 4, 3, 1, 3, 0]);
+	assert.equal(a.total_join_events - j0, 3);
+
+	await ok(o, 'set_room_status', { room: r2, status: 'archived' });
+	const b = await roomStats(srv, [3, 2, 4, 3, 1, 3, 0]); /* archived is not active */
+
+	await u2.unsubscribe(r1);
+	const c = await roomStats(srv, [3, 2, 4, 2, 1, 3, 0]);
+	assert.equal(c.total_leave_events - b.total_leave_events, 1);
+
+	await ok(o, 'delete_room', { room: r1 });
+	await u.next(ev('room_closed', { room: r1 }));
+	await roomStats(srv, [2, 1, 2, 1, 1, 3, 1]);
+});

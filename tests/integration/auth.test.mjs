@@ -5,8 +5,9 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, before, after, startServer, stopServer, connect, openWs, httpRequest, getStats,
+	test, before, after, stopServer, connect, openWs, httpRequest, getStats,
 } from './lib/harness.mjs';
+import { startOwnServer } from './lib/ownserver.mjs';
 import { TEST_SECRET, OTHER_SECRET, b64url, signJwt, token, nowS, bearer } from './lib/jwt.mjs';
 import { uniqueSymbol, tick, subscribeStream, nextTick, anyStreamData } from './lib/streams.mjs';
 
@@ -28,8 +29,8 @@ const jwtEnv = {
 before(async () => {
 	assert.equal(Buffer.byteLength(TEST_SECRET), 40);
 	[server, tokSrv] = await Promise.all([
-		startServer({ label: 'auth-jwt', env: jwtEnv }),
-		startServer({
+		startOwnServer({ label: 'auth-jwt', env: jwtEnv }),
+		startOwnServer({
 			label: 'auth-jwt-tokens',
 			env: {
 				...jwtEnv,
@@ -49,6 +50,7 @@ after(async () => {
 
 const ADMIN_JWT = () => token('ops-admin', { roles: ['admin'] });
 const PUB_JWT = () => token('feeder', { roles: ['publisher'] });
+const FORGED_ADMIN = () => token('u', { roles: ['admin'], secret: OTHER_SECRET });
 const stats = (srv = server) => getStats(srv, ADMIN_JWT());
 
 /** A connection authenticated by ?token= (extra query keys merged in). */
@@ -74,7 +76,7 @@ function assertUnauthorizedBody(r, what) {
 
 /* ---------------------------------------------------------------- accepted tokens */
 
-test('a valid token in ?token= gives user_id = sub; ?user_id= and ?roles= are ignored', async () => {
+test('?token=: user_id is the sub; ?user_id= and ?roles= are ignored', async () => {
 	const c = await withToken(server, token('alice'), { user_id: 'mallory', roles: 'admin' });
 	assert.equal(c.session.user_id, 'alice');
 	assert.equal(c.session.resumed, false);
@@ -123,72 +125,79 @@ test('a valid token in Authorization: Bearer is accepted the same way', async ()
 
 /* ---------------------------------------------------------------- refused tokens */
 
-test('every bad or missing token refuses the upgrade with 401 and counts in rejected_total',
-	async () => {
-		const now = nowS();
-		const good = token('alice');
-		const [gh, , gs] = good.split('.');
-		const admClaims = { sub: 'alice', exp: now + 600, roles: ['admin'] };
-		const cases = [
-			['no token at all', {}],
-			['only ?user_id=', { query: { user_id: 'alice' } }],
-			['only ?user_id= and ?roles=admin', { query: { user_id: 'alice', roles: 'admin' } }],
-			['empty ?token=', { query: { token: '' } }],
-			['malformed: one word', { query: { token: 'garbage' } }],
-			['malformed: two parts', { query: { token: `${gh}.${b64url({ sub: 'a' })}` } }],
-			['malformed: a.b.c', { query: { token: 'a.b.c' } }],
-			['malformed: header not JSON', { query: {
-				token: `${b64url('not json')}.${b64url({ sub: 'a', exp: now + 600 })}.${gs}` } }],
-			['malformed: payload not JSON', { query: {
-				token: `${gh}.${b64url('[1,2')}.${gs}` } }],
-			['malformed: four parts', { query: { token: `${good}.x` } }],
-			['malformed Bearer header', { headers: { authorization: 'Bearer garbage' } }],
-			['Basic scheme', { headers: { authorization:
-				`Basic ${Buffer.from('alice:pw').toString('base64')}` } }],
-			['wrong signature (other secret)', { query: {
-				token: token('alice', { secret: OTHER_SECRET }) } }],
-			['wrong signature in the header', { headers: bearer(
-				token('alice', { roles: ['admin'], secret: OTHER_SECRET })) }],
-			['tampered payload (roles added, old signature)', { query: {
-				token: `${gh}.${b64url(admClaims)}.${gs}` } }],
-			['signature removed', { query: { token: `${gh}.${good.split('.')[1]}.` } }],
-			['alg none, unsigned', { query: { token: signJwt(admClaims, TEST_SECRET,
-				{ alg: 'none' }) } }],
-			['alg none, with an HS256 signature', { query: { token: signJwt(admClaims,
-				TEST_SECRET, { header: { alg: 'none' } }) } }],
-			['HS512 with the right secret', { query: { token: token('alice',
-				{ alg: 'HS512' }) } }],
-			['HS384 with the right secret', { query: { token: token('alice',
-				{ alg: 'HS384' }) } }],
-			['expired a minute ago', { query: { token: token('alice', { ttlS: -60 }) } }],
-			['expired, in the header', { headers: bearer(token('alice', { ttlS: -60 })) }],
-			['no exp', { query: { token: token('alice', { extra: { exp: undefined } }) } }],
-			['exp as a string', { query: { token: token('alice',
-				{ extra: { exp: String(now + 600) } }) } }],
-			['no sub', { query: { token: token('alice', { extra: { sub: undefined } }) } }],
-			['empty sub', { query: { token: token('') } }],
-			['sub of 65 bytes', { query: { token: token('s'.repeat(65)) } }],
-			['sub not a string', { query: { token: token(42) } }],
-		];
-		const s0 = await stats();
-		for (const [what, opts] of cases) {
-			const r = await openWs(server, opts);
-			if (r.client) {
-				r.client.terminate();
-				assert.fail(`${what}: the upgrade was accepted`);
-			}
-			assertUnauthorizedBody(r, what);
+test('each bad or missing token: upgrade refused with 401, counted in rejected_total', async () => {
+	const now = nowS();
+	const good = token('alice');
+	const [gh, , gs] = good.split('.');
+	const admClaims = { sub: 'alice', exp: now + 600, roles: ['admin'] };
+	const cases = [
+		['no token at all', {}],
+		['only ?user_id=', { query: { user_id: 'alice' } }],
+		['only ?user_id= and ?roles=admin',
+			{ query: { user_id: 'alice', roles: 'admin' } }],
+		['empty ?token=', { query: { token: '' } }],
+		['malformed: one word', { query: { token: 'garbage' } }],
+		['malformed: two parts',
+			{ query: { token: `${gh}.${b64url({ sub: 'a' })}` } }],
+		['malformed: a.b.c', { query: { token: 'a.b.c' } }],
+		['malformed: header not JSON', { query: {
+			token: `${b64url('not json')}.${b64url(admClaims)}.${gs}`,
+		} }],
+		['malformed: payload not JSON', { query: {
+			token: `${gh}.${b64url('[1,2')}.${gs}` } }],
+		['malformed: four parts', { query: { token: `${good}.x` } }],
+		['malformed Bearer header',
+			{ headers: { authorization: 'Bearer garbage' } }],
+		['Basic scheme', { headers: { authorization:
+			`Basic ${Buffer.from('alice:pw').toString('base64')}` } }],
+		['wrong signature (other secret)', { query: {
+			token: token('alice', { secret: OTHER_SECRET }) } }],
+		['wrong signature in the header', { headers: bearer(
+			token('alice', { roles: ['admin'], secret: OTHER_SECRET })) }],
+		['tampered payload (roles added, old signature)', { query: {
+			token: `${gh}.${b64url(admClaims)}.${gs}` } }],
+		['signature removed', { query: { token: `${gh}.${good.split('.')[1]}.` } }],
+		['alg none, unsigned', { query: { token: signJwt(admClaims, TEST_SECRET,
+			{ alg: 'none' }) } }],
+		['alg none, with an HS256 signature', { query: { token: signJwt(admClaims,
+			TEST_SECRET, { header: { alg: 'none' } }) } }],
+		['HS512 with the right secret', { query: { token: token('alice',
+			{ alg: 'HS512' }) } }],
+		['HS384 with the right secret', { query: { token: token('alice',
+			{ alg: 'HS384' }) } }],
+		['expired a minute ago',
+			{ query: { token: token('alice', { ttlS: -60 }) } }],
+		['expired, in the header',
+			{ headers: bearer(token('alice', { ttlS: -60 })) }],
+		['no exp',
+			{ query: { token: token('alice', { extra: { exp: undefined } }) } }],
+		['exp as a string', { query: { token: token('alice',
+			{ extra: { exp: String(now + 600) } }) } }],
+		['no sub',
+			{ query: { token: token('alice', { extra: { sub: undefined } }) } }],
+		['empty sub', { query: { token: token('') } }],
+		['sub of 65 bytes', { query: { token: token('s'.repeat(65)) } }],
+		['sub not a string', { query: { token: token(42) } }],
+	];
+	const s0 = await stats();
+	for (const [what, opts] of cases) {
+		const r = await openWs(server, opts);
+		if (r.client) {
+			r.client.terminate();
+			assert.fail(`${what}: the upgrade was accepted`);
 		}
-		const s1 = await stats();
-		assert.equal(s1.connections.rejected_total - s0.connections.rejected_total, cases.length,
-			'one rejected_total per refused upgrade');
-		assert.equal(s1.connections.accepted_total, s0.connections.accepted_total,
-			'no refused upgrade was accepted');
-		/* and a good token still works afterwards */
-		const c = await withToken(server, good);
-		assert.equal(c.session.user_id, 'alice');
-		await c.close();
-	});
+		assertUnauthorizedBody(r, what);
+	}
+	const s1 = await stats();
+	assert.equal(s1.connections.rejected_total - s0.connections.rejected_total,
+		cases.length, 'one rejected_total per refused upgrade');
+	assert.equal(s1.connections.accepted_total, s0.connections.accepted_total,
+		'no refused upgrade was accepted');
+	/* and a good token still works afterwards */
+	const c = await withToken(server, good);
+	assert.equal(c.session.user_id, 'alice');
+	await c.close();
+});
 
 test('roles that are not an array of strings grant nothing', async () => {
 	for (const roles of ['admin', { admin: true }, [['admin']], 'admin,publisher']) {
@@ -279,10 +288,11 @@ test('jwt mode, no static token: /api/stats takes only a valid JWT with role adm
 		['JWT without roles', bearer(token('u'))],
 		['JWT with role publisher', bearer(PUB_JWT())],
 		['JWT role Admin (case)', bearer(token('u', { roles: ['Admin'] }))],
-		['forged admin JWT', bearer(token('u', { roles: ['admin'], secret: OTHER_SECRET }))],
+		['forged admin JWT', bearer(FORGED_ADMIN())],
 		['expired admin JWT', bearer(token('u', { roles: ['admin'], ttlS: -60 }))],
-		['unsigned admin JWT', bearer(signJwt({ sub: 'u', exp: nowS() + 600, roles: ['admin'] },
-			TEST_SECRET, { alg: 'none' }))],
+		['unsigned admin JWT', bearer(signJwt(
+			{ sub: 'u', exp: nowS() + 600, roles: ['admin'] }, TEST_SECRET,
+			{ alg: 'none' }))],
 		['HS512 admin JWT', bearer(token('u', { roles: ['admin'], alg: 'HS512' }))],
 		['admin JWT without the Bearer scheme', { authorization: ADMIN_JWT() }],
 		['some static token', bearer(ADMIN_TOKEN)],
@@ -305,7 +315,7 @@ test('jwt mode, no static token: /api/broadcast takes only a JWT with role admin
 		['no Authorization', {}],
 		['JWT without roles', bearer(token('u'))],
 		['JWT with role publisher', bearer(PUB_JWT())],
-		['forged admin JWT', bearer(token('u', { roles: ['admin'], secret: OTHER_SECRET }))],
+		['forged admin JWT', bearer(FORGED_ADMIN())],
 	])
 		assertUnauthorizedBody(await post(server, '/api/broadcast', body, headers), what);
 	await m.nothing({ event: 'room_message' }, GRACE_MS);
@@ -329,8 +339,8 @@ test('jwt mode, no static token: /api/publish takes only a JWT with role publish
 			secret: OTHER_SECRET }))],
 		['expired publisher JWT', bearer(token('u', { roles: ['publisher'], ttlS: -5 }))],
 	])
-		assertUnauthorizedBody(await post(server, '/api/publish', tick(sym, { p: 1 }), headers),
-			what);
+		assertUnauthorizedBody(
+			await post(server, '/api/publish', tick(sym, { p: 1 }), headers), what);
 	const r = await post(server, '/api/publish', tick(sym, { p: 2 }), bearer(PUB_JWT()));
 	assert.equal(r.status, 200, r.text);
 	assert.deepEqual(r.json, { accepted: 1, duplicates: 0, stale: 0 });
@@ -352,7 +362,7 @@ test('jwt mode with static tokens: the admin token and an admin JWT both work', 
 		['wrong static token', bearer(`${ADMIN_TOKEN}x`)],
 		['the publish token', bearer(PUBLISH_TOKEN)],
 		['JWT without roles', bearer(token('u'))],
-		['forged admin JWT', bearer(token('u', { roles: ['admin'], secret: OTHER_SECRET }))],
+		['forged admin JWT', bearer(FORGED_ADMIN())],
 	])
 		assertUnauthorizedBody(await get(tokSrv, '/api/stats', headers), what);
 
@@ -372,7 +382,7 @@ test('jwt mode with static tokens: the admin token and an admin JWT both work', 
 	}
 	for (const [what, headers] of [
 		['the publish token', bearer(PUBLISH_TOKEN)],
-		['forged admin JWT', bearer(token('u', { roles: ['admin'], secret: OTHER_SECRET }))],
+		['forged admin JWT', bearer(FORGED_ADMIN())],
 	])
 		assertUnauthorizedBody(await post(tokSrv, '/api/broadcast', { room, content: 'no' },
 			headers), what);
@@ -380,25 +390,26 @@ test('jwt mode with static tokens: the admin token and an admin JWT both work', 
 	await m.close();
 });
 
-test('jwt mode with static tokens: /api/publish takes the publish token or a publisher JWT',
-	async () => {
-		const sym = uniqueSymbol('TOKP');
-		for (const [what, headers] of [
-			['no Authorization', {}],
-			['the admin token', bearer(ADMIN_TOKEN)],
-			['admin JWT', bearer(ADMIN_JWT())],
-			['wrong publish token', bearer(`x${PUBLISH_TOKEN}`)],
-		])
-			assertUnauthorizedBody(await post(tokSrv, '/api/publish', tick(sym, { p: 0 }),
-				headers), what);
-		const a = await post(tokSrv, '/api/publish', tick(sym, { p: 1 }), bearer(PUBLISH_TOKEN));
-		assert.equal(a.status, 200, a.text);
-		assert.equal(a.json.accepted, 1);
-		const b = await post(tokSrv, '/api/publish', tick(sym, { p: 2 }), bearer(PUB_JWT()));
-		assert.equal(b.status, 200, b.text);
-		assert.equal(b.json.accepted, 1);
-		const c = await withToken(tokSrv, token('reader'));
-		const md = await c.request('get_market_data', { symbol: sym });
-		assert.equal(md.data?.seq, 2, JSON.stringify(md));
-		await c.close();
-	});
+test('jwt mode with static tokens: /api/publish takes the publish token or a JWT', async () => {
+	const sym = uniqueSymbol('TOKP');
+	for (const [what, headers] of [
+		['no Authorization', {}],
+		['the admin token', bearer(ADMIN_TOKEN)],
+		['admin JWT', bearer(ADMIN_JWT())],
+		['wrong publish token', bearer(`x${PUBLISH_TOKEN}`)],
+	])
+		assertUnauthorizedBody(
+			await post(tokSrv, '/api/publish', tick(sym, { p: 0 }), headers), what);
+	const a = await post(tokSrv, '/api/publish', tick(sym, { p: 1 }),
+		bearer(PUBLISH_TOKEN));
+	assert.equal(a.status, 200, a.text);
+	assert.equal(a.json.accepted, 1);
+	const b = await post(tokSrv, '/api/publish', tick(sym, { p: 2 }),
+		bearer(PUB_JWT()));
+	assert.equal(b.status, 200, b.text);
+	assert.equal(b.json.accepted, 1);
+	const c = await withToken(tokSrv, token('reader'));
+	const md = await c.request('get_market_data', { symbol: sym });
+	assert.equal(md.data?.seq, 2, JSON.stringify(md));
+	await c.close();
+});

@@ -8,6 +8,7 @@
 import nodeTest, { before, after, beforeEach, afterEach, describe } from 'node:test';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import net from 'node:net';
 import http from 'node:http';
 import https from 'node:https';
@@ -276,6 +277,76 @@ export class Server {
 	}
 }
 
+/*
+ * freePort() closes its probe socket before quotecast binds, so when test files run in
+ * parallel two of them can be handed the same port: the loser exits with a bind error, but its
+ * /healthz poll may already have been answered by the winner. So a server counts as started
+ * only once its own process is seen holding the listening socket (Linux /proc; elsewhere: it
+ * is still alive a moment after it was ready).
+ */
+/* inodes of the sockets listening on @port (any address, IPv4 or IPv6); null without /proc */
+async function listenInodes(port) {
+	const out = new Set();
+	let seen = false;
+	for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+		let text;
+		try {
+			text = await readFile(f, 'utf8');
+		} catch {
+			continue;
+		}
+		seen = true;
+		for (const line of text.split('\n').slice(1)) {
+			const cols = line.trim().split(/\s+/);
+			if (cols.length < 10 || cols[3] !== '0A') /* 0A: LISTEN */
+				continue;
+			if (parseInt(cols[1].split(':')[1], 16) === port)
+				out.add(cols[9]);
+		}
+	}
+	return seen ? out : null;
+}
+
+/* whether process @pid holds one of the socket @inodes */
+async function holdsOne(pid, inodes) {
+	let fds;
+	try {
+		fds = await readdir(`/proc/${pid}/fd`);
+	} catch {
+		return false;
+	}
+	for (const fd of fds) {
+		try {
+			const link = await readlink(`/proc/${pid}/fd/${fd}`);
+			const m = /^socket:\[(\d+)\]$/.exec(link);
+			if (m && inodes.has(m[1]))
+				return true;
+		} catch {
+			/* closed meanwhile */
+		}
+	}
+	return false;
+}
+
+/** ownsPort() - whether @server's own child process is the one listening on its port. */
+export async function ownsPort(server, timeoutMs = 2000) {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		if (server.exitStatus)
+			return false;
+		const inodes = await listenInodes(server.port);
+		if (inodes === null) {
+			await sleep(200);
+			return !server.exitStatus;
+		}
+		if (await holdsOne(server.child.pid, inodes))
+			return true;
+		if (Date.now() >= deadline)
+			return false;
+		await sleep(50);
+	}
+}
+
 /**
  * startServer() - run quotecast on a free port and wait until GET /healthz answers 200.
  * @env: extra environment (QUOTECAST_* settings); @args: extra command-line arguments;
@@ -286,18 +357,21 @@ export async function startServer({ env = {}, args = [], tls = false, label = 's
 	if (!existsSync(BIN))
 		throw new Error(`quotecast binary not found at ${BIN}: build it (cmake) or set QUOTECAST_BIN`);
 	let lastErr;
-	for (let attempt = 0; attempt < 3; attempt++) {
+	for (let attempt = 0; attempt < 5; attempt++) {
 		const port = await freePort();
 		const s = new Server({ bin: BIN, port, env, args, tls, label });
 		try {
 			await s.waitReady(readyTimeoutMs);
-			return s;
+			if (await ownsPort(s))
+				return s;
+			throw new Error(`quotecast ${label}: port ${port} was answered by another ` +
+				`process (bind race); output:\n${s.output()}`);
 		} catch (e) {
 			lastErr = e;
 			await s.stop({ signal: 'SIGKILL' });
 			servers.delete(s);
 			/* Another process may have taken the port between freePort() and bind. */
-			if (!/in use|EADDRINUSE|bind/i.test(s.output()))
+			if (!/in use|EADDRINUSE|bind/i.test(s.output() + String(e)))
 				break;
 		}
 	}
