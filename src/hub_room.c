@@ -831,6 +831,20 @@ static enum qc_err find_target(struct qc_hub *h, json_t *p, struct qc_room **roo
 	return err == QC_OK ? read_target(h, p, user, e) : err;
 }
 
+/* The caller may manage members here, and @user is one: its record and the caller's role. */
+static enum qc_err managed_member(struct qc_hub *h, struct qc_conn *c, struct room_info *ri,
+                                  const char *user, enum qc_role *actor, struct member **m,
+                                  const char **e)
+{
+	*actor = effective_role(ri, c);
+	if (!qc_acl_allows(*actor, QC_PERM_MANAGE_MEMBERS, ri->type, ri->status))
+		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "no permission to manage members here");
+	*m = member_find(ri, user);
+	if (!*m)
+		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "not a member");
+	return QC_OK;
+}
+
 enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                               const char **e)
 {
@@ -876,19 +890,13 @@ enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	struct member *m;
 	const char *user;
 	enum qc_role actor;
-	enum qc_err err = find_created(h, p, &room, &ri, e);
+	enum qc_err err = find_target(h, p, &room, &ri, &user, e);
 	char who[QC_USER_ID_MAX + 1];
 
 	if (err == QC_OK)
-		err = read_target(h, p, &user, e);
+		err = managed_member(h, c, ri, user, &actor, &m, e);
 	if (err != QC_OK)
 		return err;
-	actor = effective_role(ri, c);
-	if (!qc_acl_allows(actor, QC_PERM_MANAGE_MEMBERS, ri->type, ri->status))
-		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "no permission to manage members here");
-	m = member_find(ri, user);
-	if (!m)
-		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "not a member");
 	if (!qc_acl_can_manage(actor, m->role, QC_ROLE_NONE))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not remove a member with role %s",
 		                   qc_role_name(m->role));
@@ -921,12 +929,9 @@ enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *
 	if (!json_is_string(jrole) || !qc_role_parse(json_string_value(jrole), &role))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
 		                   "\"role\" must be admin, moderator or member");
-	actor = effective_role(ri, c);
-	if (!qc_acl_allows(actor, QC_PERM_MANAGE_MEMBERS, ri->type, ri->status))
-		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "no permission to manage members here");
-	m = member_find(ri, user);
-	if (!m)
-		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "not a member");
+	err = managed_member(h, c, ri, user, &actor, &m, e);
+	if (err != QC_OK)
+		return err;
 	if (!qc_acl_can_manage(actor, m->role, role))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not change %s to %s",
 		                   qc_role_name(m->role), qc_role_name(role));
