@@ -294,7 +294,7 @@ void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
 	}
 	h->st.closed_total++;
 	/* a session outlives its socket unless the server is going away */
-	if (h->cfg->sessions.ttl_s && !h->shutting_down && !qc_hub_suspend(h, c))
+	if (h->cfg->sessions.ttl_s && !h->shutting_down && !c->no_resume && !qc_hub_suspend(h, c))
 		return;
 	qc_hub_destroy(h, c);
 }

@@ -162,9 +162,17 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 void qc_hub_expire(struct qc_hub *h)
 {
 	int64_t now = qc_now_ms();
+	struct qc_conn *c, *tmp;
 
 	while (h->susp_head && h->susp_head->expires_ms <= now)
 		expire_one(h, h->susp_head);
+	/* a connection does not outlive its token: 4001, and no resume */
+	HASH_ITER (hh, h->conns.by_id, c, tmp) {
+		if (!c->suspended && !c->closing && c->token_exp_ms && c->token_exp_ms <= now) {
+			c->no_resume = 1;
+			qc_hub_close(h, c, 4001, QC_CLOSE_NOW);
+		}
+	}
 }
 
 struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,

@@ -139,6 +139,8 @@ static const char *close_text(uint16_t code)
 		return "slow consumer: send queue full";
 	case 4029:
 		return "rate limited";
+	case 4001:
+		return "token expired";
 	default:
 		return "internal error";
 	}
@@ -293,6 +295,7 @@ static int identify(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 	snprintf(c->user_id, sizeof(c->user_id), "%s", id.user_id);
 	c->roles = (id.roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
 	           (id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
+	c->token_exp_ms = id.exp * 1000;
 	return 0;
 }
 
@@ -313,6 +316,7 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
 	if (token && token[0]) {
 		old = qc_hub_resume(srv->hub, token, c->user_id, c->roles, wsi);
 		if (old) {
+			old->token_exp_ms = c->token_exp_ms; /* the new token's */
 			free(c);
 			return old;
 		}

@@ -45,9 +45,12 @@ struct qc_conn {
 	uint8_t close_sent; /* the close frame is out; waiting for the peer's */
 	uint8_t suspended;  /* no transport: the session waits for a resume (sessions.ttl_s) */
 	uint8_t dropped;    /* the session buffer lost messages: a resume is not complete */
+	uint8_t no_resume;  /* closed for a reason a resume must not undo (expired token) */
 	uint16_t close_code;
 	uint32_t bad_messages;
 	int64_t connected_at_ms;
+	int64_t
+	    token_exp_ms; /* auth mode jwt: when the token expires (closed with 4001); 0 = never */
 	int64_t last_activity_ms;
 	uint64_t msgs_in;
 	uint64_t msgs_out;

@@ -138,7 +138,10 @@ uint32_t qc_hub_demo_tick(struct qc_hub *h);
 struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
                               uint32_t roles, void *transport);
 
-/** qc_hub_expire() - end suspended sessions whose time is up; call about once a second. */
+/**
+ * qc_hub_expire() - end suspended sessions whose time is up, and close (4001, no resume) live
+ * connections whose JWT has expired; call about once a second.
+ */
 void qc_hub_expire(struct qc_hub *h);
 
 /** qc_hub_stats() - the SPEC section 4 document (new reference). */

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, before, after, stopServer, connect, openWs, httpRequest, getStats,
+	test, before, after, stopServer, connect, openWs, httpRequest, getStats, waitFor,
 } from './lib/harness.mjs';
 import { startOwnServer } from './lib/ownserver.mjs';
 import { TEST_SECRET, OTHER_SECRET, b64url, signJwt, token, nowS, bearer } from './lib/jwt.mjs';
@@ -413,3 +413,26 @@ test('jwt mode with static tokens: /api/publish takes the publish token or a JWT
 	assert.equal(md.data?.seq, 2, JSON.stringify(md));
 	await c.close();
 });
+
+test('a connection does not outlive its token: closed with 4001 once exp passes, no resume',
+	async () => {
+		/* sessions on, so that "not suspended" is a real check */
+		const srv = await startOwnServer({ label: 'auth-exp',
+			env: { ...jwtEnv, QUOTECAST_SESSIONS_TTL_S: '30' } });
+		try {
+			const c = await withToken(srv, token('short-lived', { ttlS: 2 }));
+			const t0 = Date.now();
+			const { code } = await c.closed(6000);
+			assert.equal(code, 4001, 'close code 4001 (token expired)');
+			assert.ok(Date.now() - t0 >= 500, 'not before the token expired');
+			const st = await getStats(srv, ADMIN_JWT());
+			assert.equal(st.reconnection.suspended, 0, 'a session closed for its token is not kept');
+			/* a connection that drops while its token is valid is kept, for comparison */
+			const d = await withToken(srv, token('long-lived', { ttlS: 600 }));
+			d.ws.terminate();
+			await waitFor(async () => (await getStats(srv, ADMIN_JWT())).reconnection.suspended === 1,
+				{ what: 'the valid session suspended' });
+		} finally {
+			await stopServer(srv);
+		}
+	});
