@@ -338,4 +338,92 @@ static inline json_t *expect_ok(json_t *j, const char *rid)
 	return get(j, "data");
 }
 
+static inline json_t *expect_event(json_t *j, const char *name)
+{
+	assert_string_equal(sget(j, "type"), "event");
+	assert_string_equal(sget(j, "event"), name);
+	return get(j, "data");
+}
+
+/*
+ * A stream_data event of @sym with @seq and exactly the flag @flag ("snapshot", "replay",
+ * "conflated" or NULL) set; returns its field data.
+ */
+static inline json_t *expect_tick(json_t *j, const char *sym, uint64_t seq, const char *flag)
+{
+	static const char *const flags[] = {"snapshot", "replay", "conflated"};
+	json_t *d = expect_event(j, "stream_data");
+
+	assert_string_equal(sget(d, "symbol"), sym);
+	assert_int_equal(iget(d, "seq"), seq);
+	assert_true(iget(d, "timestamp") >= 0);
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		if (flag && !strcmp(flag, flags[i]))
+			assert_true(bget(d, flags[i]));
+		else
+			assert_null(json_object_get(d, flags[i]));
+	}
+	assert_true(json_is_object(get(d, "data")));
+	return get(d, "data");
+}
+
+static inline json_int_t stat_get(struct env *e, const char *block, const char *key)
+{
+	json_t *s = qc_hub_stats(e->h), *b;
+	json_int_t v;
+
+	assert_non_null(s);
+	b = block ? json_object_get(s, block) : s;
+	assert_true(json_is_object(b));
+	if (!json_is_integer(json_object_get(b, key)))
+		fail_msg("stats %s.%s is not an integer", block ? block : "", key);
+	v = json_integer_value(json_object_get(b, key));
+	json_decref(s);
+	return v;
+}
+
+static inline void publish(struct env *e, const char *doc, int accepted, int dups, int stale)
+{
+	json_t *j = json_loads(doc, 0, NULL), *out = NULL;
+	const char *emsg = NULL;
+	enum qc_err err;
+
+	assert_non_null(j);
+	err = qc_hub_publish(e->h, j, &out, &emsg);
+	if (err != QC_OK)
+		fail_msg("publish refused (%s): %s", qc_err_code(err), emsg ? emsg : "");
+	assert_non_null(out);
+	assert_int_equal(iget(out, "accepted"), accepted);
+	assert_int_equal(iget(out, "duplicates"), dups);
+	assert_int_equal(iget(out, "stale"), stale);
+	json_decref(out);
+	json_decref(j);
+}
+
+/* POST /api/broadcast of a string; returns "delivered". */
+static inline json_int_t broadcast(struct env *e, const char *room, const char *content)
+{
+	json_t *body = json_pack("{s:s, s:s}", "room", room, "content", content), *out = NULL;
+	const char *emsg = NULL;
+	json_int_t n;
+
+	assert_non_null(body);
+	assert_int_equal(qc_hub_broadcast(e->h, body, &out, &emsg), QC_OK);
+	assert_string_equal(sget(out, "room"), room);
+	n = iget(out, "delivered");
+	json_decref(out);
+	json_decref(body);
+	return n;
+}
+
+static inline bool is_hex(const char *s, size_t len)
+{
+	if (strlen(s) != len)
+		return false;
+	for (; *s; s++)
+		if (!isxdigit((unsigned char)*s) || isupper((unsigned char)*s))
+			return false;
+	return true;
+}
+
 #endif
