@@ -153,8 +153,11 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	if (c->outq.bytes + m->len > h->cfg->limits.max_send_queue_bytes) {
 		h->st.slow_consumer_closes++;
 		qc_hub_close(h, c, 4008, QC_CLOSE_NOW);
-		if (h->cfg->sessions.ttl_s)
-			qc_hub_buffer(h, c, m); /* kept for a resume, like the rest of its queue */
+		if (h->cfg->sessions.ttl_s) {
+			/* its queue becomes the session buffer: bounded like one from now on */
+			qc_hub_keep_for_resume(c);
+			qc_hub_buffer(h, c, m);
+		}
 		return -EPIPE;
 	}
 	if (qc_outq_push(&c->outq, m)) {

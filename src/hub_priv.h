@@ -55,6 +55,8 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c);
 /* hub_session.c */
 struct qc_offline;
 int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c);
+/* what of @c's queue a resume needs: room messages stay, ticks go (streams rewound) */
+void qc_hub_keep_for_resume(struct qc_conn *c);
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 void qc_hub_sessions_free(struct qc_hub *h);
 /* queue event @name with @data (borrowed) for @user, who has no session now */

@@ -120,16 +120,11 @@ static void rewind_streams(struct qc_conn *c)
 	}
 }
 
-int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
+void qc_hub_keep_for_resume(struct qc_conn *c)
 {
 	struct qc_outq keep = {0};
 	struct qc_msg *m;
 
-	if (h->nsuspended >= h->cfg->sessions.max_suspended) {
-		if (!h->susp_head)
-			return -ENOSPC;
-		expire_one(h, h->susp_head); /* the oldest makes room */
-	}
 	rewind_streams(c);
 	/* what was queued and not sent: room and direct messages stay as the buffer */
 	while ((m = qc_outq_peek(&c->outq))) {
@@ -139,6 +134,16 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 	}
 	qc_outq_clear(&c->outq);
 	c->outq = keep;
+}
+
+int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
+{
+	if (h->nsuspended >= h->cfg->sessions.max_suspended) {
+		if (!h->susp_head)
+			return -ENOSPC;
+		expire_one(h, h->susp_head); /* the oldest makes room */
+	}
+	qc_hub_keep_for_resume(c);
 	c->closing = 0;
 	c->close_code = 0;
 	c->close_sent = 0;
