@@ -206,7 +206,9 @@ static enum qc_err admit_to_created(struct qc_hub *h, struct qc_conn *c, struct 
 	if (!qc_acl_may_join(role, ri->type, ri->status))
 		return qc_hub_fail(h, emsg, QC_E_FORBIDDEN, "the room is %s: no new subscriptions",
 		                   qc_room_status_name(ri->status));
-	if (role_of(ri, c->user_id) != QC_ROLE_NONE)
+	/* members, and server admins (who act as owner everywhere without joining) */
+	if (role != QC_ROLE_NONE &&
+	    (role_of(ri, c->user_id) != QC_ROLE_NONE || (c->roles & QC_ROLE_ADMIN)))
 		return QC_OK;
 	if ((ri->max_members && ri->nmembers >= ri->max_members) || ri->nmembers >= MEMBERS_MAX)
 		return qc_hub_fail(h, emsg, QC_E_ROOM_FULL, "room is at capacity (%u users)",

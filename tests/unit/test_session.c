@@ -685,6 +685,35 @@ static void test_direct_messages(void **state)
 	assert_int_equal(d->outq.count, 1);
 }
 
+/* A server admin acts as owner in every room without becoming a member (no capacity used). */
+static void test_server_admin_does_not_join(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *a, *x;
+	json_t *d, *members;
+
+	env_start(e);
+	o = env_open(e, "olga", 0);
+	a = env_open(e, "root", QC_ROLE_ADMIN);
+	x = env_open(e, "xavier", 0);
+	request_ok(e, o, "create_room",
+	           "{\"room\":\"ops\",\"type\":\"private\",\"max_members\":1}");
+	drain(a);
+	rx(e, a, "{\"type\":\"subscribe\",\"request_id\":\"j\",\"room\":\"ops\"}");
+	expect_ok(last(a), "j");
+	rx(e, x, "{\"type\":\"subscribe\",\"request_id\":\"k\",\"room\":\"ops\"}");
+	d = last(x);
+	assert_false(bget(d, "success"));
+	assert_string_equal(sget(get(d, "error"), "code"), "FORBIDDEN");
+	d = request_ok(e, o, "get_room_members", "{\"room\":\"ops\"}");
+	members = json_object_get(d, "members");
+	assert_int_equal(json_array_size(members), 1);
+	assert_string_equal(sget(json_array_get(members, 0), "user_id"), "olga");
+	/* the admin still receives the room's messages */
+	say(e, o, "ops", "to the room");
+	expect_room_msg(last(a), "ops", "to the room", false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -704,6 +733,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_offline_eviction, teardown),
 	    cmocka_unit_test_teardown(test_implicit_rooms_never_queue, teardown),
 	    cmocka_unit_test_teardown(test_direct_messages, teardown),
+	    cmocka_unit_test_teardown(test_server_admin_does_not_join, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
