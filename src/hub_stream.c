@@ -163,6 +163,37 @@ static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc
 
 /* ---- ingest ------------------------------------------------------------------------------ */
 
+/* The symbol of element @i of @arr: the element itself, or its member @key when @key is set. */
+static const char *symbol_at(json_t *arr, size_t i, const char *key)
+{
+	json_t *v = json_array_get(arr, i);
+
+	return json_string_value(key ? json_object_get(v, key) : v);
+}
+
+/*
+ * How many distinct symbols of @arr (strings, or objects whose @key holds one) have no stream
+ * yet: what a batch or a subscribe would add against streams.max_symbols.
+ */
+static uint32_t new_symbols(struct qc_hub *h, json_t *arr, const char *key)
+{
+	size_t n = json_array_size(arr), i, j;
+	uint32_t fresh = 0;
+
+	for (i = 0; i < n; i++) {
+		const char *sym = symbol_at(arr, i, key);
+
+		if (qc_streams_find(h->streams, sym))
+			continue;
+		for (j = 0; j < i; j++)
+			if (!strcmp(sym, symbol_at(arr, j, key)))
+				break;
+		if (j == i)
+			fresh++;
+	}
+	return fresh;
+}
+
 /* Check one tick's shape; nothing is applied. */
 static enum qc_err check_tick(struct qc_hub *h, json_t *tick, size_t i, const char **emsg)
 {
@@ -236,27 +267,13 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 		                     json_string_value(json_object_get(tick, "symbol"))))
 			fresh++; /* an upper bound: a new symbol may repeat in the batch */
 	}
-	if (fresh && qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols) {
-		/* count exactly only when the bound says it might not fit */
-		fresh = 0;
-		json_array_foreach (ticks, i, tick) {
-			const char *sym = json_string_value(json_object_get(tick, "symbol"));
-			size_t j;
-
-			if (qc_streams_find(h->streams, sym))
-				continue;
-			for (j = 0; j < i; j++)
-				if (!strcmp(sym, json_string_value(json_object_get(
-				                     json_array_get(ticks, j), "symbol"))))
-					break;
-			if (j == i)
-				fresh++;
-		}
-		if (qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols)
-			return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-			                   "streams.max_symbols (%u) would be exceeded",
-			                   h->cfg->streams.max_symbols);
-	}
+	/* count exactly (quadratic in the batch) only when the upper bound says it might not fit */
+	if (fresh && qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols &&
+	    qc_streams_count(h->streams) + new_symbols(h, ticks, "symbol") >
+	        h->cfg->streams.max_symbols)
+		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+		                   "streams.max_symbols (%u) would be exceeded",
+		                   h->cfg->streams.max_symbols);
 
 	json_array_foreach (ticks, i, tick) {
 		struct qc_stream *s =
@@ -430,28 +447,6 @@ static void send_frame(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	}
 }
 
-/* How many distinct symbols of @syms (an array of strings) have no stream yet. */
-static uint32_t new_symbols(struct qc_hub *h, json_t *syms)
-{
-	uint32_t n = 0;
-	json_t *v, *w;
-	size_t i, j;
-
-	json_array_foreach (syms, i, v) {
-		const char *sym = json_string_value(v);
-
-		if (qc_streams_find(h->streams, sym))
-			continue;
-		json_array_foreach (syms, j, w) {
-			if (j >= i || !strcmp(sym, json_string_value(w)))
-				break;
-		}
-		if (j == i)
-			n++;
-	}
-	return n;
-}
-
 /* Whether a replay after @since is complete from the ring. */
 bool qc_hub_stream_recoverable(const struct qc_stream *s, uint64_t since)
 {
@@ -559,7 +554,8 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		                   "limits.max_streams_per_connection (%u)",
 		                   h->cfg->limits.max_streams_per_connection);
 	}
-	if (qc_streams_count(h->streams) + new_symbols(h, syms) > h->cfg->streams.max_symbols) {
+	if (qc_streams_count(h->streams) + new_symbols(h, syms, NULL) >
+	    h->cfg->streams.max_symbols) {
 		json_decref(syms);
 		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "streams.max_symbols (%u) reached",
 		                   h->cfg->streams.max_symbols);
