@@ -63,6 +63,7 @@ enum qc_err qc_codec_parse(const char *buf, size_t len, struct qc_cmd *cmd, cons
 	const char *type;
 
 	memset(cmd, 0, sizeof(*cmd));
+	cmd->ack_id = -1;
 	cmd->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!cmd->root) {
 		*msg = "frame is not valid JSON (or not UTF-8)";
@@ -132,6 +133,7 @@ void qc_cmd_release(struct qc_cmd *cmd)
 {
 	json_decref(cmd->root);
 	memset(cmd, 0, sizeof(*cmd));
+	cmd->ack_id = -1;
 }
 
 static json_t *response(const char *request_id, const char *trace_id, bool ok, int64_t now_ms)

@@ -56,6 +56,7 @@ struct qc_cmd {
 	const char *action;   /* request */
 	json_t *payload;      /* request: borrowed, an object (an empty one when absent) */
 	json_t *timestamp;    /* ping: borrowed, NULL when absent */
+	int64_t ack_id;       /* Socket.IO: the client wants an ack with this id; -1 when not */
 	json_t *root;         /* owned: the parsed frame */
 };
 
