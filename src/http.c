@@ -1,8 +1,10 @@
 /*
  * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats, /metrics,
- * POST /api/broadcast) and the gate in front of every WebSocket upgrade (path, capacity).
- * Every answer is one small JSON or text document written with its exact Content-Length, so
- * keep-alive works.
+ * POST /api/broadcast) and the gate in front of every WebSocket upgrade (path, capacity,
+ * token; for /socket.io/ the Engine.IO version and transport). Socket.IO is served over the
+ * websocket transport only: every other request under /socket.io/ (long-polling) is refused
+ * with 400. Every answer is one small JSON or text document written with its exact
+ * Content-Length, so keep-alive works.
  */
 #include <string.h>
 
@@ -90,6 +92,12 @@ static int bearer(struct lws *wsi, char *buf, size_t len)
 	return n - 7;
 }
 
+int qc_http_verify_token(const struct qc_config *cfg, const char *token, struct qc_identity *id,
+                         const char **why)
+{
+	return qc_jwt_verify(token, cfg->auth_jwt_secret, qc_now_ms() / 1000, id, why);
+}
+
 int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_identity *id,
                      const char **why)
 {
@@ -113,7 +121,7 @@ int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_ide
 		*why = "a token is required (?token= or Authorization: Bearer)";
 		return -EACCES;
 	}
-	return qc_jwt_verify(tok, cfg->auth_jwt_secret, qc_now_ms() / 1000, id, why);
+	return qc_http_verify_token(cfg, tok, id, why);
 }
 
 /*
@@ -136,8 +144,7 @@ static bool authorized(struct lws *wsi, const struct qc_config *cfg, const char 
 		return false;
 	if (token[0] && qc_token_equal(tok, (size_t)n, token))
 		return true;
-	return cfg->auth_mode == QC_AUTH_JWT &&
-	       !qc_jwt_verify(tok, cfg->auth_jwt_secret, qc_now_ms() / 1000, &id, &why) &&
+	return cfg->auth_mode == QC_AUTH_JWT && !qc_http_verify_token(cfg, tok, &id, &why) &&
 	       (id.roles & role);
 }
 
@@ -235,6 +242,46 @@ static int serve_metrics(struct lws *wsi, struct qc_server *srv)
 	return ret;
 }
 
+/* Engine.IO's error codes (engine.io Server.errors) used in our refusals. */
+#define EIO_ERR_BAD_REQUEST 3
+#define EIO_ERR_BAD_VERSION 5
+
+static const char sio_ws_only[] =
+    "quotecast serves Socket.IO over WebSocket only: use transports: ['websocket']";
+
+/* Whether @path is the Socket.IO endpoint (@under: or anything below it). */
+static bool sio_path(const char *path, bool under)
+{
+	if (!strcmp(path, "/socket.io"))
+		return true;
+	if (strncmp(path, "/socket.io/", 11))
+		return false;
+	return under || !path[11];
+}
+
+bool qc_http_is_sio(struct lws *wsi)
+{
+	char uri[128];
+
+	return lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) > 0 && sio_path(uri, false);
+}
+
+/*
+ * A 400 in engine.io's own error shape, {"code":N,"message":"..."} (what its clients parse),
+ * with our usual "error" member beside it.
+ */
+static int respond_eio_err(struct lws *wsi, int code, const char *msg)
+{
+	json_t *j = qc_codec_http_error(QC_E_BAD_REQUEST, msg);
+
+	if (j && (json_object_set_new(j, "code", json_integer(code)) ||
+	          json_object_set_new(j, "message", json_string(msg)))) {
+		json_decref(j);
+		j = NULL;
+	}
+	return respond_json(wsi, 400, j);
+}
+
 static int method_is(struct lws *wsi, enum lws_token_indexes tok)
 {
 	return lws_hdr_total_length(wsi, tok) > 0;
@@ -248,6 +295,9 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	int clen;
 
 	pss->route = R_NONE;
+	/* long-polling (or anything under /socket.io/ that is not a websocket upgrade) */
+	if (sio_path(path, true))
+		return done(wsi, respond_eio_err(wsi, EIO_ERR_BAD_REQUEST, sio_ws_only));
 	if (!strcmp(path, "/healthz")) {
 		if (!get)
 			goto bad_method;
@@ -366,16 +416,45 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 	return done(wsi, wrote);
 }
 
+/*
+ * /socket.io/ upgrades: Engine.IO v4 on the websocket transport only. 0, or 1 when refused
+ * (answered and counted).
+ */
+static int sio_gate(struct lws *wsi, struct qc_server *srv)
+{
+	char v[32];
+	const char *eio = lws_get_urlarg_by_name(wsi, "EIO=", v, sizeof(v)), *transport;
+
+	if (!eio || strcmp(eio, "4")) {
+		qc_hub_reject(srv->hub);
+		respond_eio_err(
+		    wsi, EIO_ERR_BAD_VERSION,
+		    "unsupported protocol version: quotecast serves EIO=4 (Engine.IO v4, "
+		    "Socket.IO v3 and later clients) only");
+		return 1;
+	}
+	transport = lws_get_urlarg_by_name(wsi, "transport=", v, sizeof(v));
+	if (!transport || strcmp(transport, "websocket")) {
+		qc_hub_reject(srv->hub);
+		respond_eio_err(wsi, EIO_ERR_BAD_REQUEST, sio_ws_only);
+		return 1;
+	}
+	return 0;
+}
+
 int qc_http_confirm_upgrade(struct lws *wsi)
 {
 	struct qc_server *srv = qc_server_get(wsi);
 	char uri[128];
+	bool sio;
 	int ret;
 
-	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
-	    (strcmp(uri, "/ws") && strcmp(uri, "/ws/"))) {
+	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
+		uri[0] = '\0';
+	sio = sio_path(uri, false);
+	if (!sio && strcmp(uri, "/ws") && strcmp(uri, "/ws/")) {
 		qc_hub_reject(srv->hub);
-		respond_err(wsi, QC_E_NOT_FOUND, "WebSocket endpoint is /ws");
+		respond_err(wsi, QC_E_NOT_FOUND, "WebSocket endpoints are /ws and /socket.io/");
 		return 1;
 	}
 	/* query parameters: each must fit our buffers; user_id must fit the connection record */
@@ -395,7 +474,10 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 			return 1;
 		}
 	}
-	if (srv->cfg->auth_mode == QC_AUTH_JWT) {
+	if (sio && sio_gate(wsi, srv))
+		return 1;
+	/* Socket.IO clients present their token in the CONNECT packet (ws.c) */
+	if (srv->cfg->auth_mode == QC_AUTH_JWT && !sio) {
 		struct qc_identity id;
 		const char *why;
 

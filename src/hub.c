@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "hub_priv.h"
+#include "quotecast/sio.h"
 
 int64_t qc_now_ms(void)
 {
@@ -59,6 +60,8 @@ struct qc_hub *qc_hub_new(const struct qc_config *cfg, const struct qc_transport
 		goto fail_rooms;
 	if (qc_random_hex(h->node, 8))
 		goto fail_streams;
+	if (qc_hub_subs_init(h))
+		goto fail_streams;
 	h->st.started_ms = qc_now_ms();
 	/* opened once at start-up; read (pread, procfs, no disk) only when stats are asked for */
 	h->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
@@ -78,6 +81,7 @@ void qc_hub_free(struct qc_hub *h)
 	if (!h)
 		return;
 	qc_hub_sessions_free(h);
+	qc_hub_subs_free(h);
 	qc_conns_free(&h->conns);
 	qc_hub_streams_free(h);
 	qc_hub_rooms_teardown(h);
@@ -182,14 +186,62 @@ enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, cons
 	return e;
 }
 
-int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j)
+/* ---- encoding: one native message, framed once per encoding ------------------------------ */
+
+void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind)
+{
+	memset(f, 0, sizeof(*f));
+	f->ev = ev;
+	f->kind = kind;
+}
+
+struct qc_msg *qc_frames_get(struct qc_frames *f, uint8_t enc)
+{
+	struct qc_msg *m;
+
+	if (enc > QC_ENC_SIO || !f->ev)
+		return NULL;
+	if (f->m[enc])
+		return f->m[enc];
+	m = enc == QC_ENC_SIO ? qc_sio_from_native(f->ev, -1) : qc_msg_new_json(f->ev);
+	if (!m)
+		return NULL;
+	m->kind = f->kind;
+	m->stream_id = f->stream_id;
+	m->seq = f->seq;
+	m->meta = f->meta ? json_incref(f->meta) : NULL;
+	f->m[enc] = m;
+	return m;
+}
+
+void qc_frames_release(struct qc_frames *f)
+{
+	qc_msg_unref(&f->m[0]);
+	qc_msg_unref(&f->m[1]);
+	json_decref(f->ev);
+	f->ev = NULL;
+}
+
+int qc_hub_send_frames(struct qc_hub *h, struct qc_conn *c, struct qc_frames *f)
+{
+	struct qc_msg *m = qc_frames_get(f, c->enc);
+
+	if (!m) {
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return -ENOMEM;
+	}
+	return qc_hub_send(h, c, m);
+}
+
+/* Queue native message @j (stolen) for @c; a Socket.IO ack when @ack_id >= 0. */
+static int send_native(struct qc_hub *h, struct qc_conn *c, json_t *j, int64_t ack_id)
 {
 	struct qc_msg *m;
 	int ret;
 
 	if (!j)
 		return -ENOMEM;
-	m = qc_msg_new_json(j);
+	m = c->enc == QC_ENC_SIO ? qc_sio_from_native(j, ack_id) : qc_msg_new_json(j);
 	json_decref(j);
 	if (!m) {
 		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
@@ -200,31 +252,150 @@ int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j)
 	return ret;
 }
 
+int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j)
+{
+	return send_native(h, c, j, -1);
+}
+
+void qc_hub_answer(struct qc_hub *h, struct qc_conn *c, const char *request_id,
+                   const char *trace_id, int64_t ack_id, enum qc_err e, const char *emsg,
+                   json_t *data)
+{
+	json_t *j;
+
+	if (e == QC_OK)
+		j = qc_codec_response_ok(request_id, trace_id, data, qc_now_ms());
+	else if (request_id || ack_id >= 0)
+		j = qc_codec_response_err(request_id, trace_id, e, emsg, qc_now_ms());
+	else
+		j = qc_codec_error(e, emsg);
+	if (e != QC_OK)
+		json_decref(data);
+	send_native(h, c, j, ack_id);
+}
+
 static void reply_ok(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd, json_t *data)
 {
-	qc_hub_send_json(h, c,
-	                 qc_codec_response_ok(cmd->request_id, cmd->trace_id, data, qc_now_ms()));
+	qc_hub_answer(h, c, cmd->request_id, cmd->trace_id, cmd->ack_id, QC_OK, NULL, data);
 }
 
 /*
- * Answer an error: as a response when the frame carried a request_id, else as an "error"
- * message. Malformed frames count against the bad-message budget.
+ * Answer an error: as a response when the frame carried a request_id (or asked for an ack),
+ * else as an "error" message. Malformed frames count against the bad-message budget.
  */
 static void reply_err(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd, enum qc_err e,
                       const char *msg)
 {
-	json_t *j;
-
-	if (cmd && cmd->request_id)
-		j = qc_codec_response_err(cmd->request_id, cmd->trace_id, e, msg, qc_now_ms());
-	else
-		j = qc_codec_error(e, msg);
-	qc_hub_send_json(h, c, j);
+	qc_hub_answer(h, c, cmd->request_id, cmd->trace_id, cmd->ack_id, e, msg, NULL);
 	if (e == QC_E_BAD_JSON || e == QC_E_BAD_REQUEST) {
 		h->st.bad_messages++;
 		if (++c->bad_messages >= h->cfg->limits.max_bad_messages)
 			qc_hub_close(h, c, 1008, QC_CLOSE_AFTER_DRAIN);
 	}
+}
+
+/* ---- durable changes: answered after the store has committed ---------------------------- */
+
+struct pending {
+	struct qc_hub *h;
+	uint64_t conn_id;
+	int64_t ack_id;
+	char *request_id;
+	char *trace_id;
+	qc_commit_fn commit;
+	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *args);
+	json_t *args;
+};
+
+static void pending_free(struct pending *p)
+{
+	free(p->request_id);
+	free(p->trace_id);
+	json_decref(p->args);
+	free(p);
+}
+
+/* Commit @p to memory (@rows: the statement's result) and answer its requester, if still here. */
+static void pending_finish(struct pending *p, enum qc_err err, const char *emsg, json_t *rows)
+{
+	struct qc_hub *h = p->h;
+	struct qc_conn *c = qc_conns_find(&h->conns, p->conn_id);
+	json_t *data = NULL;
+
+	if (c && (c->suspended || c->closing))
+		c = NULL;
+	if (err == QC_OK)
+		err = p->commit(h, c, p->args, rows, &data, &emsg);
+	if (c)
+		qc_hub_answer(h, c, p->request_id, p->trace_id, p->ack_id, err, emsg, data);
+	else
+		json_decref(data);
+	if (c && err == QC_OK && p->after)
+		p->after(h, c, p->args);
+	pending_free(p);
+}
+
+static void durable_done(void *arg, enum qc_err err, const char *msg, json_t *rows)
+{
+	pending_finish(arg, err, msg, rows);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durable *d)
+{
+	struct pending *p = d->args ? calloc(1, sizeof(*p)) : NULL;
+	const struct qc_cmd *cmd = h->cur;
+	int ret;
+
+	if (!p) {
+		json_decref(d->args);
+		if (cmd)
+			qc_hub_answer(h, c, cmd->request_id, cmd->trace_id, cmd->ack_id,
+			              QC_E_INTERNAL, "out of memory", NULL);
+		return QC_ASYNC;
+	}
+	p->h = h;
+	p->conn_id = c->id;
+	p->ack_id = cmd ? cmd->ack_id : -1;
+	p->request_id = cmd ? dup_or_null(cmd->request_id) : NULL;
+	p->trace_id = cmd ? dup_or_null(cmd->trace_id) : NULL;
+	p->commit = d->commit;
+	p->after = d->after;
+	p->args = d->args;
+	d->args = NULL;
+	if (!qc_hub_persistent(h)) {
+		pending_finish(p, QC_OK, NULL, NULL);
+		return QC_ASYNC;
+	}
+	ret = h->store.submit(h->store.ctx, d->sql, d->nparams, d->params, durable_done, p);
+	if (ret) {
+		pending_finish(p, ret == -ENOMEM ? QC_E_INTERNAL : QC_E_UNAVAILABLE,
+		               ret == -EAGAIN   ? "the store is busy: try again"
+		               : ret == -ENOMEM ? "out of memory"
+		                                : "the store is unavailable: nothing was changed",
+		               NULL);
+	}
+	return QC_ASYNC;
+}
+
+static void write_done(void *arg, enum qc_err err, const char *msg, json_t *rows)
+{
+	struct qc_hub *h = arg;
+
+	(void)msg;
+	(void)rows;
+	if (err != QC_OK)
+		h->store_dropped++;
+}
+
+void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *const *params)
+{
+	if (qc_hub_persistent(h) && h->store.submit(h->store.ctx, sql, n, params, write_done, h))
+		h->store_dropped++;
 }
 
 /* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
@@ -262,12 +433,24 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 	ret = qc_conns_add(&h->conns, c);
 	if (ret)
 		return ret;
+	if (c->enc == QC_ENC_SIO) {
+		/* the Socket.IO CONNECT answer comes before everything else */
+		struct qc_msg *m = qc_sio_connect_msg(c->session_id);
+
+		if (!m)
+			return -ENOMEM;
+		m->kind = QC_MSG_CONTROL;
+		qc_hub_send(h, c, m);
+		qc_msg_unref(&m);
+		c->sio_next_ping_ms = now + h->cfg->socketio.ping_interval_ms;
+	}
 	h->st.accepted_total++;
 	if (qc_hub_nconns(h) > h->st.peak)
 		h->st.peak = qc_hub_nconns(h);
 	if (qc_hub_send_json(h, c, qc_hub_session_event(h, c, false, true, 0)) == -ENOMEM)
 		return -ENOMEM;
 	qc_hub_offline_deliver(h, c);
+	qc_hub_subs_attach(h, c);
 	return 0;
 }
 
@@ -297,7 +480,9 @@ void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
 	}
 	h->st.closed_total++;
 	/* a session outlives its socket unless the server is going away */
-	if (h->cfg->sessions.ttl_s && !h->shutting_down && !c->no_resume && !qc_hub_suspend(h, c))
+	/* Socket.IO sessions cannot be resumed: their user's messages go to the offline queue */
+	if (h->cfg->sessions.ttl_s && !h->shutting_down && !c->no_resume &&
+	    c->enc == QC_ENC_NATIVE && !qc_hub_suspend(h, c))
 		return;
 	qc_hub_destroy(h, c);
 }
@@ -314,7 +499,7 @@ static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc
 		e = qc_hub_unsubscribe(h, c, cmd->room, &data, &emsg);
 	if (e == QC_OK)
 		reply_ok(h, c, cmd, data);
-	else
+	else if (e != QC_ASYNC)
 		reply_err(h, c, cmd, e, emsg);
 }
 
@@ -356,6 +541,12 @@ static const struct {
     {"get_buffered_data", qc_act_get_buffered, NULL},
     {"get_market_data", qc_act_get_market_data, NULL},
     {"publish_market_data", qc_act_publish, NULL},
+    {"create_subscription", qc_act_create_subscription, NULL},
+    {"update_subscription", qc_act_update_subscription, NULL},
+    {"delete_subscription", qc_act_delete_subscription, NULL},
+    {"list_subscriptions", qc_act_list_subscriptions, NULL},
+    {"list_alerts", qc_act_list_alerts, NULL},
+    {"ack_alert", qc_act_ack_alert, NULL},
 };
 
 static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
@@ -372,11 +563,41 @@ static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_
 			reply_ok(h, c, cmd, data);
 			if (actions[i].after)
 				actions[i].after(h, c, cmd->payload);
-		} else
+		} else if (e != QC_ASYNC) {
 			reply_err(h, c, cmd, e, emsg);
+		}
 		return;
 	}
 	reply_err(h, c, cmd, QC_E_UNKNOWN_ACTION, "unknown action");
+}
+
+/*
+ * A Socket.IO frame after the handshake (ws.c answers Engine.IO pings and the CONNECT): an
+ * EVENT becomes the same command a native frame would; an ACK from the client is nothing to
+ * do (QC_CMD_NONE).
+ */
+static enum qc_err sio_parse(const char *buf, size_t len, struct qc_cmd *cmd, const char **emsg)
+{
+	struct qc_sio_packet p;
+	enum qc_err e = qc_sio_parse(buf, len, &p, emsg);
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->ack_id = -1;
+	if (e == QC_OK) {
+		if (p.eio != QC_EIO_MESSAGE || p.sio == QC_SIO_ACK) {
+			cmd->type = QC_CMD_NONE;
+		} else if (p.sio != QC_SIO_EVENT) {
+			e = QC_E_BAD_REQUEST;
+			*emsg = "only EVENT packets are expected here";
+		} else if (strcmp(p.nsp, "/")) {
+			e = QC_E_BAD_REQUEST;
+			*emsg = "only the namespace \"/\" is served";
+		} else {
+			e = qc_sio_to_cmd(&p, cmd, emsg);
+		}
+	}
+	qc_sio_packet_release(&p);
+	return e;
 }
 
 void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len, bool binary)
@@ -395,8 +616,16 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 	/* binary frames are refused, but only after they have paid for their token */
 	if (binary) {
 		memset(&cmd, 0, sizeof(cmd));
+		cmd.ack_id = -1;
 		e = QC_E_BAD_REQUEST;
 		emsg = "binary frames are not accepted";
+	} else if (c->enc == QC_ENC_SIO) {
+		if (len == 1 && buf[0] == '3') {
+			c->sio_ping_ms =
+			    0; /* the Engine.IO pong: not a message, not rate limited */
+			return;
+		}
+		e = sio_parse(buf, len, &cmd, &emsg);
 	} else {
 		e = qc_codec_parse(buf, len, &cmd, &emsg);
 	}
@@ -414,10 +643,13 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 		reply_err(h, c, &cmd, e, emsg);
 		goto out;
 	}
+	h->cur = &cmd;
 	switch (cmd.type) {
+	case QC_CMD_NONE:
+		break;
 	case QC_CMD_PING:
-		qc_hub_send_json(h, c,
-		                 qc_codec_pong(cmd.timestamp, cmd.request_id, cmd.trace_id, now));
+		send_native(h, c, qc_codec_pong(cmd.timestamp, cmd.request_id, cmd.trace_id, now),
+		            cmd.ack_id);
 		break;
 	case QC_CMD_SUBSCRIBE:
 	case QC_CMD_UNSUBSCRIBE:
@@ -427,17 +659,90 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 		handle_request(h, c, &cmd);
 		break;
 	}
+	h->cur = NULL;
 out:
 	qc_cmd_release(&cmd);
 }
 
 bool qc_hub_ready(struct qc_hub *h, const char **reason)
 {
+	struct qc_store_stats st = {0};
+
 	if (h->shutting_down) {
 		*reason = "shutting down";
 		return false;
 	}
+	if (!qc_hub_persistent(h))
+		return true;
+	h->store.stats(h->store.ctx, &st);
+	if (!st.connected) {
+		*reason = "the store (PostgreSQL) is not connected";
+		return false;
+	}
+	if (st.state && !strcmp(st.state, "stalled")) {
+		*reason = "the store (PostgreSQL) is not answering";
+		return false;
+	}
 	return true;
+}
+
+void qc_hub_set_store(struct qc_hub *h, const struct qc_store *s)
+{
+	h->store = *s;
+}
+
+static const char *const load_sql[] = {
+    "SELECT name, owner, type, status, password_hash, max_members, metadata::text, created_at"
+    " FROM rooms ORDER BY created_at, name",
+    "SELECT room, user_id, role, joined_at FROM room_members ORDER BY joined_at",
+    "SELECT id, user_id, name, symbol, fields::text, alert_priority, version, active, created_at,"
+    " updated_at FROM subscriptions ORDER BY created_at, id",
+    "SELECT subscription_id, idx, parent, op, position FROM filter_expressions",
+    "SELECT subscription_id, expression_idx, position, field, cmp, value::text"
+    " FROM filter_conditions",
+    /* undelivered offline messages and alerts, in the order they were queued */
+    "SELECT user_id, event, data, id, alert_id FROM ("
+    " SELECT user_id, event, data::text AS data, id::text AS id, NULL AS alert_id, created_at,"
+    " 0 AS k, id AS n FROM offline_messages"
+    " UNION ALL SELECT user_id, 'alert', json_build_object('alert_id', id, 'subscription_id',"
+    " subscription_id, 'symbol', symbol, 'priority', priority, 'data', data, 'timestamp',"
+    " created_at)::text, NULL, id, created_at, 1, 0 FROM alerts WHERE delivery = 'pending'"
+    ") q ORDER BY created_at, k, n",
+};
+
+int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, size_t errlen)
+{
+	json_t *rows[sizeof(load_sql) / sizeof(load_sql[0])] = {0}, *row;
+	const size_t n = sizeof(load_sql) / sizeof(load_sql[0]);
+	int ret = -1;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (query(ctx, load_sql[i], &rows[i], err, errlen))
+			goto out;
+	if (qc_hub_rooms_load(h, rows[0], rows[1], err, errlen) ||
+	    qc_hub_subs_load(h, rows[2], rows[3], rows[4], err, errlen))
+		goto out;
+	json_array_foreach (rows[5], i, row) {
+		const char *text = json_string_value(json_array_get(row, 2));
+		json_t *data = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+		json_t *ev =
+		    json_pack("{s:O, s:o?}", "event", json_array_get(row, 1), "data", data);
+
+		if (!ev)
+			continue;
+		if (json_is_string(json_array_get(row, 3)))
+			json_object_set(ev, "id", json_array_get(row, 3));
+		else
+			json_object_set(ev, "alert_id", json_array_get(row, 4));
+		qc_hub_offline_load(h, json_string_value(json_array_get(row, 0)), ev);
+		json_decref(ev);
+	}
+	ret = 0;
+out:
+	for (i = 0; i < n; i++)
+		json_decref(rows[i]);
+	return ret;
 }
 
 uint32_t qc_hub_shutdown(struct qc_hub *h)
@@ -468,6 +773,18 @@ static uint64_t rss_bytes(const struct qc_hub *h)
 	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+static json_t *store_stats(struct qc_hub *h)
+{
+	struct qc_store_stats st = {0};
+
+	if (qc_hub_persistent(h))
+		h->store.stats(h->store.ctx, &st);
+	return json_pack("{s:b, s:b, s:I, s:I, s:s, s:I}", "configured", st.configured, "connected",
+	                 st.connected, "pending", (json_int_t)st.pending, "failed",
+	                 (json_int_t)st.failed, "state", st.state ? st.state : "memory-only",
+	                 "dropped", (json_int_t)h->store_dropped);
+}
+
 json_t *qc_hub_stats(struct qc_hub *h)
 {
 	uint32_t active = 0, users_in_rooms = 0;
@@ -492,7 +809,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    " s:o,"
 	    " s:{s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:I, s:I, s:I, s:I},"
-	    " s:{s:b, s:b, s:i, s:i}}",
+	    " s:o, s:o}",
 	    "server", "version", QC_VERSION, "uptime_s",
 	    (json_int_t)((qc_now_ms() - h->st.started_ms) / 1000), "event_loop", h->event_loop,
 	    "rss_bytes", (json_int_t)rss_bytes(h), "total_connections",
@@ -511,6 +828,6 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    (json_int_t)h->st.replayed, "buffer_dropped", (json_int_t)h->st.buffer_dropped,
 	    "offline", "users", (json_int_t)qc_hub_offline_users(h), "queued",
 	    (json_int_t)h->offline_queued, "delivered", (json_int_t)h->st.offline_delivered,
-	    "evicted", (json_int_t)h->st.offline_evicted, "store", "configured", 0, "connected", 0,
-	    "pending", 0, "failed", 0);
+	    "evicted", (json_int_t)h->st.offline_evicted, "store", store_stats(h), "subscriptions",
+	    qc_hub_subs_stats(h));
 }

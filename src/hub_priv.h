@@ -9,6 +9,7 @@
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
 #include "quotecast/room.h"
+#include "quotecast/store.h"
 #include "quotecast/stream.h"
 
 struct qc_hub {
@@ -34,7 +35,77 @@ struct qc_hub {
 	struct qc_offline *offline; /* uthash by user id */
 	uint64_t offline_queued;
 	char errbuf[256]; /* the message of the last validation error (single-threaded) */
+
+	/* the durable store (store.url); store.submit is NULL when memory only */
+	struct qc_store store;
+	const struct qc_cmd *cur; /* the request being handled, for answers that must wait */
+	struct qc_psubs *psubs;   /* persisted subscriptions (hub_subs.c) */
+	uint64_t store_dropped;   /* offline messages/alerts the store could not take */
 };
+
+/*
+ * An outgoing message for many receivers, encoded at most once per encoding (native JSON,
+ * Socket.IO), on first use. Ticks carry their kind, stream, seq and meta into every frame.
+ */
+struct qc_frames {
+	json_t *ev;          /* the native message (owned) */
+	struct qc_msg *m[2]; /* by enum qc_enc */
+	uint8_t kind;
+	uint32_t stream_id;
+	uint64_t seq;
+	json_t *meta; /* borrowed; each frame takes its own reference */
+};
+
+/* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
+void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);
+/* The frame for @enc (borrowed), built on first use; NULL on ENOMEM. */
+struct qc_msg *qc_frames_get(struct qc_frames *f, uint8_t enc);
+void qc_frames_release(struct qc_frames *f);
+/* Queue @f's frame for @c's encoding. 0 or a negative errno, as qc_hub_send(). */
+int qc_hub_send_frames(struct qc_hub *h, struct qc_conn *c, struct qc_frames *f);
+
+/* A handler's answer that is not ready yet: the store will decide (see qc_hub_durable). */
+#define QC_ASYNC QC_E__COUNT
+
+/*
+ * Apply a committed change to memory. @c is the requester, NULL when it has gone; @args is what
+ * the handler prepared; @rows what the statement returned (NULL when memory only). Returns the
+ * answer like a handler.
+ */
+typedef enum qc_err (*qc_commit_fn)(struct qc_hub *h, struct qc_conn *c, json_t *args, json_t *rows,
+                                    json_t **data, const char **emsg);
+
+#define QC_DURABLE_PARAMS 12
+
+struct qc_durable {
+	const char *sql;
+	int nparams;
+	const char *params[QC_DURABLE_PARAMS]; /* copied by the store */
+	qc_commit_fn commit;
+	/* runs after a successful answer is queued (a snapshot after a subscription's answer) */
+	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *args);
+	json_t *args; /* stolen */
+};
+
+/*
+ * qc_hub_durable() - a request that changes durable state: @d->sql goes to the store and only
+ * when it has committed does @d->commit change memory; then the current request (h->cur) is
+ * answered. Store down or its queue full: UNAVAILABLE, nothing changes. Memory only: commit
+ * runs at once. Always returns QC_ASYNC (the answer is queued here or later).
+ */
+enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durable *d);
+
+/* Fire-and-forget store write (bookkeeping: delivered marks). Counts a failure. */
+void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *const *params);
+
+/* Whether a store is configured. */
+static inline bool qc_hub_persistent(const struct qc_hub *h)
+{
+	return h->store.submit != NULL;
+}
+
+/* How the hub serialises JSON for the store: compact, numbers as they travel (msg.c) */
+#define QC_JSON_DUMP (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /* A request handler: QC_OK with *data (may stay NULL), or an error with *emsg. */
 typedef enum qc_err (*qc_action_fn)(struct qc_hub *h, struct qc_conn *c, json_t *payload,
@@ -44,8 +115,12 @@ typedef enum qc_err (*qc_action_fn)(struct qc_hub *h, struct qc_conn *c, json_t 
 enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Encode @j (stolen) once and queue it for @c. */
+/* Encode @j (stolen, a native message) for @c's encoding and queue it. */
 int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j);
+/* Answer a request: error or success (@data stolen); @ack_id >= 0 answers a Socket.IO ack. */
+void qc_hub_answer(struct qc_hub *h, struct qc_conn *c, const char *request_id,
+                   const char *trace_id, int64_t ack_id, enum qc_err e, const char *emsg,
+                   json_t *data);
 
 /* hub.c */
 json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, bool recovered,
@@ -61,7 +136,12 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 void qc_hub_sessions_free(struct qc_hub *h);
 /* queue event @name with @data (borrowed) for @user, who has no session now */
 void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data);
+/* queue alert event @data (borrowed) whose row exists already (@alert_id) for @user */
+void qc_hub_offline_push_alert(struct qc_hub *h, const char *user, const char *alert_id,
+                               json_t *data);
 void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c);
+/* a stored entry {"event","data","id"|"alert_id"} (borrowed), at start */
+void qc_hub_offline_load(struct qc_hub *h, const char *user, json_t *ev);
 uint32_t qc_hub_offline_users(const struct qc_hub *h);
 
 /* hub_room.c */
@@ -75,6 +155,8 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 json_t *qc_hub_room_json(struct qc_hub *h, struct qc_room *room);
 void qc_hub_room_counts(struct qc_hub *h, uint32_t *active, uint64_t *members);
 void qc_hub_rooms_teardown(struct qc_hub *h);
+/* at start: the rows of rooms and room_members (see qc_hub_load) */
+int qc_hub_rooms_load(struct qc_hub *h, json_t *rooms, json_t *members, char *err, size_t errlen);
 enum qc_err qc_act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                 const char **e);
 enum qc_err qc_act_send_to_user(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
@@ -98,7 +180,35 @@ enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p,
 enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                    const char **e);
 
+/* hub_subs.c: persisted subscriptions and alerts */
+int qc_hub_subs_init(struct qc_hub *h);
+void qc_hub_subs_free(struct qc_hub *h);
+/* a tick of @s was accepted: evaluate the filters of that symbol (alerts) */
+void qc_hub_subs_tick(struct qc_hub *h, struct qc_stream *s);
+/* a fresh connection: attach its user's active subscriptions */
+void qc_hub_subs_attach(struct qc_hub *h, struct qc_conn *c);
+json_t *qc_hub_subs_stats(struct qc_hub *h);
+/* at start: the rows of subscriptions, filter_expressions and filter_conditions */
+int qc_hub_subs_load(struct qc_hub *h, json_t *subs, json_t *groups, json_t *conds, char *err,
+                     size_t errlen);
+enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                       const char **e);
+enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                       const char **e);
+enum qc_err qc_act_delete_subscription(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                       const char **e);
+enum qc_err qc_act_list_subscriptions(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                      const char **e);
+enum qc_err qc_act_list_alerts(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                               const char **e);
+enum qc_err qc_act_ack_alert(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                             const char **e);
+
 /* hub_stream.c */
+/* read payload "fields" into @out (QC_FIELDS_MAX); the count, or -1 with *@emsg */
+int qc_hub_read_fields(struct qc_hub *h, json_t *p, const char **out, const char **emsg);
+/* subscribe @c to @symbol with @fields (array, borrowed) unless it is already; snapshot queued */
+int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol, json_t *fields);
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c);

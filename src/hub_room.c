@@ -50,6 +50,12 @@ static struct room_info *info_of(const struct qc_room *r)
 	return qc_room_ext(r);
 }
 
+/* A number kept in a commit's arguments: an integer, or its decimal text. */
+static int64_t num_of(json_t *v)
+{
+	return json_is_string(v) ? strtoll(json_string_value(v), NULL, 10) : json_integer_value(v);
+}
+
 static struct member *member_find(const struct room_info *ri, const char *user)
 {
 	struct member *m = NULL;
@@ -73,7 +79,7 @@ static enum qc_role effective_role(const struct room_info *ri, const struct qc_c
 	return role_of(ri, c->user_id);
 }
 
-static int member_add(struct room_info *ri, const char *user, enum qc_role role)
+static int member_add(struct room_info *ri, const char *user, enum qc_role role, int64_t since)
 {
 	struct member *m = calloc(1, sizeof(*m));
 
@@ -81,7 +87,7 @@ static int member_add(struct room_info *ri, const char *user, enum qc_role role)
 		return -ENOMEM;
 	snprintf(m->user_id, sizeof(m->user_id), "%s", user);
 	m->role = role;
-	m->since = qc_now_ms();
+	m->since = since;
 	HASH_ADD_STR(ri->members, user_id, m);
 	ri->nmembers++;
 	return 0;
@@ -112,41 +118,31 @@ static void info_free(struct room_info *ri)
 static void room_event(struct qc_hub *h, struct qc_room *room, const char *name, json_t *data,
                        const struct qc_conn *skip)
 {
-	json_t *ev = qc_codec_event(name, data);
-	struct qc_msg *m = ev ? qc_msg_new_json(ev) : NULL;
+	struct qc_frames f;
 
-	json_decref(ev);
-	if (!m)
-		return;
-	m->kind = QC_MSG_ROOM;
+	qc_frames_init(&f, qc_codec_event(name, data), QC_MSG_ROOM);
 	for (struct qc_membership *mb = qc_room_members(room); mb; mb = mb->room_next)
 		if (mb->conn != skip)
-			qc_hub_send(h, mb->conn, m);
-	qc_msg_unref(&m);
+			qc_hub_send_frames(h, mb->conn, &f);
+	qc_frames_release(&f);
 }
 
 /* Queue event @name with @data (stolen) for every connection of @user, encoded once. */
 static uint32_t user_event(struct qc_hub *h, const char *user, const char *name, json_t *data)
 {
 	struct qc_user *u = qc_conns_user(&h->conns, user);
-	json_t *ev;
-	struct qc_msg *m;
+	struct qc_frames f;
 	uint32_t n = 0;
 
 	if (!u) {
 		json_decref(data);
 		return 0;
 	}
-	ev = qc_codec_event(name, data);
-	m = ev ? qc_msg_new_json(ev) : NULL;
-	json_decref(ev);
-	if (!m)
-		return 0;
-	m->kind = QC_MSG_ROOM;
+	qc_frames_init(&f, qc_codec_event(name, data), QC_MSG_ROOM);
 	for (struct qc_conn *c = u->conns; c; c = c->user_next)
-		if (!qc_hub_send(h, c, m))
+		if (!qc_hub_send_frames(h, c, &f))
 			n++;
-	qc_msg_unref(&m);
+	qc_frames_release(&f);
 	return n;
 }
 
@@ -185,10 +181,11 @@ static void unsubscribe_all(struct qc_hub *h, struct qc_room *room)
 
 /*
  * The checks of a created room before a connection may subscribe: status, type, password,
- * capacity. A user who passes and is not yet a member becomes one (role member).
+ * capacity. A user who passes and is not yet a member must become one (role member):
+ * *@join is then set, and the caller makes that membership durable first.
  */
 static enum qc_err admit_to_created(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
-                                    const char *password, const char **emsg)
+                                    const char *password, bool *join, const char **emsg)
 {
 	struct room_info *ri = info_of(room);
 	enum qc_role role = effective_role(ri, c);
@@ -213,38 +210,16 @@ static enum qc_err admit_to_created(struct qc_hub *h, struct qc_conn *c, struct 
 	if ((ri->max_members && ri->nmembers >= ri->max_members) || ri->nmembers >= MEMBERS_MAX)
 		return qc_hub_fail(h, emsg, QC_E_ROOM_FULL, "room is at capacity (%u users)",
 		                   ri->max_members ? ri->max_members : MEMBERS_MAX);
-	if (member_add(ri, c->user_id, QC_ROLE_MEMBER))
-		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
-	room_event(h, room, "member_joined",
-	           json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", c->user_id,
-	                     "role", "member"),
-	           NULL);
+	*join = true;
 	return QC_OK;
 }
 
-enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
-                             const char *password, json_t **data, const char **emsg)
+/* Subscribe @c to @room (made when NULL); *@data is the answer. */
+static enum qc_err join(struct qc_hub *h, struct qc_conn *c, struct qc_room *room, const char *name,
+                        json_t **data, const char **emsg)
 {
-	struct qc_room *room;
 	bool created = false;
-	enum qc_err e;
 
-	if (strlen(name) > QC_ROOM_NAME_MAX)
-		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "room name longer than 128 bytes");
-	room = qc_rooms_find(h->rooms, name);
-	if (room && qc_room_set_has(&c->rooms, room)) {
-		*data = json_pack("{s:s, s:I, s:b}", "room", name, "members",
-		                  (json_int_t)qc_room_size(room), "already", 1);
-		return QC_OK;
-	}
-	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
-		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-		                   "limits.max_rooms_per_connection reached");
-	if (room && info_of(room)) {
-		e = admit_to_created(h, c, room, password, emsg);
-		if (e != QC_OK)
-			return e;
-	}
 	if (!room) {
 		room = qc_rooms_create(h->rooms, name);
 		if (!room)
@@ -261,6 +236,84 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 	h->st.join_events++;
 	*data = json_pack("{s:s, s:I}", "room", name, "members", (json_int_t)qc_room_size(room));
 	return QC_OK;
+}
+
+static const char sql_join[] = "INSERT INTO room_members (room, user_id, role, joined_at)"
+                               " VALUES ($1, $2, 'member', $3::bigint) ON CONFLICT DO NOTHING";
+
+/* The membership a subscribe made is committed: add it, announce it, then join. */
+static enum qc_err commit_join(struct qc_hub *h, struct qc_conn *c, json_t *args, json_t *rows,
+                               json_t **data, const char **emsg)
+{
+	const char *name = json_string_value(json_object_get(args, "room"));
+	const char *user = json_string_value(json_object_get(args, "user_id"));
+	struct qc_room *room = qc_rooms_find(h->rooms, name);
+	struct room_info *ri = room ? info_of(room) : NULL;
+
+	(void)rows;
+	if (!ri)
+		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "the room was deleted");
+	if (!member_find(ri, user)) {
+		if (member_add(ri, user, QC_ROLE_MEMBER, num_of(json_object_get(args, "since"))))
+			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+		room_event(
+		    h, room, "member_joined",
+		    json_pack("{s:s, s:s, s:s}", "room", name, "user_id", user, "role", "member"),
+		    NULL);
+	}
+	if (!c)
+		return QC_OK;
+	if (qc_room_set_has(&c->rooms, room)) {
+		*data = json_pack("{s:s, s:I, s:b}", "room", name, "members",
+		                  (json_int_t)qc_room_size(room), "already", 1);
+		return QC_OK;
+	}
+	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
+		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+		                   "limits.max_rooms_per_connection reached");
+	return join(h, c, room, name, data, emsg);
+}
+
+enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
+                             const char *password, json_t **data, const char **emsg)
+{
+	struct qc_room *room;
+	bool must_join = false;
+	enum qc_err e;
+
+	if (strlen(name) > QC_ROOM_NAME_MAX)
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "room name longer than 128 bytes");
+	room = qc_rooms_find(h->rooms, name);
+	if (room && qc_room_set_has(&c->rooms, room)) {
+		*data = json_pack("{s:s, s:I, s:b}", "room", name, "members",
+		                  (json_int_t)qc_room_size(room), "already", 1);
+		return QC_OK;
+	}
+	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
+		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+		                   "limits.max_rooms_per_connection reached");
+	if (room && info_of(room)) {
+		e = admit_to_created(h, c, room, password, &must_join, emsg);
+		if (e != QC_OK)
+			return e;
+	}
+	if (must_join) {
+		char now[24];
+		struct qc_durable d = {
+		    .sql = sql_join,
+		    .nparams = 3,
+		    .params = {name, c->user_id, now},
+		    .commit = commit_join,
+		    .args = NULL,
+		};
+		int64_t since = qc_now_ms();
+
+		snprintf(now, sizeof(now), "%" PRId64, since);
+		d.args = json_pack("{s:s, s:s, s:I}", "room", name, "user_id", c->user_id, "since",
+		                   (json_int_t)since);
+		return qc_hub_durable(h, c, &d);
+	}
+	return join(h, c, room, name, data, emsg);
 }
 
 enum qc_err qc_hub_unsubscribe(struct qc_hub *h, struct qc_conn *c, const char *name, json_t **data,
@@ -368,12 +421,12 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	struct room_info *ri;
 	struct qc_membership *mb;
 	struct qc_room *room;
-	struct qc_msg *m;
+	struct qc_frames f;
 	bool exclude_self = false;
 	uint32_t delivered = 0;
 	enum qc_err e;
 	char id[48];
-	json_t *ev, *ev_data;
+	json_t *ev_data;
 
 	if (!name || !name[0])
 		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
@@ -416,14 +469,13 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	ev_data = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id", id,
 	                    "message_type", type, "from", from, "content", content, "timestamp",
 	                    (json_int_t)qc_now_ms());
-	ev = ev_data ? qc_codec_event("room_message", json_incref(ev_data)) : NULL;
-	m = ev ? qc_msg_new_json(ev) : NULL;
-	json_decref(ev);
-	if (!m) {
+	qc_frames_init(&f, ev_data ? qc_codec_event("room_message", json_incref(ev_data)) : NULL,
+	               QC_MSG_ROOM);
+	if (!qc_frames_get(&f, QC_ENC_NATIVE)) {
+		qc_frames_release(&f);
 		json_decref(ev_data);
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
-	m->kind = QC_MSG_ROOM;
 	for (mb = qc_room_members(room); mb; mb = mb->room_next) {
 		struct qc_conn *rc = mb->conn;
 
@@ -433,10 +485,10 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 			continue;
 		if (target_role != QC_ROLE_NONE && (!ri || role_of(ri, rc->user_id) != target_role))
 			continue;
-		if (!qc_hub_send(h, rc, m))
+		if (!qc_hub_send_frames(h, rc, &f))
 			delivered++;
 	}
-	qc_msg_unref(&m);
+	qc_frames_release(&f);
 	if (ri) {
 		ri->message_count++;
 		ri->last_activity = qc_now_ms();
@@ -569,6 +621,79 @@ static enum qc_err find_created(struct qc_hub *h, json_t *p, struct qc_room **ou
 	return QC_OK;
 }
 
+static const char sql_create_room[] =
+    "WITH r AS (INSERT INTO rooms (name, owner, type, password_hash, max_members, metadata,"
+    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5::integer, $6::json, $7::bigint,"
+    " $7::bigint))"
+    " INSERT INTO room_members (room, user_id, role, joined_at)"
+    " VALUES ($1, $2, 'owner', $7::bigint)";
+
+/*
+ * Put a created room in memory from its stored form (@row: name, owner, type, status,
+ * password_hash, max_members, metadata (JSON text or an object), created_at, all borrowed).
+ * An implicit room of that name becomes the created one, its subscribers kept.
+ */
+static int install_room(struct qc_hub *h, const char *name, const char *owner, const char *type,
+                        const char *status, const char *pwhash, int64_t max, json_t *metadata,
+                        int64_t created_at, struct qc_room **out)
+{
+	struct room_info *ri = calloc(1, sizeof(*ri));
+	struct qc_room *room;
+
+	if (!ri)
+		return -ENOMEM;
+	snprintf(ri->owner, sizeof(ri->owner), "%s", owner);
+	if (!qc_room_type_parse(type, &ri->type) || !qc_room_status_parse(status, &ri->status)) {
+		free(ri);
+		return -EINVAL;
+	}
+	ri->max_members = max > 0 ? (uint32_t)max : 0;
+	ri->metadata = json_is_object(metadata) ? json_incref(metadata) : json_object();
+	snprintf(ri->password, sizeof(ri->password), "%s", pwhash ? pwhash : "");
+	ri->created_at = ri->last_activity = created_at;
+	room = qc_rooms_find(h->rooms, name);
+	if (room && info_of(room)) {
+		info_free(ri);
+		return -EEXIST;
+	}
+	if (!room)
+		room = qc_rooms_create(h->rooms, name);
+	if (!room || !ri->metadata) {
+		info_free(ri);
+		return -ENOMEM;
+	}
+	qc_room_set_kept(room, true);
+	qc_room_set_ext(room, ri);
+	h->created_rooms++;
+	*out = room;
+	return 0;
+}
+
+static enum qc_err commit_create_room(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                      json_t **data, const char **emsg)
+{
+	struct qc_room *room;
+	int ret;
+
+	(void)c;
+	(void)rows;
+	ret =
+	    install_room(h, json_string_value(json_object_get(a, "name")),
+	                 json_string_value(json_object_get(a, "owner")),
+	                 json_string_value(json_object_get(a, "type")), "active",
+	                 json_string_value(json_object_get(a, "password_hash")),
+	                 num_of(json_object_get(a, "max_members")), json_object_get(a, "metadata"),
+	                 num_of(json_object_get(a, "created_at")), &room);
+	if (ret == -EEXIST)
+		return qc_hub_fail(h, emsg, QC_E_ALREADY_EXISTS, "a room with that name exists");
+	if (ret || member_add(info_of(room), json_string_value(json_object_get(a, "owner")),
+	                      QC_ROLE_OWNER, num_of(json_object_get(a, "created_at"))))
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	h->st.rooms_created++;
+	*data = qc_hub_room_json(h, room);
+	return QC_OK;
+}
+
 enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                const char **e)
 {
@@ -576,8 +701,6 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 	json_t *jtype = json_object_get(p, "type"), *jpw = json_object_get(p, "password");
 	json_t *jmax = json_object_get(p, "max_members"), *jmeta = json_object_get(p, "metadata");
 	enum qc_room_type type = QC_ROOM_PUBLIC;
-	struct room_info *ri;
-	struct qc_room *room;
 	char *dump;
 
 	if (!name || !name[0] || strlen(name) > QC_ROOM_NAME_MAX)
@@ -603,7 +726,7 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		if (!json_is_object(jmeta))
 			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
 			                   "\"metadata\" must be an object");
-		dump = json_dumps(jmeta, JSON_COMPACT);
+		dump = json_dumps(jmeta, QC_JSON_DUMP);
 		if (!dump || strlen(dump) > METADATA_MAX) {
 			free(dump);
 			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
@@ -616,33 +739,39 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 	if (h->created_rooms >= ROOMS_CREATED_MAX)
 		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "too many rooms (%d)",
 		                   ROOMS_CREATED_MAX);
+	(void)d;
 
-	ri = calloc(1, sizeof(*ri));
-	if (!ri)
-		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-	snprintf(ri->owner, sizeof(ri->owner), "%s", c->user_id);
-	ri->type = type;
-	ri->status = QC_STATUS_ACTIVE;
-	ri->max_members = json_is_integer(jmax) ? (uint32_t)json_integer_value(jmax) : 0;
-	ri->metadata = json_is_object(jmeta) ? json_deep_copy(jmeta) : json_object();
-	ri->created_at = ri->last_activity = qc_now_ms();
-	if (!ri->metadata || member_add(ri, c->user_id, QC_ROLE_OWNER) ||
-	    (type == QC_ROOM_PROTECTED &&
-	     qc_password_hash(json_string_value(jpw), ri->password, sizeof(ri->password)))) {
-		info_free(ri);
-		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+	{
+		char pwhash[QC_PASSWORD_HASH_MAX] = "", max[16], now[24];
+		char *meta = json_is_object(jmeta) ? json_dumps(jmeta, QC_JSON_DUMP) : NULL;
+		struct qc_durable dur = {
+		    .sql = sql_create_room,
+		    .nparams = 7,
+		    .params = {name, c->user_id, qc_room_type_name(type), NULL,
+		               json_is_integer(jmax) ? max : NULL, meta, now},
+		    .commit = commit_create_room,
+		};
+
+		if (type == QC_ROOM_PROTECTED &&
+		    qc_password_hash(json_string_value(jpw), pwhash, sizeof(pwhash))) {
+			free(meta);
+			return qc_hub_fail(h, e, QC_E_INTERNAL, "cannot hash the password");
+		}
+		if (pwhash[0])
+			dur.params[3] = pwhash;
+		snprintf(max, sizeof(max), "%" JSON_INTEGER_FORMAT,
+		         json_is_integer(jmax) ? json_integer_value(jmax) : 0);
+		snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+		dur.args =
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "name", name, "owner",
+		              c->user_id, "type", qc_room_type_name(type), "status", "active",
+		              "password_hash", pwhash, "max_members", max, "created_at", now);
+		if (dur.args && json_is_object(jmeta))
+			json_object_set(dur.args, "metadata", jmeta);
+		qc_hub_durable(h, c, &dur);
+		free(meta);
+		return QC_ASYNC;
 	}
-	room = qc_rooms_create(h->rooms, name);
-	if (!room) {
-		info_free(ri);
-		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-	}
-	qc_room_set_kept(room, true);
-	qc_room_set_ext(room, ri);
-	h->created_rooms++;
-	h->st.rooms_created++;
-	*d = qc_hub_room_json(h, room);
-	return QC_OK;
 }
 
 /* Remove a created room: everyone subscribed gets room_closed, then it is gone. */
@@ -660,22 +789,53 @@ static void destroy_room(struct qc_hub *h, struct qc_room *room, const char *rea
 	h->st.rooms_deleted++;
 }
 
+/* The created room named by @a "room", after a commit; NOT_FOUND when it went meanwhile. */
+static enum qc_err committed_room(struct qc_hub *h, json_t *a, struct qc_room **room,
+                                  struct room_info **ri, const char **emsg)
+{
+	*room = qc_rooms_find(h->rooms, json_string_value(json_object_get(a, "room")));
+	*ri = *room ? info_of(*room) : NULL;
+	if (!*ri)
+		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "no such room");
+	return QC_OK;
+}
+
+static enum qc_err commit_delete_room(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                      json_t **data, const char **emsg)
+{
+	struct room_info *ri;
+	struct qc_room *room;
+	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
+
+	(void)c;
+	(void)rows;
+	if (err != QC_OK)
+		return err;
+	destroy_room(h, room, "deleted");
+	*data = json_pack("{s:O, s:b}", "room", json_object_get(a, "room"), "deleted", 1);
+	return QC_OK;
+}
+
 enum qc_err qc_act_delete_room(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                const char **e)
 {
 	struct room_info *ri;
 	struct qc_room *room;
 	enum qc_err err = find_created(h, p, &room, &ri, e);
-	json_t *name;
+	struct qc_durable dur = {
+	    .sql = "DELETE FROM rooms WHERE name = $1",
+	    .nparams = 1,
+	    .commit = commit_delete_room,
+	};
 
 	if (err != QC_OK)
 		return err;
 	if (!qc_acl_allows(effective_role(ri, c), QC_PERM_DELETE_ROOM, ri->type, ri->status))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "only the owner may delete the room");
-	name = json_string(qc_room_name(room));
-	destroy_room(h, room, "deleted");
-	*d = json_pack("{s:o, s:b}", "room", name, "deleted", 1);
-	return QC_OK;
+	(void)d;
+	dur.params[0] = qc_room_name(room);
+	dur.args = json_pack("{s:s}", "room", qc_room_name(room));
+	return qc_hub_durable(h, c, &dur);
 }
 
 json_t *qc_hub_room_json(struct qc_hub *h, struct qc_room *room)
@@ -786,6 +946,28 @@ enum qc_err qc_act_get_room_members(struct qc_hub *h, struct qc_conn *c, json_t 
 	return QC_OK;
 }
 
+static enum qc_err commit_set_status(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                     json_t **data, const char **emsg)
+{
+	struct room_info *ri;
+	struct qc_room *room;
+	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
+
+	(void)c;
+	(void)rows;
+	if (err != QC_OK)
+		return err;
+	qc_room_status_parse(json_string_value(json_object_get(a, "status")), &ri->status);
+	if (ri->status == QC_STATUS_CLOSED) {
+		room_event(h, room, "room_closed",
+		           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", "closed"),
+		           NULL);
+		unsubscribe_all(h, room);
+	}
+	*data = qc_hub_room_json(h, room);
+	return QC_OK;
+}
+
 enum qc_err qc_act_set_room_status(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                    const char **e)
 {
@@ -803,15 +985,21 @@ enum qc_err qc_act_set_room_status(struct qc_hub *h, struct qc_conn *c, json_t *
 	if (!qc_acl_allows(effective_role(ri, c), QC_PERM_SET_STATUS, ri->type, ri->status))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN,
 		                   "only the owner or an admin may change the status");
-	ri->status = status;
-	if (status == QC_STATUS_CLOSED) {
-		room_event(h, room, "room_closed",
-		           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", "closed"),
-		           NULL);
-		unsubscribe_all(h, room);
+	(void)d;
+	{
+		char now[24];
+		struct qc_durable dur = {
+		    .sql = "UPDATE rooms SET status = $2, updated_at = $3::bigint WHERE name = $1",
+		    .nparams = 3,
+		    .params = {qc_room_name(room), qc_room_status_name(status), now},
+		    .commit = commit_set_status,
+		    .args = json_pack("{s:s, s:s}", "room", qc_room_name(room), "status",
+		                      qc_room_status_name(status)),
+		};
+
+		snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+		return qc_hub_durable(h, c, &dur);
 	}
-	*d = qc_hub_room_json(h, room);
-	return QC_OK;
 }
 
 /* Read payload "user_id" (the member acted on). */
@@ -847,6 +1035,34 @@ static enum qc_err managed_member(struct qc_hub *h, struct qc_conn *c, struct ro
 	return QC_OK;
 }
 
+static enum qc_err commit_add_member(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                     json_t **data, const char **emsg)
+{
+	const char *user = json_string_value(json_object_get(a, "user_id"));
+	const char *rname = json_string_value(json_object_get(a, "role"));
+	enum qc_role role = QC_ROLE_MEMBER;
+	struct room_info *ri;
+	struct qc_room *room;
+	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
+
+	(void)c;
+	(void)rows;
+	if (err != QC_OK)
+		return err;
+	if (member_find(ri, user))
+		return qc_hub_fail(h, emsg, QC_E_ALREADY_EXISTS, "already a member");
+	qc_role_parse(rname, &role);
+	if (member_add(ri, user, role, num_of(json_object_get(a, "since"))))
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	room_event(h, room, "member_joined",
+	           json_pack("{s:s, s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", user,
+	                     "role", rname, "by", json_object_get(a, "by")),
+	           NULL);
+	*data = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", user, "role",
+	                  rname);
+	return QC_OK;
+}
+
 enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                               const char **e)
 {
@@ -873,14 +1089,53 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 		                   qc_role_name(role));
 	if ((ri->max_members && ri->nmembers >= ri->max_members) || ri->nmembers >= MEMBERS_MAX)
 		return qc_hub_fail(h, e, QC_E_ROOM_FULL, "room is at capacity");
-	if (member_add(ri, user, role))
-		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-	room_event(h, room, "member_joined",
-	           json_pack("{s:s, s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", user,
-	                     "role", qc_role_name(role), "by", c->user_id),
+	(void)d;
+	{
+		char now[24];
+
+		snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+		struct qc_durable dur = {
+		    .sql = "INSERT INTO room_members (room, user_id, role, joined_at)"
+		           " VALUES ($1, $2, $3, $4::bigint)",
+		    .nparams = 4,
+		    .params = {qc_room_name(room), user, qc_role_name(role), now},
+		    .commit = commit_add_member,
+		    .args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "room", qc_room_name(room),
+		                      "user_id", user, "role", qc_role_name(role), "by", c->user_id,
+		                      "since", now),
+		};
+
+		return qc_hub_durable(h, c, &dur);
+	}
+}
+
+static enum qc_err commit_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *a,
+                                        json_t *rows, json_t **data, const char **emsg)
+{
+	const char *who = json_string_value(json_object_get(a, "user_id"));
+	struct room_info *ri;
+	struct qc_room *room;
+	struct member *m;
+	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
+
+	(void)c;
+	(void)rows;
+	if (err != QC_OK)
+		return err;
+	m = member_find(ri, who);
+	if (!m)
+		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "not a member");
+	member_del(ri, m);
+	user_event(
+	    h, who, "kicked",
+	    json_pack("{s:s, s:O}", "room", qc_room_name(room), "by", json_object_get(a, "by")));
+	unsubscribe_user(h, room, who);
+	room_event(h, room, "member_left",
+	           json_pack("{s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", who, "by",
+	                     json_object_get(a, "by")),
 	           NULL);
-	*d = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", user, "role",
-	               qc_role_name(role));
+	*data =
+	    json_pack("{s:s, s:s, s:b}", "room", qc_room_name(room), "user_id", who, "removed", 1);
 	return QC_OK;
 }
 
@@ -893,7 +1148,11 @@ enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	const char *user;
 	enum qc_role actor;
 	enum qc_err err = find_target(h, p, &room, &ri, &user, e);
-	char who[QC_USER_ID_MAX + 1];
+	struct qc_durable dur = {
+	    .sql = "DELETE FROM room_members WHERE room = $1 AND user_id = $2",
+	    .nparams = 2,
+	    .commit = commit_remove_member,
+	};
 
 	if (err == QC_OK)
 		err = managed_member(h, c, ri, user, &actor, &m, e);
@@ -902,16 +1161,33 @@ enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	if (!qc_acl_can_manage(actor, m->role, QC_ROLE_NONE))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not remove a member with role %s",
 		                   qc_role_name(m->role));
-	snprintf(who, sizeof(who), "%s", user); /* @user may point into the payload only */
-	member_del(ri, m);
-	user_event(h, who, "kicked",
-	           json_pack("{s:s, s:s}", "room", qc_room_name(room), "by", c->user_id));
-	unsubscribe_user(h, room, who);
-	room_event(h, room, "member_left",
-	           json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", who, "by",
-	                     c->user_id),
-	           NULL);
-	*d = json_pack("{s:s, s:s, s:b}", "room", qc_room_name(room), "user_id", who, "removed", 1);
+	(void)d;
+	dur.params[0] = qc_room_name(room);
+	dur.params[1] = user;
+	dur.args = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", user, "by",
+	                     c->user_id);
+	return qc_hub_durable(h, c, &dur);
+}
+
+static enum qc_err commit_set_role(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                   json_t **data, const char **emsg)
+{
+	const char *user = json_string_value(json_object_get(a, "user_id"));
+	struct room_info *ri;
+	struct qc_room *room;
+	struct member *m;
+	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
+
+	(void)c;
+	(void)rows;
+	if (err != QC_OK)
+		return err;
+	m = member_find(ri, user);
+	if (!m)
+		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "not a member");
+	qc_role_parse(json_string_value(json_object_get(a, "role")), &m->role);
+	*data = json_pack("{s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", user, "role",
+	                  json_object_get(a, "role"));
 	return QC_OK;
 }
 
@@ -937,10 +1213,19 @@ enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *
 	if (!qc_acl_can_manage(actor, m->role, role))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not change %s to %s",
 		                   qc_role_name(m->role), qc_role_name(role));
-	m->role = role;
-	*d = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", m->user_id, "role",
-	               qc_role_name(role));
-	return QC_OK;
+	(void)d;
+	{
+		struct qc_durable dur = {
+		    .sql = "UPDATE room_members SET role = $3 WHERE room = $1 AND user_id = $2",
+		    .nparams = 3,
+		    .params = {qc_room_name(room), m->user_id, qc_role_name(role)},
+		    .commit = commit_set_role,
+		    .args = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id",
+		                      m->user_id, "role", qc_role_name(role)),
+		};
+
+		return qc_hub_durable(h, c, &dur);
+	}
 }
 
 /* ---- stats and teardown ------------------------------------------------------------------ */
@@ -982,4 +1267,51 @@ static void free_one(struct qc_room *room, void *arg)
 void qc_hub_rooms_teardown(struct qc_hub *h)
 {
 	qc_rooms_foreach(h->rooms, free_one, NULL);
+}
+
+/* ---- start-up ---------------------------------------------------------------------------- */
+
+static const char *col(json_t *row, size_t i)
+{
+	return json_string_value(json_array_get(row, i));
+}
+
+int qc_hub_rooms_load(struct qc_hub *h, json_t *rooms, json_t *members, char *err, size_t errlen)
+{
+	struct qc_room *room;
+	json_t *row;
+	size_t i;
+
+	/* name, owner, type, status, password_hash, max_members, metadata, created_at */
+	json_array_foreach (rooms, i, row) {
+		json_t *meta = col(row, 6) ? json_loads(col(row, 6), 0, NULL) : NULL;
+		int ret =
+		    install_room(h, col(row, 0), col(row, 1), col(row, 2), col(row, 3), col(row, 4),
+		                 col(row, 5) ? strtoll(col(row, 5), NULL, 10) : 0, meta,
+		                 strtoll(col(row, 7), NULL, 10), &room);
+
+		json_decref(meta);
+		if (ret) {
+			snprintf(err, errlen, "room \"%s\": %s", col(row, 0), strerror(-ret));
+			return -1;
+		}
+	}
+	/* room, user_id, role, joined_at */
+	json_array_foreach (members, i, row) {
+		struct room_info *ri;
+		enum qc_role role;
+		struct member *m;
+
+		room = qc_rooms_find(h->rooms, col(row, 0));
+		ri = room ? info_of(room) : NULL;
+		if (!ri || !qc_role_parse(col(row, 2), &role) ||
+		    member_add(ri, col(row, 1), role, strtoll(col(row, 3), NULL, 10))) {
+			snprintf(err, errlen, "member %s of room \"%s\" cannot be loaded",
+			         col(row, 1), col(row, 0));
+			return -1;
+		}
+		m = member_find(ri, col(row, 1));
+		m->since = strtoll(col(row, 3), NULL, 10);
+	}
+	return 0;
 }

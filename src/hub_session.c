@@ -13,6 +13,8 @@
  * in order with "offline":true on their next connection.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,6 +166,30 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 	return 0;
 }
 
+/*
+ * Engine.IO heartbeat: a ping every socketio.ping_interval_ms; a client that has not answered
+ * within socketio.ping_timeout_ms is gone (1000 after what is queued; its session is kept).
+ */
+static void sio_heartbeat(struct qc_hub *h, struct qc_conn *c, int64_t now)
+{
+	struct qc_msg *m;
+
+	if (c->sio_ping_ms) {
+		if (now - c->sio_ping_ms > h->cfg->socketio.ping_timeout_ms)
+			qc_hub_close(h, c, 1000, QC_CLOSE_NOW);
+		return;
+	}
+	if (now < c->sio_next_ping_ms)
+		return;
+	m = qc_msg_new_text("2", 1);
+	if (!m)
+		return;
+	qc_hub_send(h, c, m);
+	qc_msg_unref(&m);
+	c->sio_ping_ms = now;
+	c->sio_next_ping_ms = now + h->cfg->socketio.ping_interval_ms;
+}
+
 void qc_hub_expire(struct qc_hub *h)
 {
 	int64_t now = qc_now_ms();
@@ -171,12 +197,17 @@ void qc_hub_expire(struct qc_hub *h)
 
 	while (h->susp_head && h->susp_head->expires_ms <= now)
 		expire_one(h, h->susp_head);
-	/* a connection does not outlive its token: 4001, and no resume */
 	HASH_ITER (hh, h->conns.by_id, c, tmp) {
-		if (!c->suspended && !c->closing && c->token_exp_ms && c->token_exp_ms <= now) {
+		if (c->suspended || c->closing)
+			continue;
+		/* a connection does not outlive its token: 4001, and no resume */
+		if (c->token_exp_ms && c->token_exp_ms <= now) {
 			c->no_resume = 1;
 			qc_hub_close(h, c, 4001, QC_CLOSE_NOW);
+			continue;
 		}
+		if (c->enc == QC_ENC_SIO)
+			sio_heartbeat(h, c, now);
 	}
 }
 
@@ -193,8 +224,9 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
 		return NULL;
 	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
+	/* a session's buffered frames are in its own encoding: native sessions resume here */
 	if (!c || CRYPTO_memcmp(c->secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN) ||
-	    strcmp(c->user_id, user_id) || c->expires_ms <= qc_now_ms())
+	    strcmp(c->user_id, user_id) || c->expires_ms <= qc_now_ms() || c->enc != QC_ENC_NATIVE)
 		return NULL;
 	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections)
 		return NULL;
@@ -237,36 +269,199 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 
 /* ---- the offline queue ------------------------------------------------------------------- */
 
-void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data)
+/* Send one queued entry ({"event","data",...}, borrowed) to @c, marked "offline":true. */
+static void deliver_one(struct qc_hub *h, struct qc_conn *c, json_t *ev)
+{
+	json_t *data = json_deep_copy(json_object_get(ev, "data"));
+
+	if (!data)
+		return;
+	json_object_set_new(data, "offline", json_true());
+	qc_hub_send_json(h, c,
+	                 qc_codec_event(json_string_value(json_object_get(ev, "event")), data));
+}
+
+/*
+ * The store's bookkeeping for entries that leave the queue (delivered or evicted): offline
+ * messages are deleted, alerts marked delivered. @ev entries carry "id" (offline_messages) or
+ * "alert_id" (alerts) when they have a row.
+ */
+static void forget_rows(struct qc_hub *h, json_t *entries, size_t from, size_t to, bool delivered)
+{
+	char *ids = NULL, *alerts = NULL, now[24];
+	size_t nids = 0, nalerts = 0, cap = (to - from) * 72 + 3;
+
+	if (!qc_hub_persistent(h) || from >= to)
+		return;
+	ids = malloc(cap);
+	alerts = malloc(cap);
+	if (!ids || !alerts)
+		goto out;
+	strcpy(ids, "{");
+	strcpy(alerts, "{");
+	for (size_t i = from; i < to; i++) {
+		json_t *ev = json_array_get(entries, i);
+		const char *id = json_string_value(json_object_get(ev, "id"));
+		const char *aid = json_string_value(json_object_get(ev, "alert_id"));
+
+		/* ids are digits, alert ids [a-z0-9-]: safe inside an array literal */
+		if (id) {
+			snprintf(ids + strlen(ids), cap - strlen(ids), "%s%.64s", nids++ ? "," : "",
+			         id);
+		} else if (aid) {
+			snprintf(alerts + strlen(alerts), cap - strlen(alerts), "%s%.64s",
+			         nalerts++ ? "," : "", aid);
+		}
+	}
+	strcat(ids, "}");
+	strcat(alerts, "}");
+	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+	if (nids) {
+		const char *params[] = {ids};
+
+		qc_hub_store_write(h, "DELETE FROM offline_messages WHERE id = ANY($1::bigint[])",
+		                   1, params);
+	}
+	/* an evicted alert keeps its row (pending): list_alerts still shows it */
+	if (nalerts && delivered) {
+		const char *params[] = {alerts, now};
+
+		qc_hub_store_write(
+		    h,
+		    "UPDATE alerts SET delivery = 'delivered', delivered_at = $2::bigint"
+		    " WHERE id = ANY($1::text[])",
+		    2, params);
+	}
+out:
+	free(ids);
+	free(alerts);
+}
+
+/* Append @ev (stolen: {"event","data"[,"id"|"alert_id"]}) to @user's queue, evicting the oldest. */
+static void offline_append(struct qc_hub *h, const char *user, json_t *ev)
 {
 	struct qc_offline *o = NULL;
-	json_t *ev;
+	size_t over;
 
-	if (!h->cfg->offline.max_per_user)
-		return;
 	HASH_FIND_STR(h->offline, user, o);
 	if (!o) {
 		if (HASH_COUNT(h->offline) >= OFFLINE_USERS_MAX) {
 			h->st.offline_evicted++;
+			forget_rows(h, json_pack("[o]", ev), 0, 1, false);
 			return;
 		}
 		o = calloc(1, sizeof(*o));
 		if (!o || !(o->events = json_array())) {
 			free(o);
+			json_decref(ev);
 			return;
 		}
 		snprintf(o->user_id, sizeof(o->user_id), "%s", user);
 		HASH_ADD_STR(h->offline, user_id, o);
 	}
-	ev = json_pack("{s:s, s:O}", "event", name, "data", data);
 	if (!ev || json_array_append_new(o->events, ev))
 		return;
 	h->offline_queued++;
-	while (json_array_size(o->events) > h->cfg->offline.max_per_user) {
+	over = json_array_size(o->events) > h->cfg->offline.max_per_user
+	           ? json_array_size(o->events) - h->cfg->offline.max_per_user
+	           : 0;
+	if (!over)
+		return;
+	forget_rows(h, o->events, 0, over, false);
+	while (over--) {
 		json_array_remove(o->events, 0);
 		h->offline_queued--;
 		h->st.offline_evicted++;
 	}
+}
+
+struct offline_write {
+	struct qc_hub *h;
+	char user[QC_USER_ID_MAX + 1];
+	json_t *ev;
+};
+
+/* The row is committed: now the message counts as queued (or goes out, if the user is back). */
+static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
+{
+	struct offline_write *w = arg;
+	struct qc_hub *h = w->h;
+	struct qc_user *u;
+
+	(void)msg;
+	if (err != QC_OK) {
+		h->store_dropped++;
+		json_decref(w->ev);
+		free(w);
+		return;
+	}
+	json_object_set(w->ev, "id", json_array_get(json_array_get(rows, 0), 0));
+	u = qc_conns_user(&h->conns, w->user);
+	if (u) {
+		/* the user came back while the row was being written */
+		for (struct qc_conn *c = u->conns; c; c = c->user_next)
+			deliver_one(h, c, w->ev);
+		forget_rows(h, json_pack("[O]", w->ev), 0, 1, true);
+		json_decref(w->ev);
+	} else {
+		offline_append(h, w->user, w->ev);
+	}
+	free(w);
+}
+
+void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data)
+{
+	struct offline_write *w;
+	json_t *ev;
+	char *jdata, now[24];
+
+	if (!h->cfg->offline.max_per_user)
+		return;
+	ev = json_pack("{s:s, s:O}", "event", name, "data", data);
+	if (!ev)
+		return;
+	if (!qc_hub_persistent(h)) {
+		offline_append(h, user, ev);
+		return;
+	}
+	/* written before it counts as queued */
+	w = calloc(1, sizeof(*w));
+	jdata = json_dumps(data, QC_JSON_DUMP | JSON_ENCODE_ANY);
+	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+	if (w && jdata) {
+		const char *params[] = {user, name, jdata, now};
+
+		w->h = h;
+		snprintf(w->user, sizeof(w->user), "%s", user);
+		w->ev = ev;
+		if (!h->store.submit(
+		        h->store.ctx,
+		        "INSERT INTO offline_messages (user_id, event, data, created_at)"
+		        " VALUES ($1, $2, $3::json, $4::bigint) RETURNING id",
+		        4, params, offline_stored, w)) {
+			free(jdata);
+			return;
+		}
+	}
+	h->store_dropped++;
+	free(w);
+	free(jdata);
+	json_decref(ev);
+}
+
+void qc_hub_offline_push_alert(struct qc_hub *h, const char *user, const char *alert_id,
+                               json_t *data)
+{
+	json_t *ev =
+	    json_pack("{s:s, s:O, s:s}", "event", "alert", "data", data, "alert_id", alert_id);
+
+	if (ev)
+		offline_append(h, user, ev);
+}
+
+void qc_hub_offline_load(struct qc_hub *h, const char *user, json_t *ev)
+{
+	offline_append(h, user, json_incref(ev));
 }
 
 void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c)
@@ -279,15 +474,10 @@ void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c)
 	if (!o)
 		return;
 	json_array_foreach (o->events, i, ev) {
-		json_t *data = json_deep_copy(json_object_get(ev, "data"));
-
-		if (!data)
-			continue;
-		json_object_set_new(data, "offline", json_true());
-		qc_hub_send_json(
-		    h, c, qc_codec_event(json_string_value(json_object_get(ev, "event")), data));
+		deliver_one(h, c, ev);
 		h->st.offline_delivered++;
 	}
+	forget_rows(h, o->events, 0, json_array_size(o->events), true);
 	h->offline_queued -= json_array_size(o->events);
 	HASH_DEL(h->offline, o);
 	json_decref(o->events);

@@ -52,34 +52,37 @@ json_t *qc_hub_streaming_stats(struct qc_hub *h)
 /* ---- encoding ---------------------------------------------------------------------------- */
 
 /*
- * One stream_data event. @data is borrowed. The frame's meta keeps a reference to the
- * (filtered) data so that conflation can merge queued ticks without parsing them again.
+ * One stream_data event, framed per encoding on first use. @data is borrowed. Each frame's
+ * meta keeps a reference to the (filtered) data so that conflation can merge queued ticks
+ * without parsing them again.
  */
-static struct qc_msg *stream_frame(const struct qc_stream *s, json_t *data, uint64_t seq,
-                                   int64_t ts, const char *mid, const char *flag)
+static void stream_frames(struct qc_frames *f, const struct qc_stream *s, json_t *data,
+                          uint64_t seq, int64_t ts, const char *mid, const char *flag)
 {
 	json_t *d = json_pack("{s:s, s:O, s:I, s:I}", "symbol", qc_stream_symbol(s), "data", data,
 	                      "timestamp", (json_int_t)ts, "seq", (json_int_t)seq);
-	struct qc_msg *m = NULL;
-	json_t *ev;
 
-	if (!d)
-		return NULL;
-	if (mid && mid[0])
+	if (d && mid && mid[0])
 		json_object_set_new(d, "message_id", json_string(mid));
-	if (flag)
+	if (d && flag)
 		json_object_set_new(d, flag, json_true());
-	ev = qc_codec_event("stream_data", d);
-	if (ev)
-		m = qc_msg_new_json(ev);
-	json_decref(ev);
-	if (!m)
-		return NULL;
-	m->kind = QC_MSG_TICK;
-	m->stream_id = qc_stream_id(s);
-	m->seq = seq;
-	m->meta = json_incref(data);
-	return m;
+	qc_frames_init(f, d ? qc_codec_event("stream_data", d) : NULL, QC_MSG_TICK);
+	f->stream_id = qc_stream_id(s);
+	f->seq = seq;
+	f->meta = data;
+}
+
+/* One stream_data event for one receiver. */
+static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s, json_t *data,
+                     uint64_t seq, int64_t ts, const char *mid, const char *flag)
+{
+	struct qc_frames f;
+	int ret;
+
+	stream_frames(&f, s, data, seq, ts, mid, flag);
+	ret = qc_hub_send_frames(h, c, &f);
+	qc_frames_release(&f);
+	return ret;
 }
 
 /* ---- fan-out ----------------------------------------------------------------------------- */
@@ -90,11 +93,10 @@ static struct qc_msg *stream_frame(const struct qc_stream *s, json_t *data, uint
  * alone. Room and direct messages in the queue are untouched.
  */
 static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
-                    struct qc_msg *m, const struct qc_tick *t)
+                    struct qc_frames *f, const struct qc_tick *t)
 {
 	struct qc_outq *q = &c->outq;
 	uint32_t sid = qc_stream_id(s), removed;
-	struct qc_msg *merged;
 	json_t *acc;
 	int ret;
 
@@ -110,31 +112,31 @@ static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream 
 	if (!json_object_size(acc)) {
 		/* nothing of this stream is queued: nothing to merge with */
 		json_decref(acc);
-		return qc_hub_send(h, c, m);
+		return qc_hub_send_frames(h, c, f);
 	}
-	json_object_update(acc, m->meta);
-	merged = stream_frame(s, acc, t->seq, t->timestamp, t->message_id, "conflated");
-	json_decref(acc);
-	if (!merged)
-		return -ENOMEM;
+	json_object_update(acc, f->meta);
 	removed = qc_outq_remove_stream(q, sid);
 	h->st.ticks_conflated += removed;
-	ret = qc_hub_send(h, c, merged);
-	qc_msg_unref(&merged);
+	ret = send_tick(h, c, s, acc, t->seq, t->timestamp, t->message_id, "conflated");
+	json_decref(acc);
 	return ret;
 }
 
 static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream *s,
-                    struct qc_msg *m, const struct qc_tick *t)
+                    struct qc_frames *f, const struct qc_tick *t)
 {
 	struct qc_conn *c = sub->conn;
+	struct qc_msg *m;
 	int ret;
 
 	/* a suspended session gets its missed ticks from the ring when it resumes */
 	if (c->closing || c->suspended)
 		return;
+	m = qc_frames_get(f, c->enc);
+	if (!m)
+		return;
 	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
-		ret = conflate(h, c, s, m, t);
+		ret = conflate(h, c, s, f, t);
 	else
 		ret = qc_hub_send(h, c, m);
 	if (!ret) {
@@ -147,17 +149,15 @@ static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc
 {
 	for (struct qc_group *g = qc_stream_groups(s); g; g = qc_group_next(g)) {
 		json_t *data = qc_group_filter(g, t->data);
-		struct qc_msg *m;
+		struct qc_frames f;
 
 		if (!data)
 			continue; /* the tick carries none of this group's fields */
-		m = stream_frame(s, data, t->seq, t->timestamp, t->message_id, NULL);
-		json_decref(data);
-		if (!m)
-			continue;
+		stream_frames(&f, s, data, t->seq, t->timestamp, t->message_id, NULL);
 		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next)
-			deliver(h, sub, s, m, t);
-		qc_msg_unref(&m);
+			deliver(h, sub, s, &f, t);
+		qc_frames_release(&f);
+		json_decref(data);
 	}
 }
 
@@ -294,6 +294,7 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 			accepted++;
 			h->st.ticks_accepted++;
 			fan_out(h, s, t);
+			qc_hub_subs_tick(h, s);
 		} else if (v == QC_TICK_DUPLICATE) {
 			dup++;
 			h->st.ticks_duplicate++;
@@ -381,7 +382,7 @@ uint32_t qc_hub_demo_tick(struct qc_hub *h)
  * Read "fields" (absent, null or [] = all) into @out (borrowed strings). Returns the count or
  * -1 with the error set.
  */
-static int read_fields(struct qc_hub *h, json_t *p, const char **out, const char **emsg)
+int qc_hub_read_fields(struct qc_hub *h, json_t *p, const char **out, const char **emsg)
 {
 	json_t *f = json_object_get(p, "fields"), *v;
 	size_t i;
@@ -439,14 +440,6 @@ static enum qc_err read_symbols(struct qc_hub *h, json_t *p, json_t **out, const
 	return *out ? QC_OK : qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 }
 
-static void send_frame(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
-{
-	if (m) {
-		qc_hub_send(h, c, m);
-		qc_msg_unref(&m);
-	}
-}
-
 /* Whether a replay after @since is complete from the ring. */
 bool qc_hub_stream_recoverable(const struct qc_stream *s, uint64_t since)
 {
@@ -484,9 +477,7 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 			d = qc_fields_filter(fields, nfields, t->data);
 			if (!d)
 				continue;
-			send_frame(
-			    h, c,
-			    stream_frame(s, d, t->seq, t->timestamp, t->message_id, "replay"));
+			send_tick(h, c, s, d, t->seq, t->timestamp, t->message_id, "replay");
 			json_decref(d);
 		}
 	}
@@ -494,14 +485,41 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 	if (snapshot && last && (!has_since || !recovered)) {
 		d = qc_fields_filter(fields, nfields, qc_stream_snapshot(s));
 		if (d) {
-			send_frame(
-			    h, c,
-			    stream_frame(s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot"));
+			send_tick(h, c, s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot");
 			json_decref(d);
 		}
 	}
 	sub->last_seq = last; /* everything up to here is queued or summed up by the snapshot */
 	return recovered;
+}
+
+int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol, json_t *fields)
+{
+	const char *names[QC_FIELDS_MAX];
+	struct qc_stream *s;
+	struct qc_sub *sub;
+	size_t n = 0, i;
+	json_t *v;
+	int ret;
+
+	if (c->closing || c->suspended)
+		return 0;
+	s = qc_streams_get(h->streams, symbol);
+	if (!s)
+		return -errno;
+	if (qc_sub_set_find(&c->streams, s))
+		return 0;
+	if (c->streams.count >= h->cfg->limits.max_streams_per_connection)
+		return -ENOSPC;
+	json_array_foreach (fields, i, v) {
+		if (n < QC_FIELDS_MAX && json_is_string(v))
+			names[n++] = json_string_value(v);
+	}
+	ret = qc_stream_subscribe(h->streams, s, &c->streams, c, names, n, &sub);
+	if (ret)
+		return ret;
+	qc_hub_stream_catch_up(h, c, sub, true, false, 0);
+	return 0;
 }
 
 static json_t *list_of(json_t *result)
@@ -522,7 +540,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	int nfields;
 	size_t i;
 
-	nfields = read_fields(h, p, fields, e);
+	nfields = qc_hub_read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
 	if (jsince && !json_is_null(jsince)) {
@@ -683,7 +701,7 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 
 	if (!symbol_ok(sym))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
-	nfields = read_fields(h, p, fields, e);
+	nfields = qc_hub_read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
 	s = qc_streams_find(h->streams, json_string_value(sym));
@@ -779,7 +797,7 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 
 	if (!symbol_ok(sym))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
-	nfields = read_fields(h, p, fields, e);
+	nfields = qc_hub_read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
 	s = qc_streams_find(h->streams, json_string_value(sym));

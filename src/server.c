@@ -12,6 +12,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "quotecast/pg.h"
 #include "quotecast/server.h"
 
 #define STOP_GRACE_MS 5000 /* how long a shutdown waits for connections to drain */
@@ -36,6 +37,8 @@ static void finish(struct qc_server *srv)
 	lws_sul_cancel(&srv->sul_watchdog);
 	lws_sul_cancel(&srv->sul_demo);
 	lws_sul_cancel(&srv->sul_expire);
+	if (srv->pg)
+		qc_pg_stop(srv->pg);
 	if (left)
 		lwsl_warn("quotecast: %u connection(s) still open after %d ms: dropping them, "
 		          "exiting\n",
@@ -52,7 +55,13 @@ static void stop_tick(lws_sorted_usec_list_t *sul)
 {
 	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_stop);
 
-	if (!qc_hub_nconns(srv->hub) || qc_now_ms() >= srv->stop_deadline_ms) {
+	struct qc_store_stats st = {0};
+
+	if (srv->pg)
+		qc_pg_stats(srv->pg, &st);
+	/* connections gone and the store's queue written (or nothing more will be) */
+	if ((!qc_hub_nconns(srv->hub) && (!st.pending || !st.connected)) ||
+	    qc_now_ms() >= srv->stop_deadline_ms) {
 		finish(srv);
 		return;
 	}
@@ -193,6 +202,48 @@ static struct lws_context *create_context(struct qc_server *srv, struct lws_prot
 	return lws_create_context(&info);
 }
 
+static void store_stats(void *ctx, struct qc_store_stats *st)
+{
+	qc_pg_stats(ctx, st);
+}
+
+static int load_query(void *ctx, const char *sql, json_t **rows, char *err, size_t errlen)
+{
+	return qc_pg_query_sync(ctx, sql, 0, NULL, rows, err, errlen);
+}
+
+/*
+ * Start-up, before the loop serves anyone: connect, migrate and load (blocking, bounded by
+ * store.connect_timeout_s), then hand the connection to the loop. A store that cannot be
+ * reached stops the start: the unit restarts us, and nothing runs half-loaded.
+ */
+static int start_store(struct qc_server *srv)
+{
+	const struct qc_config *cfg = srv->cfg;
+	struct qc_store st;
+	char err[512];
+
+	srv->pg = qc_pg_new(cfg->store_url, cfg->store.max_pending, cfg->store.timeout_ms);
+	if (!srv->pg) {
+		lwsl_err("quotecast: store: out of memory\n");
+		return -1;
+	}
+	if (qc_pg_start(srv->pg, cfg->store.connect_timeout_s, err, sizeof(err)) ||
+	    qc_hub_load(srv->hub, load_query, srv->pg, err, sizeof(err))) {
+		lwsl_err("quotecast: store: %s\n", err);
+		return -1;
+	}
+	if (qc_pg_go_async(srv->pg, lws_get_vhost_by_name(srv->ctx, "default"))) {
+		lwsl_err("quotecast: store: cannot watch the PostgreSQL socket on the loop\n");
+		return -1;
+	}
+	st = qc_pg_store(srv->pg);
+	st.stats = store_stats;
+	st.ctx = srv->pg;
+	qc_hub_set_store(srv->hub, &st);
+	return 0;
+}
+
 int qc_server_run(const struct qc_config *cfg)
 {
 	struct lws_protocols protocols[] = {
@@ -210,6 +261,7 @@ int qc_server_run(const struct qc_config *cfg)
 	     */
 	    {QC_PUBLISHER_PROTOCOL, qc_ws_callback, qc_ws_pss_size(), QC_PUBLISHER_RX, 0, NULL,
 	     QC_TX_CHUNK + LWS_PRE},
+	    qc_pg_protocol,
 	    {NULL, NULL, 0, 0, 0, NULL, 0},
 	};
 	lws_retry_bo_t retry = {
@@ -276,6 +328,10 @@ int qc_server_run(const struct qc_config *cfg)
 		goto out;
 	}
 	qc_hub_set_event_loop(srv->hub, srv->loop_name);
+	if (cfg->store_url[0] && start_store(srv)) {
+		status = 1;
+		goto out;
+	}
 	/*
 	 * libuv also watches SIGSEGV and SIGFPE; a watcher would turn a crash into a loop that
 	 * re-faults forever. Put back what was there before (the default, or the sanitizer's).
@@ -307,7 +363,8 @@ int qc_server_run(const struct qc_config *cfg)
 	          "", srv->loop_name);
 	if (!cfg->store_url[0])
 		lwsl_warn(
-		    "quotecast: store.url is empty: MEMORY ONLY, nothing survives a restart\n");
+		    "quotecast: store.url is empty: MEMORY ONLY, rooms, subscriptions, alerts "
+		    "and offline messages do not survive a restart\n");
 	if (cfg->auth_mode == QC_AUTH_NONE)
 		lwsl_warn(
 		    "quotecast: auth.mode is none: ANYONE CAN BE ANYONE (?user_id=, ?roles=)\n");
@@ -337,6 +394,7 @@ out:
 		lws_context_destroy(srv->ctx);
 	the_server = NULL;
 	qc_hub_free(srv->hub);
+	qc_pg_free(srv->pg);
 	free(srv);
 	return status;
 }

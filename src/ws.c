@@ -6,15 +6,46 @@
  * frames already carry their WebSocket headers, so as many as fit are copied back to back and
  * leave in one LWS_WRITE_RAW write, once per loop pass (the flush list below) or, when lws
  * still holds part of an earlier write, from the WRITEABLE callback.
+ *
+ * On /socket.io/ it also runs the Engine.IO / Socket.IO handshake. The Engine.IO open packet
+ * leaves at once; until the client's Socket.IO CONNECT (whose auth object names the user, or
+ * carries the JWT) the connection record is this file's alone and not in the hub. The CONNECT
+ * hands it to the hub, which from then on serves it like a native one, in Socket.IO encoding.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "quotecast/auth.h"
 #include "quotecast/server.h"
+#include "quotecast/sio.h"
+
+/* A Socket.IO client has this long after the upgrade to send its CONNECT. */
+#define SIO_CONNECT_TIMEOUT_S 10
+/*
+ * The hub sends Engine.IO pings from qc_hub_expire(), which server.c runs once a second, so a
+ * ping can come up to a second after pingInterval. Engine.IO clients give up when no ping came
+ * within pingInterval + pingTimeout: the pingTimeout we announce includes that second.
+ */
+#define SIO_PING_SLACK_MS 1000
 
 _Static_assert(QC_MSG_HEADROOM >= LWS_PRE, "msg headroom must cover LWS_PRE");
 
 static void flush_conn(struct qc_server *srv, struct qc_conn *c);
+
+/*
+ * The per-session data lws keeps for a WebSocket. The connection record itself is separate
+ * (allocated at ESTABLISHED, owned by the hub): a suspended session outlives its socket.
+ */
+struct ws_pss {
+	struct qc_conn *c;
+	struct lws *wsi;
+	lws_sorted_usec_list_t sul_connect; /* Socket.IO: the deadline of the CONNECT */
+	const char *close_why;              /* the close reason when not close_text()'s ... */
+	uint16_t close_why_code;            /* ... for a close with this code */
+	uint8_t publisher;                  /* counted in srv->publishers */
+	uint8_t sio;                        /* on /socket.io/ */
+	uint8_t sio_waiting;                /* no Socket.IO CONNECT yet: c is not in the hub */
+};
 
 /*
  * Output is not written from inside the publish that queued it: the connection joins the
@@ -89,7 +120,17 @@ static bool is_publisher(struct lws *wsi)
 	return p && p->name && !strcmp(p->name, QC_PUBLISHER_PROTOCOL);
 }
 
-/* A comma-separated role list: exact names only ("superadmin" is not "admin"). */
+/* The role named by the @n bytes at @name: exact names only ("superadmin" is not "admin"). */
+static uint32_t role_bit(const char *name, size_t n)
+{
+	if (n == 5 && !strncmp(name, "admin", 5))
+		return QC_ROLE_ADMIN;
+	if (n == 9 && !strncmp(name, "publisher", 9))
+		return QC_ROLE_PUBLISHER;
+	return 0;
+}
+
+/* A comma-separated role list. */
 static uint32_t parse_roles(const char *list)
 {
 	uint32_t roles = 0;
@@ -97,10 +138,7 @@ static uint32_t parse_roles(const char *list)
 	while (*list) {
 		size_t n = strcspn(list, ",");
 
-		if (n == 5 && !strncmp(list, "admin", 5))
-			roles |= QC_ROLE_ADMIN;
-		else if (n == 9 && !strncmp(list, "publisher", 9))
-			roles |= QC_ROLE_PUBLISHER;
+		roles |= role_bit(list, n);
 		list += n;
 		if (*list == ',')
 			list++;
@@ -129,6 +167,8 @@ static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 static const char *close_text(uint16_t code)
 {
 	switch (code) {
+	case 1000:
+		return "";
 	case 1001:
 		return "server shutting down";
 	case 1008:
@@ -151,11 +191,16 @@ static const char *close_text(uint16_t code)
  * followed by a -1 from WRITEABLE did not put the frame on the wire here (seen with strace),
  * so we do not rely on it.
  */
-static void send_close(struct lws *wsi, struct qc_server *srv, uint16_t code)
+static void send_close(struct lws *wsi, struct qc_server *srv, uint16_t code, const char *why)
 {
-	const char *why = close_text(code);
-	size_t wlen = strlen(why);
 	unsigned char *p = srv->scratch + LWS_PRE;
+	size_t wlen;
+
+	if (!why)
+		why = close_text(code);
+	wlen = strlen(why);
+	if (wlen > 123)
+		wlen = 123; /* a control frame's payload is at most 125 bytes */
 
 	p[0] = 0x88; /* FIN + close */
 	p[1] = (unsigned char)(2 + wlen);
@@ -165,9 +210,194 @@ static void send_close(struct lws *wsi, struct qc_server *srv, uint16_t code)
 	lws_write(wsi, p, 4 + wlen, LWS_WRITE_RAW);
 }
 
-static int on_receive(struct lws *wsi, struct qc_server *srv, struct qc_conn *c, const char *in,
+/* Close @pss's connection with @code, and the reason text @why (NULL: close_text()'s). */
+static void close_with(struct qc_server *srv, struct ws_pss *pss, uint16_t code, const char *why,
+                       int how)
+{
+	struct qc_conn *c = pss->c;
+
+	/* the same rule as qc_hub_close(): only a first close, or a hard one overtaking, counts */
+	if (!c->closing || (how == QC_CLOSE_NOW && c->closing != QC_CLOSE_NOW)) {
+		pss->close_why = why;
+		pss->close_why_code = code;
+	}
+	qc_hub_close(srv->hub, c, code, how);
+}
+
+/* Queue @m (stolen; NULL when building it failed) on a connection that is not in the hub yet. */
+static void early_send(struct qc_server *srv, struct ws_pss *pss, struct qc_msg *m)
+{
+	if (m)
+		m->kind = QC_MSG_CONTROL;
+	if (!m || qc_outq_push(&pss->c->outq, m))
+		close_with(srv, pss, 1011, NULL, QC_CLOSE_NOW);
+	else
+		ws_want_write(srv, pss->c);
+	qc_msg_unref(&m);
+}
+
+static void set_identity(struct qc_conn *c, const struct qc_identity *id)
+{
+	snprintf(c->user_id, sizeof(c->user_id), "%s", id->user_id);
+	c->roles = (id->roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
+	           (id->roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
+	c->token_exp_ms = id->exp * 1000;
+}
+
+/*
+ * The identity a Socket.IO CONNECT's @auth (an object or NULL) gives @c: auth.token in auth
+ * mode jwt, checked like ?token=; else auth.user_id and auth.roles, like ?user_id= and ?roles=.
+ * 0, or a negative errno with a static reason in *@why.
+ */
+static int sio_identify(const struct qc_config *cfg, struct qc_conn *c, json_t *auth,
+                        const char **why)
+{
+	struct qc_identity id;
+	json_t *v, *r;
+	size_t i, n;
+
+	if (cfg->auth_mode == QC_AUTH_JWT) {
+		v = json_object_get(auth, "token");
+		if (!json_is_string(v) || !json_string_length(v)) {
+			*why = "a token is required (auth: {token})";
+			return -EACCES;
+		}
+		if (qc_http_verify_token(cfg, json_string_value(v), &id, why))
+			return -EACCES;
+		set_identity(c, &id);
+		return 0;
+	}
+	v = json_object_get(auth, "user_id");
+	if (v && !json_is_null(v)) {
+		n = json_string_length(v);
+		if (!json_is_string(v) || !n || n > QC_USER_ID_MAX ||
+		    strlen(json_string_value(v)) != n) {
+			*why = "user_id must be a string of 1 to 64 bytes";
+			return -EINVAL;
+		}
+		memcpy(c->user_id, json_string_value(v), n + 1);
+	}
+	v = json_object_get(auth, "roles");
+	if (json_is_string(v)) {
+		c->roles = parse_roles(json_string_value(v));
+	} else if (json_is_array(v)) {
+		json_array_foreach (v, i, r) {
+			if (!json_is_string(r))
+				goto bad_roles;
+			c->roles |= role_bit(json_string_value(r), json_string_length(r));
+		}
+	} else if (v && !json_is_null(v)) {
+		goto bad_roles;
+	}
+	return 0;
+
+bad_roles:
+	*why = "roles must be a comma-separated string or an array of strings";
+	return -EINVAL;
+}
+
+/* Answer the CONNECT with 44{"message":@why}, then close with @code once it is out. */
+static void sio_refuse(struct qc_server *srv, struct ws_pss *pss, const char *why, uint16_t code,
+                       const char *close_why)
+{
+	early_send(srv, pss, qc_sio_connect_error_msg(why));
+	close_with(srv, pss, code, close_why, QC_CLOSE_AFTER_DRAIN);
+}
+
+/* The Socket.IO CONNECT to "/": authenticate, admit, hand the connection to the hub. */
+static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
+{
+	struct qc_conn *c = pss->c;
+	const char *why = NULL;
+	char msg[256];
+	int ret;
+
+	if (sio_identify(srv->cfg, c, auth, &why)) {
+		qc_hub_reject(srv->hub);
+		snprintf(msg, sizeof(msg), "unauthorized: %s", why);
+		sio_refuse(srv, pss, msg, 4001, "unauthorized");
+		return;
+	}
+	/* admitted at the upgrade, but the handshake took time: the limit holds at the CONNECT */
+	ret = qc_hub_admit(srv->hub);
+	if (ret == -EBUSY) {
+		sio_refuse(srv, pss, "unavailable: limits.max_connections reached", 1013,
+		           "limits.max_connections reached");
+		return;
+	}
+	if (ret) {
+		sio_refuse(srv, pss, "unavailable: shutting down", 1001, NULL);
+		return;
+	}
+	lws_sul_cancel(&pss->sul_connect);
+	pss->sio_waiting = 0;
+	c->bad_messages = 0;
+	if (qc_hub_open(srv->hub, c))
+		close_with(srv, pss, 1011, NULL, QC_CLOSE_NOW);
+}
+
+/*
+ * A frame before the Socket.IO CONNECT. Only the CONNECT itself is served (another namespace
+ * gets socket.io's own "Invalid namespace" refusal, up to max_bad_messages times), Engine.IO
+ * pings and pongs are let pass (the heartbeat starts with the session), an Engine.IO close
+ * closes; anything else closes with 1008.
+ */
+static void sio_handshake(struct qc_server *srv, struct ws_pss *pss, const char *buf, size_t len,
+                          bool binary)
+{
+	char frame[QC_SIO_NSP_MAX + 64];
+	struct qc_sio_packet p;
+	const char *msg;
+	int n;
+
+	if (binary) {
+		close_with(srv, pss, 1008, "binary frame before the Socket.IO CONNECT",
+		           QC_CLOSE_AFTER_DRAIN);
+		return;
+	}
+	if (qc_sio_parse(buf, len, &p, &msg) != QC_OK) {
+		close_with(srv, pss, 1008, "malformed packet before the Socket.IO CONNECT",
+		           QC_CLOSE_AFTER_DRAIN);
+	} else if (p.eio == QC_EIO_PING || p.eio == QC_EIO_PONG) {
+		/* nothing to do */
+	} else if (p.eio == QC_EIO_CLOSE) {
+		close_with(srv, pss, 1000, NULL, QC_CLOSE_AFTER_DRAIN);
+	} else if (p.eio != QC_EIO_MESSAGE || p.sio != QC_SIO_CONNECT) {
+		close_with(srv, pss, 1008, "Socket.IO CONNECT expected", QC_CLOSE_AFTER_DRAIN);
+	} else if (strcmp(p.nsp, "/")) {
+		n = snprintf(frame, sizeof(frame), "44%s,{\"message\":\"Invalid namespace\"}",
+		             p.nsp);
+		early_send(srv, pss, qc_msg_new_text(frame, (size_t)n));
+		if (++pss->c->bad_messages >= srv->cfg->limits.max_bad_messages)
+			close_with(srv, pss, 1008, "too many refused CONNECTs",
+			           QC_CLOSE_AFTER_DRAIN);
+	} else {
+		sio_connect(srv, pss, p.data);
+	}
+	qc_sio_packet_release(&p);
+}
+
+/* One complete message from the client. */
+static void deliver(struct qc_server *srv, struct ws_pss *pss, const char *buf, size_t len,
+                    bool binary)
+{
+	if (pss->sio_waiting) {
+		sio_handshake(srv, pss, buf, len, binary);
+		return;
+	}
+	/* Engine.IO close, or Socket.IO DISCONNECT from "/": the client is leaving */
+	if (pss->sio && !binary &&
+	    ((len == 1 && buf[0] == '1') || (len == 2 && buf[0] == '4' && buf[1] == '1'))) {
+		close_with(srv, pss, 1000, NULL, QC_CLOSE_AFTER_DRAIN);
+		return;
+	}
+	qc_hub_rx(srv->hub, pss->c, buf, len, binary);
+}
+
+static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss, const char *in,
                       size_t len)
 {
+	struct qc_conn *c = pss->c;
 	size_t remaining = lws_remaining_packet_payload(wsi);
 	bool complete = lws_is_final_fragment(wsi) && !remaining;
 	size_t max = srv->cfg->limits.max_message_bytes;
@@ -185,7 +415,7 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct qc_conn *c,
 
 	if (complete && !c->rx) {
 		/* the common case: the whole message is in lws' rx buffer, no copy */
-		qc_hub_rx(srv->hub, c, in, len, lws_frame_is_binary(wsi));
+		deliver(srv, pss, in, len, lws_frame_is_binary(wsi));
 		return 0;
 	}
 	/* fragmented or larger than the rx buffer: reassemble only while incomplete */
@@ -199,7 +429,7 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct qc_conn *c,
 	c->rx_len += len;
 	if (!complete)
 		return 0;
-	qc_hub_rx(srv->hub, c, (const char *)c->rx, c->rx_len, lws_frame_is_binary(wsi));
+	deliver(srv, pss, (const char *)c->rx, c->rx_len, lws_frame_is_binary(wsi));
 	free(c->rx);
 	c->rx = NULL;
 	c->rx_len = 0;
@@ -241,13 +471,16 @@ static void flush_conn(struct qc_server *srv, struct qc_conn *c)
 		lws_callback_on_writable(wsi);
 }
 
-static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
+static int on_writeable(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss)
 {
+	struct qc_conn *c = pss->c;
+
 	if (c->close_sent)
 		return 0;
 	if (c->closing == QC_CLOSE_NOW || (c->closing && qc_outq_empty(&c->outq))) {
 		/* what is still queued is not sent: it stays as the session's buffer */
-		send_close(wsi, srv, c->close_code);
+		send_close(wsi, srv, c->close_code,
+		           pss->close_why_code == c->close_code ? pss->close_why : NULL);
 		/*
 		 * Keep reading (and discarding) until the peer answers with its own close: closing
 		 * the socket with unread input would reset it, and the peer would never see our
@@ -267,15 +500,6 @@ static int on_writeable(struct lws *wsi, struct qc_server *srv, struct qc_conn *
 	return 0;
 }
 
-/*
- * The per-session data lws keeps for a WebSocket. The connection record itself is separate
- * (allocated at ESTABLISHED, owned by the hub): a suspended session outlives its socket.
- */
-struct ws_pss {
-	struct qc_conn *c;
-	uint8_t publisher; /* counted in srv->publishers */
-};
-
 size_t qc_ws_pss_size(void)
 {
 	return sizeof(struct ws_pss);
@@ -292,10 +516,7 @@ static int identify(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 		return 0;
 	if (qc_http_identity(wsi, srv->cfg, &id, &why))
 		return -1;
-	snprintf(c->user_id, sizeof(c->user_id), "%s", id.user_id);
-	c->roles = (id.roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
-	           (id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
-	c->token_exp_ms = id.exp * 1000;
+	set_identity(c, &id);
 	return 0;
 }
 
@@ -329,6 +550,54 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
 	return c;
 }
 
+static void sio_connect_timeout(lws_sorted_usec_list_t *sul)
+{
+	struct ws_pss *pss = lws_container_of(sul, struct ws_pss, sul_connect);
+
+	if (pss->c && pss->sio_waiting && !pss->c->closing)
+		close_with(qc_server_get(pss->wsi), pss, 1008, "no Socket.IO CONNECT within 10 s",
+		           QC_CLOSE_NOW);
+}
+
+/*
+ * A /socket.io/ connection: a record of its own, not in the hub until the CONNECT, with the
+ * Engine.IO open packet queued.
+ */
+static struct qc_conn *establish_sio(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss)
+{
+	const struct qc_config *cfg = srv->cfg;
+	struct qc_conn *c = calloc(1, sizeof(*c));
+	struct qc_msg *m;
+	char sid[21];
+
+	if (!c)
+		return NULL;
+	if (qc_random_hex(sid, 10))
+		goto fail_free;
+	m = qc_eio_open_msg(sid, cfg->socketio.ping_interval_ms,
+	                    cfg->socketio.ping_timeout_ms + SIO_PING_SLACK_MS,
+	                    cfg->limits.max_message_bytes);
+	if (!m)
+		goto fail_free;
+	m->kind = QC_MSG_CONTROL;
+	if (qc_outq_push(&c->outq, m)) {
+		qc_msg_unref(&m);
+		goto fail_free;
+	}
+	qc_msg_unref(&m);
+	c->enc = QC_ENC_SIO;
+	c->transport = wsi;
+	pss->sio_waiting = 1;
+	lws_sul_schedule(srv->ctx, 0, &pss->sul_connect, sio_connect_timeout,
+	                 SIO_CONNECT_TIMEOUT_S * LWS_US_PER_SEC);
+	ws_want_write(srv, c);
+	return c;
+
+fail_free:
+	free(c);
+	return NULL;
+}
+
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                    size_t len)
 {
@@ -343,6 +612,8 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* the path, limits and token were checked in qc_http_confirm_upgrade() (http.c) */
 		memset(pss, 0, sizeof(*pss));
+		pss->wsi = wsi;
+		pss->sio = qc_http_is_sio(wsi);
 		if (is_publisher(wsi)) {
 			/* each holds a big read buffer: their number is bounded */
 			if (srv->publishers >= QC_PUBLISHERS_MAX) {
@@ -357,9 +628,9 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
-		pss->c = establish(wsi, srv);
+		pss->c = pss->sio ? establish_sio(wsi, srv, pss) : establish(wsi, srv);
 		if (!pss->c) {
-			send_close(wsi, srv, 1011);
+			send_close(wsi, srv, 1011, NULL);
 			return -1;
 		}
 		return 0;
@@ -367,14 +638,15 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	case LWS_CALLBACK_RECEIVE:
 		if (!c || !c->transport)
 			return -1;
-		return on_receive(wsi, srv, c, in, len);
+		return on_receive(wsi, srv, pss, in, len);
 
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (!c || !c->transport)
 			return -1;
-		return on_writeable(wsi, srv, c);
+		return on_writeable(wsi, srv, pss);
 
 	case LWS_CALLBACK_CLOSED:
+		lws_sul_cancel(&pss->sul_connect);
 		if (pss->publisher) {
 			srv->publishers--;
 			pss->publisher = 0;
@@ -383,6 +655,15 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 			qc_ws_forget(srv, c);
 			c->transport = NULL;
 			pss->c = NULL;
+			/* a Socket.IO handshake that never reached the hub: its queue is ours */
+			if (!c->in_table)
+				qc_outq_clear(&c->outq);
+			/*
+			 * ?resume= takes native sessions only: a suspended Socket.IO session would
+			 * hold the user's messages away from the offline queue until it expired.
+			 */
+			if (c->enc == QC_ENC_SIO)
+				c->no_resume = 1;
 			qc_hub_closed(srv->hub, c); /* suspends or frees it */
 			qc_server_conn_gone(srv);
 		}

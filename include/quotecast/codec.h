@@ -41,7 +41,8 @@ const char *qc_err_code(enum qc_err e);
 int qc_err_http_status(enum qc_err e);
 
 enum qc_cmd_type {
-	QC_CMD_PING = 1,
+	QC_CMD_NONE = 0, /* nothing to do (a Socket.IO ack from the client) */
+	QC_CMD_PING,
 	QC_CMD_SUBSCRIBE,
 	QC_CMD_UNSUBSCRIBE,
 	QC_CMD_REQUEST,

@@ -48,6 +48,16 @@ struct qc_config {
 	char *auth_publish_token;    /* "" = /api/publish needs no token */
 
 	char *store_url; /* "" = memory only */
+	struct {
+		uint32_t max_pending;       /* 10000 statements queued for the store */
+		uint32_t timeout_ms;        /* 5000: a statement queued longer fails UNAVAILABLE */
+		uint32_t connect_timeout_s; /* 10: at start-up */
+	} store;
+
+	struct {
+		uint32_t ping_interval_ms; /* 25000: Engine.IO pings */
+		uint32_t ping_timeout_ms;  /* 20000: no pong within this: the connection closes */
+	} socketio;
 
 	struct {
 		uint32_t max_message_bytes;          /* 65536: larger frames close with 1009 */

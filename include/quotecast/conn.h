@@ -52,6 +52,8 @@ struct qc_conn {
 	int64_t
 	    token_exp_ms; /* auth mode jwt: when the token expires (closed with 4001); 0 = never */
 	int64_t last_activity_ms;
+	int64_t sio_ping_ms; /* Socket.IO: when the unanswered Engine.IO ping went out; 0 = none */
+	int64_t sio_next_ping_ms;
 	uint64_t msgs_in;
 	uint64_t msgs_out;
 

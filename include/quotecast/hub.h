@@ -16,6 +16,7 @@
 #include "quotecast/codec.h"
 #include "quotecast/config.h"
 #include "quotecast/conn.h"
+#include "quotecast/store.h"
 
 struct qc_hub;
 struct qc_msg;
@@ -143,6 +144,23 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
  * connections whose JWT has expired; call about once a second.
  */
 void qc_hub_expire(struct qc_hub *h);
+
+/**
+ * qc_hub_set_store() - persist through @s (copied) from now on. Without it the hub keeps
+ * everything in memory only.
+ */
+void qc_hub_set_store(struct qc_hub *h, const struct qc_store *s);
+
+/** A blocking query for qc_hub_load(): rows as in qc_store_cb (new reference); 0 or -1. */
+typedef int (*qc_load_query_fn)(void *ctx, const char *sql, json_t **rows, char *err,
+                                size_t errlen);
+
+/**
+ * qc_hub_load() - at start-up, before any connection: load the created rooms, their members,
+ * the subscriptions with their filters and the undelivered offline messages and alerts.
+ * Returns 0 or -1 with a message in @err.
+ */
+int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, size_t errlen);
 
 /** qc_hub_stats() - the SPEC section 4 document (new reference). */
 json_t *qc_hub_stats(struct qc_hub *h);

@@ -36,6 +36,7 @@ struct qc_server {
 	lws_sorted_usec_list_t sul_demo;
 	lws_sorted_usec_list_t sul_flush;
 	lws_sorted_usec_list_t sul_expire;
+	struct qc_pg *pg;      /* the store; NULL when memory only */
 	struct qc_conn *dirty; /* connections whose new output is written by the next flush */
 	uint32_t publishers;   /* connections on the publisher subprotocol */
 	uint64_t watchdog_usec;
@@ -66,9 +67,10 @@ extern const struct qc_transport qc_ws_transport;
 struct qc_http_pss;
 size_t qc_http_pss_size(void);
 /**
- * qc_http_confirm_upgrade() - the gate in front of every WebSocket upgrade (path, capacity):
- * 0 to allow, 1 when it answered with an HTTP error. lws asks whichever protocol the
- * connection is bound to (the vhost's default, "quotecast"), so ws.c forwards it here.
+ * qc_http_confirm_upgrade() - the gate in front of every WebSocket upgrade (path, capacity,
+ * token; EIO=4 and transport=websocket on /socket.io/, whose token comes later, in the
+ * Socket.IO CONNECT): 0 to allow, 1 when it answered with an HTTP error. lws asks whichever
+ * protocol the connection is bound to (the vhost's default, "quotecast"), so ws.c forwards it here.
  */
 int qc_http_confirm_upgrade(struct lws *wsi);
 
@@ -79,6 +81,17 @@ struct qc_identity;
  */
 int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_identity *id,
                      const char **why);
+
+/**
+ * qc_http_verify_token() - verify the JWT string @token against the configured secret, now:
+ * what ?token=, Authorization: Bearer and a Socket.IO CONNECT's auth.token all go through.
+ * Returns 0 with @id filled, or a negative errno with a static reason in *@why.
+ */
+int qc_http_verify_token(const struct qc_config *cfg, const char *token, struct qc_identity *id,
+                         const char **why);
+
+/** qc_http_is_sio() - whether the upgrade request of @wsi is for /socket.io/ (Socket.IO). */
+bool qc_http_is_sio(struct lws *wsi);
 int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len);
 

@@ -1,0 +1,618 @@
+/*
+ * test_store: the hub's durable side against a fake store (no database): requests answered only
+ * after their commit, memory unchanged on failure, offline messages and alerts written before
+ * they count, loading at start; and the subscriptions, filters and alerts themselves (memory
+ * only). Also the per-encoding frames (native and Socket.IO connections side by side).
+ */
+#include "hub_env.h"
+
+#include "quotecast/store.h"
+
+#define MAX_STMTS 64
+
+struct stmt {
+	char *sql;
+	int n;
+	char *params[16];
+	qc_store_cb cb;
+	void *arg;
+};
+
+struct fake_store {
+	struct stmt q[MAX_STMTS];
+	int head;
+	int tail;
+	int refuse; /* submit returns this (0: accept) */
+};
+
+static struct fake_store fs;
+
+static int fs_submit(void *ctx, const char *sql, int n, const char *const *params, qc_store_cb cb,
+                     void *arg)
+{
+	struct stmt *s;
+
+	(void)ctx;
+	if (fs.refuse)
+		return fs.refuse;
+	assert_true(fs.tail < MAX_STMTS && n <= 16);
+	s = &fs.q[fs.tail++];
+	s->sql = strdup(sql);
+	s->n = n;
+	for (int i = 0; i < n; i++)
+		s->params[i] = params[i] ? strdup(params[i]) : NULL;
+	s->cb = cb;
+	s->arg = arg;
+	return 0;
+}
+
+static void fs_stats(void *ctx, struct qc_store_stats *st)
+{
+	(void)ctx;
+	memset(st, 0, sizeof(*st));
+	st->configured = true;
+	st->connected = !fs.refuse;
+	st->pending = (uint32_t)(fs.tail - fs.head);
+	st->state = fs.refuse ? "down" : "connected";
+}
+
+static void stmt_free(struct stmt *s)
+{
+	free(s->sql);
+	for (int i = 0; i < s->n; i++)
+		free(s->params[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The oldest unanswered statement; fails when there is none. */
+static struct stmt *pending_stmt(void)
+{
+	assert_true(fs.head < fs.tail);
+	return &fs.q[fs.head];
+}
+
+/* Answer the oldest statement with @err and @rows (a JSON text or NULL). */
+static void complete(enum qc_err err, const char *rows)
+{
+	struct stmt *s = pending_stmt();
+	json_t *r = rows ? json_loads(rows, 0, NULL) : (err == QC_OK ? json_array() : NULL);
+
+	fs.head++;
+	s->cb(s->arg, err, err == QC_OK ? NULL : "store says no", r);
+	json_decref(r);
+	stmt_free(s);
+}
+
+/* Answer everything queued with success and no rows (bookkeeping writes). */
+static void complete_all(void)
+{
+	while (fs.head < fs.tail)
+		complete(QC_OK, NULL);
+}
+
+static void env_store(struct env *e)
+{
+	struct qc_store st = {fs_submit, fs_stats, NULL};
+
+	memset(&fs, 0, sizeof(fs));
+	env_start(e);
+	qc_hub_set_store(e->h, &st);
+}
+
+static int teardown_store(void **state)
+{
+	fs.refuse = 0;
+	/* what is still queued is answered as a shutdown would: UNAVAILABLE */
+	while (fs.head < fs.tail)
+		complete(QC_E_UNAVAILABLE, NULL);
+	return teardown(state);
+}
+
+static json_t *expect_err(json_t *j, const char *rid, const char *code)
+{
+	assert_string_equal(sget(j, "type"), "response");
+	assert_string_equal(sget(j, "request_id"), rid);
+	assert_false(bget(j, "success"));
+	assert_string_equal(sget(get(j, "error"), "code"), code);
+	return get(j, "error");
+}
+
+/* ---- durable requests -------------------------------------------------------------------- */
+
+static void test_answer_after_commit(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+	struct stmt *s;
+
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c1\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"r'; DROP TABLE rooms; --\",\"type\":\"public\"}}");
+	/* nothing answered, nothing in memory, one parameterised statement */
+	assert_int_equal(a->outq.count, 0);
+	s = pending_stmt();
+	assert_null(strstr(s->sql, "DROP"));
+	assert_string_equal(s->params[0], "r'; DROP TABLE rooms; --");
+	assert_string_equal(s->params[1], "alice");
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"g1\",\"action\":\"get_room\","
+	   "\"payload\":{\"room\":\"r'; DROP TABLE rooms; --\"}}");
+	expect_err(last(a), "g1", "NOT_FOUND");
+	drain(a);
+
+	complete(QC_OK, NULL);
+	assert_string_equal(sget(expect_ok(last(a), "c1"), "owner"), "alice");
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"g2\",\"action\":\"get_room\","
+	   "\"payload\":{\"room\":\"r'; DROP TABLE rooms; --\"}}");
+	assert_int_equal(iget(expect_ok(last(a), "g2"), "members"), 1);
+	assert_int_equal(stat_get(e, "store", "pending"), 0);
+}
+
+static void test_failure_changes_nothing(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c1\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"x\"}}");
+	complete(QC_E_UNAVAILABLE, NULL);
+	expect_err(last(a), "c1", "UNAVAILABLE");
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_room\","
+	   "\"payload\":{\"room\":\"x\"}}");
+	expect_err(last(a), "g", "NOT_FOUND");
+
+	/* the store refuses at once (down, or its queue is full) */
+	fs.refuse = -ENOTCONN;
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c2\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"x\"}}");
+	expect_err(last(a), "c2", "UNAVAILABLE");
+	fs.refuse = -EAGAIN;
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c3\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"x\"}}");
+	assert_non_null(strstr(sget(expect_err(last(a), "c3", "UNAVAILABLE"), "message"), "busy"));
+	fs.refuse = 0;
+
+	/* a unique violation seen by the store */
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c4\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"x\"}}");
+	complete(QC_E_ALREADY_EXISTS, NULL);
+	expect_err(last(a), "c4", "ALREADY_EXISTS");
+	assert_int_equal(stat_get(e, "rooms", "rooms_created"), 0);
+}
+
+/* The requester left before the commit: memory follows the store all the same. */
+static void test_commit_after_requester_left(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	b = env_open(e, "bob", 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c1\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"kept\"}}");
+	env_drop(e, a);
+	complete(QC_OK, NULL);
+	drain(b);
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_room\","
+	   "\"payload\":{\"room\":\"kept\"}}");
+	assert_string_equal(sget(expect_ok(last(b), "g"), "owner"), "alice");
+}
+
+/* Membership changes and the join of a created room wait for the store too. */
+static void test_membership_durable(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	b = env_open(e, "bob", 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"club\"}}");
+	complete(QC_OK, NULL);
+	drain(b);
+	rx(e, b, "{\"type\":\"subscribe\",\"request_id\":\"s\",\"room\":\"club\"}");
+	assert_int_equal(b->outq.count, 0);
+	assert_non_null(strstr(pending_stmt()->sql, "room_members"));
+	assert_string_equal(pending_stmt()->params[1], "bob");
+	complete(QC_OK, NULL);
+	assert_string_equal(sget(expect_ok(last(b), "s"), "room"), "club");
+	assert_int_equal(b->rooms.count, 1);
+
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"set_member_role\","
+	   "\"payload\":{\"room\":\"club\",\"user_id\":\"bob\",\"role\":\"moderator\"}}");
+	complete(QC_E_UNAVAILABLE, NULL);
+	expect_err(last(a), "r", "UNAVAILABLE");
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"m\",\"action\":\"get_room_members\","
+	   "\"payload\":{\"room\":\"club\"}}");
+	{
+		json_t *list = get(expect_ok(last(a), "m"), "members"), *v;
+		size_t i;
+
+		json_array_foreach (list, i, v)
+			if (!strcmp(sget(v, "user_id"), "bob"))
+				assert_string_equal(sget(v, "role"), "member");
+	}
+}
+
+/* ---- offline messages and alerts are written before they count --------------------------- */
+
+static void test_offline_written_first(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+	json_t *d;
+
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_room\","
+	   "\"payload\":{\"room\":\"club\"}}");
+	complete(QC_OK, NULL);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"m\",\"action\":\"add_member\","
+	   "\"payload\":{\"room\":\"club\",\"user_id\":\"bob\"}}");
+	complete(QC_OK, NULL);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"send_message\","
+	   "\"payload\":{\"room\":\"club\",\"content\":\"hi\"}}");
+	/* the message is answered at once; bob's copy is a row first */
+	expect_ok(last(a), "s");
+	assert_non_null(strstr(pending_stmt()->sql, "INSERT INTO offline_messages"));
+	assert_string_equal(pending_stmt()->params[0], "bob");
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	complete(QC_OK, "[[\"42\"]]");
+	assert_int_equal(stat_get(e, "offline", "queued"), 1);
+
+	b = env_open(e, "bob", 0);
+	d = expect_event(frame(b, 1), "room_message");
+	assert_true(bget(d, "offline"));
+	assert_string_equal(sget(d, "content"), "hi");
+	/* delivered: the row goes */
+	assert_non_null(strstr(pending_stmt()->sql, "DELETE FROM offline_messages"));
+	assert_string_equal(pending_stmt()->params[0], "{42}");
+	complete_all();
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+
+	/* a write the store refuses is counted, not queued */
+	env_drop(e, b);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s2\",\"action\":\"send_message\","
+	   "\"payload\":{\"room\":\"club\",\"content\":\"lost\"}}");
+	complete(QC_E_UNAVAILABLE, NULL);
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	assert_int_equal(stat_get(e, "store", "dropped"), 1);
+}
+
+static const char sub_crossing[] =
+    "{\"type\":\"request\",\"request_id\":\"cs\",\"action\":\"create_subscription\","
+    "\"payload\":{\"name\":\"big\",\"symbol\":\"AAPL\",\"fields\":[\"price\"],"
+    "\"filter\":{\"op\":\"and\",\"conditions\":[{\"field\":\"price\",\"cmp\":\"crosses_above\","
+    "\"value\":100}]},\"alert\":{\"priority\":\"high\"}}}";
+
+static void test_alert_row_then_event(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+	struct stmt *s;
+	json_t *d;
+
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	rx(e, a, sub_crossing);
+	s = pending_stmt();
+	assert_non_null(strstr(s->sql, "INSERT INTO subscriptions"));
+	assert_non_null(strstr(s->sql, "filter_conditions"));
+	assert_string_equal(s->params[7], "[[0,null,\"and\",0]]");
+	assert_string_equal(s->params[8], "[[0,0,\"price\",\"crosses_above\",100]]");
+	complete(QC_OK, "[[\"x\"]]");
+	expect_ok(last(a), "cs");
+	drain(a);
+
+	publish(e,
+	        "[{\"symbol\":\"AAPL\",\"data\":{\"price\":90}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":110}}]",
+	        2, 0, 0);
+	/* two ticks queued, the alert waits for its row */
+	assert_int_equal(a->outq.count, 2);
+	s = pending_stmt();
+	assert_non_null(strstr(s->sql, "INSERT INTO alerts"));
+	assert_string_equal(s->params[4], "high");
+	assert_string_equal(s->params[5], "{\"price\":110}");
+	complete(QC_OK, NULL);
+	d = expect_event(last(a), "alert");
+	assert_string_equal(sget(d, "symbol"), "AAPL");
+	assert_string_equal(sget(d, "priority"), "high");
+	assert_int_equal(iget(get(d, "data"), "price"), 110);
+	/* then marked delivered */
+	assert_non_null(strstr(pending_stmt()->sql, "delivery = 'delivered'"));
+	complete_all();
+}
+
+/* ---- subscriptions and alerts (memory only) ---------------------------------------------- */
+
+static void test_alert_edges_memory(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+	json_t *d;
+	const char *id;
+	size_t alerts = 0;
+
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	rx(e, a, sub_crossing);
+	d = expect_ok(last(a), "cs");
+	assert_int_equal(iget(d, "version"), 1);
+	assert_true(bget(d, "active"));
+	assert_string_equal(sget(get(d, "alert"), "priority"), "high");
+	drain(a);
+	/* crosses: 90 → 110 edge; 120 none; 90 → 130 edge */
+	publish(e,
+	        "[{\"symbol\":\"AAPL\",\"data\":{\"price\":90}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":110}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":120}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":90}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":130}}]",
+	        5, 0, 0);
+	for (uint32_t i = 0; i < a->outq.count; i++) {
+		json_t *j = frame(a, i);
+
+		if (!strcmp(sget(j, "event"), "alert"))
+			alerts++;
+	}
+	assert_int_equal(alerts, 2);
+	assert_int_equal(stat_get(e, "subscriptions", "alerts_raised"), 2);
+
+	/* a user with no session gets it on the next connection, offline */
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"l\",\"action\":\"list_alerts\",\"payload\":{}}");
+	d = get(expect_ok(last(a), "l"), "alerts");
+	assert_int_equal(json_array_size(d), 2);
+	id = sget(json_array_get(d, 0), "alert_id");
+	rxf(e, a,
+	    "{\"type\":\"request\",\"request_id\":\"k\",\"action\":\"ack_alert\","
+	    "\"payload\":{\"alert_id\":\"%s\"}}",
+	    id);
+	assert_true(bget(expect_ok(last(a), "k"), "acknowledged"));
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"k2\",\"action\":\"ack_alert\","
+	   "\"payload\":{\"alert_id\":\"nope\"}}");
+	expect_err(last(a), "k2", "NOT_FOUND");
+	env_drop(e, a);
+	publish(e,
+	        "[{\"symbol\":\"AAPL\",\"data\":{\"price\":50}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":150}}]",
+	        2, 0, 0);
+	b = env_open(e, "alice", 0);
+	/* session, the offline alert, then the attached subscription's snapshot */
+	d = expect_event(frame(b, 1), "alert");
+	assert_true(bget(d, "offline"));
+	assert_int_equal(iget(get(d, "data"), "price"), 150);
+	expect_tick(frame(b, 2), "AAPL", 7, "snapshot");
+}
+
+static void test_subscription_versions(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+	json_t *d;
+	char id[64];
+
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	b = env_open(e, "bob", 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"MSFT\",\"fields\":[\"price\"]}}");
+	snprintf(id, sizeof(id), "%s", sget(expect_ok(last(a), "c"), "subscription_id"));
+	/* attached to the requester: it gets MSFT ticks with its fields */
+	publish(e, "{\"symbol\":\"MSFT\",\"data\":{\"price\":1,\"volume\":2}}", 1, 0, 0);
+	assert_json(expect_tick(last(a), "MSFT", 1, NULL), "{\"price\":1}");
+	rxf(e, a,
+	    "{\"type\":\"request\",\"request_id\":\"u0\",\"action\":\"update_subscription\","
+	    "\"payload\":{\"subscription_id\":\"%s\",\"version\":7,\"name\":\"x\"}}",
+	    id);
+	expect_err(last(a), "u0", "CONFLICT");
+	rxf(e, a,
+	    "{\"type\":\"request\",\"request_id\":\"u1\",\"action\":\"update_subscription\","
+	    "\"payload\":{\"subscription_id\":\"%s\",\"version\":1,\"fields\":[\"volume\"]}}",
+	    id);
+	d = expect_ok(last(a), "u1");
+	assert_int_equal(iget(d, "version"), 2);
+	publish(e, "{\"symbol\":\"MSFT\",\"data\":{\"price\":3,\"volume\":4}}", 1, 0, 0);
+	assert_json(expect_tick(last(a), "MSFT", 2, NULL), "{\"volume\":4}");
+	/* someone else's subscription is not there for them */
+	rxf(e, b,
+	    "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"delete_subscription\","
+	    "\"payload\":{\"subscription_id\":\"%s\"}}",
+	    id);
+	expect_err(last(b), "d", "NOT_FOUND");
+	rxf(e, a,
+	    "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"delete_subscription\","
+	    "\"payload\":{\"subscription_id\":\"%s\"}}",
+	    id);
+	assert_true(bget(expect_ok(last(a), "d"), "deleted"));
+	assert_int_equal(a->streams.count, 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"l\",\"action\":\"list_subscriptions\","
+	   "\"payload\":{}}");
+	assert_int_equal(iget(expect_ok(last(a), "l"), "total"), 0);
+}
+
+static void test_subscription_errors(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"1\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A\",\"filter\":{\"op\":\"and\",\"conditions\":[{\"field\":"
+	   "\"price\",\"cmp\":\"gtx\",\"value\":1}]}}}");
+	assert_non_null(strstr(sget(expect_err(last(a), "1", "BAD_REQUEST"), "message"),
+	                       "filter.conditions[0].cmp"));
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"2\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A\",\"alert\":{\"priority\":\"high\"}}}");
+	expect_err(last(a), "2", "BAD_REQUEST");
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"3\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A B\"}}");
+	expect_err(last(a), "3", "BAD_REQUEST");
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"4\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A\",\"filter\":{\"op\":\"or\",\"conditions\":[{\"field\":"
+	   "\"p\",\"cmp\":\"gt\",\"value\":1}]},\"alert\":{\"priority\":\"urgent\"}}}");
+	expect_err(last(a), "4", "BAD_REQUEST");
+	assert_int_equal(stat_get(e, "subscriptions", "subscriptions"), 0);
+}
+
+/* ---- start-up load ----------------------------------------------------------------------- */
+
+static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_t errlen)
+{
+	(void)ctx;
+	(void)err;
+	(void)errlen;
+	if (strstr(sql, "FROM rooms"))
+		*rows = json_loads("[[\"club\",\"alice\",\"public\",\"active\",null,\"5\","
+		                   "\"{\\\"k\\\":\\\"v\\\"}\",\"1000\"]]",
+		                   0, NULL);
+	else if (strstr(sql, "FROM room_members"))
+		*rows = json_loads("[[\"club\",\"alice\",\"owner\",\"1000\"],"
+		                   "[\"club\",\"bob\",\"moderator\",\"1001\"]]",
+		                   0, NULL);
+	else if (strstr(sql, "FROM subscriptions"))
+		*rows = json_loads("[[\"sub-1\",\"bob\",null,\"AAPL\",\"[\\\"price\\\"]\",\"low\","
+		                   "\"3\",\"t\",\"10\",\"20\"]]",
+		                   0, NULL);
+	else if (strstr(sql, "FROM filter_expressions"))
+		*rows = json_loads("[[\"sub-1\",\"0\",null,\"or\",\"0\"]]", 0, NULL);
+	else if (strstr(sql, "FROM filter_conditions"))
+		*rows = json_loads("[[\"sub-1\",\"0\",\"0\",\"price\",\"gt\",\"5\"]]", 0, NULL);
+	else
+		*rows =
+		    json_loads("[[\"bob\",\"direct_message\",\"{\\\"content\\\":\\\"one\\\"}\","
+		               "\"7\",null],[\"bob\",\"alert\",\"{\\\"alert_id\\\":\\\"al-1\\\"}\","
+		               "null,\"al-1\"]]",
+		               0, NULL);
+	return *rows ? 0 : -1;
+}
+
+static void test_load(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *b;
+	char err[256];
+	json_t *d;
+
+	env_store(e);
+	assert_int_equal(qc_hub_load(e->h, fake_load, NULL, err, sizeof(err)), 0);
+	assert_int_equal(stat_get(e, "offline", "queued"), 2);
+	b = env_open(e, "bob", 0);
+	assert_true(bget(expect_event(frame(b, 1), "direct_message"), "offline"));
+	assert_string_equal(sget(expect_event(frame(b, 2), "alert"), "alert_id"), "al-1");
+	complete_all(); /* the delivered rows' bookkeeping */
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"l\",\"action\":\"list_subscriptions\","
+	   "\"payload\":{}}");
+	d = json_array_get(get(expect_ok(last(b), "l"), "subscriptions"), 0);
+	assert_int_equal(iget(d, "version"), 3);
+	assert_json(
+	    get(d, "filter"),
+	    "{\"op\":\"or\",\"conditions\":[{\"field\":\"price\",\"cmp\":\"gt\",\"value\":5}]}");
+	assert_int_equal(b->streams.count, 1); /* attached */
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"m\",\"action\":\"get_room_members\","
+	   "\"payload\":{\"room\":\"club\"}}");
+	assert_int_equal(json_array_size(get(expect_ok(last(b), "m"), "members")), 2);
+}
+
+/* ---- encodings --------------------------------------------------------------------------- */
+
+static void test_frames_per_encoding(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *n1, *n2, *s1, *s2;
+	struct qc_msg *m;
+
+	env_start(e);
+	n1 = env_open(e, "n1", 0);
+	n2 = env_open(e, "n2", 0);
+	s1 = calloc(1, sizeof(*s1));
+	s2 = calloc(1, sizeof(*s2));
+	assert_non_null(s1);
+	assert_non_null(s2);
+	for (int i = 0; i < 2; i++) {
+		struct qc_conn *s = i ? s2 : s1;
+
+		snprintf(s->user_id, sizeof(s->user_id), "sio%d", i);
+		s->enc = QC_ENC_SIO;
+		s->transport = e;
+		assert_int_equal(qc_hub_open(e->h, s), 0);
+		e->conns[4 + i] = s;
+		/* the Socket.IO CONNECT answer first, then the session event */
+		m = at(s, 0);
+		assert_int_equal(qc_msg_payload_len(m), 2 + 8 + QC_SESSION_ID_LEN + 2);
+		assert_memory_equal(qc_msg_payload(m), "40{\"sid\":\"", 10);
+		m = at(s, 1);
+		assert_memory_equal(qc_msg_payload(m), "42[\"session\",", 13);
+	}
+	rx(e, n1, "{\"type\":\"subscribe\",\"room\":\"r\"}");
+	rx(e, n2, "{\"type\":\"subscribe\",\"room\":\"r\"}");
+	rx(e, s1, "42[\"subscribe\",{\"room\":\"r\"}]");
+	rx(e, s2, "421[\"subscribe\",\"r\"]");
+	/* with an ack id the answer is the ack */
+	m = tail(s2);
+	assert_memory_equal(qc_msg_payload(m), "431[{\"type\":\"response\"", 22);
+	rx(e, n1,
+	   "{\"type\":\"request\",\"action\":\"send_message\",\"payload\":{\"room\":\"r\","
+	   "\"content\":\"x\"}}");
+	/* one frame per encoding, shared by the receivers of that encoding */
+	assert_ptr_equal(tail(n2), at(n1, n1->outq.count - 2));
+	assert_ptr_equal(tail(s1), tail(s2));
+	assert_ptr_not_equal(tail(s1), tail(n2));
+	assert_memory_equal(qc_msg_payload(tail(s1)), "42[\"room_message\",", 18);
+	/* an Engine.IO pong is not a message */
+	rx(e, s1, "3");
+	assert_int_equal(stat_get(e, NULL, "total_connections"), 4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_answer_after_commit, teardown_store),
+	    cmocka_unit_test_teardown(test_failure_changes_nothing, teardown_store),
+	    cmocka_unit_test_teardown(test_commit_after_requester_left, teardown_store),
+	    cmocka_unit_test_teardown(test_membership_durable, teardown_store),
+	    cmocka_unit_test_teardown(test_offline_written_first, teardown_store),
+	    cmocka_unit_test_teardown(test_alert_row_then_event, teardown_store),
+	    cmocka_unit_test_teardown(test_alert_edges_memory, teardown),
+	    cmocka_unit_test_teardown(test_subscription_versions, teardown),
+	    cmocka_unit_test_teardown(test_subscription_errors, teardown),
+	    cmocka_unit_test_teardown(test_load, teardown_store),
+	    cmocka_unit_test_teardown(test_frames_per_encoding, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
