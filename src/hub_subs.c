@@ -209,14 +209,20 @@ fail:
 
 static json_t *psub_json(const struct psub *ps)
 {
-	return json_pack("{s:s, s:s, s:O, s:s, s:O, s:O, s:o, s:I, s:b, s:I, s:I}",
-	                 "subscription_id", ps->id, "user_id", ps->user_id, "name", ps->name,
-	                 "symbol", ps->symbol, "fields", ps->fields, "filter", ps->filter, "alert",
-	                 ps->priority >= 0
-	                     ? json_pack("{s:s}", "priority", priorities[ps->priority])
-	                     : json_null(),
-	                 "version", (json_int_t)ps->version, "active", ps->active, "created_at",
-	                 (json_int_t)ps->created_at, "updated_at", (json_int_t)ps->updated_at);
+	json_t *j =
+	    json_pack("{s:s, s:s, s:O, s:s, s:O, s:O, s:o, s:I, s:b, s:I, s:I}", "subscription_id",
+	              ps->id, "user_id", ps->user_id, "name", ps->name, "symbol", ps->symbol,
+	              "fields", ps->fields, "filter", ps->filter, "alert",
+	              ps->priority >= 0 ? json_pack("{s:s}", "priority", priorities[ps->priority])
+	                                : json_null(),
+	              "version", (json_int_t)ps->version, "active", ps->active, "created_at",
+	              (json_int_t)ps->created_at, "updated_at", (json_int_t)ps->updated_at);
+
+	/* whether the filter held at the last tick (false before one; null without a filter) */
+	if (j)
+		json_object_set_new(j, "matching",
+		                    ps->expr ? json_boolean(qc_expr_value(ps->expr)) : json_null());
+	return j;
 }
 
 static struct psub *psub_find(struct qc_hub *h, const char *id)

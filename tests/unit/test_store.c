@@ -408,6 +408,18 @@ static void test_alert_edges_memory(void **state)
 	assert_true(bget(d, "offline"));
 	assert_int_equal(iget(get(d, "data"), "price"), 150);
 	expect_tick(frame(b, 2), "AAPL", 7, "snapshot");
+	/* the filter holds now (150 > 100 was crossed), and a price below turns it off */
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"ls\",\"action\":\"list_subscriptions\","
+	   "\"payload\":{}}");
+	d = json_array_get(get(expect_ok(last(b), "ls"), "subscriptions"), 0);
+	assert_true(bget(d, "matching"));
+	publish(e, "{\"symbol\":\"AAPL\",\"data\":{\"price\":99}}", 1, 0, 0);
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"ls2\",\"action\":\"list_subscriptions\","
+	   "\"payload\":{}}");
+	d = json_array_get(get(expect_ok(last(b), "ls2"), "subscriptions"), 0);
+	assert_false(bget(d, "matching"));
 }
 
 static void test_subscription_versions(void **state)
