@@ -705,9 +705,9 @@ static const char *const load_sql[] = {
     " SELECT user_id, event, data::text AS data, id::text AS id, NULL AS alert_id, created_at,"
     " 0 AS k, id AS n FROM offline_messages"
     " UNION ALL SELECT user_id, 'alert', json_build_object('alert_id', id, 'subscription_id',"
-    " subscription_id, 'symbol', symbol, 'priority', priority, 'data', data, 'timestamp',"
-    " created_at)::text, NULL, id, created_at, 1, 0 FROM alerts WHERE delivery = 'pending'"
-    ") q ORDER BY created_at, k, n",
+    " subscription_id, 'symbol', symbol, 'priority', priority, 'data', data, 'seq', seq,"
+    " 'timestamp', created_at)::text, NULL, id, created_at, 1, 0 FROM alerts"
+    " WHERE delivery = 'pending') q ORDER BY created_at, k, n, alert_id",
 };
 
 int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, size_t errlen)

@@ -207,8 +207,9 @@ enum qc_err qc_act_ack_alert(struct qc_hub *h, struct qc_conn *c, json_t *p, jso
 /* hub_stream.c */
 /* read payload "fields" into @out (QC_FIELDS_MAX); the count, or -1 with *@emsg */
 int qc_hub_read_fields(struct qc_hub *h, json_t *p, const char **out, const char **emsg);
-/* subscribe @c to @symbol with @fields (array, borrowed) unless it is already; snapshot queued */
-int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol, json_t *fields);
+/* subscribe @c to @symbol with @fields (a snapshot queued), or set the filter if it is already */
+int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
+                         const char *const *fields, size_t nfields);
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c);

@@ -322,19 +322,27 @@ static void forget_rows(struct qc_hub *h, json_t *entries, size_t from, size_t t
 		qc_hub_store_write(h, "DELETE FROM offline_messages WHERE id = ANY($1::bigint[])",
 		                   1, params);
 	}
-	/* an evicted alert keeps its row (pending): list_alerts still shows it */
-	if (nalerts && delivered) {
-		const char *params[] = {alerts, now};
+	/* an evicted alert is not delivered, but it is not waiting any more either */
+	if (nalerts) {
+		const char *params[] = {alerts, now, delivered ? "delivered" : "evicted"};
 
-		qc_hub_store_write(
-		    h,
-		    "UPDATE alerts SET delivery = 'delivered', delivered_at = $2::bigint"
-		    " WHERE id = ANY($1::text[])",
-		    2, params);
+		qc_hub_store_write(h,
+		                   "UPDATE alerts SET delivery = $3, delivered_at = $2::bigint"
+		                   " WHERE id = ANY($1::text[])",
+		                   3, params);
 	}
 out:
 	free(ids);
 	free(alerts);
+}
+
+static void forget_one(struct qc_hub *h, json_t *ev, bool delivered)
+{
+	json_t *one = json_pack("[O]", ev);
+
+	if (one)
+		forget_rows(h, one, 0, 1, delivered);
+	json_decref(one);
 }
 
 /* Append @ev (stolen: {"event","data"[,"id"|"alert_id"]}) to @user's queue, evicting the oldest. */
@@ -347,7 +355,8 @@ static void offline_append(struct qc_hub *h, const char *user, json_t *ev)
 	if (!o) {
 		if (HASH_COUNT(h->offline) >= OFFLINE_USERS_MAX) {
 			h->st.offline_evicted++;
-			forget_rows(h, json_pack("[o]", ev), 0, 1, false);
+			forget_one(h, ev, false);
+			json_decref(ev);
 			return;
 		}
 		o = calloc(1, sizeof(*o));
@@ -401,7 +410,7 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 		/* the user came back while the row was being written */
 		for (struct qc_conn *c = u->conns; c; c = c->user_next)
 			deliver_one(h, c, w->ev);
-		forget_rows(h, json_pack("[O]", w->ev), 0, 1, true);
+		forget_one(h, w->ev, true);
 		json_decref(w->ev);
 	} else {
 		offline_append(h, w->user, w->ev);

@@ -493,13 +493,11 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 	return recovered;
 }
 
-int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol, json_t *fields)
+int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
+                         const char *const *fields, size_t nfields)
 {
-	const char *names[QC_FIELDS_MAX];
 	struct qc_stream *s;
 	struct qc_sub *sub;
-	size_t n = 0, i;
-	json_t *v;
 	int ret;
 
 	if (c->closing || c->suspended)
@@ -507,15 +505,12 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 	s = qc_streams_get(h->streams, symbol);
 	if (!s)
 		return -errno;
-	if (qc_sub_set_find(&c->streams, s))
-		return 0;
+	sub = qc_sub_set_find(&c->streams, s);
+	if (sub)
+		return qc_stream_set_filter(h->streams, sub, fields, nfields);
 	if (c->streams.count >= h->cfg->limits.max_streams_per_connection)
 		return -ENOSPC;
-	json_array_foreach (fields, i, v) {
-		if (n < QC_FIELDS_MAX && json_is_string(v))
-			names[n++] = json_string_value(v);
-	}
-	ret = qc_stream_subscribe(h->streams, s, &c->streams, c, names, n, &sub);
+	ret = qc_stream_subscribe(h->streams, s, &c->streams, c, fields, nfields, &sub);
 	if (ret)
 		return ret;
 	qc_hub_stream_catch_up(h, c, sub, true, false, 0);

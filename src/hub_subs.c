@@ -236,10 +236,57 @@ static struct psub *psub_find(struct qc_hub *h, const char *id)
 
 /* ---- attaching streams to connections ---------------------------------------------------- */
 
-static void attach_one(struct qc_hub *h, struct qc_conn *c, const struct psub *ps)
+/*
+ * The fields an attached stream of @symbol carries for @user: the union of the user's active
+ * subscriptions of that symbol (all fields when one of them asks for all, or past
+ * QC_FIELDS_MAX). False when no active subscription of the user has the symbol.
+ */
+static bool user_fields(struct qc_hub *h, const char *user, const char *symbol, const char **names,
+                        size_t *n)
 {
-	if (ps->active)
-		qc_hub_stream_attach(h, c, ps->symbol, ps->fields);
+	struct plist *ul = plist_get(&h->psubs->by_user, user, false);
+	bool any = false, all = false;
+	struct psub *ps;
+	size_t i, j;
+	json_t *v;
+
+	*n = 0;
+	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
+	{
+		if (!ps->active || strcmp(ps->symbol, symbol))
+			continue;
+		any = true;
+		all = all || !json_array_size(ps->fields);
+		json_array_foreach (ps->fields, i, v) {
+			for (j = 0; j < *n && strcmp(names[j], json_string_value(v)); j++)
+				;
+			if (j < *n)
+				continue;
+			if (*n == QC_FIELDS_MAX)
+				all = true;
+			else
+				names[(*n)++] = json_string_value(v);
+		}
+	}
+	if (all)
+		*n = 0;
+	return any;
+}
+
+/* Bring @c's stream of @symbol in line with its user's active subscriptions. */
+static void sync_conn(struct qc_hub *h, struct qc_conn *c, const char *symbol)
+{
+	const char *names[QC_FIELDS_MAX];
+	struct qc_stream *s;
+	size_t n;
+
+	if (user_fields(h, c->user_id, symbol, names, &n)) {
+		qc_hub_stream_attach(h, c, symbol, names, n);
+		return;
+	}
+	s = qc_streams_find(h->streams, symbol);
+	if (s)
+		qc_stream_unsubscribe(h->streams, s, &c->streams);
 }
 
 void qc_hub_subs_attach(struct qc_hub *h, struct qc_conn *c)
@@ -247,62 +294,20 @@ void qc_hub_subs_attach(struct qc_hub *h, struct qc_conn *c)
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
 	struct psub *ps;
 
-	if (!ul)
-		return;
-	DL_FOREACH2(ul->head, ps, u_next)
-	attach_one(h, c, ps);
+	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
+	if (ps->active)
+		sync_conn(h, c, ps->symbol);
 }
 
-/* Attach @ps to every live connection of its user but @skip. */
-static void attach_user(struct qc_hub *h, const struct psub *ps, const struct qc_conn *skip)
+/* The user's subscriptions of @symbol changed: every live connection of theirs but @skip. */
+static void sync_user(struct qc_hub *h, const char *user, const char *symbol,
+                      const struct qc_conn *skip)
 {
-	struct qc_user *u = qc_conns_user(&h->conns, ps->user_id);
+	struct qc_user *u = qc_conns_user(&h->conns, user);
 
 	for (struct qc_conn *c = u ? u->conns : NULL; c; c = c->user_next)
 		if (c != skip)
-			attach_one(h, c, ps);
-}
-
-/*
- * @ps no longer feeds its symbol to its user: unsubscribe the user's connections from it,
- * unless another active subscription of the user has that symbol too.
- */
-static void detach_user(struct qc_hub *h, const struct psub *ps)
-{
-	struct plist *ul = plist_get(&h->psubs->by_user, ps->user_id, false);
-	struct qc_stream *s = qc_streams_find(h->streams, ps->symbol);
-	struct qc_user *u = qc_conns_user(&h->conns, ps->user_id);
-	struct psub *o;
-
-	if (!s || !u)
-		return;
-	DL_FOREACH2(ul ? ul->head : NULL, o, u_next)
-	if (o != ps && o->active && !strcmp(o->symbol, ps->symbol))
-		return;
-	for (struct qc_conn *c = u->conns; c; c = c->user_next)
-		qc_stream_unsubscribe(h->streams, s, &c->streams);
-}
-
-/* The attached streams of @ps's user take the new field list. */
-static void refilter_user(struct qc_hub *h, const struct psub *ps)
-{
-	const char *names[QC_FIELDS_MAX];
-	struct qc_stream *s = qc_streams_find(h->streams, ps->symbol);
-	struct qc_user *u = qc_conns_user(&h->conns, ps->user_id);
-	size_t n = 0, i;
-	json_t *v;
-
-	if (!s || !u)
-		return;
-	json_array_foreach (ps->fields, i, v)
-		if (n < QC_FIELDS_MAX)
-			names[n++] = json_string_value(v);
-	for (struct qc_conn *c = u->conns; c; c = c->user_next) {
-		struct qc_sub *sub = qc_sub_set_find(&c->streams, s);
-
-		if (sub)
-			qc_stream_set_filter(h->streams, sub, names, n);
-	}
+			sync_conn(h, c, symbol);
 }
 
 /* ---- validation -------------------------------------------------------------------------- */
@@ -434,7 +439,7 @@ static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	              json_is_integer(jp) ? (int)json_integer_value(jp) : -1, 1, true, now, now);
 	if (!ps)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-	attach_user(h, ps, c);
+	sync_user(h, ps->user_id, ps->symbol, c);
 	*data = psub_json(ps);
 	return QC_OK;
 }
@@ -444,7 +449,7 @@ static void after_create(struct qc_hub *h, struct qc_conn *c, json_t *a)
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
 
 	if (ps)
-		attach_one(h, c, ps);
+		sync_conn(h, c, ps->symbol);
 }
 
 enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
@@ -569,12 +574,8 @@ static enum qc_err commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	ps->active = json_is_true(json_object_get(a, "active"));
 	ps->version++;
 	ps->updated_at = json_integer_value(json_object_get(a, "now"));
-	if (was_active && !ps->active)
-		detach_user(h, ps);
-	else if (!was_active && ps->active)
-		attach_user(h, ps, NULL);
-	else if (ps->active && fields_changed)
-		refilter_user(h, ps);
+	if (was_active != ps->active || fields_changed)
+		sync_user(h, ps->user_id, ps->symbol, NULL);
 	*data = psub_json(ps);
 	return QC_OK;
 }
@@ -679,14 +680,16 @@ static enum qc_err commit_delete(struct qc_hub *h, struct qc_conn *c, json_t *a,
                                  json_t **data, const char **e)
 {
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
+	char user[QC_USER_ID_MAX + 1], symbol[QC_SYMBOL_MAX + 1];
 
 	(void)c;
 	(void)rows;
 	if (!ps)
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no such subscription");
-	ps->active = false;
-	detach_user(h, ps);
+	snprintf(user, sizeof(user), "%s", ps->user_id);
+	snprintf(symbol, sizeof(symbol), "%s", ps->symbol);
 	psub_remove(h->psubs, ps);
+	sync_user(h, user, symbol, NULL);
 	*data = json_pack("{s:O, s:b}", "subscription_id", json_object_get(a, "id"), "deleted", 1);
 	return QC_OK;
 }
@@ -731,8 +734,8 @@ enum qc_err qc_act_list_subscriptions(struct qc_hub *h, struct qc_conn *c, json_
 /* ---- alerts ------------------------------------------------------------------------------ */
 
 static const char sql_alert[] =
-    "INSERT INTO alerts (id, subscription_id, user_id, symbol, priority, data, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6::json, $7::bigint)";
+    "INSERT INTO alerts (id, subscription_id, user_id, symbol, priority, data, created_at, seq)"
+    " VALUES ($1, $2, $3, $4, $5, $6::json, $7::bigint, $8::bigint)";
 
 /* The alert event @ev (borrowed) reaches its user's sessions, or the offline queue. */
 static void alert_deliver(struct qc_hub *h, const char *user, const char *alert_id, json_t *ev)
@@ -803,7 +806,7 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 {
 	const char *names[QC_FIELDS_MAX];
 	size_t n = 0, i;
-	char id[48], now[24], *jdata;
+	char id[48], now[24], seq[24], *jdata;
 	int64_t ts = qc_now_ms();
 	struct alert_write *w;
 	json_t *v, *data, *ev;
@@ -833,14 +836,15 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 	w = calloc(1, sizeof(*w));
 	jdata = json_dumps(json_object_get(ev, "data"), QC_JSON_DUMP);
 	snprintf(now, sizeof(now), "%" PRId64, ts);
+	snprintf(seq, sizeof(seq), "%" PRIu64, qc_stream_last_seq(s));
 	if (w && jdata) {
 		const char *params[] = {
-		    id, ps->id, ps->user_id, ps->symbol, priorities[ps->priority], jdata, now};
+		    id, ps->id, ps->user_id, ps->symbol, priorities[ps->priority], jdata, now, seq};
 
 		w->h = h;
 		snprintf(w->user, sizeof(w->user), "%s", ps->user_id);
 		w->ev = ev;
-		if (!h->store.submit(h->store.ctx, sql_alert, 7, params, alert_stored, w)) {
+		if (!h->store.submit(h->store.ctx, sql_alert, 8, params, alert_stored, w)) {
 			free(jdata);
 			return;
 		}
@@ -894,7 +898,7 @@ static enum qc_err read_limit(struct qc_hub *h, json_t *p, int64_t *since, int64
 	return QC_OK;
 }
 
-/* rows: id, subscription_id, symbol, priority, data, created_at, delivery, acknowledged */
+/* rows: id, subscription_id, symbol, priority, data, created_at, delivery, acknowledged, seq */
 static enum qc_err commit_list_alerts(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
                                       json_t **data, const char **e)
 {
@@ -906,19 +910,20 @@ static enum qc_err commit_list_alerts(struct qc_hub *h, struct qc_conn *c, json_
 	if (!list)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 	json_array_foreach (rows, i, row) {
-		json_t *d =
-		    json_loads(json_string_value(json_array_get(row, 4)), JSON_DECODE_ANY, NULL);
+		const char *text = json_string_value(json_array_get(row, 4));
+		const char *seq = json_string_value(json_array_get(row, 8));
+		json_t *d = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+		json_t *rec = json_pack(
+		    "{s:O, s:O, s:O, s:O, s:o, s:o, s:I, s:O, s:b}", "alert_id",
+		    json_array_get(row, 0), "subscription_id", json_array_get(row, 1), "symbol",
+		    json_array_get(row, 2), "priority", json_array_get(row, 3), "data",
+		    d ? d : json_null(), "seq",
+		    seq ? json_integer(strtoll(seq, NULL, 10)) : json_null(), "timestamp",
+		    (json_int_t)strtoll(json_string_value(json_array_get(row, 5)), NULL, 10),
+		    "delivery", json_array_get(row, 6), "acknowledged",
+		    !strcmp(json_string_value(json_array_get(row, 7)) ?: "", "t"));
 
-		json_array_append_new(
-		    list,
-		    json_pack(
-		        "{s:O, s:O, s:O, s:O, s:o, s:I, s:O, s:b}", "alert_id",
-		        json_array_get(row, 0), "subscription_id", json_array_get(row, 1), "symbol",
-		        json_array_get(row, 2), "priority", json_array_get(row, 3), "data",
-		        d ? d : json_null(), "timestamp",
-		        (json_int_t)strtoll(json_string_value(json_array_get(row, 5)), NULL, 10),
-		        "delivery", json_array_get(row, 6), "acknowledged",
-		        !strcmp(json_string_value(json_array_get(row, 7)) ?: "", "t")));
+		json_array_append_new(list, rec);
 	}
 	*data = json_pack("{s:o}", "alerts", list);
 	return QC_OK;
@@ -939,7 +944,8 @@ enum qc_err qc_act_list_alerts(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		struct qc_durable dur = {
 		    .sql =
 		        "SELECT id, subscription_id, symbol, priority, data, created_at, delivery,"
-		        " acknowledged FROM alerts WHERE user_id = $1 AND created_at > $2::bigint"
+		        " acknowledged, seq FROM alerts WHERE user_id = $1 AND created_at > "
+		        "$2::bigint"
 		        " ORDER BY created_at DESC, id DESC LIMIT $3::integer",
 		    .nparams = 3,
 		    .params = {c->user_id, s_since, s_limit},
@@ -960,7 +966,6 @@ enum qc_err qc_act_list_alerts(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 			continue;
 		rec = json_deep_copy(rec);
 		json_object_del(rec, "user_id");
-		json_object_del(rec, "seq");
 		json_array_append_new(list, rec);
 	}
 	*d = json_pack("{s:o}", "alerts", list);
