@@ -213,14 +213,13 @@ static int load_query(void *ctx, const char *sql, json_t **rows, char *err, size
 }
 
 /*
- * Start-up, before the loop serves anyone: connect, migrate and load (blocking, bounded by
- * store.connect_timeout_s), then hand the connection to the loop. A store that cannot be
- * reached stops the start: the unit restarts us, and nothing runs half-loaded.
+ * Start-up, before there is a loop or a listening socket: connect, migrate and load
+ * (blocking, bounded by store.connect_timeout_s). A store that cannot be reached stops the
+ * start: the unit restarts us, and nothing runs half-loaded.
  */
-static int start_store(struct qc_server *srv)
+static int load_store(struct qc_server *srv)
 {
 	const struct qc_config *cfg = srv->cfg;
-	struct qc_store st;
 	char err[512];
 
 	srv->pg = qc_pg_new(cfg->store_url, cfg->store.max_pending, cfg->store.timeout_ms);
@@ -233,6 +232,14 @@ static int start_store(struct qc_server *srv)
 		lwsl_err("quotecast: store: %s\n", err);
 		return -1;
 	}
+	return 0;
+}
+
+/* Then the loaded connection goes to the loop. */
+static int start_store(struct qc_server *srv)
+{
+	struct qc_store st;
+
 	if (qc_pg_go_async(srv->pg, lws_get_vhost_by_name(srv->ctx, "default"))) {
 		lwsl_err("quotecast: store: cannot watch the PostgreSQL socket on the loop\n");
 		return -1;
@@ -287,6 +294,13 @@ int qc_server_run(const struct qc_config *cfg)
 	}
 	the_server = srv;
 	lws_set_log_level(log_mask(cfg->log_level), NULL);
+	if (cfg->store_url[0] && load_store(srv)) {
+		the_server = NULL;
+		qc_hub_free(srv->hub);
+		qc_pg_free(srv->pg);
+		free(srv);
+		return 1;
+	}
 
 	/* lws sizes its fd table from the soft limit: take the whole hard limit */
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
