@@ -458,6 +458,7 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 	json_t *sym = json_object_get(p, "symbol"), *name, *fields = NULL, *filter = NULL;
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
 	char id[48], now[24], prio[4], *groups = NULL, *conds = NULL, *jfields = NULL;
+	int64_t t_now = qc_now_ms(); /* one time for the row and for memory */
 	enum qc_err err;
 	int priority;
 
@@ -488,7 +489,7 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 		goto out;
 	}
 	snprintf(id, sizeof(id), "sub-%s-%" PRIu64, h->node, ++h->psubs->counter);
-	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+	snprintf(now, sizeof(now), "%" PRId64, t_now);
 	snprintf(prio, sizeof(prio), "%d", priority);
 	{
 		struct qc_durable dur = {
@@ -502,7 +503,7 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 		    .args = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O?, s:I, s:I}", "id", id,
 		                      "user_id", c->user_id, "name", name ? name : json_null(),
 		                      "symbol", sym, "fields", fields, "filter", filter, "now",
-		                      (json_int_t)qc_now_ms(), "priority", (json_int_t)priority),
+		                      (json_int_t)t_now, "priority", (json_int_t)priority),
 		};
 
 		err = qc_hub_durable(h, c, &dur);
@@ -587,6 +588,7 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 	json_t *name, *fields = NULL, *filter = NULL, *args = NULL;
 	char ver[24], now[24], *groups = NULL, *conds = NULL, *jfields = NULL;
 	bool filter_changed = json_object_get(p, "filter") != NULL;
+	int64_t t_now = qc_now_ms(); /* one time for the row and for memory */
 	int priority;
 	struct psub *ps;
 	enum qc_err err = own_sub(h, c, p, &ps, e);
@@ -642,12 +644,12 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 		}
 	}
 	snprintf(ver, sizeof(ver), "%" PRId64, ps->version);
-	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
-	args = json_pack("{s:s, s:O, s:O, s:O?, s:b, s:I, s:b, s:I}", "id", ps->id, "name",
-	                 name && !json_is_null(name) ? name : json_null(), "fields", fields,
-	                 "filter", filter, "filter_changed", filter_changed, "priority",
-	                 (json_int_t)priority, "active", jact ? json_is_true(jact) : ps->active,
-	                 "now", (json_int_t)qc_now_ms());
+	snprintf(now, sizeof(now), "%" PRId64, t_now);
+	args =
+	    json_pack("{s:s, s:O, s:O, s:O?, s:b, s:I, s:b, s:I}", "id", ps->id, "name",
+	              name && !json_is_null(name) ? name : json_null(), "fields", fields, "filter",
+	              filter, "filter_changed", filter_changed, "priority", (json_int_t)priority,
+	              "active", jact ? json_is_true(jact) : ps->active, "now", (json_int_t)t_now);
 	if (args && !json_object_get(args, "filter"))
 		json_object_set_new(args, "filter", json_null());
 	{
