@@ -386,8 +386,6 @@ static void write_done(void *arg, enum qc_err err, const char *msg, json_t *rows
 {
 	struct qc_hub *h = arg;
 
-	(void)msg;
-	(void)rows;
 	if (err != QC_OK)
 		h->store_dropped++;
 }

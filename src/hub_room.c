@@ -250,7 +250,6 @@ static enum qc_err commit_join(struct qc_hub *h, struct qc_conn *c, json_t *args
 	struct qc_room *room = qc_rooms_find(h->rooms, name);
 	struct room_info *ri = room ? info_of(room) : NULL;
 
-	(void)rows;
 	if (!ri)
 		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "the room was deleted");
 	if (!member_find(ri, user)) {
@@ -675,8 +674,6 @@ static enum qc_err commit_create_room(struct qc_hub *h, struct qc_conn *c, json_
 	struct qc_room *room;
 	int ret;
 
-	(void)c;
-	(void)rows;
 	ret =
 	    install_room(h, json_string_value(json_object_get(a, "name")),
 	                 json_string_value(json_object_get(a, "owner")),
@@ -739,7 +736,6 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 	if (h->created_rooms >= ROOMS_CREATED_MAX)
 		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "too many rooms (%d)",
 		                   ROOMS_CREATED_MAX);
-	(void)d;
 
 	{
 		char pwhash[QC_PASSWORD_HASH_MAX] = "", max[16], now[24];
@@ -807,8 +803,6 @@ static enum qc_err commit_delete_room(struct qc_hub *h, struct qc_conn *c, json_
 	struct qc_room *room;
 	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
 
-	(void)c;
-	(void)rows;
 	if (err != QC_OK)
 		return err;
 	destroy_room(h, room, "deleted");
@@ -832,7 +826,6 @@ enum qc_err qc_act_delete_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		return err;
 	if (!qc_acl_allows(effective_role(ri, c), QC_PERM_DELETE_ROOM, ri->type, ri->status))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "only the owner may delete the room");
-	(void)d;
 	dur.params[0] = qc_room_name(room);
 	dur.args = json_pack("{s:s}", "room", qc_room_name(room));
 	return qc_hub_durable(h, c, &dur);
@@ -953,8 +946,6 @@ static enum qc_err commit_set_status(struct qc_hub *h, struct qc_conn *c, json_t
 	struct qc_room *room;
 	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
 
-	(void)c;
-	(void)rows;
 	if (err != QC_OK)
 		return err;
 	qc_room_status_parse(json_string_value(json_object_get(a, "status")), &ri->status);
@@ -985,7 +976,6 @@ enum qc_err qc_act_set_room_status(struct qc_hub *h, struct qc_conn *c, json_t *
 	if (!qc_acl_allows(effective_role(ri, c), QC_PERM_SET_STATUS, ri->type, ri->status))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN,
 		                   "only the owner or an admin may change the status");
-	(void)d;
 	{
 		char now[24];
 		struct qc_durable dur = {
@@ -1045,8 +1035,6 @@ static enum qc_err commit_add_member(struct qc_hub *h, struct qc_conn *c, json_t
 	struct qc_room *room;
 	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
 
-	(void)c;
-	(void)rows;
 	if (err != QC_OK)
 		return err;
 	if (member_find(ri, user))
@@ -1089,7 +1077,6 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 		                   qc_role_name(role));
 	if ((ri->max_members && ri->nmembers >= ri->max_members) || ri->nmembers >= MEMBERS_MAX)
 		return qc_hub_fail(h, e, QC_E_ROOM_FULL, "room is at capacity");
-	(void)d;
 	{
 		char now[24];
 
@@ -1118,8 +1105,6 @@ static enum qc_err commit_remove_member(struct qc_hub *h, struct qc_conn *c, jso
 	struct member *m;
 	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
 
-	(void)c;
-	(void)rows;
 	if (err != QC_OK)
 		return err;
 	m = member_find(ri, who);
@@ -1161,7 +1146,6 @@ enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	if (!qc_acl_can_manage(actor, m->role, QC_ROLE_NONE))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not remove a member with role %s",
 		                   qc_role_name(m->role));
-	(void)d;
 	dur.params[0] = qc_room_name(room);
 	dur.params[1] = user;
 	dur.args = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", user, "by",
@@ -1178,8 +1162,6 @@ static enum qc_err commit_set_role(struct qc_hub *h, struct qc_conn *c, json_t *
 	struct member *m;
 	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
 
-	(void)c;
-	(void)rows;
 	if (err != QC_OK)
 		return err;
 	m = member_find(ri, user);
@@ -1213,7 +1195,6 @@ enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *
 	if (!qc_acl_can_manage(actor, m->role, role))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not change %s to %s",
 		                   qc_role_name(m->role), qc_role_name(role));
-	(void)d;
 	{
 		struct qc_durable dur = {
 		    .sql = "UPDATE room_members SET role = $3 WHERE room = $1 AND user_id = $2",

@@ -397,7 +397,6 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 	struct qc_hub *h = w->h;
 	struct qc_user *u;
 
-	(void)msg;
 	if (err != QC_OK) {
 		h->store_dropped++;
 		json_decref(w->ev);

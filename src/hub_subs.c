@@ -431,7 +431,6 @@ static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	int64_t now = json_integer_value(json_object_get(a, "now"));
 	struct psub *ps;
 
-	(void)rows;
 	ps = psub_add(h->psubs, json_string_value(json_object_get(a, "id")),
 	              json_string_value(json_object_get(a, "user_id")),
 	              json_string_value(json_object_get(a, "symbol")), json_object_get(a, "name"),
@@ -462,7 +461,6 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 	enum qc_err err;
 	int priority;
 
-	(void)d;
 	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
 		                   "\"symbol\" must be 1-32 characters of A-Z a-z 0-9 . _ : -");
@@ -549,7 +547,6 @@ static enum qc_err commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	bool was_active, fields_changed;
 	char err[160];
 
-	(void)c;
 	if (rows && !json_array_size(rows))
 		return qc_hub_fail(h, e, QC_E_CONFLICT, "the subscription changed meanwhile");
 	if (!ps)
@@ -593,7 +590,6 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 	struct psub *ps;
 	enum qc_err err = own_sub(h, c, p, &ps, e);
 
-	(void)d;
 	if (err != QC_OK)
 		return err;
 	if (!json_is_integer(jver))
@@ -684,8 +680,6 @@ static enum qc_err commit_delete(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
 	char user[QC_USER_ID_MAX + 1], symbol[QC_SYMBOL_MAX + 1];
 
-	(void)c;
-	(void)rows;
 	if (!ps)
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no such subscription");
 	snprintf(user, sizeof(user), "%s", ps->user_id);
@@ -707,7 +701,6 @@ enum qc_err qc_act_delete_subscription(struct qc_hub *h, struct qc_conn *c, json
 	    .commit = commit_delete,
 	};
 
-	(void)d;
 	if (err != QC_OK)
 		return err;
 	dur.params[0] = ps->id;
@@ -723,7 +716,6 @@ enum qc_err qc_act_list_subscriptions(struct qc_hub *h, struct qc_conn *c, json_
 	json_t *list = json_array();
 	struct psub *ps;
 
-	(void)p;
 	if (!list)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
@@ -778,8 +770,6 @@ static void alert_stored(void *arg, enum qc_err err, const char *msg, json_t *ro
 {
 	struct alert_write *w = arg;
 
-	(void)msg;
-	(void)rows;
 	if (err == QC_OK)
 		alert_deliver(w->h, w->user, json_string_value(json_object_get(w->ev, "alert_id")),
 		              w->ev);
@@ -907,8 +897,6 @@ static enum qc_err commit_list_alerts(struct qc_hub *h, struct qc_conn *c, json_
 	json_t *list = json_array(), *row;
 	size_t i;
 
-	(void)c;
-	(void)a;
 	if (!list)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 	json_array_foreach (rows, i, row) {
@@ -977,7 +965,6 @@ enum qc_err qc_act_list_alerts(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 static enum qc_err commit_ack(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
                               json_t **data, const char **e)
 {
-	(void)c;
 	if (rows && !json_array_size(rows))
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no such alert");
 	*data = json_pack("{s:O, s:b}", "alert_id", json_object_get(a, "id"), "acknowledged", 1);

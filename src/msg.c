@@ -4,9 +4,10 @@
  * One allocation holds the struct, QC_MSG_HEADROOM spare bytes, room for the largest server
  * WebSocket header and the payload. The payload always starts at the same offset; its header is
  * written right before it, so the frame is contiguous and its start moves with the header size.
- * The static JSON scratch buffer is owned here and reused by every qc_msg_new_json() call (the
- * server is single-threaded). `meta` is a jansson value the producer may hang on the message
- * (a tick's filtered data); the message owns that reference and drops it when it is freed.
+ * The static scratch buffer is owned here and reused by every message built from pieces
+ * (qc_msg_build_*: qc_msg_new_json(), the Socket.IO encoders), the server being single-threaded.
+ * `meta` is a jansson value the producer may hang on the message (a tick's filtered data); the
+ * message owns that reference and drops it when it is freed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -108,24 +109,41 @@ static int scratch_append(const char *data, size_t size, void *arg)
 	return 0;
 }
 
-struct qc_msg *qc_msg_new_json(const struct json_t *j)
+void qc_msg_build_start(void)
 {
-	if (!j)
-		return NULL;
+	json_scratch.len = 0;
+}
 
+int qc_msg_build_put(const char *data, size_t len)
+{
+	return scratch_append(data, len, &json_scratch);
+}
+
+int qc_msg_build_json(const struct json_t *j)
+{
 	/*
 	 * json_dumpb() into a fixed buffer would have to run twice whenever the document is larger
 	 * than the buffer; the callback form serialises once and grows the scratch as it goes.
-	 */
-	json_scratch.len = 0;
-	/*
 	 * 15 significant digits: every decimal of up to 15 digits (any price) survives the trip
 	 * through a double and back unchanged (1850.31, not 1850.3099999999999).
 	 */
-	if (json_dump_callback(j, scratch_append, &json_scratch,
-	                       JSON_COMPACT | JSON_REAL_PRECISION(15)))
-		return NULL;
+	return json_dump_callback(j, scratch_append, &json_scratch,
+	                          JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+}
+
+struct qc_msg *qc_msg_build_finish(void)
+{
 	return qc_msg_new_text(json_scratch.buf, json_scratch.len);
+}
+
+struct qc_msg *qc_msg_new_json(const struct json_t *j)
+{
+	if (!j || !(json_is_object(j) || json_is_array(j)))
+		return NULL;
+	qc_msg_build_start();
+	if (qc_msg_build_json(j))
+		return NULL;
+	return qc_msg_build_finish();
 }
 
 void qc_msg_unref(struct qc_msg **pm)

@@ -4,9 +4,9 @@
  * The parser walks the Socket.IO header (type, namespace, ack id) by hand and leaves the data
  * to jansson; binary packets are refused before anything is allocated. Mapping to commands
  * reuses codec.h's struct qc_cmd, so the command owns the parsed arguments array exactly as it
- * owns a native frame. The encoders write the packet prefix and the JSON pieces into one static
- * scratch buffer (the server is single-threaded) and frame it with qc_msg_new_text(), so no
- * wrapper array is ever built around a borrowed value.
+ * owns a native frame. The encoders write the packet prefix and the JSON pieces with msg.c's
+ * builder (one static scratch buffer, framed once), so no wrapper array is ever built around a
+ * borrowed value.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -16,17 +16,6 @@
 
 #include "quotecast/msg.h"
 #include "quotecast/sio.h"
-
-#define JSON_FLAGS      (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
-#define SCRATCH_INITIAL 1024
-
-struct scratch {
-	char *buf;
-	size_t len;
-	size_t cap;
-};
-
-static struct scratch out;
 
 static void packet_init(struct qc_sio_packet *p)
 {
@@ -325,45 +314,9 @@ enum qc_err qc_sio_to_cmd(struct qc_sio_packet *p, struct qc_cmd *cmd, const cha
 	return QC_E_UNKNOWN_ACTION;
 }
 
-static int put(const char *data, size_t size, void *arg)
-{
-	struct scratch *s = arg;
-	size_t cap;
-	char *nbuf;
-
-	if (size > SIZE_MAX - s->len)
-		return -1;
-	if (s->len + size > s->cap) {
-		cap = s->cap ? s->cap : SCRATCH_INITIAL;
-		while (cap < s->len + size) {
-			if (cap > SIZE_MAX / 2)
-				return -1;
-			cap *= 2;
-		}
-		nbuf = realloc(s->buf, cap);
-		if (!nbuf)
-			return -1;
-		s->buf = nbuf;
-		s->cap = cap;
-	}
-	memcpy(s->buf + s->len, data, size);
-	s->len += size;
-	return 0;
-}
-
 static int put_str(const char *s)
 {
-	return put(s, strlen(s), &out);
-}
-
-static int put_json(const json_t *j)
-{
-	return json_dump_callback(j, put, &out, JSON_FLAGS);
-}
-
-static struct qc_msg *finish(void)
-{
-	return qc_msg_new_text(out.buf, out.len);
+	return qc_msg_build_put(s, strlen(s));
 }
 
 /* @prefix then @j; steals @j (NULL when building it failed). */
@@ -373,9 +326,9 @@ static struct qc_msg *prefixed(const char *prefix, json_t *j)
 
 	if (!j)
 		return NULL;
-	out.len = 0;
-	if (!put_str(prefix) && !put_json(j))
-		m = finish();
+	qc_msg_build_start();
+	if (!put_str(prefix) && !qc_msg_build_json(j))
+		m = qc_msg_build_finish();
 	json_decref(j);
 	return m;
 }
@@ -383,14 +336,14 @@ static struct qc_msg *prefixed(const char *prefix, json_t *j)
 /* 42[@name,@arg] (42[@name] without @arg); @name a JSON string. */
 static struct qc_msg *event_frame(const json_t *name, const json_t *arg)
 {
-	out.len = 0;
-	if (put_str("42[") || put_json(name))
+	qc_msg_build_start();
+	if (put_str("42[") || qc_msg_build_json(name))
 		return NULL;
-	if (arg && (put_str(",") || put_json(arg)))
+	if (arg && (put_str(",") || qc_msg_build_json(arg)))
 		return NULL;
 	if (put_str("]"))
 		return NULL;
-	return finish();
+	return qc_msg_build_finish();
 }
 
 struct qc_msg *qc_eio_open_msg(const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,
@@ -441,14 +394,14 @@ struct qc_msg *qc_sio_ack_msg(int64_t ack_id, const json_t *arg)
 	if (ack_id < 0 || ack_id > QC_SIO_ACK_ID_MAX)
 		return NULL;
 	snprintf(head, sizeof(head), "43%" PRId64 "[", ack_id);
-	out.len = 0;
+	qc_msg_build_start();
 	if (put_str(head))
 		return NULL;
-	if (arg && put_json(arg))
+	if (arg && qc_msg_build_json(arg))
 		return NULL;
 	if (put_str("]"))
 		return NULL;
-	return finish();
+	return qc_msg_build_finish();
 }
 
 struct qc_msg *qc_sio_from_native(const json_t *native, int64_t ack_id)

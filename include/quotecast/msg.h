@@ -51,6 +51,18 @@ struct qc_msg *qc_msg_new_text(const void *payload, size_t len);
  */
 struct qc_msg *qc_msg_new_json(const struct json_t *j);
 
+/*
+ * Building a text message from pieces (a prefix, JSON values, punctuation) in the static
+ * scratch buffer: start, put what it holds in order, then finish copies it into a new message
+ * (one reference; NULL on ENOMEM). The put calls return 0 or -1 (ENOMEM). Not reentrant: one
+ * message at a time (the server is single-threaded).
+ */
+void qc_msg_build_start(void);
+int qc_msg_build_put(const char *data, size_t len);
+/* JSON_COMPACT, any JSON value, reals with 15 significant digits */
+int qc_msg_build_json(const struct json_t *j);
+struct qc_msg *qc_msg_build_finish(void);
+
 /** qc_msg_ref() - take one more reference; returns @m. */
 static inline struct qc_msg *qc_msg_ref(struct qc_msg *m)
 {
