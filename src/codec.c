@@ -43,8 +43,7 @@ int qc_err_http_status(enum qc_err e)
 	return errs[e].status;
 }
 
-/* An optional string member: absent or null is fine, anything but a string is not. */
-static int opt_string(json_t *obj, const char *key, const char **out)
+int qc_codec_opt_string(json_t *obj, const char *key, const char **out)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -74,15 +73,15 @@ enum qc_err qc_codec_parse(const char *buf, size_t len, struct qc_cmd *cmd, cons
 		return QC_E_BAD_REQUEST;
 	}
 	/* Read the ids first so that every later error can be answered as a response. */
-	if (opt_string(cmd->root, "request_id", &cmd->request_id)) {
+	if (qc_codec_opt_string(cmd->root, "request_id", &cmd->request_id)) {
 		*msg = "request_id must be a string";
 		return QC_E_BAD_REQUEST;
 	}
-	if (opt_string(cmd->root, "trace_id", &cmd->trace_id)) {
+	if (qc_codec_opt_string(cmd->root, "trace_id", &cmd->trace_id)) {
 		*msg = "trace_id must be a string";
 		return QC_E_BAD_REQUEST;
 	}
-	if (opt_string(cmd->root, "type", &type) || !type) {
+	if (qc_codec_opt_string(cmd->root, "type", &type) || !type) {
 		*msg = "missing or non-string \"type\"";
 		return QC_E_BAD_REQUEST;
 	}
@@ -94,11 +93,12 @@ enum qc_err qc_codec_parse(const char *buf, size_t len, struct qc_cmd *cmd, cons
 	}
 	if (!strcmp(type, "subscribe") || !strcmp(type, "unsubscribe")) {
 		cmd->type = type[0] == 's' ? QC_CMD_SUBSCRIBE : QC_CMD_UNSUBSCRIBE;
-		if (opt_string(cmd->root, "room", &cmd->room) || !cmd->room || !cmd->room[0]) {
+		if (qc_codec_opt_string(cmd->root, "room", &cmd->room) || !cmd->room ||
+		    !cmd->room[0]) {
 			*msg = "\"room\" must be a non-empty string";
 			return QC_E_BAD_REQUEST;
 		}
-		if (opt_string(cmd->root, "password", &cmd->password)) {
+		if (qc_codec_opt_string(cmd->root, "password", &cmd->password)) {
 			*msg = "\"password\" must be a string";
 			return QC_E_BAD_REQUEST;
 		}
@@ -106,7 +106,7 @@ enum qc_err qc_codec_parse(const char *buf, size_t len, struct qc_cmd *cmd, cons
 	}
 	if (!strcmp(type, "request")) {
 		cmd->type = QC_CMD_REQUEST;
-		if (opt_string(cmd->root, "action", &cmd->action) || !cmd->action ||
+		if (qc_codec_opt_string(cmd->root, "action", &cmd->action) || !cmd->action ||
 		    !cmd->action[0]) {
 			*msg = "\"action\" must be a non-empty string";
 			return QC_E_BAD_REQUEST;

@@ -164,33 +164,19 @@ void qc_sio_packet_release(struct qc_sio_packet *p)
 	p->event = NULL;
 }
 
-/* An optional string member: absent or null is fine, anything but a string is not. */
-static int opt_string(json_t *obj, const char *key, const char **val)
-{
-	json_t *v = json_object_get(obj, key);
-
-	*val = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return -1;
-	*val = json_string_value(v);
-	return 0;
-}
-
 static enum qc_err room_cmd(struct qc_cmd *cmd, json_t *arg, bool join, const char **msg)
 {
 	cmd->type = join ? QC_CMD_SUBSCRIBE : QC_CMD_UNSUBSCRIBE;
 	if (json_is_string(arg))
 		cmd->room = json_string_value(arg);
 	else if (json_is_object(arg))
-		opt_string(arg, "room", &cmd->room);
+		qc_codec_opt_string(arg, "room", &cmd->room);
 	if (!cmd->room || !cmd->room[0]) {
 		cmd->room = NULL;
 		*msg = "\"room\" must be a non-empty string";
 		return QC_E_BAD_REQUEST;
 	}
-	if (json_is_object(arg) && opt_string(arg, "password", &cmd->password)) {
+	if (json_is_object(arg) && qc_codec_opt_string(arg, "password", &cmd->password)) {
 		*msg = "\"password\" must be a string";
 		return QC_E_BAD_REQUEST;
 	}
@@ -251,7 +237,7 @@ static enum qc_err request_cmd(struct qc_cmd *cmd, json_t *arg, const char **msg
 		*msg = "\"request\" argument must be an object";
 		return QC_E_BAD_REQUEST;
 	}
-	if (opt_string(arg, "action", &cmd->action) || !cmd->action || !cmd->action[0]) {
+	if (qc_codec_opt_string(arg, "action", &cmd->action) || !cmd->action || !cmd->action[0]) {
 		cmd->action = NULL;
 		*msg = "\"action\" must be a non-empty string";
 		return QC_E_BAD_REQUEST;
@@ -287,11 +273,11 @@ enum qc_err qc_sio_to_cmd(struct qc_sio_packet *p, struct qc_cmd *cmd, const cha
 	arg = json_array_get(cmd->root, 1);
 	/* Read the ids first so that every later error can be answered as a response. */
 	if (json_is_object(arg)) {
-		if (opt_string(arg, "request_id", &cmd->request_id)) {
+		if (qc_codec_opt_string(arg, "request_id", &cmd->request_id)) {
 			*msg = "request_id must be a string";
 			return QC_E_BAD_REQUEST;
 		}
-		if (opt_string(arg, "trace_id", &cmd->trace_id)) {
+		if (qc_codec_opt_string(arg, "trace_id", &cmd->trace_id)) {
 			*msg = "trace_id must be a string";
 			return QC_E_BAD_REQUEST;
 		}

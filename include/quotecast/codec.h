@@ -69,6 +69,12 @@ struct qc_cmd {
  */
 enum qc_err qc_codec_parse(const char *buf, size_t len, struct qc_cmd *cmd, const char **msg);
 
+/**
+ * qc_codec_opt_string() - an optional string member of @obj: absent or null gives 0 and
+ * *@out NULL, a string gives 0 and *@out borrowed from @obj, anything else -1.
+ */
+int qc_codec_opt_string(json_t *obj, const char *key, const char **out);
+
 /** qc_cmd_release() - drop the parsed frame; @cmd is zeroed. */
 void qc_cmd_release(struct qc_cmd *cmd);
 
