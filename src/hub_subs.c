@@ -246,7 +246,7 @@ static bool user_fields(struct qc_hub *h, const char *user, const char *symbol, 
 {
 	struct plist *ul = plist_get(&h->psubs->by_user, user, false);
 	bool any = false, all = false;
-	struct psub *ps;
+	struct psub *ps = NULL;
 	size_t i, j;
 	json_t *v;
 
@@ -292,7 +292,7 @@ static void sync_conn(struct qc_hub *h, struct qc_conn *c, const char *symbol)
 void qc_hub_subs_attach(struct qc_hub *h, struct qc_conn *c)
 {
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
-	struct psub *ps;
+	struct psub *ps = NULL;
 
 	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
 	if (ps->active)
@@ -429,7 +429,7 @@ static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a,
 {
 	json_t *jp = json_object_get(a, "priority");
 	int64_t now = json_integer_value(json_object_get(a, "now"));
-	struct psub *ps;
+	struct psub *ps = NULL;
 
 	ps = psub_add(h->psubs, json_string_value(json_object_get(a, "id")),
 	              json_string_value(json_object_get(a, "user_id")),
@@ -587,7 +587,7 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 	bool filter_changed = json_object_get(p, "filter") != NULL;
 	int64_t t_now = qc_now_ms(); /* one time for the row and for memory */
 	int priority;
-	struct psub *ps;
+	struct psub *ps = NULL;
 	enum qc_err err = own_sub(h, c, p, &ps, e);
 
 	if (err != QC_OK)
@@ -693,7 +693,7 @@ static enum qc_err commit_delete(struct qc_hub *h, struct qc_conn *c, json_t *a,
 enum qc_err qc_act_delete_subscription(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                        const char **e)
 {
-	struct psub *ps;
+	struct psub *ps = NULL;
 	enum qc_err err = own_sub(h, c, p, &ps, e);
 	struct qc_durable dur = {
 	    .sql = "DELETE FROM subscriptions WHERE id = $1 AND user_id = $2",
@@ -714,7 +714,7 @@ enum qc_err qc_act_list_subscriptions(struct qc_hub *h, struct qc_conn *c, json_
 {
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
 	json_t *list = json_array();
-	struct psub *ps;
+	struct psub *ps = NULL;
 
 	if (!list)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
@@ -850,7 +850,7 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 void qc_hub_subs_tick(struct qc_hub *h, struct qc_stream *s)
 {
 	struct plist *sl;
-	struct psub *ps;
+	struct psub *ps = NULL;
 
 	if (!h->psubs->count)
 		return;
