@@ -251,8 +251,7 @@ static bool user_fields(struct qc_hub *h, const char *user, const char *symbol, 
 	json_t *v;
 
 	*n = 0;
-	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
-	{
+	DL_FOREACH2 (ul ? ul->head : NULL, ps, u_next) {
 		if (!ps->active || strcmp(ps->symbol, symbol))
 			continue;
 		any = true;
@@ -294,9 +293,9 @@ void qc_hub_subs_attach(struct qc_hub *h, struct qc_conn *c)
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
 	struct psub *ps = NULL;
 
-	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
-	if (ps->active)
-		sync_conn(h, c, ps->symbol);
+	DL_FOREACH2 (ul ? ul->head : NULL, ps, u_next)
+		if (ps->active)
+			sync_conn(h, c, ps->symbol);
 }
 
 /* The user's subscriptions of @symbol changed: every live connection of theirs but @skip. */
@@ -718,8 +717,8 @@ enum qc_err qc_act_list_subscriptions(struct qc_hub *h, struct qc_conn *c, json_
 
 	if (!list)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-	DL_FOREACH2(ul ? ul->head : NULL, ps, u_next)
-	json_array_append_new(list, psub_json(ps));
+	DL_FOREACH2 (ul ? ul->head : NULL, ps, u_next)
+		json_array_append_new(list, psub_json(ps));
 	*d = json_pack("{s:o, s:I}", "subscriptions", list, "total",
 	               (json_int_t)json_array_size(list));
 	return QC_OK;
@@ -857,8 +856,7 @@ void qc_hub_subs_tick(struct qc_hub *h, struct qc_stream *s)
 	sl = plist_get(&h->psubs->by_symbol, qc_stream_symbol(s), false);
 	if (!sl)
 		return;
-	DL_FOREACH2(sl->head, ps, s_next)
-	{
+	DL_FOREACH2 (sl->head, ps, s_next) {
 		if (!ps->active || !ps->expr)
 			continue;
 		if (qc_expr_step(ps->expr, qc_stream_snapshot(s)) && ps->priority >= 0)
