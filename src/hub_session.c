@@ -409,6 +409,7 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 		/* the user came back while the row was being written */
 		for (struct qc_conn *c = u->conns; c; c = c->user_next)
 			deliver_one(h, c, w->ev);
+		h->st.offline_delivered++;
 		forget_one(h, w->ev, true);
 		json_decref(w->ev);
 	} else {

@@ -455,7 +455,7 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 {
 	json_t *sym = json_object_get(p, "symbol"), *name, *fields = NULL, *filter = NULL;
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
-	char id[48], now[24], prio[4], *groups = NULL, *conds = NULL, *jfields = NULL;
+	char id[48], now[24], *groups = NULL, *conds = NULL, *jfields = NULL;
 	int64_t t_now = qc_now_ms(); /* one time for the row and for memory */
 	enum qc_err err;
 	int priority;
@@ -487,7 +487,6 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 	}
 	snprintf(id, sizeof(id), "sub-%s-%" PRIu64, h->node, ++h->psubs->counter);
 	snprintf(now, sizeof(now), "%" PRId64, t_now);
-	snprintf(prio, sizeof(prio), "%d", priority);
 	{
 		struct qc_durable dur = {
 		    .sql = sql_create,
