@@ -76,10 +76,14 @@ fail_free:
 	return NULL;
 }
 
+static void backlog_drop(struct qc_hub *h);
+
 void qc_hub_free(struct qc_hub *h)
 {
 	if (!h)
 		return;
+	h->freeing = true;
+	backlog_drop(h);
 	qc_hub_sessions_free(h);
 	qc_hub_subs_free(h);
 	qc_conns_free(&h->conns);
@@ -382,18 +386,147 @@ enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durabl
 	return QC_ASYNC;
 }
 
+/*
+ * ---- writes that must not be lost ----------------------------------------------------------
+ *
+ * Offline messages, alerts and their bookkeeping are not answers to anyone: when the store is
+ * down they wait in a backlog, in order, and go out when it takes statements again (every
+ * write that finds a backlog joins its tail, so the order holds). A statement that failed in
+ * flight is sent again: the statements are written to be repeatable (alert ids are keys,
+ * offline rows carry a key, bookkeeping is idempotent). The backlog is bounded in bytes; past
+ * it a write is given up and counted (store.dropped).
+ */
+#define BACKLOG_MAX_BYTES (64u << 20)
+
+struct qc_write {
+	struct qc_write *next;
+	struct qc_hub *h;
+	const char *sql; /* static text */
+	int n;
+	char *params[QC_DURABLE_PARAMS];
+	size_t bytes;
+	qc_store_cb cb; /* NULL: bookkeeping, nothing to tell */
+	void *arg;
+};
+
+static void write_free(struct qc_write *w)
+{
+	for (int i = 0; i < w->n; i++)
+		free(w->params[i]);
+	free(w);
+}
+
+/* The final outcome of @w: tell its owner (or count a failed bookkeeping write). */
+static void write_end(struct qc_write *w, enum qc_err err, const char *msg, json_t *rows)
+{
+	if (w->cb)
+		w->cb(w->arg, err, msg, rows);
+	else if (err != QC_OK)
+		w->h->store_dropped++;
+	write_free(w);
+}
+
+static void backlog_push(struct qc_hub *h, struct qc_write *w)
+{
+	if (h->backlog_bytes + w->bytes > BACKLOG_MAX_BYTES) {
+		write_end(w, QC_E_UNAVAILABLE, "the store's backlog is full", NULL);
+		return;
+	}
+	w->next = NULL;
+	if (h->backlog_tail)
+		h->backlog_tail->next = w;
+	else
+		h->backlog_head = w;
+	h->backlog_tail = w;
+	h->backlog_bytes += w->bytes;
+	h->nbacklog++;
+}
+
 static void write_done(void *arg, enum qc_err err, const char *msg, json_t *rows)
 {
-	struct qc_hub *h = arg;
+	struct qc_write *w = arg;
+	struct qc_hub *h = w->h;
 
-	if (err != QC_OK)
-		h->store_dropped++;
+	if (err == QC_E_UNAVAILABLE && !h->freeing) {
+		backlog_push(h, w); /* lost in flight, or timed out in the queue: again later */
+		return;
+	}
+	write_end(w, err, msg, rows);
+	if (err == QC_OK)
+		qc_hub_store_flush(h);
+}
+
+static int write_submit(struct qc_hub *h, struct qc_write *w)
+{
+	return h->store.submit(h->store.ctx, w->sql, w->n, (const char *const *)w->params,
+	                       write_done, w);
+}
+
+void qc_hub_store_keep(struct qc_hub *h, const char *sql, int n, const char *const *params,
+                       qc_store_cb cb, void *arg)
+{
+	struct qc_write *w = calloc(1, sizeof(*w));
+
+	if (!w || n > QC_DURABLE_PARAMS) {
+		free(w);
+		if (cb)
+			cb(arg, QC_E_INTERNAL, "out of memory", NULL);
+		else
+			h->store_dropped++;
+		return;
+	}
+	w->h = h;
+	w->sql = sql;
+	w->cb = cb;
+	w->arg = arg;
+	w->bytes = sizeof(*w);
+	for (w->n = 0; w->n < n; w->n++) {
+		const char *v = params[w->n];
+
+		if (v && !(w->params[w->n] = strdup(v))) {
+			write_end(w, QC_E_INTERNAL, "out of memory", NULL);
+			return;
+		}
+		w->bytes += v ? strlen(v) + 1 : 0;
+	}
+	if (!h->backlog_head && !write_submit(h, w))
+		return;
+	backlog_push(h, w);
+}
+
+void qc_hub_store_flush(struct qc_hub *h)
+{
+	struct qc_write *w;
+
+	while ((w = h->backlog_head)) {
+		if (write_submit(h, w))
+			return;
+		h->backlog_head = w->next;
+		if (!h->backlog_head)
+			h->backlog_tail = NULL;
+		h->backlog_bytes -= w->bytes;
+		h->nbacklog--;
+	}
+}
+
+/* At the end: what still waits is given up (its owners free what they hold). */
+static void backlog_drop(struct qc_hub *h)
+{
+	struct qc_write *w;
+
+	while ((w = h->backlog_head)) {
+		h->backlog_head = w->next;
+		h->nbacklog--;
+		write_end(w, QC_E_UNAVAILABLE, "the server stopped", NULL);
+	}
+	h->backlog_tail = NULL;
+	h->backlog_bytes = 0;
 }
 
 void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *const *params)
 {
-	if (qc_hub_persistent(h) && h->store.submit(h->store.ctx, sql, n, params, write_done, h))
-		h->store_dropped++;
+	if (qc_hub_persistent(h))
+		qc_hub_store_keep(h, sql, n, params, NULL, NULL);
 }
 
 /* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
@@ -777,10 +910,11 @@ static json_t *store_stats(struct qc_hub *h)
 
 	if (qc_hub_persistent(h))
 		h->store.stats(h->store.ctx, &st);
-	return json_pack("{s:b, s:b, s:I, s:I, s:s, s:I}", "configured", st.configured, "connected",
-	                 st.connected, "pending", (json_int_t)st.pending, "failed",
+	return json_pack("{s:b, s:b, s:I, s:I, s:s, s:I, s:I}", "configured", st.configured,
+	                 "connected", st.connected, "pending", (json_int_t)st.pending, "failed",
 	                 (json_int_t)st.failed, "state", st.state ? st.state : "memory-only",
-	                 "dropped", (json_int_t)h->store_dropped);
+	                 "backlog", (json_int_t)h->nbacklog, "dropped",
+	                 (json_int_t)h->store_dropped);
 }
 
 json_t *qc_hub_stats(struct qc_hub *h)

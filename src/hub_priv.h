@@ -12,6 +12,8 @@
 #include "quotecast/store.h"
 #include "quotecast/stream.h"
 
+struct qc_write;
+
 struct qc_hub {
 	const struct qc_config *cfg;
 	struct qc_transport t;
@@ -38,9 +40,14 @@ struct qc_hub {
 
 	/* the durable store (store.url); store.submit is NULL when memory only */
 	struct qc_store store;
-	const struct qc_cmd *cur; /* the request being handled, for answers that must wait */
-	struct qc_psubs *psubs;   /* persisted subscriptions (hub_subs.c) */
-	uint64_t store_dropped;   /* offline messages/alerts the store could not take */
+	const struct qc_cmd *cur;      /* the request being handled, for answers that must wait */
+	struct qc_psubs *psubs;        /* persisted subscriptions (hub_subs.c) */
+	uint64_t store_dropped;        /* writes (offline messages, alerts) given up */
+	struct qc_write *backlog_head; /* writes waiting for the store to come back (hub.c) */
+	struct qc_write *backlog_tail;
+	uint32_t nbacklog;
+	size_t backlog_bytes;
+	bool freeing;
 };
 
 /*
@@ -95,8 +102,19 @@ struct qc_durable {
  */
 enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durable *d);
 
-/* Fire-and-forget store write (bookkeeping: delivered marks). Counts a failure. */
+/*
+ * qc_hub_store_keep() - a write that must not be lost (an offline message, an alert): @sql
+ * (static text, repeatable: it may run twice when the store went away mid-statement) with
+ * @params (copied). While the store is down it waits in the backlog, in order. @cb gets the
+ * final outcome: QC_OK, a SQL error, or UNAVAILABLE only when it was given up (backlog full,
+ * shutdown). Never from inside this call unless it fails at once (ENOMEM).
+ */
+void qc_hub_store_keep(struct qc_hub *h, const char *sql, int n, const char *const *params,
+                       qc_store_cb cb, void *arg);
+/* Bookkeeping (delivered marks, deleted rows): kept the same way, a failure only counted. */
 void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *const *params);
+/* Send what the backlog holds, while the store takes it (called once a second). */
+void qc_hub_store_flush(struct qc_hub *h);
 
 /* Whether a store is configured. */
 static inline bool qc_hub_persistent(const struct qc_hub *h)

@@ -195,6 +195,8 @@ void qc_hub_expire(struct qc_hub *h)
 	int64_t now = qc_now_ms();
 	struct qc_conn *c, *tmp;
 
+	if (h->backlog_head)
+		qc_hub_store_flush(h);
 	while (h->susp_head && h->susp_head->expires_ms <= now)
 		expire_one(h, h->susp_head);
 	HASH_ITER (hh, h->conns.by_id, c, tmp) {
@@ -422,7 +424,7 @@ void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, j
 {
 	struct offline_write *w;
 	json_t *ev;
-	char *jdata, now[24];
+	char *jdata, now[24], key[48];
 
 	if (!h->cfg->offline.max_per_user)
 		return;
@@ -433,29 +435,32 @@ void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, j
 		offline_append(h, user, ev);
 		return;
 	}
-	/* written before it counts as queued */
+	/* written before it counts as queued (the key makes a repeated insert harmless) */
 	w = calloc(1, sizeof(*w));
 	jdata = json_dumps(data, QC_JSON_DUMP | JSON_ENCODE_ANY);
 	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
-	if (w && jdata) {
-		const char *params[] = {user, name, jdata, now};
-
-		w->h = h;
-		snprintf(w->user, sizeof(w->user), "%s", user);
-		w->ev = ev;
-		if (!h->store.submit(
-		        h->store.ctx,
-		        "INSERT INTO offline_messages (user_id, event, data, created_at)"
-		        " VALUES ($1, $2, $3::json, $4::bigint) RETURNING id",
-		        4, params, offline_stored, w)) {
-			free(jdata);
-			return;
-		}
+	snprintf(key, sizeof(key), "o-%s-%" PRIu64, h->node, ++h->msg_counter);
+	if (!w || !jdata) {
+		h->store_dropped++;
+		free(w);
+		free(jdata);
+		json_decref(ev);
+		return;
 	}
-	h->store_dropped++;
-	free(w);
+	w->h = h;
+	snprintf(w->user, sizeof(w->user), "%s", user);
+	w->ev = ev;
+	{
+		const char *params[] = {user, name, jdata, now, key};
+
+		qc_hub_store_keep(
+		    h,
+		    "INSERT INTO offline_messages (user_id, event, data, created_at, key)"
+		    " VALUES ($1, $2, $3::json, $4::bigint, $5) ON CONFLICT (key)"
+		    " DO UPDATE SET key = EXCLUDED.key RETURNING id",
+		    5, params, offline_stored, w);
+	}
 	free(jdata);
-	json_decref(ev);
 }
 
 void qc_hub_offline_push_alert(struct qc_hub *h, const char *user, const char *alert_id,

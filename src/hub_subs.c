@@ -768,7 +768,8 @@ static void alert_stored(void *arg, enum qc_err err, const char *msg, json_t *ro
 {
 	struct alert_write *w = arg;
 
-	if (err == QC_OK)
+	/* ALREADY_EXISTS: a repeat of an insert that had committed before the store went away */
+	if (err == QC_OK || err == QC_E_ALREADY_EXISTS)
 		alert_deliver(w->h, w->user, json_string_value(json_object_get(w->ev, "alert_id")),
 		              w->ev);
 	else
@@ -827,22 +828,23 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 	jdata = json_dumps(json_object_get(ev, "data"), QC_JSON_DUMP);
 	snprintf(now, sizeof(now), "%" PRId64, ts);
 	snprintf(seq, sizeof(seq), "%" PRIu64, qc_stream_last_seq(s));
-	if (w && jdata) {
+	if (!w || !jdata) {
+		h->psubs->alerts_dropped++;
+		free(w);
+		free(jdata);
+		json_decref(ev);
+		return;
+	}
+	w->h = h;
+	snprintf(w->user, sizeof(w->user), "%s", ps->user_id);
+	w->ev = ev;
+	{
 		const char *params[] = {
 		    id, ps->id, ps->user_id, ps->symbol, priorities[ps->priority], jdata, now, seq};
 
-		w->h = h;
-		snprintf(w->user, sizeof(w->user), "%s", ps->user_id);
-		w->ev = ev;
-		if (!h->store.submit(h->store.ctx, sql_alert, 8, params, alert_stored, w)) {
-			free(jdata);
-			return;
-		}
+		qc_hub_store_keep(h, sql_alert, 8, params, alert_stored, w);
 	}
-	h->psubs->alerts_dropped++;
-	free(w);
 	free(jdata);
-	json_decref(ev);
 }
 
 void qc_hub_subs_tick(struct qc_hub *h, struct qc_stream *s)

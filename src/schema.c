@@ -82,6 +82,10 @@ const struct qc_migration qc_migrations[] = {
      " data json NOT NULL,"
      " created_at bigint NOT NULL);"
      "CREATE INDEX offline_messages_user ON offline_messages (user_id, id);"},
+    /* a write repeated after the store went away mid-statement finds its row by key */
+    {2, "offline message keys",
+     "ALTER TABLE offline_messages ADD COLUMN key text;"
+     "CREATE UNIQUE INDEX offline_messages_key ON offline_messages (key);"},
 };
 
 const int qc_nmigrations = sizeof(qc_migrations) / sizeof(qc_migrations[0]);

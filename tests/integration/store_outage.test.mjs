@@ -14,7 +14,7 @@ import {
 import { privateCluster, sharedDb, psql } from './lib/pg.mjs';
 import {
 	unique, ev, open, ok, fails, subscribeRoom, publish, readyz, store, rows, one, median,
-	pingRtt, tickRtt, serverSet,
+	pingRtt, tickRtt, serverSet, waitStats, take,
 } from './lib/persist.mjs';
 
 const STORE_TIMEOUT_MS = 1000;
@@ -315,7 +315,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		const url = await sharedDb('outage_schema');
 		const s = await up(url);
 		await down(s);
-		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '1');
+		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '2');
 		await psql(url, 'INSERT INTO schema_migrations (version, name, applied_at) ' +
 			'VALUES (999, \'from the future\', 0);\n');
 		const r = await refusedStart(['--db', url]);
@@ -324,5 +324,67 @@ test('a database whose schema is newer than the binary is refused with a message
 		assert.match(r.output, /newer/, r.output);
 		assert.match(r.output, /999/, r.output);
 		assert.deepEqual(await rows(url, 'SELECT version FROM schema_migrations ORDER BY 1'),
-			[['1'], ['999']], 'nothing changed');
+			[['1'], ['2'], ['999']], 'nothing changed');
 	});
+
+test('a database at an older schema version gets only the migrations it lacks, once',
+	async () => {
+		const url = await sharedDb('outage_migrate');
+		let s = await up(url);
+		await down(s);
+		/* what a database made by the first release (schema 1) looks like */
+		await psql(url, 'DELETE FROM schema_migrations WHERE version = 2;\n' +
+			'ALTER TABLE offline_messages DROP COLUMN key;\n');
+		s = await up(url);
+		assert.match(s.output(), /schema at version 2 \(applied: 2 offline message keys\)/,
+			s.output());
+		assert.equal(await one(url, "SELECT count(*) FROM information_schema.columns " +
+			"WHERE table_name = 'offline_messages' AND column_name = 'key'"), '1');
+		await down(s);
+		s = await up(url);
+		assert.match(s.output(), /schema at version 2 \(applied: none\)/, s.output());
+		await down(s);
+	});
+
+test('while the database is down, offline messages and alerts wait in the backlog, in order, ' +
+	'and reach their users once it is back', async () => {
+	await withCluster(async (cluster) => {
+		const s = await up(cluster.url);
+		const away = unique('away');
+		const sym = unique('AL').slice(0, 32);
+		const admin = await open(s, unique('admin'), 'admin,publisher');
+		const owner = await open(s, away);
+		await ok(owner, 'create_subscription', { symbol: sym, filter: { op: 'and',
+			conditions: [{ field: 'price', cmp: 'gt', value: 100 }] },
+		alert: { priority: 'critical' } });
+		await owner.close();
+		await waitStats(s, (st) => st.total_connections === 1, 'the owner gone');
+
+		await cluster.kill();
+		await waitStats(s, (st) => st.store.connected === false, 'store.connected false');
+		await ok(admin, 'send_to_user', { user_id: away, content: 'one' });
+		await publish(admin, sym, { price: 150 }); /* raises the alert */
+		await ok(admin, 'send_to_user', { user_id: away, content: 'two' });
+		const held = await waitStats(s, (st) => st.store.backlog === 3, 'three writes held');
+		assert.equal(held.store.dropped, 0, show(held.store));
+		assert.equal(held.offline.queued, 0, 'nothing counts as queued before its row exists');
+
+		await cluster.start();
+		const after = await waitStats(s, (st) => st.store.connected && st.store.backlog === 0 &&
+			st.offline.queued === 3, 'the backlog written', 15000);
+		assert.equal(after.store.dropped, 0, show(after.store));
+		const back = await open(s, away);
+		const got = await take(back, 3, (m) => m.type === 'event' && m.data?.offline);
+		const offline = got.filter((m) => m.data?.offline);
+		assert.deepEqual(offline.map((m) => m.event),
+			['direct_message', 'alert', 'direct_message'], show(offline));
+		assert.equal(offline[0].data.content, 'one');
+		assert.equal(offline[1].data.priority, 'critical');
+		assert.equal(offline[2].data.content, 'two');
+		assert.equal(await one(cluster.url,
+			`SELECT count(*) FROM alerts WHERE user_id = '${away}'`), '1');
+		await back.close();
+		await admin.close();
+		await down(s);
+	});
+});

@@ -292,14 +292,38 @@ static void test_offline_written_first(void **state)
 	complete_all();
 	assert_int_equal(stat_get(e, "offline", "queued"), 0);
 
-	/* a write the store refuses is counted, not queued */
+	/*
+	 * The store goes away mid-statement: the write waits in the backlog, with the one made
+	 * while the store refuses everything behind it, and both go out, in order, once it is back.
+	 */
 	env_drop(e, b);
 	rx(e, a,
 	   "{\"type\":\"request\",\"request_id\":\"s2\",\"action\":\"send_message\","
-	   "\"payload\":{\"room\":\"club\",\"content\":\"lost\"}}");
+	   "\"payload\":{\"room\":\"club\",\"content\":\"first\"}}");
 	complete(QC_E_UNAVAILABLE, NULL);
+	fs.refuse = -ENOTCONN;
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s3\",\"action\":\"send_message\","
+	   "\"payload\":{\"room\":\"club\",\"content\":\"second\"}}");
+	assert_int_equal(stat_get(e, "store", "backlog"), 2);
 	assert_int_equal(stat_get(e, "offline", "queued"), 0);
-	assert_int_equal(stat_get(e, "store", "dropped"), 1);
+	qc_hub_expire(e->h); /* still down: nothing moves */
+	assert_int_equal(stat_get(e, "store", "backlog"), 2);
+	fs.refuse = 0;
+	qc_hub_expire(e->h);
+	assert_int_equal(stat_get(e, "store", "backlog"), 0);
+	assert_non_null(strstr(pending_stmt()->params[2], "first"));
+	/* the key makes the repeat of a statement that may have committed harmless */
+	assert_non_null(strstr(pending_stmt()->sql, "ON CONFLICT (key)"));
+	complete(QC_OK, "[[\"43\"]]");
+	assert_non_null(strstr(pending_stmt()->params[2], "second"));
+	complete(QC_OK, "[[\"44\"]]");
+	assert_int_equal(stat_get(e, "offline", "queued"), 2);
+	assert_int_equal(stat_get(e, "store", "dropped"), 0);
+	b = env_open(e, "bob", 0);
+	assert_string_equal(sget(expect_event(frame(b, 1), "room_message"), "content"), "first");
+	assert_string_equal(sget(expect_event(frame(b, 2), "room_message"), "content"), "second");
+	complete_all();
 }
 
 static const char sub_crossing[] =
@@ -345,6 +369,26 @@ static void test_alert_row_then_event(void **state)
 	/* then marked delivered */
 	assert_non_null(strstr(pending_stmt()->sql, "delivery = 'delivered'"));
 	complete_all();
+
+	/*
+	 * An alert raised while the store is down waits and goes out once its row is written; a
+	 * repeat that finds the row already there (ALREADY_EXISTS) counts as written.
+	 */
+	drain(a);
+	fs.refuse = -ENOTCONN;
+	publish(e,
+	        "[{\"symbol\":\"AAPL\",\"data\":{\"price\":90}},"
+	        "{\"symbol\":\"AAPL\",\"data\":{\"price\":120}}]",
+	        2, 0, 0);
+	assert_int_equal(stat_get(e, "store", "backlog"), 1);
+	assert_int_equal(a->outq.count, 2); /* the ticks only */
+	fs.refuse = 0;
+	qc_hub_expire(e->h);
+	assert_non_null(strstr(pending_stmt()->sql, "INSERT INTO alerts"));
+	complete(QC_E_ALREADY_EXISTS, NULL);
+	assert_int_equal(iget(get(expect_event(last(a), "alert"), "data"), "price"), 120);
+	complete_all();
+	assert_int_equal(stat_get(e, "subscriptions", "alerts_dropped"), 0);
 }
 
 /* ---- subscriptions and alerts (memory only) ---------------------------------------------- */
