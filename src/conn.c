@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utlist.h>
+
 #include "quotecast/conn.h"
 
 void qc_conns_init(struct qc_conns *t)
@@ -79,11 +81,7 @@ int qc_conns_add(struct qc_conns *t, struct qc_conn *c)
 	t->count++;
 
 	c->user = u;
-	c->user_prev = NULL;
-	c->user_next = u->conns;
-	if (u->conns)
-		u->conns->user_prev = c;
-	u->conns = c;
+	DL_PREPEND2(u->conns, c, user_prev, user_next);
 	u->nconns++;
 
 	c->in_table = 1;
@@ -106,12 +104,7 @@ void qc_conns_remove(struct qc_conns *t, struct qc_conn *c)
 	HASH_DELETE(hh, t->by_id, c);
 	t->count--;
 
-	if (c->user_prev)
-		c->user_prev->user_next = c->user_next;
-	else
-		u->conns = c->user_next;
-	if (c->user_next)
-		c->user_next->user_prev = c->user_prev;
+	DL_DELETE2(u->conns, c, user_prev, user_next);
 	u->nconns--;
 	if (!u->nconns)
 		free_user(t, u);

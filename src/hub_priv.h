@@ -29,8 +29,7 @@ struct qc_hub {
 	int statm_fd;
 	uint32_t created_rooms; /* rooms made with create_room */
 	/* suspended sessions: a FIFO by expiry (the TTL is fixed) and a table by session id */
-	struct qc_conn *susp_head;
-	struct qc_conn *susp_tail;
+	struct qc_conn *susp_head; /* utlist DL, oldest first (the head's prev is the newest) */
 	struct qc_conn *by_session;
 	uint32_t nsuspended;
 	uint64_t buffered_bytes;    /* queued in suspended sessions */

@@ -20,6 +20,8 @@
 
 #include <openssl/crypto.h>
 
+#include <utlist.h>
+
 #include "hub_priv.h"
 
 #define OFFLINE_USERS_MAX 100000
@@ -32,14 +34,7 @@ struct qc_offline {
 
 static void fifo_unlink(struct qc_hub *h, struct qc_conn *c)
 {
-	if (c->susp_prev)
-		c->susp_prev->susp_next = c->susp_next;
-	else
-		h->susp_head = c->susp_next;
-	if (c->susp_next)
-		c->susp_next->susp_prev = c->susp_prev;
-	else
-		h->susp_tail = c->susp_prev;
+	DL_DELETE2(h->susp_head, c, susp_prev, susp_next);
 	c->susp_prev = c->susp_next = NULL;
 }
 
@@ -151,13 +146,7 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 	c->close_sent = 0;
 	c->suspended = 1;
 	c->expires_ms = qc_now_ms() + (int64_t)h->cfg->sessions.ttl_s * 1000;
-	c->susp_prev = h->susp_tail;
-	c->susp_next = NULL;
-	if (h->susp_tail)
-		h->susp_tail->susp_next = c;
-	else
-		h->susp_head = c;
-	h->susp_tail = c;
+	DL_APPEND2(h->susp_head, c, susp_prev, susp_next);
 	HASH_ADD(hh_session, h->by_session, session_id, QC_SESSION_ID_LEN, c);
 	h->nsuspended++;
 	h->buffered_bytes += c->outq.bytes;

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utlist.h>
+
 #include "quotecast/room.h"
 
 struct qc_room {
@@ -53,12 +55,7 @@ static void unlink_membership(struct qc_rooms *rs, struct qc_membership *m)
 {
 	struct qc_room *r = m->room;
 
-	if (m->room_prev)
-		m->room_prev->room_next = m->room_next;
-	else
-		r->members = m->room_next;
-	if (m->room_next)
-		m->room_next->room_prev = m->room_prev;
+	DL_DELETE2(r->members, m, room_prev, room_next);
 	r->nmembers--;
 
 	HASH_DELETE(hh, m->set->by_room, m);
@@ -170,10 +167,7 @@ int qc_rooms_join(struct qc_rooms *rs, struct qc_room *room, struct qc_room_set 
 		goto fail_free;
 	set->count++;
 
-	m->room_next = room->members;
-	if (room->members)
-		room->members->room_prev = m;
-	room->members = m;
+	DL_PREPEND2(room->members, m, room_prev, room_next);
 	room->nmembers++;
 
 	rs->memberships++;

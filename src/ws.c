@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <utlist.h>
+
 #include "quotecast/auth.h"
 #include "quotecast/server.h"
 #include "quotecast/sio.h"
@@ -69,12 +71,7 @@ void qc_ws_forget(struct qc_server *srv, struct qc_conn *c)
 {
 	if (!c->dirty)
 		return;
-	if (c->dirty_prev)
-		c->dirty_prev->dirty_next = c->dirty_next;
-	else
-		srv->dirty = c->dirty_next;
-	if (c->dirty_next)
-		c->dirty_next->dirty_prev = c->dirty_prev;
+	DL_DELETE2(srv->dirty, c, dirty_prev, dirty_next);
 	c->dirty_prev = c->dirty_next = NULL;
 	c->dirty = 0;
 }
@@ -88,11 +85,7 @@ static void ws_want_write(void *ctx, struct qc_conn *c)
 	if (!srv->dirty)
 		lws_sul_schedule(srv->ctx, 0, &srv->sul_flush, flush_cb, 1);
 	c->dirty = 1;
-	c->dirty_prev = NULL;
-	c->dirty_next = srv->dirty;
-	if (srv->dirty)
-		srv->dirty->dirty_prev = c;
-	srv->dirty = c;
+	DL_PREPEND2(srv->dirty, c, dirty_prev, dirty_next);
 }
 
 static void ws_close(void *ctx, struct qc_conn *c)

@@ -67,12 +67,14 @@ struct qc_conn {
 	size_t rx_len;
 
 	void *transport; /* the transport's handle (struct lws *), borrowed */
-	/* while suspended: the hub's FIFO of sessions by expiry, and its table by session id */
+	/* while suspended: the hub's FIFO of sessions by expiry (utlist), its table by session id
+	 */
 	int64_t expires_ms;
 	struct qc_conn *susp_prev;
 	struct qc_conn *susp_next;
 	UT_hash_handle hh_session;
-	/* the transport's list of connections with output to flush at the end of this pass */
+	/* the transport's list of connections with output to flush at the end of this pass (utlist)
+	 */
 	struct qc_conn *dirty_prev;
 	struct qc_conn *dirty_next;
 	uint8_t dirty;
@@ -80,7 +82,7 @@ struct qc_conn {
 
 	UT_hash_handle hh;         /* table by id */
 	struct qc_user *user;      /* NULL until added */
-	struct qc_conn *user_prev; /* the user's connections */
+	struct qc_conn *user_prev; /* the user's connections (utlist DL: head's prev = tail) */
 	struct qc_conn *user_next;
 };
 

@@ -24,9 +24,10 @@ struct qc_room;
 
 struct qc_membership {
 	struct qc_room *room;
-	void *conn;                      /* the caller's connection, borrowed */
-	struct qc_room_set *set;         /* the set this membership is in */
-	struct qc_membership *room_prev; /* in the room's member list */
+	void *conn;              /* the caller's connection, borrowed */
+	struct qc_room_set *set; /* the set this membership is in */
+	struct qc_membership
+	    *room_prev; /* the room's member list (utlist DL: head's prev = tail) */
 	struct qc_membership *room_next;
 	UT_hash_handle hh; /* in the connection's set, keyed by room pointer */
 };

@@ -29,7 +29,9 @@ static bool user_has(const struct qc_user *u, const struct qc_conn *c)
 	bool found = false;
 
 	for (it = u->conns; it; it = it->user_next) {
-		assert_ptr_equal(it->user_prev, prev);
+		/* utlist: every prev links back, and the head's prev is the tail */
+		if (prev)
+			assert_ptr_equal(it->user_prev, prev);
 		assert_ptr_equal(it->user, u);
 		assert_string_equal(it->user_id, u->id);
 		assert_int_equal(it->in_table, 1);
@@ -39,6 +41,8 @@ static bool user_has(const struct qc_user *u, const struct qc_conn *c)
 		n++;
 	}
 	assert_int_equal(n, u->nconns);
+	if (u->conns)
+		assert_ptr_equal(u->conns->user_prev, prev);
 	return found;
 }
 

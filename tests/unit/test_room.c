@@ -39,13 +39,17 @@ static uint32_t check_member_list(const struct qc_room *r)
 
 	for (m = qc_room_members(r); m; m = m->room_next) {
 		assert_ptr_equal(m->room, r);
-		assert_ptr_equal(m->room_prev, prev);
+		/* utlist: every prev links back, and the head's prev is the tail */
+		if (prev)
+			assert_ptr_equal(m->room_prev, prev);
 		assert_non_null(m->set);
 		assert_true(qc_room_set_has(m->set, r));
 		prev = m;
 		n++;
 	}
 	assert_int_equal(n, qc_room_size(r));
+	if (qc_room_members(r))
+		assert_ptr_equal(qc_room_members(r)->room_prev, prev);
 	return n;
 }
 
