@@ -60,7 +60,7 @@ static void stop_tick(lws_sorted_usec_list_t *sul)
 	if (srv->pg)
 		qc_pg_stats(srv->pg, &st);
 	/* connections gone and the store's queue written (or nothing more will be) */
-	if ((!qc_hub_nconns(srv->hub) && (!st.pending || !st.connected)) ||
+	if ((!qc_hub_nconns(srv->hub) && !srv->nhandshakes && (!st.pending || !st.connected)) ||
 	    qc_now_ms() >= srv->stop_deadline_ms) {
 		finish(srv);
 		return;
@@ -77,6 +77,7 @@ void qc_server_begin_stop(struct qc_server *srv)
 	srv->stopping = true;
 	sd_notify(0, "STOPPING=1");
 	open = qc_hub_shutdown(srv->hub);
+	qc_ws_stop_handshakes(srv);
 	lwsl_user("quotecast: stopping, closing %u connection(s) with 1001\n", open);
 	srv->stop_deadline_ms = qc_now_ms() + STOP_GRACE_MS;
 	lws_sul_schedule(srv->ctx, 0, &srv->sul_stop, stop_tick, 1);
@@ -89,7 +90,7 @@ void qc_server_begin_stop(struct qc_server *srv)
 
 void qc_server_conn_gone(struct qc_server *srv)
 {
-	if (srv->stopping && !srv->done && !qc_hub_nconns(srv->hub))
+	if (srv->stopping && !srv->done && !qc_hub_nconns(srv->hub) && !srv->nhandshakes)
 		lws_sul_schedule(srv->ctx, 0, &srv->sul_stop, stop_tick, 1);
 }
 

@@ -47,7 +47,19 @@ struct ws_pss {
 	uint8_t publisher;                  /* counted in srv->publishers */
 	uint8_t sio;                        /* on /socket.io/ */
 	uint8_t sio_waiting;                /* no Socket.IO CONNECT yet: c is not in the hub */
+	struct ws_pss *hs_prev;             /* while sio_waiting: srv->handshakes (utlist) */
+	struct ws_pss *hs_next;
 };
+
+/* A Socket.IO connection leaves the handshake (connected, or gone). */
+static void handshake_done(struct qc_server *srv, struct ws_pss *pss)
+{
+	if (!pss->sio_waiting)
+		return;
+	DL_DELETE2(srv->handshakes, pss, hs_prev, hs_next);
+	srv->nhandshakes--;
+	pss->sio_waiting = 0;
+}
 
 /*
  * Output is not written from inside the publish that queued it: the connection joins the
@@ -323,7 +335,7 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 		return;
 	}
 	lws_sul_cancel(&pss->sul_connect);
-	pss->sio_waiting = 0;
+	handshake_done(srv, pss);
 	c->bad_messages = 0;
 	if (qc_hub_open(srv->hub, c))
 		close_with(srv, pss, 1011, NULL, QC_CLOSE_NOW);
@@ -581,6 +593,8 @@ static struct qc_conn *establish_sio(struct lws *wsi, struct qc_server *srv, str
 	c->enc = QC_ENC_SIO;
 	c->transport = wsi;
 	pss->sio_waiting = 1;
+	DL_APPEND2(srv->handshakes, pss, hs_prev, hs_next);
+	srv->nhandshakes++;
 	lws_sul_schedule(srv->ctx, 0, &pss->sul_connect, sio_connect_timeout,
 	                 SIO_CONNECT_TIMEOUT_S * LWS_US_PER_SEC);
 	ws_want_write(srv, c);
@@ -640,6 +654,7 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 	case LWS_CALLBACK_CLOSED:
 		lws_sul_cancel(&pss->sul_connect);
+		handshake_done(srv, pss);
 		if (pss->publisher) {
 			srv->publishers--;
 			pss->publisher = 0;
@@ -665,4 +680,13 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	default:
 		return 0;
 	}
+}
+
+void qc_ws_stop_handshakes(struct qc_server *srv)
+{
+	struct ws_pss *pss;
+
+	DL_FOREACH2 (srv->handshakes, pss, hs_next)
+		if (!pss->c->closing)
+			close_with(srv, pss, 1001, NULL, QC_CLOSE_AFTER_DRAIN);
 }

@@ -36,9 +36,11 @@ struct qc_server {
 	lws_sorted_usec_list_t sul_demo;
 	lws_sorted_usec_list_t sul_flush;
 	lws_sorted_usec_list_t sul_expire;
-	struct qc_pg *pg;      /* the store; NULL when memory only */
-	struct qc_conn *dirty; /* connections whose new output is written by the next flush */
-	uint32_t publishers;   /* connections on the publisher subprotocol */
+	struct qc_pg *pg;          /* the store; NULL when memory only */
+	struct qc_conn *dirty;     /* connections whose new output is written by the next flush */
+	struct ws_pss *handshakes; /* Socket.IO connections before their CONNECT (not in the hub) */
+	uint32_t nhandshakes;
+	uint32_t publishers; /* connections on the publisher subprotocol */
 	uint64_t watchdog_usec;
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };
@@ -57,6 +59,8 @@ void qc_server_conn_gone(struct qc_server *srv);
 
 /* ws.c */
 size_t qc_ws_pss_size(void);
+/** qc_ws_stop_handshakes() - at shutdown: close Socket.IO handshakes with 1001. */
+void qc_ws_stop_handshakes(struct qc_server *srv);
 /** qc_ws_forget() - drop a closing connection from the flush list. */
 void qc_ws_forget(struct qc_server *srv, struct qc_conn *c);
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

@@ -557,3 +557,24 @@ test('no CONNECT within 10 s: closed with 1008; not counted as a connection mean
 		const waited = Date.now() - t0;
 		assert.ok(waited >= 9000 && waited <= 14000, `closed after ${waited} ms`);
 	});
+
+test('SIGTERM closes Socket.IO connections with 1001, those still in the handshake too',
+	async () => {
+		const own = await startServer({ label: 'sio-sigterm' });
+		try {
+			const waiting = await rawSio(own);
+			await waiting.next(/^0\{/);
+			const { c: connected } = await rawSioConnected(own, { user_id: 'leaving' });
+			const [st, a, b] = await Promise.all([
+				own.stop({ signal: 'SIGTERM', timeoutMs: 10000 }),
+				waiting.closed(10000),
+				connected.closed(10000),
+			]);
+			assert.equal(a.code, 1001, `handshake closed with ${a.code} (${a.reason})`);
+			assert.equal(b.code, 1001, `connection closed with ${b.code} (${b.reason})`);
+			assert.equal(st.code, 0);
+			assert.equal(st.signal, null);
+		} finally {
+			await closeAllSio();
+		}
+	});
