@@ -1,12 +1,17 @@
 /*
- * pg: owns the PostgreSQL connection, the FIFO of statements waiting for it, the one statement
- * in flight, and the timers that fail late statements and reconnect.
+ * pg: owns the PostgreSQL connection, the FIFO of statements waiting for it, the FIFO of
+ * statements in flight, and the timers that fail late statements and reconnect.
  *
  * Start-up is plain blocking libpq (connect, migrate, load). After qc_pg_go_async() libpq is
- * only used in non-blocking mode: a dup() of its socket is adopted into the lws loop as a raw
- * file, so lws says when to read (PQconsumeInput) and when to write again (PQflush) and libpq
- * does the I/O itself. One statement is in flight at a time; its callback runs once
- * PQgetResult() has returned NULL (the server's ReadyForQuery), so a success means committed.
+ * only used in non-blocking pipeline mode: a dup() of its socket is adopted into the lws loop
+ * as a raw file, so lws says when to read (PQconsumeInput) and when to write again (PQflush)
+ * and libpq does the I/O itself. Up to PIPELINE_MAX statements are in flight, each sent with
+ * its own Sync, so each is its own implicit transaction and a failing one does not abort the
+ * next. Results are matched to the in-flight FIFO: a statement owns every result up to and
+ * including the next PGRES_PIPELINE_SYNC (the server's ReadyForQuery, after its commit), and
+ * its callback runs only then, so a success means committed. New statements join the pipeline
+ * only while the server keeps answering (nothing in flight, or the oldest sent less than
+ * PIPELINE_WAIT_US ago): when it stops, those behind wait in the queue, where they can time out.
  * A 100 ms sul tick fails statements that waited in the queue past timeout_ms; another sul
  * drives reconnection (PQconnectStartParams, then PQconnectPoll whenever poll() with a zero
  * timeout says the socket is ready, so that libpq never waits) and the back-off between
@@ -32,6 +37,8 @@
 #define CONNECT_POLL_STEPS 8
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     5000
+#define PIPELINE_MAX       64
+#define PIPELINE_WAIT_US   (50 * LWS_US_PER_MS)
 /* pg_advisory_xact_lock key for migrations: "quotecas" as a big-endian int64 */
 #define MIGRATION_LOCK_SQL "SELECT pg_advisory_xact_lock(8175563244268904819)"
 
@@ -42,6 +49,7 @@
 #define MSG_NOREF    "a referenced row does not exist"
 #define MSG_SQL      "store statement failed"
 #define MSG_BADREPLY "store answer could not be read"
+#define MSG_DESYNC   "store answers out of step with the statements sent"
 
 enum pg_state {
 	PG_NEW,        /* qc_pg_start() not done (or failed) */
@@ -59,6 +67,7 @@ struct stmt {
 	lws_usec_t queued_at;
 	lws_usec_t sent_at;
 	int nparams;
+	bool send_failed;    /* libpq refused it: answered INTERNAL in its turn, no results */
 	const char *sql;     /* in the same allocation */
 	const char **params; /* idem; NULL entries are SQL NULL */
 };
@@ -82,10 +91,13 @@ struct qc_pg {
 	struct stmt *head; /* queued, not sent */
 	struct stmt **tailp;
 	uint32_t nqueued;
-	struct stmt *inflight;
-	enum qc_err res_err; /* the outcome of the statement in flight so far */
+	struct stmt *inflight; /* sent, oldest first; results go to the head */
+	struct stmt **inflight_tailp;
+	uint32_t ninflight;
+	enum qc_err res_err; /* the outcome of the oldest statement in flight so far */
 	const char *res_msg;
 	json_t *res_rows;
+	bool null_seen; /* the last PQgetResult() returned NULL */
 	bool overdue_logged;
 
 	lws_sorted_usec_list_t sul_kick;
@@ -241,31 +253,60 @@ static struct stmt *pop_head(struct qc_pg *pg)
 	return s;
 }
 
+static void push_inflight(struct qc_pg *pg, struct stmt *s)
+{
+	*pg->inflight_tailp = s;
+	pg->inflight_tailp = &s->next;
+	pg->ninflight++;
+}
+
+static struct stmt *pop_inflight(struct qc_pg *pg)
+{
+	struct stmt *s = pg->inflight;
+
+	pg->inflight = s->next;
+	if (!pg->inflight)
+		pg->inflight_tailp = &pg->inflight;
+	pg->ninflight--;
+	s->next = NULL;
+	return s;
+}
+
 static void reset_result(struct qc_pg *pg)
 {
 	json_decref(pg->res_rows);
 	pg->res_rows = NULL;
 	pg->res_err = QC_OK;
 	pg->res_msg = NULL;
+	pg->null_seen = false;
+}
+
+static void answer_list(struct qc_pg *pg, struct stmt *list, const char *msg)
+{
+	struct stmt *next;
+
+	for (; list; list = next) {
+		next = list->next;
+		answer(pg, list, QC_E_UNAVAILABLE, msg, NULL);
+	}
 }
 
 /* The state is no longer PG_CONNECTED: callbacks that submit get -ENOTCONN. */
 static void fail_all(struct qc_pg *pg, const char *msg)
 {
-	struct stmt *s = pg->inflight, *list = pg->head, *next;
+	struct stmt *sent = pg->inflight, *queued = pg->head;
 
 	pg->inflight = NULL;
+	pg->inflight_tailp = &pg->inflight;
+	pg->ninflight = 0;
 	pg->head = NULL;
 	pg->tailp = &pg->head;
 	pg->nqueued = 0;
 	pg->overdue_logged = false;
 	reset_result(pg);
-	if (s)
-		answer(pg, s, QC_E_UNAVAILABLE, msg, NULL);
-	for (; list; list = next) {
-		next = list->next;
-		answer(pg, list, QC_E_UNAVAILABLE, msg, NULL);
-	}
+	/* in submission order: those sent came first */
+	answer_list(pg, sent, msg);
+	answer_list(pg, queued, msg);
 }
 
 /* A wsi cannot be closed from inside its own callback except by returning -1 from it. */
@@ -351,7 +392,7 @@ static void lost(struct qc_pg *pg, const char *why)
 		return;
 	oneline(why, line, sizeof(line));
 	lwsl_warn("store: connection lost (%s): failing %u statement(s), reconnecting\n", line,
-	          pg->nqueued + (pg->inflight ? 1 : 0));
+	          pg->nqueued + pg->ninflight);
 	pg->state = PG_DOWN;
 	pg->wsi = NULL;
 	if (wsi)
@@ -400,7 +441,10 @@ static bool collect_error(struct qc_pg *pg, const PGresult *r)
 	return false;
 }
 
-/* One result of the statement in flight. Returns true when the connection must be dropped. */
+/*
+ * One result of the oldest statement in flight (before its PGRES_PIPELINE_SYNC). Returns true
+ * when the connection must be dropped.
+ */
 static bool collect(struct qc_pg *pg, const PGresult *r)
 {
 	switch (PQresultStatus(r)) {
@@ -419,6 +463,16 @@ static bool collect(struct qc_pg *pg, const PGresult *r)
 	case PGRES_COMMAND_OK:
 	case PGRES_EMPTY_QUERY:
 		return false;
+	case PGRES_PIPELINE_ABORTED:
+		/* an error earlier before the same Sync: cannot happen with a Sync per statement */
+		if (pg->res_err == QC_OK) {
+			lwsl_err("store: a statement was skipped in an aborted pipeline\n");
+			json_decref(pg->res_rows);
+			pg->res_rows = NULL;
+			pg->res_err = QC_E_INTERNAL;
+			pg->res_msg = MSG_SQL;
+		}
+		return false;
 	case PGRES_COPY_IN:
 	case PGRES_COPY_OUT:
 	case PGRES_COPY_BOTH:
@@ -430,17 +484,22 @@ static bool collect(struct qc_pg *pg, const PGresult *r)
 	}
 }
 
+/* Answers the oldest statement in flight with what was collected for it. */
 static void complete(struct qc_pg *pg)
 {
-	struct stmt *s = pg->inflight;
+	struct stmt *s = pop_inflight(pg);
 	enum qc_err err = pg->res_err;
 	const char *msg = pg->res_msg;
 	json_t *rows = pg->res_rows;
 
-	pg->inflight = NULL;
 	pg->res_rows = NULL;
-	pg->res_err = QC_OK;
-	pg->res_msg = NULL;
+	reset_result(pg);
+	if (s->send_failed) {
+		err = QC_E_INTERNAL;
+		msg = MSG_SQL;
+		json_decref(rows);
+		rows = NULL;
+	}
 	if (pg->overdue_logged) {
 		lwsl_user("store: answering again\n");
 		pg->overdue_logged = false;
@@ -456,39 +515,68 @@ static void complete(struct qc_pg *pg)
 	json_decref(rows);
 }
 
-/* Sends the head of the queue (or fails it, or loses the connection: the caller checks). */
-static void send_head(struct qc_pg *pg)
+/*
+ * Sends the head of the queue with a Sync of its own. Returns false when the connection was
+ * lost (the statement is answered with the rest).
+ */
+static bool send_head(struct qc_pg *pg, lws_usec_t now)
 {
 	struct stmt *s = pop_head(pg);
-	int n;
 
-	s->sent_at = lws_now_usecs();
+	s->sent_at = now;
+	push_inflight(pg, s);
 	if (!PQsendQueryParams(pg->conn, s->sql, s->nparams, NULL, s->params, NULL, NULL, 0)) {
 		if (PQstatus(pg->conn) != CONNECTION_OK) {
-			/* it was dequeued before sending: answer it as part of the loss */
-			pg->inflight = s;
 			lost(pg, PQerrorMessage(pg->conn));
-			return;
+			return false;
 		}
+		/* nothing reaches the server: answered in its turn, after those sent before it */
 		lwsl_err("store: cannot send a statement: %.*s\n",
 		         trimmed_len(PQerrorMessage(pg->conn)), PQerrorMessage(pg->conn));
-		answer(pg, s, QC_E_INTERNAL, MSG_SQL, NULL);
-		return;
+		s->send_failed = true;
+		return true;
 	}
-	pg->inflight = s;
+	/* without its Sync the next statement would join its transaction: start afresh */
+	if (!PQpipelineSync(pg->conn)) {
+		lost(pg, PQerrorMessage(pg->conn));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Moves queued statements into the pipeline while the server keeps answering. Returns false
+ * when the connection was lost.
+ */
+static bool fill(struct qc_pg *pg)
+{
+	lws_usec_t now = lws_now_usecs();
+	bool sent = false;
+	int n;
+
+	while (pg->head && pg->ninflight < PIPELINE_MAX &&
+	       (!pg->inflight || now - pg->inflight->sent_at < PIPELINE_WAIT_US)) {
+		if (!send_head(pg, now))
+			return false;
+		sent = true;
+	}
+	if (!sent)
+		return true;
 	n = PQflush(pg->conn);
 	if (n < 0) {
 		lost(pg, PQerrorMessage(pg->conn));
-		return;
+		return false;
 	}
 	if (n > 0)
 		want_write(pg);
 	arm_tick(pg);
+	return true;
 }
 
 /*
- * Collects what libpq has buffered and keeps one statement in flight. Callbacks run from here
- * may submit (queued, sent by this loop) or stop (the state changes and the loop ends).
+ * Fills the pipeline and collects what libpq has buffered for the statements in flight.
+ * Callbacks run from here may submit (queued, sent by this loop) or stop (the state changes
+ * and the loop ends).
  */
 static void service(struct qc_pg *pg)
 {
@@ -496,29 +584,45 @@ static void service(struct qc_pg *pg)
 	bool bad;
 
 	while (pg->state == PG_CONNECTED) {
-		if (!pg->inflight) {
-			if (!pg->head)
-				return;
-			send_head(pg);
+		if (!fill(pg))
+			return;
+		if (!pg->inflight)
+			return;
+		if (pg->inflight->send_failed) {
+			complete(pg);
 			continue;
 		}
 		if (PQisBusy(pg->conn))
 			return;
 		r = PQgetResult(pg->conn);
-		if (r) {
-			bad = collect(pg, r);
-			PQclear(r);
-			if (bad) {
+		if (!r) {
+			if (PQstatus(pg->conn) != CONNECTION_OK) {
 				lost(pg, PQerrorMessage(pg->conn));
 				return;
 			}
+			/*
+			 * A NULL ends each statement's results, and is followed by more (its Sync
+			 * at least). Two in a row: libpq has nothing queued that we wait for.
+			 */
+			if (pg->null_seen) {
+				lost(pg, MSG_DESYNC);
+				return;
+			}
+			pg->null_seen = true;
 			continue;
 		}
-		if (PQstatus(pg->conn) != CONNECTION_OK) {
+		pg->null_seen = false;
+		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			complete(pg);
+			continue;
+		}
+		bad = collect(pg, r);
+		PQclear(r);
+		if (bad) {
 			lost(pg, PQerrorMessage(pg->conn));
 			return;
 		}
-		complete(pg);
 	}
 }
 
@@ -578,7 +682,7 @@ static void attempt_failed(struct qc_pg *pg, const char *why)
 
 static void attempt_succeeded(struct qc_pg *pg)
 {
-	if (PQsetnonblocking(pg->conn, 1) || adopt(pg)) {
+	if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn) || adopt(pg)) {
 		attempt_failed(pg, "cannot put the connection on the event loop");
 		return;
 	}
@@ -738,6 +842,7 @@ struct qc_pg *qc_pg_new(const char *url, uint32_t max_pending, uint32_t timeout_
 	pg->max_pending = max_pending;
 	pg->timeout_ms = timeout_ms;
 	pg->tailp = &pg->head;
+	pg->inflight_tailp = &pg->inflight;
 	return pg;
 
 fail_free:
@@ -923,11 +1028,11 @@ int qc_pg_go_async(struct qc_pg *pg, struct lws_vhost *vhost)
 		return -1;
 	if (PQsetnonblocking(pg->conn, 1))
 		return -1;
+	if (!PQenterPipelineMode(pg->conn))
+		goto fail_blocking;
 	pg->vh = vhost;
-	if (adopt(pg)) {
-		PQsetnonblocking(pg->conn, 0);
-		return -1;
-	}
+	if (adopt(pg))
+		goto fail_pipeline;
 	/* lws 4.1 has no vhost-to-context call: the adopted wsi knows it */
 	pg->ctx = lws_get_context(pg->wsi);
 	/* one store per vhost: the slot is the vhost's, lws frees it with the vhost */
@@ -940,6 +1045,12 @@ int qc_pg_go_async(struct qc_pg *pg, struct lws_vhost *vhost)
 	}
 	pg->state = PG_CONNECTED;
 	return 0;
+
+fail_pipeline:
+	PQexitPipelineMode(pg->conn);
+fail_blocking:
+	PQsetnonblocking(pg->conn, 0);
+	return -1;
 }
 
 static int submit(void *ctx, const char *sql, int nparams, const char *const *params,
@@ -964,7 +1075,7 @@ static int submit(void *ctx, const char *sql, int nparams, const char *const *pa
 	pg->tailp = &s->next;
 	pg->nqueued++;
 	/* never send (nor fail) from inside submit: the callback must run later */
-	if (!pg->inflight)
+	if (pg->ninflight < PIPELINE_MAX)
 		lws_sul_schedule(pg->ctx, 0, &pg->sul_kick, kick_cb, 1);
 	arm_tick(pg);
 	return 0;
@@ -981,7 +1092,7 @@ void qc_pg_stats(const struct qc_pg *pg, struct qc_store_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->configured = true;
-	st->pending = pg->nqueued + (pg->inflight ? 1 : 0);
+	st->pending = pg->nqueued + pg->ninflight;
 	st->failed = pg->failed;
 	switch (pg->state) {
 	case PG_SYNC:

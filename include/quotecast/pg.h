@@ -5,7 +5,11 @@
  * store.h inside one transaction, and let the caller load its state with qc_pg_query_sync().
  * Then qc_pg_go_async() puts the connection in non-blocking mode and adopts a dup() of its
  * socket into the loop as a raw file (protocol "quotecast-pg"); from then on statements are
- * queued by qc_store.submit and run one at a time, in order. When the connection breaks, what
+ * queued by qc_store.submit and sent in libpq pipeline mode, in order, each followed by a sync
+ * (its own transaction; answered at its sync, so an answer means committed): up to 64 in flight,
+ * and a new one joins only while the oldest in flight was sent less than 50 ms ago (a database
+ * that stopped answering holds only what was sent before it stopped; the rest times out in the
+ * queue). When the connection breaks, what
  * is queued or in flight fails with UNAVAILABLE, and a sul timer reconnects with back-off
  * (PQconnectStartParams/PQconnectPoll driven by the timer, adopted again once CONNECTION_OK).
  */
@@ -28,7 +32,7 @@ extern const struct lws_protocols qc_pg_protocol;
 /**
  * qc_pg_new() - a store for @url (copied). @max_pending bounds queued statements (-EAGAIN past
  * it), @timeout_ms fails a statement still queued (not yet sent) after that long and makes the
- * state "stalled" when the statement in flight is older. NULL on ENOMEM.
+ * state "stalled" when the oldest statement in flight is older. NULL on ENOMEM.
  */
 struct qc_pg *qc_pg_new(const char *url, uint32_t max_pending, uint32_t timeout_ms);
 void qc_pg_free(struct qc_pg *pg);
