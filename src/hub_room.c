@@ -770,14 +770,20 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 	}
 }
 
+/* Everyone subscribed gets room_closed with @reason and is unsubscribed. */
+static void close_room(struct qc_hub *h, struct qc_room *room, const char *reason)
+{
+	room_event(h, room, "room_closed",
+	           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", reason), NULL);
+	unsubscribe_all(h, room);
+}
+
 /* Remove a created room: everyone subscribed gets room_closed, then it is gone. */
 static void destroy_room(struct qc_hub *h, struct qc_room *room, const char *reason)
 {
 	struct room_info *ri = info_of(room);
 
-	room_event(h, room, "room_closed",
-	           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", reason), NULL);
-	unsubscribe_all(h, room);
+	close_room(h, room, reason);
 	qc_room_set_ext(room, NULL);
 	info_free(ri);
 	qc_rooms_delete(h->rooms, room);
@@ -949,12 +955,8 @@ static enum qc_err commit_set_status(struct qc_hub *h, struct qc_conn *c, json_t
 	if (err != QC_OK)
 		return err;
 	qc_room_status_parse(json_string_value(json_object_get(a, "status")), &ri->status);
-	if (ri->status == QC_STATUS_CLOSED) {
-		room_event(h, room, "room_closed",
-		           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", "closed"),
-		           NULL);
-		unsubscribe_all(h, room);
-	}
+	if (ri->status == QC_STATUS_CLOSED)
+		close_room(h, room, "closed");
 	*data = qc_hub_room_json(h, room);
 	return QC_OK;
 }
