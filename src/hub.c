@@ -523,6 +523,28 @@ static void backlog_drop(struct qc_hub *h)
 	h->backlog_bytes = 0;
 }
 
+struct qc_row_event *qc_row_event_new(struct qc_hub *h, const char *user, json_t *ev)
+{
+	struct qc_row_event *w = calloc(1, sizeof(*w));
+
+	if (!w) {
+		json_decref(ev);
+		return NULL;
+	}
+	w->h = h;
+	snprintf(w->user, sizeof(w->user), "%s", user);
+	w->ev = ev;
+	return w;
+}
+
+void qc_row_event_free(struct qc_row_event *w)
+{
+	if (!w)
+		return;
+	json_decref(w->ev);
+	free(w);
+}
+
 void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *const *params)
 {
 	if (qc_hub_persistent(h))

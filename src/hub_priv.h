@@ -110,6 +110,17 @@ enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durabl
  */
 void qc_hub_store_keep(struct qc_hub *h, const char *sql, int n, const char *const *params,
                        qc_store_cb cb, void *arg);
+/* An event for @user waiting for its row: the argument of a qc_hub_store_keep() callback. */
+struct qc_row_event {
+	struct qc_hub *h;
+	char user[QC_USER_ID_MAX + 1];
+	json_t *ev;
+};
+
+/* Takes @ev (dropped too on ENOMEM: NULL). */
+struct qc_row_event *qc_row_event_new(struct qc_hub *h, const char *user, json_t *ev);
+void qc_row_event_free(struct qc_row_event *w);
+
 /* Bookkeeping (delivered marks, deleted rows): kept the same way, a failure only counted. */
 void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *const *params);
 /* Send what the backlog holds, while the store takes it (called once a second). */

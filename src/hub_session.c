@@ -375,23 +375,16 @@ static void offline_append(struct qc_hub *h, const char *user, json_t *ev)
 	}
 }
 
-struct offline_write {
-	struct qc_hub *h;
-	char user[QC_USER_ID_MAX + 1];
-	json_t *ev;
-};
-
 /* The row is committed: now the message counts as queued (or goes out, if the user is back). */
 static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
 {
-	struct offline_write *w = arg;
+	struct qc_row_event *w = arg;
 	struct qc_hub *h = w->h;
 	struct qc_user *u;
 
 	if (err != QC_OK) {
 		h->store_dropped++;
-		json_decref(w->ev);
-		free(w);
+		qc_row_event_free(w);
 		return;
 	}
 	json_object_set(w->ev, "id", json_array_get(json_array_get(rows, 0), 0));
@@ -402,16 +395,15 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 			deliver_one(h, c, w->ev);
 		h->st.offline_delivered++;
 		forget_one(h, w->ev, true);
-		json_decref(w->ev);
 	} else {
-		offline_append(h, w->user, w->ev);
+		offline_append(h, w->user, json_incref(w->ev));
 	}
-	free(w);
+	qc_row_event_free(w);
 }
 
 void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data)
 {
-	struct offline_write *w;
+	struct qc_row_event *w;
 	json_t *ev;
 	char *jdata, now[24], key[48];
 
@@ -425,20 +417,16 @@ void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, j
 		return;
 	}
 	/* written before it counts as queued (the key makes a repeated insert harmless) */
-	w = calloc(1, sizeof(*w));
+	w = qc_row_event_new(h, user, ev);
 	jdata = json_dumps(data, QC_JSON_DUMP | JSON_ENCODE_ANY);
 	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
 	snprintf(key, sizeof(key), "o-%s-%" PRIu64, h->node, ++h->msg_counter);
 	if (!w || !jdata) {
 		h->store_dropped++;
-		free(w);
+		qc_row_event_free(w);
 		free(jdata);
-		json_decref(ev);
 		return;
 	}
-	w->h = h;
-	snprintf(w->user, sizeof(w->user), "%s", user);
-	w->ev = ev;
 	{
 		const char *params[] = {user, name, jdata, now, key};
 

@@ -622,20 +622,11 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 		err = qc_hub_fail(h, e, QC_E_BAD_REQUEST, "an \"alert\" needs a \"filter\"");
 		goto out;
 	}
-	if (filter_rows(filter, &groups, &conds) || !(jfields = json_dumps(fields, QC_JSON_DUMP))) {
+	/* without a new filter the statement keeps the stored rows: it inserts none ("[]") */
+	if (filter_rows(filter_changed ? filter : NULL, &groups, &conds) ||
+	    !(jfields = json_dumps(fields, QC_JSON_DUMP))) {
 		err = qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 		goto out;
-	}
-	/* without a new filter, the insert statements get no rows */
-	if (!filter_changed) {
-		free(groups);
-		free(conds);
-		groups = strdup("[]");
-		conds = strdup("[]");
-		if (!groups || !conds) {
-			err = qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-			goto out;
-		}
 	}
 	snprintf(ver, sizeof(ver), "%" PRId64, ps->version);
 	snprintf(now, sizeof(now), "%" PRId64, t_now);
@@ -758,15 +749,9 @@ static void alert_deliver(struct qc_hub *h, const char *user, const char *alert_
 	}
 }
 
-struct alert_write {
-	struct qc_hub *h;
-	char user[QC_USER_ID_MAX + 1];
-	json_t *ev;
-};
-
 static void alert_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
 {
-	struct alert_write *w = arg;
+	struct qc_row_event *w = arg;
 
 	/* ALREADY_EXISTS: a repeat of an insert that had committed before the store went away */
 	if (err == QC_OK || err == QC_E_ALREADY_EXISTS)
@@ -774,8 +759,7 @@ static void alert_stored(void *arg, enum qc_err err, const char *msg, json_t *ro
 		              w->ev);
 	else
 		w->h->psubs->alerts_dropped++;
-	json_decref(w->ev);
-	free(w);
+	qc_row_event_free(w);
 }
 
 /* Remember @ev for list_alerts/ack_alert when there is no store (bounded). */
@@ -799,7 +783,7 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 	size_t n = 0, i;
 	char id[48], now[24], seq[24], *jdata;
 	int64_t ts = qc_now_ms();
-	struct alert_write *w;
+	struct qc_row_event *w;
 	json_t *v, *data, *ev;
 
 	json_array_foreach (ps->fields, i, v)
@@ -824,20 +808,16 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 		return;
 	}
 	/* written before it counts as queued: the event goes out when the row has committed */
-	w = calloc(1, sizeof(*w));
-	jdata = json_dumps(json_object_get(ev, "data"), QC_JSON_DUMP);
+	w = qc_row_event_new(h, ps->user_id, ev);
+	jdata = w ? json_dumps(json_object_get(ev, "data"), QC_JSON_DUMP) : NULL;
 	snprintf(now, sizeof(now), "%" PRId64, ts);
 	snprintf(seq, sizeof(seq), "%" PRIu64, qc_stream_last_seq(s));
 	if (!w || !jdata) {
 		h->psubs->alerts_dropped++;
-		free(w);
+		qc_row_event_free(w);
 		free(jdata);
-		json_decref(ev);
 		return;
 	}
-	w->h = h;
-	snprintf(w->user, sizeof(w->user), "%s", ps->user_id);
-	w->ev = ev;
 	{
 		const char *params[] = {
 		    id, ps->id, ps->user_id, ps->symbol, priorities[ps->priority], jdata, now, seq};
