@@ -470,6 +470,47 @@ function describePred(pred) {
 
 let requestSeq = 0;
 
+/**
+ * takeQueued() - the first item of @queue() that @test accepts, removed from it, as soon as
+ * one is there. @owner keeps `waiters` (checks it runs on every arrival and on close) and
+ * `describe()`. Rejects when @ended() turns true with nothing matching, or after @timeoutMs;
+ * the error says @endedWhat / @timeoutWhat and what did arrive.
+ */
+export function takeQueued(owner, { queue, test, ended, timeoutMs, endedWhat, timeoutWhat }) {
+	return new Promise((resolve, reject) => {
+		let timer;
+		const finish = () => {
+			clearTimeout(timer);
+			const i = owner.waiters.indexOf(check);
+			if (i >= 0)
+				owner.waiters.splice(i, 1);
+		};
+		const check = () => {
+			const q = queue();
+			const idx = q.findIndex(test);
+			if (idx >= 0) {
+				const [item] = q.splice(idx, 1);
+				finish();
+				resolve(item);
+				return true;
+			}
+			if (ended()) {
+				finish();
+				reject(new Error(`${endedWhat}; ${owner.describe()}`));
+				return true;
+			}
+			return false;
+		};
+		if (check())
+			return;
+		owner.waiters.push(check);
+		timer = setTimeout(() => {
+			finish();
+			reject(new Error(`${timeoutWhat}; ${owner.describe()}`));
+		}, timeoutMs);
+	});
+}
+
 export class Client {
 	constructor(ws, label) {
 		this.ws = ws;
@@ -528,44 +569,19 @@ export class Client {
 	 * removed from the queue. Rejects after @timeoutMs, or as soon as the connection is closed
 	 * with no matching message queued, with a list of what did arrive.
 	 */
-	next(pred = () => true, timeoutMs = 3000) {
-		return new Promise((resolve, reject) => {
-			let timer;
-			const finish = () => {
-				clearTimeout(timer);
-				const i = this.waiters.indexOf(check);
-				if (i >= 0)
-					this.waiters.splice(i, 1);
-			};
-			const check = () => {
-				const idx = this.queue.findIndex((m) => matches(m, pred));
-				if (idx >= 0) {
-					const [m] = this.queue.splice(idx, 1);
-					this.consumed.push(m);
-					if (this.consumed.length > 50)
-						this.consumed.shift();
-					finish();
-					resolve(m);
-					return true;
-				}
-				if (this.closeInfo) {
-					finish();
-					reject(new Error(`no message matching ${describePred(pred)} before the ` +
-						`connection closed; ${this.describe()}`));
-					return true;
-				}
-				return false;
-			};
-			if (check())
-				return;
-			this.waiters.push(check);
-			timer = setTimeout(() => {
-				finish();
-				reject(new Error(`no message matching ${describePred(pred)} within ${timeoutMs} ms; ` +
-					this.describe()));
-			}, timeoutMs);
+	async next(pred = () => true, timeoutMs = 3000) {
+		const what = `no message matching ${describePred(pred)}`;
+		const m = await takeQueued(this, {
+			queue: () => this.queue, test: (x) => matches(x, pred), ended: () => this.closeInfo,
+			timeoutMs, endedWhat: `${what} before the connection closed`,
+			timeoutWhat: `${what} within ${timeoutMs} ms`,
 		});
+		this.consumed.push(m);
+		if (this.consumed.length > 50)
+			this.consumed.shift();
+		return m;
 	}
+
 
 	/**
 	 * nothing() - wait @ms, then fail if a message matching @pred (default: any) was received

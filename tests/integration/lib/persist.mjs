@@ -5,7 +5,7 @@
 // does not change.
 
 import assert from 'node:assert/strict';
-import { connect, getStats, httpRequest, matches, startServer, stopServer, waitFor } from
+import { connect, getStats, httpRequest, startServer, stopServer, waitFor } from
 	'./harness.mjs';
 import { psql } from './pg.mjs';
 
@@ -130,27 +130,8 @@ export function waitStats(server, pred, what, timeoutMs = 5000) {
 	}, { timeoutMs, intervalMs: 25, what });
 }
 
-/**
- * take() - wait until @client has @n queued messages matching @pred, then remove and return
- * all queued messages up to and including the @n-th match, in arrival order.
- */
-export async function take(client, n, pred = () => true, timeoutMs = 5000) {
-	const count = () => client.queue.filter((m) => matches(m, pred)).length;
-	await waitFor(() => count() >= n || client.closeInfo, { timeoutMs, intervalMs: 10,
-		what: `${n} messages at ${client.label}` }).catch((e) => {
-		throw new Error(`${e.message}; ${client.describe()}`);
-	});
-	assert.ok(count() >= n, `connection closed before ${n} messages; ${client.describe()}`);
-	let seen = 0;
-	let end = 0;
-	for (; end < client.queue.length; end++) {
-		if (matches(client.queue[end], pred) && ++seen === n)
-			break;
-	}
-	const out = client.queue.splice(0, end + 1);
-	client.consumed.push(...out);
-	return out;
-}
+/** take() - as in sessions.mjs (the same helper: wait for @n matches, return all up to them). */
+export { take } from './sessions.mjs';
 
 /** hex() - the UTF-8 bytes of @s in lower-case hex (what sqlHex() selects). */
 export const hex = (s) => Buffer.from(s, 'utf8').toString('hex');

@@ -13,11 +13,11 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const PG_TOOL = process.env.QUOTECAST_TEST_PG_TOOL ||
@@ -152,19 +152,6 @@ function hookExit() {
 }
 
 /* ---------------------------------------------------------------- clusters */
-
-/** freePort() - a TCP port on 127.0.0.1 that was free a moment ago. */
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.unref();
-		srv.on('error', reject);
-		srv.listen(0, '127.0.0.1', () => {
-			const { port } = srv.address();
-			srv.close(() => resolve(port));
-		});
-	});
-}
 
 /* a new empty directory for a cluster: next to the shared one under scripts/test */
 function newClusterDir() {

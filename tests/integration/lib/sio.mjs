@@ -4,7 +4,7 @@
 // harness.mjs, which it does not change.
 
 import { io } from 'socket.io-client';
-import { WebSocket, withTimeout, matches, sleep } from './harness.mjs';
+import { WebSocket, withTimeout, matches, sleep, takeQueued } from './harness.mjs';
 
 /* Every socket opened here, closed by closeAllSio(). */
 const opened = new Set();
@@ -56,42 +56,18 @@ export class SioClient {
 	 * next() - the first received event named @event whose first argument matches @pred
 	 * (function or object pattern, as harness.mjs' matches()); resolves that argument.
 	 */
-	next(event, pred = () => true, timeoutMs = 3000) {
-		return new Promise((resolve, reject) => {
-			let timer;
-			const finish = () => {
-				clearTimeout(timer);
-				const i = this.waiters.indexOf(check);
-				if (i >= 0)
-					this.waiters.splice(i, 1);
-			};
-			const check = () => {
-				const idx = this.queue.findIndex((e) => e.event === event &&
-					matches(e.args[0], pred));
-				if (idx >= 0) {
-					const [e] = this.queue.splice(idx, 1);
-					finish();
-					resolve(e.args[0]);
-					return true;
-				}
-				if (this.disconnectReason) {
-					finish();
-					reject(new Error(`no "${event}" event before the disconnect; ` +
-						this.describe()));
-					return true;
-				}
-				return false;
-			};
-			if (check())
-				return;
-			this.waiters.push(check);
-			timer = setTimeout(() => {
-				finish();
-				reject(new Error(`no "${event}" event matching ${typeof pred === 'function' ?
-					pred.toString() : fmt(pred)} within ${timeoutMs} ms; ${this.describe()}`));
-			}, timeoutMs);
+	async next(event, pred = () => true, timeoutMs = 3000) {
+		const e = await takeQueued(this, {
+			queue: () => this.queue,
+			test: (x) => x.event === event && matches(x.args[0], pred),
+			ended: () => this.disconnectReason, timeoutMs,
+			endedWhat: `no "${event}" event before the disconnect`,
+			timeoutWhat: `no "${event}" event matching ${typeof pred === 'function' ?
+				pred.toString() : fmt(pred)} within ${timeoutMs} ms`,
 		});
+		return e.args[0];
 	}
+
 
 	/** nothing() - wait @ms, then fail if an event named @event (default: any) arrived. */
 	async nothing(event, ms = 300) {
@@ -208,44 +184,18 @@ export class RawSio {
 	 * next() - the first frame matching @pred (a string: that exact frame; a RegExp; or a
 	 * function), removed from the queue.
 	 */
-	next(pred = () => true, timeoutMs = 3000) {
+	async next(pred = () => true, timeoutMs = 3000) {
 		const test = typeof pred === 'string' ? (f) => f === pred :
 			pred instanceof RegExp ? (f) => typeof f === 'string' && pred.test(f) : pred;
-		return new Promise((resolve, reject) => {
-			let timer;
-			const finish = () => {
-				clearTimeout(timer);
-				const i = this.waiters.indexOf(check);
-				if (i >= 0)
-					this.waiters.splice(i, 1);
-			};
-			const check = () => {
-				const idx = this.frames.findIndex(test);
-				if (idx >= 0) {
-					const [f] = this.frames.splice(idx, 1);
-					this.seen.push(f);
-					finish();
-					resolve(f);
-					return true;
-				}
-				if (this.closeInfo) {
-					finish();
-					reject(new Error(`no frame matching ${String(pred)} before the close; ` +
-						this.describe()));
-					return true;
-				}
-				return false;
-			};
-			if (check())
-				return;
-			this.waiters.push(check);
-			timer = setTimeout(() => {
-				finish();
-				reject(new Error(`no frame matching ${String(pred)} within ${timeoutMs} ms; ` +
-					this.describe()));
-			}, timeoutMs);
+		const f = await takeQueued(this, {
+			queue: () => this.frames, test, ended: () => this.closeInfo, timeoutMs,
+			endedWhat: `no frame matching ${String(pred)} before the close`,
+			timeoutWhat: `no frame matching ${String(pred)} within ${timeoutMs} ms`,
 		});
+		this.seen.push(f);
+		return f;
 	}
+
 
 	/** event() - the next `42["@name",arg]` frame's arg (parsed). */
 	async event(name, timeoutMs = 3000) {
