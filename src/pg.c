@@ -72,6 +72,13 @@ struct stmt {
 	const char **params; /* idem; NULL entries are SQL NULL */
 };
 
+/* A FIFO of statements: appended at the tail, taken from the head. */
+struct stmt_list {
+	struct stmt *head;
+	struct stmt **tailp;
+	uint32_t n;
+};
+
 struct qc_pg {
 	char *url;
 	uint32_t max_pending;
@@ -88,13 +95,9 @@ struct qc_pg {
 	bool rearm_write;       /* PQflush() has more to send: ask for POLLOUT from kick_cb */
 	struct qc_pg **vh_slot; /* the vhost's pointer to us, for LWS_CALLBACK_PROTOCOL_DESTROY */
 
-	struct stmt *head; /* queued, not sent */
-	struct stmt **tailp;
-	uint32_t nqueued;
-	struct stmt *inflight; /* sent, oldest first; results go to the head */
-	struct stmt **inflight_tailp;
-	uint32_t ninflight;
-	enum qc_err res_err; /* the outcome of the oldest statement in flight so far */
+	struct stmt_list queued; /* not sent yet */
+	struct stmt_list sent;   /* in flight, oldest first; results go to the head */
+	enum qc_err res_err;     /* the outcome of the oldest statement in flight so far */
 	const char *res_msg;
 	json_t *res_rows;
 	bool null_seen; /* the last PQgetResult() returned NULL */
@@ -241,33 +244,29 @@ static void answer(struct qc_pg *pg, struct stmt *s, enum qc_err err, const char
 	free(s);
 }
 
-static struct stmt *pop_head(struct qc_pg *pg)
+static void list_init(struct stmt_list *l)
 {
-	struct stmt *s = pg->head;
+	l->head = NULL;
+	l->tailp = &l->head;
+	l->n = 0;
+}
 
-	pg->head = s->next;
-	if (!pg->head)
-		pg->tailp = &pg->head;
-	pg->nqueued--;
+static void list_push(struct stmt_list *l, struct stmt *s)
+{
 	s->next = NULL;
-	return s;
+	*l->tailp = s;
+	l->tailp = &s->next;
+	l->n++;
 }
 
-static void push_inflight(struct qc_pg *pg, struct stmt *s)
+static struct stmt *list_pop(struct stmt_list *l)
 {
-	*pg->inflight_tailp = s;
-	pg->inflight_tailp = &s->next;
-	pg->ninflight++;
-}
+	struct stmt *s = l->head;
 
-static struct stmt *pop_inflight(struct qc_pg *pg)
-{
-	struct stmt *s = pg->inflight;
-
-	pg->inflight = s->next;
-	if (!pg->inflight)
-		pg->inflight_tailp = &pg->inflight;
-	pg->ninflight--;
+	l->head = s->next;
+	if (!l->head)
+		l->tailp = &l->head;
+	l->n--;
 	s->next = NULL;
 	return s;
 }
@@ -294,14 +293,10 @@ static void answer_list(struct qc_pg *pg, struct stmt *list, const char *msg)
 /* The state is no longer PG_CONNECTED: callbacks that submit get -ENOTCONN. */
 static void fail_all(struct qc_pg *pg, const char *msg)
 {
-	struct stmt *sent = pg->inflight, *queued = pg->head;
+	struct stmt *sent = pg->sent.head, *queued = pg->queued.head;
 
-	pg->inflight = NULL;
-	pg->inflight_tailp = &pg->inflight;
-	pg->ninflight = 0;
-	pg->head = NULL;
-	pg->tailp = &pg->head;
-	pg->nqueued = 0;
+	list_init(&pg->sent);
+	list_init(&pg->queued);
 	pg->overdue_logged = false;
 	reset_result(pg);
 	/* in submission order: those sent came first */
@@ -343,16 +338,18 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
 
 	pg->tick_armed = false;
 	/* FIFO: the oldest are at the head */
-	while (pg->state == PG_CONNECTED && pg->head && now - pg->head->queued_at >= limit) {
-		answer(pg, pop_head(pg), QC_E_UNAVAILABLE, MSG_TIMEOUT, NULL);
+	while (pg->state == PG_CONNECTED && pg->queued.head &&
+	       now - pg->queued.head->queued_at >= limit) {
+		answer(pg, list_pop(&pg->queued), QC_E_UNAVAILABLE, MSG_TIMEOUT, NULL);
 		n++;
 	}
 	if (pg->state != PG_CONNECTED)
 		return;
-	if (!pg->overdue_logged && (n || (pg->inflight && now - pg->inflight->sent_at >= limit))) {
+	if (!pg->overdue_logged &&
+	    (n || (pg->sent.head && now - pg->sent.head->sent_at >= limit))) {
 		lwsl_warn("store: no answer for over %u ms: statements waiting longer fail "
 		          "(%u failed now, %u queued)\n",
-		          pg->timeout_ms, n, pg->nqueued);
+		          pg->timeout_ms, n, pg->queued.n);
 		pg->overdue_logged = true;
 	}
 	arm_tick(pg);
@@ -361,7 +358,7 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
 static void arm_tick(struct qc_pg *pg)
 {
 	if (pg->tick_armed || !pg->timeout_ms || pg->state != PG_CONNECTED ||
-	    (!pg->head && !pg->inflight))
+	    (!pg->queued.head && !pg->sent.head))
 		return;
 	pg->tick_armed = true;
 	lws_sul_schedule(pg->ctx, 0, &pg->sul_tick, tick_cb, TICK_US);
@@ -392,7 +389,7 @@ static void lost(struct qc_pg *pg, const char *why)
 		return;
 	oneline(why, line, sizeof(line));
 	lwsl_warn("store: connection lost (%s): failing %u statement(s), reconnecting\n", line,
-	          pg->nqueued + pg->ninflight);
+	          pg->queued.n + pg->sent.n);
 	pg->state = PG_DOWN;
 	pg->wsi = NULL;
 	if (wsi)
@@ -487,7 +484,7 @@ static bool collect(struct qc_pg *pg, const PGresult *r)
 /* Answers the oldest statement in flight with what was collected for it. */
 static void complete(struct qc_pg *pg)
 {
-	struct stmt *s = pop_inflight(pg);
+	struct stmt *s = list_pop(&pg->sent);
 	enum qc_err err = pg->res_err;
 	const char *msg = pg->res_msg;
 	json_t *rows = pg->res_rows;
@@ -521,10 +518,10 @@ static void complete(struct qc_pg *pg)
  */
 static bool send_head(struct qc_pg *pg, lws_usec_t now)
 {
-	struct stmt *s = pop_head(pg);
+	struct stmt *s = list_pop(&pg->queued);
 
 	s->sent_at = now;
-	push_inflight(pg, s);
+	list_push(&pg->sent, s);
 	if (!PQsendQueryParams(pg->conn, s->sql, s->nparams, NULL, s->params, NULL, NULL, 0)) {
 		if (PQstatus(pg->conn) != CONNECTION_OK) {
 			lost(pg, PQerrorMessage(pg->conn));
@@ -554,8 +551,8 @@ static bool fill(struct qc_pg *pg)
 	bool sent = false;
 	int n;
 
-	while (pg->head && pg->ninflight < PIPELINE_MAX &&
-	       (!pg->inflight || now - pg->inflight->sent_at < PIPELINE_WAIT_US)) {
+	while (pg->queued.head && pg->sent.n < PIPELINE_MAX &&
+	       (!pg->sent.head || now - pg->sent.head->sent_at < PIPELINE_WAIT_US)) {
 		if (!send_head(pg, now))
 			return false;
 		sent = true;
@@ -586,9 +583,9 @@ static void service(struct qc_pg *pg)
 	while (pg->state == PG_CONNECTED) {
 		if (!fill(pg))
 			return;
-		if (!pg->inflight)
+		if (!pg->sent.head)
 			return;
-		if (pg->inflight->send_failed) {
+		if (pg->sent.head->send_failed) {
 			complete(pg);
 			continue;
 		}
@@ -841,8 +838,8 @@ struct qc_pg *qc_pg_new(const char *url, uint32_t max_pending, uint32_t timeout_
 		goto fail_free;
 	pg->max_pending = max_pending;
 	pg->timeout_ms = timeout_ms;
-	pg->tailp = &pg->head;
-	pg->inflight_tailp = &pg->inflight;
+	list_init(&pg->queued);
+	list_init(&pg->sent);
 	return pg;
 
 fail_free:
@@ -1063,7 +1060,7 @@ static int submit(void *ctx, const char *sql, int nparams, const char *const *pa
 		return -ENOTCONN;
 	if (!sql || !cb || nparams < 0 || (nparams && !params))
 		return -EINVAL;
-	if (pg->nqueued >= pg->max_pending)
+	if (pg->queued.n >= pg->max_pending)
 		return -EAGAIN;
 	s = stmt_new(sql, nparams, params);
 	if (!s)
@@ -1071,11 +1068,9 @@ static int submit(void *ctx, const char *sql, int nparams, const char *const *pa
 	s->cb = cb;
 	s->arg = arg;
 	s->queued_at = lws_now_usecs();
-	*pg->tailp = s;
-	pg->tailp = &s->next;
-	pg->nqueued++;
+	list_push(&pg->queued, s);
 	/* never send (nor fail) from inside submit: the callback must run later */
-	if (pg->ninflight < PIPELINE_MAX)
+	if (pg->sent.n < PIPELINE_MAX)
 		lws_sul_schedule(pg->ctx, 0, &pg->sul_kick, kick_cb, 1);
 	arm_tick(pg);
 	return 0;
@@ -1092,7 +1087,7 @@ void qc_pg_stats(const struct qc_pg *pg, struct qc_store_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->configured = true;
-	st->pending = pg->nqueued + pg->ninflight;
+	st->pending = pg->queued.n + pg->sent.n;
 	st->failed = pg->failed;
 	switch (pg->state) {
 	case PG_SYNC:
@@ -1102,8 +1097,8 @@ void qc_pg_stats(const struct qc_pg *pg, struct qc_store_stats *st)
 	case PG_CONNECTED:
 		st->connected = true;
 		st->state = "connected";
-		if (pg->timeout_ms && pg->inflight &&
-		    lws_now_usecs() - pg->inflight->sent_at >=
+		if (pg->timeout_ms && pg->sent.head &&
+		    lws_now_usecs() - pg->sent.head->sent_at >=
 		        (lws_usec_t)pg->timeout_ms * LWS_US_PER_MS)
 			st->state = "stalled";
 		break;
