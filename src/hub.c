@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <utlist.h>
 
 #include "hub_priv.h"
 #include "quotecast/sio.h"
@@ -399,6 +400,7 @@ enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durabl
 #define BACKLOG_MAX_BYTES (64u << 20)
 
 struct qc_write {
+	struct qc_write *prev; /* the backlog (utlist DL) */
 	struct qc_write *next;
 	struct qc_hub *h;
 	const char *sql; /* static text */
@@ -432,12 +434,7 @@ static void backlog_push(struct qc_hub *h, struct qc_write *w)
 		write_end(w, QC_E_UNAVAILABLE, "the store's backlog is full", NULL);
 		return;
 	}
-	w->next = NULL;
-	if (h->backlog_tail)
-		h->backlog_tail->next = w;
-	else
-		h->backlog_head = w;
-	h->backlog_tail = w;
+	DL_APPEND(h->backlog, w);
 	h->backlog_bytes += w->bytes;
 	h->nbacklog++;
 }
@@ -489,7 +486,7 @@ void qc_hub_store_keep(struct qc_hub *h, const char *sql, int n, const char *con
 		}
 		w->bytes += v ? strlen(v) + 1 : 0;
 	}
-	if (!h->backlog_head && !write_submit(h, w))
+	if (!h->backlog && !write_submit(h, w))
 		return;
 	backlog_push(h, w);
 }
@@ -498,12 +495,10 @@ void qc_hub_store_flush(struct qc_hub *h)
 {
 	struct qc_write *w;
 
-	while ((w = h->backlog_head)) {
+	while ((w = h->backlog)) {
 		if (write_submit(h, w))
 			return;
-		h->backlog_head = w->next;
-		if (!h->backlog_head)
-			h->backlog_tail = NULL;
+		DL_DELETE(h->backlog, w);
 		h->backlog_bytes -= w->bytes;
 		h->nbacklog--;
 	}
@@ -514,12 +509,11 @@ static void backlog_drop(struct qc_hub *h)
 {
 	struct qc_write *w;
 
-	while ((w = h->backlog_head)) {
-		h->backlog_head = w->next;
+	while ((w = h->backlog)) {
+		DL_DELETE(h->backlog, w);
 		h->nbacklog--;
 		write_end(w, QC_E_UNAVAILABLE, "the server stopped", NULL);
 	}
-	h->backlog_tail = NULL;
 	h->backlog_bytes = 0;
 }
 

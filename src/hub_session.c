@@ -184,7 +184,7 @@ void qc_hub_expire(struct qc_hub *h)
 	int64_t now = qc_now_ms();
 	struct qc_conn *c, *tmp;
 
-	if (h->backlog_head)
+	if (h->backlog)
 		qc_hub_store_flush(h);
 	while (h->susp_head && h->susp_head->expires_ms <= now)
 		expire_one(h, h->susp_head);
