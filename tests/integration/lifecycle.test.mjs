@@ -164,11 +164,11 @@ test('slow consumer: a client that stops reading is closed, a reading one gets e
 		/* stop reading: the kernel buffers fill, then the server's queue for it */
 		slow.ws.pause();
 
-		const content = 'q'.repeat(48 * 1024);
+		const content = 'q'.repeat(160 * 1024);
 		let posts = 0;
 		let gone = false;
 		/* one message at a time, so a reading client never has much queued */
-		while (posts < 1000 && !gone) {
+		while (posts < 3000 && !gone) {
 			const r = await httpRequest(server, 'POST', '/api/broadcast',
 				{ body: { room, content } });
 			assert.equal(r.status, 200, r.text);
@@ -176,7 +176,7 @@ test('slow consumer: a client that stops reading is closed, a reading one gets e
 			if (posts % 20 === 0)
 				gone = (await getStats(server)).total_connections === 1;
 		}
-		assert.ok(gone, `the paused client was not closed after ${posts} messages of 48 KiB`);
+		assert.ok(gone, `the paused client was not closed after ${posts} messages of 160 KiB`);
 		for (let i = 0; i < posts; i++) {
 			const ev = await fast.next({ event: 'room_message' }, 5000);
 			assert.equal(ev.data.content.length, content.length);
