@@ -6,6 +6,7 @@
  * with 400. Every answer is one small JSON or text document written with its exact
  * Content-Length, so keep-alive works.
  */
+#include <ctype.h>
 #include <string.h>
 
 #include "quotecast/auth.h"
@@ -195,6 +196,10 @@ static void metrics_walk(json_t *j, char *name, size_t nlen, size_t cap, char **
 			continue;
 		name[nlen] = '_';
 		memcpy(name + nlen + 1, key, klen + 1);
+		/* keys like "rooms.max_per_owner": Prometheus names are [a-zA-Z0-9_] */
+		for (char *p = name + nlen + 1; *p; p++)
+			if (!isalnum((unsigned char)*p))
+				*p = '_';
 		if (json_is_object(v)) {
 			metrics_walk(v, name, nlen + 1 + klen, cap, out, olen, ocap);
 			continue;

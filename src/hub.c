@@ -114,6 +114,7 @@ int qc_hub_admit(struct qc_hub *h)
 	}
 	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections) {
 		h->st.rejected_total++;
+		h->st.refused[QC_LIM_MAX_CONNECTIONS]++;
 		return -EBUSY;
 	}
 	return 0;
@@ -122,6 +123,46 @@ int qc_hub_admit(struct qc_hub *h)
 void qc_hub_reject(struct qc_hub *h)
 {
 	h->st.rejected_total++;
+}
+
+static const char *const limit_names[QC_LIM__COUNT] = {
+    [QC_LIM_MAX_CONNECTIONS] = "limits.max_connections",
+    [QC_LIM_CONNECTIONS_PER_USER] = "limits.max_connections_per_user",
+    [QC_LIM_CONNECTIONS_PER_IP] = "limits.max_connections_per_ip",
+    [QC_LIM_PUBLISHERS] = "limits.max_publishers",
+    [QC_LIM_PUBLISHER_RATE] = "limits.publisher_rate_per_s",
+    [QC_LIM_MAX_SYMBOLS] = "streams.max_symbols",
+    [QC_LIM_ROOMS_PER_CONNECTION] = "limits.max_rooms_per_connection",
+    [QC_LIM_STREAMS_PER_CONNECTION] = "limits.max_streams_per_connection",
+    [QC_LIM_ROOMS_PER_OWNER] = "rooms.max_per_owner",
+    [QC_LIM_MEMBERS_PER_ROOM] = "rooms.max_members",
+    [QC_LIM_PASSWORD_ATTEMPTS] = "rooms.password_attempts",
+    [QC_LIM_SUBSCRIPTIONS_PER_USER] = "subscriptions.max_per_user",
+    [QC_LIM_SUSPENDED] = "sessions.max_suspended",
+    [QC_LIM_OFFLINE_PER_USER] = "offline.max_per_user",
+    [QC_LIM_OFFLINE_TOTAL] = "offline.max_total_bytes",
+};
+
+const char *qc_limit_name(enum qc_limit l)
+{
+	return (unsigned)l < QC_LIM__COUNT && limit_names[l] ? limit_names[l] : "unknown";
+}
+
+void qc_hub_refused(struct qc_hub *h, enum qc_limit l)
+{
+	if ((unsigned)l < QC_LIM__COUNT)
+		h->st.refused[l]++;
+}
+
+/* stats "limits": {"refused": {key: count}} for every counted limit */
+static json_t *limits_stats(struct qc_hub *h)
+{
+	json_t *refused = json_object();
+
+	for (int l = 0; l < QC_LIM__COUNT; l++)
+		json_object_set_new(refused, qc_limit_name(l),
+		                    json_integer((json_int_t)h->st.refused[l]));
+	return json_pack("{s:o}", "refused", refused);
 }
 
 void qc_hub_close(struct qc_hub *h, struct qc_conn *c, uint16_t code, int how)
@@ -189,6 +230,22 @@ enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, cons
 	va_end(ap);
 	*emsg = h->errbuf;
 	return e;
+}
+
+enum qc_err qc_hub_limit(struct qc_hub *h, const char **emsg, enum qc_limit l, const char *fmt, ...)
+{
+	size_t n;
+	va_list ap;
+
+	qc_hub_refused(h, l);
+	n = (size_t)snprintf(h->errbuf, sizeof(h->errbuf), "%s: ", qc_limit_name(l));
+	if (n >= sizeof(h->errbuf))
+		n = sizeof(h->errbuf) - 1;
+	va_start(ap, fmt);
+	vsnprintf(h->errbuf + n, sizeof(h->errbuf) - n, fmt, ap);
+	va_end(ap);
+	*emsg = h->errbuf;
+	return QC_E_LIMIT_EXCEEDED;
 }
 
 /* ---- encoding: one native message, framed once per encoding ------------------------------ */
@@ -957,7 +1014,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    " s:o,"
 	    " s:{s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:I, s:I, s:I, s:I},"
-	    " s:o, s:o}",
+	    " s:o, s:o, s:o}",
 	    "server", "version", QC_VERSION, "uptime_s",
 	    (json_int_t)((qc_now_ms() - h->st.started_ms) / 1000), "event_loop", h->event_loop,
 	    "rss_bytes", (json_int_t)rss_bytes(h), "total_connections",
@@ -977,5 +1034,5 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    "offline", "users", (json_int_t)qc_hub_offline_users(h), "queued",
 	    (json_int_t)h->offline_queued, "delivered", (json_int_t)h->st.offline_delivered,
 	    "evicted", (json_int_t)h->st.offline_evicted, "store", store_stats(h), "subscriptions",
-	    qc_hub_subs_stats(h));
+	    qc_hub_subs_stats(h), "limits", limits_stats(h));
 }

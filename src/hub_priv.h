@@ -142,6 +142,13 @@ typedef enum qc_err (*qc_action_fn)(struct qc_hub *h, struct qc_conn *c, json_t 
 enum qc_err qc_hub_fail(struct qc_hub *h, const char **emsg, enum qc_err e, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * Count a refusal by @l (stats "limits.refused") and fail with LIMIT_EXCEEDED; the message is
+ * "<the limit's key>: " followed by @fmt ("rooms.max_per_owner: 100 rooms owned").
+ */
+enum qc_err qc_hub_limit(struct qc_hub *h, const char **emsg, enum qc_limit l, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Encode @j (stolen, a native message) for @c's encoding and queue it. */
 int qc_hub_send_json(struct qc_hub *h, struct qc_conn *c, json_t *j);
 /* Answer a request: error or success (@data stolen); @ack_id >= 0 answers a Socket.IO ack. */

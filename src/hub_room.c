@@ -268,8 +268,8 @@ static enum qc_err commit_join(struct qc_hub *h, struct qc_conn *c, json_t *args
 		return QC_OK;
 	}
 	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
-		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-		                   "limits.max_rooms_per_connection reached");
+		return qc_hub_limit(h, emsg, QC_LIM_ROOMS_PER_CONNECTION, "%u rooms joined",
+		                    h->cfg->limits.max_rooms_per_connection);
 	return join(h, c, room, name, data, emsg);
 }
 
@@ -289,8 +289,8 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 		return QC_OK;
 	}
 	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
-		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-		                   "limits.max_rooms_per_connection reached");
+		return qc_hub_limit(h, emsg, QC_LIM_ROOMS_PER_CONNECTION, "%u rooms joined",
+		                    h->cfg->limits.max_rooms_per_connection);
 	if (room && info_of(room)) {
 		e = admit_to_created(h, c, room, password, &must_join, emsg);
 		if (e != QC_OK)

@@ -271,9 +271,8 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 	if (fresh && qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols &&
 	    qc_streams_count(h->streams) + new_symbols(h, ticks, "symbol") >
 	        h->cfg->streams.max_symbols)
-		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-		                   "streams.max_symbols (%u) would be exceeded",
-		                   h->cfg->streams.max_symbols);
+		return qc_hub_limit(h, emsg, QC_LIM_MAX_SYMBOLS, "%u symbols would be exceeded",
+		                    h->cfg->streams.max_symbols);
 
 	json_array_foreach (ticks, i, tick) {
 		struct qc_stream *s =
@@ -428,9 +427,8 @@ static enum qc_err read_symbols(struct qc_hub *h, json_t *p, json_t **out, const
 		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
 		                   "\"symbol\" or a non-empty \"symbols\" array is required");
 	if (json_array_size(many) > h->cfg->limits.max_streams_per_connection)
-		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
-		                   "more symbols than limits.max_streams_per_connection (%u)",
-		                   h->cfg->limits.max_streams_per_connection);
+		return qc_hub_limit(h, emsg, QC_LIM_STREAMS_PER_CONNECTION, "more than %u symbols",
+		                    h->cfg->limits.max_streams_per_connection);
 	json_array_foreach (many, i, v) {
 		if (!json_is_string(v) || !qc_symbol_valid(json_string_value(v)))
 			return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,

@@ -627,6 +627,7 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 				lwsl_warn("quotecast: publisher connection refused: %d open\n",
 				          QC_PUBLISHERS_MAX);
 				qc_hub_reject(srv->hub);
+				qc_hub_refused(srv->hub, QC_LIM_PUBLISHERS);
 				return -1;
 			}
 			srv->publishers++;

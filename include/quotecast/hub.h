@@ -34,6 +34,32 @@ struct qc_transport {
 #define QC_CLOSE_AFTER_DRAIN 1 /* send what is queued, then close */
 #define QC_CLOSE_NOW         2 /* drop what is queued and close */
 
+/*
+ * The bounds of SPEC section 7 whose refusals are counted: stats "limits": {"refused": {key: n}},
+ * keyed by the setting that bit (qc_limit_name()). A refusal's message names the same key.
+ */
+enum qc_limit {
+	QC_LIM_MAX_CONNECTIONS = 0,    /* limits.max_connections */
+	QC_LIM_CONNECTIONS_PER_USER,   /* limits.max_connections_per_user */
+	QC_LIM_CONNECTIONS_PER_IP,     /* limits.max_connections_per_ip */
+	QC_LIM_PUBLISHERS,             /* limits.max_publishers */
+	QC_LIM_PUBLISHER_RATE,         /* limits.publisher_rate_per_s */
+	QC_LIM_MAX_SYMBOLS,            /* streams.max_symbols */
+	QC_LIM_ROOMS_PER_CONNECTION,   /* limits.max_rooms_per_connection */
+	QC_LIM_STREAMS_PER_CONNECTION, /* limits.max_streams_per_connection */
+	QC_LIM_ROOMS_PER_OWNER,        /* rooms.max_per_owner */
+	QC_LIM_MEMBERS_PER_ROOM,       /* rooms.max_members */
+	QC_LIM_PASSWORD_ATTEMPTS,      /* rooms.password_attempts */
+	QC_LIM_SUBSCRIPTIONS_PER_USER, /* subscriptions.max_per_user */
+	QC_LIM_SUSPENDED,              /* sessions.max_suspended */
+	QC_LIM_OFFLINE_PER_USER,       /* offline.max_per_user */
+	QC_LIM_OFFLINE_TOTAL,          /* offline.max_total_bytes */
+	QC_LIM__COUNT
+};
+
+/** qc_limit_name() - the setting's key, "rooms.max_per_owner" (static). */
+const char *qc_limit_name(enum qc_limit l);
+
 /* Counters: the hot path increments, /api/stats renders. */
 struct qc_stats {
 	int64_t started_ms;
@@ -62,6 +88,7 @@ struct qc_stats {
 	uint64_t buffer_dropped; /* buffered messages dropped (a session buffer was full) */
 	uint64_t offline_delivered;
 	uint64_t offline_evicted;
+	uint64_t refused[QC_LIM__COUNT]; /* by enum qc_limit */
 };
 
 /** qc_hub_new() - borrows @cfg (must outlive the hub), copies @t. NULL on ENOMEM. */
@@ -79,6 +106,9 @@ int qc_hub_admit(struct qc_hub *h);
 
 /** qc_hub_reject() - count a connection refused before it existed (bad token ...). */
 void qc_hub_reject(struct qc_hub *h);
+
+/** qc_hub_refused() - count one refusal by limit @l (stats "limits.refused"). */
+void qc_hub_refused(struct qc_hub *h, enum qc_limit l);
 
 /**
  * qc_hub_open() - a new connection whose transport storage @c is zeroed except for user_id,
