@@ -114,6 +114,8 @@ static const struct key keys[] = {
     U32("streams.buffer_size", streams.buffer_size, 1, 1000000, "1000"),
     U32("streams.dedup_window", streams.dedup_window, 1, 1000000, "1024"),
     U32("streams.max_symbols", streams.max_symbols, 1, 10000000, "10000"),
+    U32("streams.max_subscribe_only", streams.max_subscribe_only, 0, 10000000, "10000"),
+    U32("streams.idle_ttl_s", streams.idle_ttl_s, 0, 2592000, "300"),
     U32("sessions.ttl_s", sessions.ttl_s, 0, 604800, "120"),
     U32("sessions.buffer_messages", sessions.buffer_messages, 0, 1000000, "1000"),
     U32("sessions.max_suspended", sessions.max_suspended, 0, 10000000, "100000"),

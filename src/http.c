@@ -166,6 +166,8 @@ static bool is_counter(const char *key)
 	    "total_conflated",
 	    "total_deliveries",
 	    "total_published",
+	    "idle_freed",
+	    "subscribe_only_freed",
 	    "resumed",
 	    "expired",
 	    "replayed",

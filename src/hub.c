@@ -141,6 +141,7 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_SUSPENDED] = "sessions.max_suspended",
     [QC_LIM_OFFLINE_PER_USER] = "offline.max_per_user",
     [QC_LIM_OFFLINE_TOTAL] = "offline.max_total_bytes",
+    [QC_LIM_SUBSCRIBE_ONLY] = "streams.max_subscribe_only",
 };
 
 const char *qc_limit_name(enum qc_limit l)

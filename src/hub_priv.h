@@ -20,6 +20,8 @@ struct qc_hub {
 	struct qc_conns conns;
 	struct qc_rooms *rooms;
 	struct qc_streams *streams;
+	int64_t (*clock)(void *ctx); /* the idle-stream TTL's clock (qc_hub_set_clock), or NULL */
+	void *clock_ctx;
 	struct qc_demo *demo;
 	struct qc_stats st;
 	const char *event_loop;
@@ -56,7 +58,7 @@ struct qc_frames {
 	json_t *ev;          /* the native message (owned) */
 	struct qc_msg *m[2]; /* by enum qc_enc */
 	uint8_t kind;
-	uint32_t stream_id;
+	uint64_t stream_id;
 	uint64_t seq;
 	json_t *meta; /* borrowed; each frame takes its own reference */
 };
@@ -247,6 +249,8 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c);
+/* free streams idle for streams.idle_ttl_s (from qc_hub_expire) */
+void qc_hub_streams_sweep(struct qc_hub *h);
 json_t *qc_hub_streaming_stats(struct qc_hub *h);
 enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                     const char **e);

@@ -188,6 +188,7 @@ void qc_hub_expire(struct qc_hub *h)
 		qc_hub_store_flush(h);
 	while (h->susp_head && h->susp_head->expires_ms <= now)
 		expire_one(h, h->susp_head);
+	qc_hub_streams_sweep(h);
 	HASH_ITER (hh, h->conns.by_id, c, tmp) {
 		if (c->suspended || c->closing)
 			continue;

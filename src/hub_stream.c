@@ -1,8 +1,13 @@
 /*
  * hub_stream: market data in the hub. Validates and applies published ticks (all or nothing),
  * fans each accepted tick out once per distinct field set among its subscribers, conflates a
- * slow subscriber's pending ticks of one symbol, and serves the stream actions (subscribe with
- * snapshot and recovery by seq, filters, buffered data, market data, publish).
+ * slow subscriber's pending ticks of one symbol, serves the stream actions (subscribe with
+ * snapshot and recovery by seq, filters, buffered data, market data, publish), and frees idle
+ * streams once a second.
+ *
+ * Symbols are bounded twice (stream.c): a publish may give up to streams.max_symbols symbols
+ * their ticks, a subscribe may name up to streams.max_subscribe_only symbols that have none.
+ * A subscribe never counts against the first bound, so subscribers cannot lock a feed out.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,19 +15,51 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hub_priv.h"
 
-#define PUBLISH_MAX_BATCH 10000 /* ticks in one publish */
-#define BUFFERED_DEFAULT  100   /* get_buffered_data without limit */
+#define PUBLISH_MAX_BATCH 10000  /* ticks in one publish */
+#define BUFFERED_DEFAULT  100    /* get_buffered_data without limit */
+#define SWEEP_BUDGET      200000 /* ring entries released per sweep: a few ms of the loop */
+
+static int64_t stream_clock(void *ctx)
+{
+	struct qc_hub *h = ctx;
+	struct timespec ts;
+
+	if (h->clock)
+		return h->clock(h->clock_ctx);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 int qc_hub_streams_init(struct qc_hub *h)
 {
 	const struct qc_config *cfg = h->cfg;
+	struct qc_streams_opts o = {
+	    .buffer_size = cfg->streams.buffer_size,
+	    .dedup_window = cfg->streams.dedup_window,
+	    .max_symbols = cfg->streams.max_symbols,
+	    .max_subscribe_only = cfg->streams.max_subscribe_only,
+	    .idle_ttl_s = cfg->streams.idle_ttl_s,
+	    .clock = stream_clock,
+	    .clock_ctx = h,
+	};
 
-	h->streams = qc_streams_new(cfg->streams.buffer_size, cfg->streams.dedup_window,
-	                            cfg->streams.max_symbols);
+	h->streams = qc_streams_new(&o);
 	return h->streams ? 0 : -ENOMEM;
+}
+
+void qc_hub_set_clock(struct qc_hub *h, int64_t (*now_ms)(void *ctx), void *ctx)
+{
+	h->clock = now_ms;
+	h->clock_ctx = ctx;
+}
+
+void qc_hub_streams_sweep(struct qc_hub *h)
+{
+	qc_streams_sweep(h->streams, SWEEP_BUDGET);
 }
 
 void qc_hub_streams_free(struct qc_hub *h)
@@ -38,15 +75,19 @@ void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c)
 
 json_t *qc_hub_streaming_stats(struct qc_hub *h)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active_streams",
-	                 (json_int_t)qc_streams_count(h->streams), "total_subscribers",
-	                 (json_int_t)qc_streams_nsubs(h->streams), "total_messages",
-	                 (json_int_t)h->st.ticks_accepted, "total_dropped",
-	                 (json_int_t)h->st.ticks_stale, "total_deduplicated",
-	                 (json_int_t)h->st.ticks_duplicate, "total_conflated",
-	                 (json_int_t)h->st.ticks_conflated, "total_deliveries",
-	                 (json_int_t)h->st.tick_deliveries, "total_published",
-	                 (json_int_t)h->st.ticks_published);
+	struct qc_streams_counts n;
+
+	qc_streams_counts(h->streams, &n);
+	return json_pack(
+	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active_streams",
+	    (json_int_t)n.streams, "total_subscribers", (json_int_t)n.subscriptions,
+	    "total_messages", (json_int_t)h->st.ticks_accepted, "total_dropped",
+	    (json_int_t)h->st.ticks_stale, "total_deduplicated", (json_int_t)h->st.ticks_duplicate,
+	    "total_conflated", (json_int_t)h->st.ticks_conflated, "total_deliveries",
+	    (json_int_t)h->st.tick_deliveries, "total_published", (json_int_t)h->st.ticks_published,
+	    "subscribe_only", (json_int_t)n.subscribe_only, "idle_streams", (json_int_t)n.idle,
+	    "idle_freed", (json_int_t)n.idle_freed, "subscribe_only_freed",
+	    (json_int_t)n.subscribe_only_freed);
 }
 
 /* ---- encoding ---------------------------------------------------------------------------- */
@@ -96,7 +137,8 @@ static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream 
                     struct qc_frames *f, const struct qc_tick *t)
 {
 	struct qc_outq *q = &c->outq;
-	uint32_t sid = qc_stream_id(s), removed;
+	uint64_t sid = qc_stream_id(s);
+	uint32_t removed;
 	json_t *acc;
 	int ret;
 
@@ -171,11 +213,20 @@ static const char *symbol_at(json_t *arr, size_t i, const char *key)
 	return json_string_value(key ? json_object_get(v, key) : v);
 }
 
+/* Whether @sym's stream exists (@ticks: and has ticks). */
+static bool known(struct qc_hub *h, const char *sym, bool ticks)
+{
+	struct qc_stream *s = qc_streams_find(h->streams, sym);
+
+	return s && (!ticks || qc_stream_has_ticks(s));
+}
+
 /*
- * How many distinct symbols of @arr (strings, or objects whose @key holds one) have no stream
- * yet: what a batch or a subscribe would add against streams.max_symbols.
+ * How many distinct symbols of @arr (strings, or objects whose @key holds one) are not known()
+ * yet: what a batch adds against streams.max_symbols (@ticks), or a subscribe against
+ * streams.max_subscribe_only.
  */
-static uint32_t new_symbols(struct qc_hub *h, json_t *arr, const char *key)
+static uint32_t new_symbols(struct qc_hub *h, json_t *arr, const char *key, bool ticks)
 {
 	size_t n = json_array_size(arr), i, j;
 	uint32_t fresh = 0;
@@ -183,7 +234,7 @@ static uint32_t new_symbols(struct qc_hub *h, json_t *arr, const char *key)
 	for (i = 0; i < n; i++) {
 		const char *sym = symbol_at(arr, i, key);
 
-		if (qc_streams_find(h->streams, sym))
+		if (known(h, sym, ticks))
 			continue;
 		for (j = 0; j < i; j++)
 			if (!strcmp(sym, symbol_at(arr, j, key)))
@@ -251,6 +302,7 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 	size_t n = json_array_size(ticks), i, fresh = 0;
 	uint64_t accepted = 0, dup = 0, stale = 0;
 	int64_t now = qc_now_ms();
+	struct qc_streams_counts cnt;
 	json_t *tick;
 
 	if (!n)
@@ -263,25 +315,32 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 
 		if (e != QC_OK)
 			return e;
-		if (!qc_streams_find(h->streams,
-		                     json_string_value(json_object_get(tick, "symbol"))))
+		if (!known(h, json_string_value(json_object_get(tick, "symbol")), true))
 			fresh++; /* an upper bound: a new symbol may repeat in the batch */
 	}
-	/* count exactly (quadratic in the batch) only when the upper bound says it might not fit */
-	if (fresh && qc_streams_count(h->streams) + fresh > h->cfg->streams.max_symbols &&
-	    qc_streams_count(h->streams) + new_symbols(h, ticks, "symbol") >
-	        h->cfg->streams.max_symbols)
+	/*
+	 * Symbols with ticks only: subscribe-only ones do not count. Count exactly (quadratic in
+	 * the batch) only when the upper bound says it might not fit.
+	 */
+	qc_streams_counts(h->streams, &cnt);
+	if (fresh && cnt.with_ticks + fresh > h->cfg->streams.max_symbols &&
+	    cnt.with_ticks + new_symbols(h, ticks, "symbol", true) > h->cfg->streams.max_symbols)
 		return qc_hub_limit(h, emsg, QC_LIM_MAX_SYMBOLS, "%u symbols would be exceeded",
 		                    h->cfg->streams.max_symbols);
 
 	json_array_foreach (ticks, i, tick) {
-		struct qc_stream *s =
-		    qc_streams_get(h->streams, json_string_value(json_object_get(tick, "symbol")));
+		struct qc_stream *s = qc_streams_get_live(
+		    h->streams, json_string_value(json_object_get(tick, "symbol")));
 		json_t *ver = json_object_get(tick, "version");
 		json_t *ts = json_object_get(tick, "timestamp");
 		const struct qc_tick *t;
 		int v;
 
+		/* the check above makes this unreachable; if it ever is not, still a counted
+		 * refusal */
+		if (!s && errno == ENOSPC)
+			return qc_hub_limit(h, emsg, QC_LIM_MAX_SYMBOLS, "%u symbols reached",
+			                    h->cfg->streams.max_symbols);
 		if (!s)
 			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 		v = qc_stream_apply(s, json_object_get(tick, "data"),
@@ -438,12 +497,20 @@ static enum qc_err read_symbols(struct qc_hub *h, json_t *p, json_t **out, const
 	return *out ? QC_OK : qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 }
 
-/* Whether a replay after @since is complete from the ring. */
+/*
+ * Whether a replay after @since is complete from the ring. A @since beyond the last seq is a
+ * position from another life of the stream (it was freed and created again, or the server
+ * restarted): not recoverable. A position from an earlier life that is not beyond the current
+ * last seq cannot be told apart here; that needs the stream's epoch in the position (the
+ * stream id names the life: qc_stream_id()).
+ */
 bool qc_hub_stream_recoverable(const struct qc_stream *s, uint64_t since)
 {
 	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
 
-	return since >= last || (oldest && since + 1 >= oldest);
+	if (since > last)
+		return false;
+	return since == last || (oldest && since + 1 >= oldest);
 }
 
 /*
@@ -461,7 +528,7 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 	bool recovered = true;
 	json_t *d;
 
-	if (has_since && since < last) {
+	if (has_since && since != last) {
 		uint64_t from = since + 1;
 
 		recovered = qc_hub_stream_recoverable(s, since);
@@ -500,17 +567,25 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 
 	if (c->closing || c->suspended)
 		return 0;
-	s = qc_streams_get(h->streams, symbol);
-	if (!s)
-		return -errno;
-	sub = qc_sub_set_find(&c->streams, s);
+	s = qc_streams_find(h->streams, symbol);
+	sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
 	if (sub)
 		return qc_stream_set_filter(h->streams, sub, fields, nfields);
-	if (c->streams.count >= h->cfg->limits.max_streams_per_connection)
+	if (c->streams.count >= h->cfg->limits.max_streams_per_connection) {
+		qc_hub_refused(h, QC_LIM_STREAMS_PER_CONNECTION);
 		return -ENOSPC;
+	}
+	s = qc_streams_get(h->streams, symbol);
+	if (!s) {
+		if (errno == ENOSPC)
+			qc_hub_refused(h, QC_LIM_SUBSCRIBE_ONLY);
+		return -errno;
+	}
 	ret = qc_stream_subscribe(h->streams, s, &c->streams, c, fields, nfields, &sub);
-	if (ret)
+	if (ret) {
+		qc_streams_release(h->streams, s);
 		return ret;
+	}
 	qc_hub_stream_catch_up(h, c, sub, true, false, 0);
 	return 0;
 }
@@ -526,6 +601,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	const char *fields[QC_FIELDS_MAX];
 	json_t *syms, *v, *jsince = json_object_get(p, "since_seq");
 	json_t *jsnap = json_object_get(p, "snapshot"), *result, *list;
+	struct qc_streams_counts cnt;
 	uint32_t fresh = 0;
 	bool has_since = false;
 	enum qc_err err;
@@ -561,15 +637,17 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	}
 	if (c->streams.count + fresh > h->cfg->limits.max_streams_per_connection) {
 		json_decref(syms);
-		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED,
-		                   "limits.max_streams_per_connection (%u)",
-		                   h->cfg->limits.max_streams_per_connection);
+		return qc_hub_limit(h, e, QC_LIM_STREAMS_PER_CONNECTION, "%u streams",
+		                    h->cfg->limits.max_streams_per_connection);
 	}
-	if (qc_streams_count(h->streams) + new_symbols(h, syms, NULL) >
-	    h->cfg->streams.max_symbols) {
+	/* symbols nobody has published yet: bounded apart from those with ticks */
+	qc_streams_counts(h->streams, &cnt);
+	if (cnt.subscribe_only + new_symbols(h, syms, NULL, false) >
+	    h->cfg->streams.max_subscribe_only) {
 		json_decref(syms);
-		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "streams.max_symbols (%u) reached",
-		                   h->cfg->streams.max_symbols);
+		return qc_hub_limit(h, e, QC_LIM_SUBSCRIBE_ONLY,
+		                    "%u symbols without ticks are subscribed",
+		                    h->cfg->streams.max_subscribe_only);
 	}
 
 	result = json_object();
@@ -586,8 +664,8 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 			json_decref(result);
 			json_decref(list);
 			if (errno == ENOSPC)
-				return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED,
-				                   "streams.max_symbols reached");
+				return qc_hub_limit(h, e, QC_LIM_SUBSCRIBE_ONLY, "%u reached",
+				                    h->cfg->streams.max_subscribe_only);
 			return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 		}
 		sub = qc_sub_set_find(&c->streams, s);
@@ -596,8 +674,10 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		else
 			ret = qc_stream_subscribe(h->streams, s, &c->streams, c, fields,
 			                          (size_t)nfields, &sub);
-		if (ret)
+		if (ret) {
+			qc_streams_release(h->streams, s);
 			goto nomem;
+		}
 		json_array_append_new(list,
 		                      json_pack("{s:s, s:I, s:I}", "symbol", qc_stream_symbol(s),
 		                                "last_seq", (json_int_t)qc_stream_last_seq(s),

@@ -108,7 +108,7 @@ size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap)
 	return used;
 }
 
-uint32_t qc_outq_remove_stream(struct qc_outq *q, uint32_t stream_id)
+uint32_t qc_outq_remove_stream(struct qc_outq *q, uint64_t stream_id)
 {
 	struct qc_msg *m;
 	uint32_t i, kept = 0;

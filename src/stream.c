@@ -1,12 +1,20 @@
 /*
  * stream: per-symbol market streams.
  *
- * Owns the streams (a uthash by symbol), and in each stream its ring of ticks (one array of
- * buffer_size slots allocated with the stream), its message-id window (src/dedup.c), its
- * snapshot object, its filter groups (a uthash keyed by the canonical field set) and the
- * subscriptions in them. A subscription is also linked into the connection's
- * struct qc_sub_set (a uthash keyed by the stream pointer), which is the caller's memory but
- * whose hash table uthash allocates here. Connections are borrowed.
+ * Owns the streams (a uthash by symbol), and in each stream with ticks its ring of ticks (one
+ * array of buffer_size slots, allocated with the first tick), its message-id window
+ * (src/dedup.c), its snapshot object; in every stream its filter groups (a uthash keyed by the
+ * canonical field set) and the subscriptions in them. A subscription is also linked into the
+ * connection's struct qc_sub_set (a uthash keyed by the stream pointer), which is the caller's
+ * memory but whose hash table uthash allocates here. Connections are borrowed.
+ *
+ * Lifetimes: a subscribe-only stream (no ring) is freed by the unsubscribe that leaves it
+ * without subscribers. A stream with ticks and no subscriber is idle: it sits in the idle FIFO
+ * (utlist DL, oldest first) stamped with the time it became idle; a tick moves it to the tail
+ * with a new stamp, a subscribe takes it out, and qc_streams_sweep() frees from the head while
+ * the head's stamp is older than the TTL. So the sweep touches only what it frees, and the
+ * publish path pays one list move (no allocation) per tick of a stream nobody subscribes to;
+ * the fan-out pays nothing.
  *
  * Ticks' data are shared, not copied: the ring holds a reference to each tick's object and
  * the snapshot holds references to the newest value of every field. So a tick's data, and
@@ -25,6 +33,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <utlist.h>
 
 #include "quotecast/dedup.h"
 #include "quotecast/stream.h"
@@ -43,15 +54,19 @@ struct qc_group {
 
 struct qc_stream {
 	struct qc_streams *ss;
-	uint32_t id;
+	uint64_t id;
 	uint32_t nsubs;
+	bool idle;       /* in the idle FIFO: has ticks, no subscriber */
+	int64_t idle_ms; /* when it became idle, or its last tick since */
+	struct qc_stream *idle_prev;
+	struct qc_stream *idle_next;
 	uint64_t last_seq;
 	bool has_version;
 	int64_t last_version;
-	json_t *snapshot;
+	json_t *snapshot; /* NULL while subscribe-only */
 	int64_t snapshot_time;
-	struct qc_tick *ring;
-	uint32_t ring_start; /* slot of the oldest tick */
+	struct qc_tick *ring; /* NULL while subscribe-only */
+	uint32_t ring_start;  /* slot of the oldest tick */
 	uint32_t ring_count;
 	struct qc_dedup *dedup;
 	struct qc_group *groups; /* uthash head, insertion order */
@@ -61,13 +76,17 @@ struct qc_stream {
 
 struct qc_streams {
 	struct qc_stream *by_symbol; /* uthash head */
+	struct qc_stream *idle_head; /* the idle FIFO, oldest first (utlist DL) */
+	struct qc_streams_opts o;
 	uint32_t count;
-	uint32_t next_id;
-	uint32_t buffer_size;
-	uint32_t dedup_window;
-	uint32_t max_symbols;
+	uint32_t nticks; /* streams with ticks */
+	uint32_t nidle;
+	uint64_t next_id;
 	uint64_t nsubs;
+	uint64_t idle_freed;
+	uint64_t subscribe_only_freed;
 	json_t *placeholder; /* marks snapshot keys added by an apply in progress */
+	json_t *empty;       /* the snapshot of a subscribe-only stream */
 };
 
 /* A canonical field set, built on the stack before anything changes. */
@@ -112,11 +131,21 @@ bool qc_field_valid(const char *s)
 	return true;
 }
 
-struct qc_streams *qc_streams_new(uint32_t buffer_size, uint32_t dedup_window, uint32_t max_symbols)
+static int64_t monotonic_ms(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct qc_streams *qc_streams_new(const struct qc_streams_opts *o)
 {
 	struct qc_streams *ss;
 
-	if (!buffer_size || !dedup_window || !max_symbols || dedup_window > QC_DEDUP_WINDOW_MAX) {
+	if (!o->buffer_size || !o->dedup_window || !o->max_symbols ||
+	    o->dedup_window > QC_DEDUP_WINDOW_MAX) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -126,17 +155,43 @@ struct qc_streams *qc_streams_new(uint32_t buffer_size, uint32_t dedup_window, u
 	ss->placeholder = json_object();
 	if (!ss->placeholder)
 		goto fail_free;
+	ss->empty = json_object();
+	if (!ss->empty)
+		goto fail_placeholder;
+	ss->o = *o;
+	if (!ss->o.clock)
+		ss->o.clock = monotonic_ms;
 	ss->next_id = 1;
-	ss->buffer_size = buffer_size;
-	ss->dedup_window = dedup_window;
-	ss->max_symbols = max_symbols;
 	return ss;
 
+fail_placeholder:
+	json_decref(ss->placeholder);
 fail_free:
 	free(ss);
 fail:
 	errno = ENOMEM;
 	return NULL;
+}
+
+static int64_t now_ms(const struct qc_streams *ss)
+{
+	return ss->o.clock(ss->o.clock_ctx);
+}
+
+static void idle_enter(struct qc_streams *ss, struct qc_stream *s)
+{
+	s->idle = true;
+	s->idle_ms = now_ms(ss);
+	DL_APPEND2(ss->idle_head, s, idle_prev, idle_next);
+	ss->nidle++;
+}
+
+static void idle_leave(struct qc_streams *ss, struct qc_stream *s)
+{
+	DL_DELETE2(ss->idle_head, s, idle_prev, idle_next);
+	s->idle_prev = s->idle_next = NULL;
+	s->idle = false;
+	ss->nidle--;
 }
 
 static void free_group(struct qc_stream *s, struct qc_group *g)
@@ -193,7 +248,11 @@ static void free_stream(struct qc_streams *ss, struct qc_stream *s)
 			remove_sub(g->subs);
 	}
 	for (i = 0; i < s->ring_count; i++)
-		json_decref(s->ring[(s->ring_start + i) % ss->buffer_size].data);
+		json_decref(s->ring[(s->ring_start + i) % ss->o.buffer_size].data);
+	if (s->idle)
+		idle_leave(ss, s);
+	if (s->ring)
+		ss->nticks--;
 	HASH_DELETE(hh, ss->by_symbol, s);
 	ss->count--;
 	qc_dedup_free(s->dedup);
@@ -212,6 +271,7 @@ void qc_streams_free(struct qc_streams *ss)
 		free_stream(ss, s);
 	}
 	json_decref(ss->placeholder);
+	json_decref(ss->empty);
 	free(ss);
 }
 
@@ -229,6 +289,57 @@ struct qc_stream *qc_streams_find(const struct qc_streams *ss, const char *symbo
 	return s;
 }
 
+/* A new subscribe-only stream of @symbol (valid, @len bytes, not in the registry). */
+static struct qc_stream *new_stream(struct qc_streams *ss, const char *symbol, size_t len)
+{
+	struct qc_stream *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->ss = ss;
+	memcpy(s->symbol, symbol, len);
+	HASH_ADD_KEYPTR(hh, ss->by_symbol, s->symbol, len, s);
+	if (!s->hh.tbl) {
+		free(s);
+		return NULL;
+	}
+	s->id = ss->next_id++;
+	ss->count++;
+	return s;
+}
+
+/*
+ * Give subscribe-only @s its ring, window and snapshot. 0, -ENOSPC (max_symbols streams have
+ * ticks) or -ENOMEM, with @s unchanged.
+ */
+static int give_ticks(struct qc_streams *ss, struct qc_stream *s)
+{
+	if (ss->nticks >= ss->o.max_symbols)
+		return -ENOSPC;
+	s->ring = calloc(ss->o.buffer_size, sizeof(*s->ring));
+	if (!s->ring)
+		goto fail;
+	s->dedup = qc_dedup_new(ss->o.dedup_window);
+	if (!s->dedup)
+		goto fail_ring;
+	s->snapshot = json_object();
+	if (!s->snapshot)
+		goto fail_dedup;
+	ss->nticks++;
+	if (!s->nsubs)
+		idle_enter(ss, s);
+	return 0;
+
+fail_dedup:
+	qc_dedup_free(s->dedup);
+	s->dedup = NULL;
+fail_ring:
+	free(s->ring);
+	s->ring = NULL;
+fail:
+	return -ENOMEM;
+}
+
 struct qc_stream *qc_streams_get(struct qc_streams *ss, const char *symbol)
 {
 	struct qc_stream *s;
@@ -242,43 +353,88 @@ struct qc_stream *qc_streams_get(struct qc_streams *ss, const char *symbol)
 	HASH_FIND(hh, ss->by_symbol, symbol, len, s);
 	if (s)
 		return s;
-	if (ss->count >= ss->max_symbols) {
+	if (ss->count - ss->nticks >= ss->o.max_subscribe_only) {
 		errno = ENOSPC;
 		return NULL;
 	}
-
-	s = calloc(1, sizeof(*s));
+	s = new_stream(ss, symbol, len);
 	if (!s)
-		goto fail;
-	s->ring = calloc(ss->buffer_size, sizeof(*s->ring));
-	if (!s->ring)
-		goto fail_free;
-	s->dedup = qc_dedup_new(ss->dedup_window);
-	if (!s->dedup)
-		goto fail_ring;
-	s->snapshot = json_object();
-	if (!s->snapshot)
-		goto fail_dedup;
-	s->ss = ss;
-	memcpy(s->symbol, symbol, len);
-	HASH_ADD_KEYPTR(hh, ss->by_symbol, s->symbol, len, s);
-	if (!s->hh.tbl)
-		goto fail_snapshot;
-	s->id = ss->next_id++;
-	ss->count++;
+		errno = ENOMEM;
 	return s;
+}
 
-fail_snapshot:
-	json_decref(s->snapshot);
-fail_dedup:
-	qc_dedup_free(s->dedup);
-fail_ring:
-	free(s->ring);
-fail_free:
-	free(s);
-fail:
-	errno = ENOMEM;
-	return NULL;
+struct qc_stream *qc_streams_get_live(struct qc_streams *ss, const char *symbol)
+{
+	struct qc_stream *s;
+	size_t len;
+	int err;
+
+	if (!qc_symbol_valid(symbol)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	len = strlen(symbol);
+	HASH_FIND(hh, ss->by_symbol, symbol, len, s);
+	if (s && s->ring)
+		return s;
+	if (!s) {
+		if (ss->nticks >= ss->o.max_symbols) {
+			errno = ENOSPC;
+			return NULL;
+		}
+		s = new_stream(ss, symbol, len);
+		if (!s) {
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	err = give_ticks(ss, s);
+	if (err) {
+		qc_streams_release(ss, s);
+		errno = -err;
+		return NULL;
+	}
+	return s;
+}
+
+void qc_streams_release(struct qc_streams *ss, struct qc_stream *s)
+{
+	if (s && !s->nsubs && !s->ring)
+		free_stream(ss, s);
+}
+
+/* @s lost its last subscriber: a subscribe-only stream goes, one with ticks becomes idle. */
+static void unsubscribed(struct qc_streams *ss, struct qc_stream *s)
+{
+	if (s->nsubs)
+		return;
+	if (s->ring) {
+		idle_enter(ss, s);
+		return;
+	}
+	ss->subscribe_only_freed++;
+	free_stream(ss, s);
+}
+
+uint32_t qc_streams_sweep(struct qc_streams *ss, uint32_t budget)
+{
+	int64_t ttl = (int64_t)ss->o.idle_ttl_s * 1000, now;
+	uint32_t freed = 0, cost;
+	struct qc_stream *s;
+
+	if (!ttl || !ss->idle_head)
+		return 0;
+	now = now_ms(ss);
+	while ((s = ss->idle_head) && now - s->idle_ms >= ttl) {
+		cost = 1 + s->ring_count;
+		if (freed && cost > budget)
+			break;
+		budget = cost > budget ? 0 : budget - cost;
+		free_stream(ss, s);
+		ss->idle_freed++;
+		freed++;
+	}
+	return freed;
 }
 
 uint32_t qc_streams_count(const struct qc_streams *ss)
@@ -289,6 +445,17 @@ uint32_t qc_streams_count(const struct qc_streams *ss)
 uint64_t qc_streams_nsubs(const struct qc_streams *ss)
 {
 	return ss->nsubs;
+}
+
+void qc_streams_counts(const struct qc_streams *ss, struct qc_streams_counts *out)
+{
+	out->streams = ss->count;
+	out->with_ticks = ss->nticks;
+	out->subscribe_only = ss->count - ss->nticks;
+	out->idle = ss->nidle;
+	out->subscriptions = ss->nsubs;
+	out->idle_freed = ss->idle_freed;
+	out->subscribe_only_freed = ss->subscribe_only_freed;
 }
 
 static size_t message_id_len(const char *message_id)
@@ -330,7 +497,7 @@ fail_undo:
 
 static struct qc_tick *ring_append(struct qc_stream *s)
 {
-	uint32_t size = s->ss->buffer_size;
+	uint32_t size = s->ss->o.buffer_size;
 	struct qc_tick *t;
 
 	if (s->ring_count < size) {
@@ -348,10 +515,17 @@ int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, b
                     int64_t version, int64_t timestamp, const struct qc_tick **out)
 {
 	size_t idlen = message_id_len(message_id);
+	struct qc_streams *ss = s->ss;
 	struct qc_tick *t;
+	int err;
 
 	if (!json_is_object(data) || !json_object_size(data))
 		return -EINVAL;
+	if (!s->ring) {
+		err = give_ticks(ss, s);
+		if (err)
+			return err;
+	}
 	if (idlen && qc_dedup_seen(s->dedup, message_id, idlen))
 		return QC_TICK_DUPLICATE;
 	if (has_version && s->has_version && version <= s->last_version)
@@ -376,6 +550,14 @@ int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, b
 
 	if (idlen)
 		qc_dedup_insert(s->dedup, message_id, idlen);
+	if (s->idle) {
+		/* nobody subscribes: the TTL counts from this tick */
+		s->idle_ms = now_ms(ss);
+		if (s->idle_next) {
+			DL_DELETE2(ss->idle_head, s, idle_prev, idle_next);
+			DL_APPEND2(ss->idle_head, s, idle_prev, idle_next);
+		}
+	}
 	if (out)
 		*out = t;
 	return QC_TICK_ACCEPTED;
@@ -385,7 +567,7 @@ bool qc_stream_seen(const struct qc_stream *s, const char *message_id)
 {
 	size_t idlen = message_id_len(message_id);
 
-	return idlen && qc_dedup_seen(s->dedup, message_id, idlen);
+	return idlen && s->dedup && qc_dedup_seen(s->dedup, message_id, idlen);
 }
 
 const char *qc_stream_symbol(const struct qc_stream *s)
@@ -393,9 +575,14 @@ const char *qc_stream_symbol(const struct qc_stream *s)
 	return s->symbol;
 }
 
-uint32_t qc_stream_id(const struct qc_stream *s)
+uint64_t qc_stream_id(const struct qc_stream *s)
 {
 	return s->id;
+}
+
+bool qc_stream_has_ticks(const struct qc_stream *s)
+{
+	return s->ring != NULL;
 }
 
 uint64_t qc_stream_last_seq(const struct qc_stream *s)
@@ -405,7 +592,7 @@ uint64_t qc_stream_last_seq(const struct qc_stream *s)
 
 json_t *qc_stream_snapshot(const struct qc_stream *s)
 {
-	return s->snapshot;
+	return s->snapshot ? s->snapshot : s->ss->empty;
 }
 
 int64_t qc_stream_snapshot_time(const struct qc_stream *s)
@@ -425,7 +612,7 @@ const struct qc_tick *qc_stream_tick(const struct qc_stream *s, uint64_t seq)
 
 	if (!s->ring_count || seq < oldest || seq > s->last_seq)
 		return NULL;
-	return &s->ring[(s->ring_start + (seq - oldest)) % s->ss->buffer_size];
+	return &s->ring[(s->ring_start + (seq - oldest)) % s->ss->o.buffer_size];
 }
 
 /*
@@ -551,6 +738,8 @@ int qc_stream_subscribe(struct qc_streams *ss, struct qc_stream *s, struct qc_su
 	link_sub(g, sub);
 	s->nsubs++;
 	ss->nsubs++;
+	if (s->idle)
+		idle_leave(ss, s);
 	if (out)
 		*out = sub;
 	return 0;
@@ -597,21 +786,23 @@ int qc_stream_unsubscribe(struct qc_streams *ss, struct qc_stream *s, struct qc_
 {
 	struct qc_sub *sub;
 
-	(void)ss;
 	HASH_FIND_PTR(set->by_stream, &s, sub);
 	if (!sub)
 		return -ENOENT;
 	remove_sub(sub);
+	unsubscribed(ss, s);
 	return 0;
 }
 
 void qc_stream_unsubscribe_all(struct qc_streams *ss, struct qc_sub_set *set)
 {
 	struct qc_sub *sub, *tmp;
+	struct qc_stream *s;
 
-	(void)ss;
 	HASH_ITER (hh, set->by_stream, sub, tmp) {
+		s = sub->stream;
 		remove_sub(sub);
+		unsubscribed(ss, s);
 	}
 }
 

@@ -74,9 +74,12 @@ struct qc_config {
 	} limits;
 
 	struct {
-		uint32_t buffer_size;  /* 1000 ticks per symbol */
-		uint32_t dedup_window; /* 1024 message ids per symbol */
-		uint32_t max_symbols;  /* 10000 */
+		uint32_t buffer_size;        /* 1000 ticks per symbol */
+		uint32_t dedup_window;       /* 1024 message ids per symbol */
+		uint32_t max_symbols;        /* 10000 symbols with ticks */
+		uint32_t max_subscribe_only; /* 10000 symbols only subscribed (no tick yet) */
+		uint32_t
+		    idle_ttl_s; /* 300: no subscriber and no tick this long: freed; 0 = never */
 	} streams;
 
 	struct {

@@ -54,6 +54,7 @@ enum qc_limit {
 	QC_LIM_SUSPENDED,              /* sessions.max_suspended */
 	QC_LIM_OFFLINE_PER_USER,       /* offline.max_per_user */
 	QC_LIM_OFFLINE_TOTAL,          /* offline.max_total_bytes */
+	QC_LIM_SUBSCRIBE_ONLY,         /* streams.max_subscribe_only */
 	QC_LIM__COUNT
 };
 
@@ -170,10 +171,17 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
                               uint32_t roles, void *transport);
 
 /**
- * qc_hub_expire() - end suspended sessions whose time is up, and close (4001, no resume) live
- * connections whose JWT has expired; call about once a second.
+ * qc_hub_expire() - end suspended sessions whose time is up, close (4001, no resume) live
+ * connections whose JWT has expired, and free streams idle for streams.idle_ttl_s; call about
+ * once a second.
  */
 void qc_hub_expire(struct qc_hub *h);
+
+/**
+ * qc_hub_set_clock() - the steady clock (milliseconds) that the idle-stream TTL reads, for
+ * tests; NULL: CLOCK_MONOTONIC (the default).
+ */
+void qc_hub_set_clock(struct qc_hub *h, int64_t (*now_ms)(void *ctx), void *ctx);
 
 /**
  * qc_hub_set_store() - persist through @s (copied) from now on. Without it the hub keeps

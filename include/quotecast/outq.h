@@ -49,7 +49,7 @@ size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap);
  * dropping their references, keeping the order of everything else. Returns how many were
  * removed. The caller pushes the merged frame afterwards.
  */
-uint32_t qc_outq_remove_stream(struct qc_outq *q, uint32_t stream_id);
+uint32_t qc_outq_remove_stream(struct qc_outq *q, uint64_t stream_id);
 
 /** qc_outq_clear() - drop every reference and free the storage. */
 void qc_outq_clear(struct qc_outq *q);

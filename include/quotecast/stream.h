@@ -10,8 +10,17 @@
  * A subscription is one node linked both ways, like a room membership: into its group's list
  * and into the connection's own set (a hash keyed by stream), so subscribe, unsubscribe,
  * filter changes and disconnect cleanup are O(1) per subscription (plus the group look-up).
- * Streams are never removed while the process runs (their ring and snapshot are the state
- * that recovery and get_market_data need); their number is capped by max_symbols.
+ *
+ * A stream lives in one of two states. Subscribe-only: created by a subscribe to a symbol that
+ * has had no tick; only the record and its subscriptions (no ring, window or snapshot), at
+ * most max_subscribe_only of them, freed as soon as its last subscriber leaves. With ticks:
+ * its first accepted tick allocates the ring, window and snapshot, at most max_symbols such
+ * streams; one without subscribers is idle and freed by qc_streams_sweep() once it has had
+ * neither a subscriber nor a tick for idle_ttl_s. The two bounds are separate, so symbols that
+ * are only subscribed can never take the room of symbols that publishers feed.
+ *
+ * A freed stream that is created again starts a new life: seq restarts at 1 and it has a new
+ * qc_stream_id() (64 bits, never reused), which is what a position's epoch can be made of.
  */
 #ifndef QC_STREAM_H
 #define QC_STREAM_H
@@ -71,9 +80,31 @@ bool qc_symbol_valid(const char *s);
 /** qc_field_valid() - 1-64 bytes, no control characters. */
 bool qc_field_valid(const char *s);
 
-/** qc_streams_new() - an empty registry; NULL on ENOMEM or a zero size. */
-struct qc_streams *qc_streams_new(uint32_t buffer_size, uint32_t dedup_window,
-                                  uint32_t max_symbols);
+/* What a registry is made with (copied). */
+struct qc_streams_opts {
+	uint32_t buffer_size;        /* ticks in the ring of a stream with ticks (>= 1) */
+	uint32_t dedup_window;       /* message ids remembered per stream with ticks (>= 1) */
+	uint32_t max_symbols;        /* streams with ticks (>= 1) */
+	uint32_t max_subscribe_only; /* streams that are only subscribed (0: none may exist) */
+	uint32_t idle_ttl_s;         /* an idle stream with ticks is freed after this; 0: never */
+	/* milliseconds on any steady scale, for the idle TTL; NULL: CLOCK_MONOTONIC */
+	int64_t (*clock)(void *ctx);
+	void *clock_ctx;
+};
+
+/* Figures for the stats. */
+struct qc_streams_counts {
+	uint32_t streams;              /* all of them */
+	uint32_t with_ticks;           /* bounded by max_symbols */
+	uint32_t subscribe_only;       /* bounded by max_subscribe_only */
+	uint32_t idle;                 /* with ticks, without subscribers: waiting out the TTL */
+	uint64_t subscriptions;        /* over all streams */
+	uint64_t idle_freed;           /* streams with ticks freed by qc_streams_sweep() */
+	uint64_t subscribe_only_freed; /* subscribe-only streams freed by their last unsubscribe */
+};
+
+/** qc_streams_new() - an empty registry; NULL with errno EINVAL (a zero size) or ENOMEM. */
+struct qc_streams *qc_streams_new(const struct qc_streams_opts *o);
 /** qc_streams_free() - free every stream, tick, group and subscription. */
 void qc_streams_free(struct qc_streams *ss);
 
@@ -81,21 +112,47 @@ void qc_streams_free(struct qc_streams *ss);
 struct qc_stream *qc_streams_find(const struct qc_streams *ss, const char *symbol);
 
 /**
- * qc_streams_get() - find or create the stream of @symbol. NULL with errno EINVAL (bad
- * symbol), ENOSPC (max_symbols streams exist) or ENOMEM.
+ * qc_streams_get() - find the stream of @symbol, or create it subscribe-only (for a
+ * subscribe). NULL with errno EINVAL (bad symbol), ENOSPC (max_subscribe_only subscribe-only
+ * streams exist) or ENOMEM. A stream created here that gets no subscriber must be handed to
+ * qc_streams_release().
  */
 struct qc_stream *qc_streams_get(struct qc_streams *ss, const char *symbol);
 
+/**
+ * qc_streams_get_live() - find or create the stream of @symbol with its ring, window and
+ * snapshot (for a publish): a subscribe-only one is given them. NULL with errno EINVAL,
+ * ENOSPC (max_symbols streams with ticks exist) or ENOMEM.
+ */
+struct qc_stream *qc_streams_get_live(struct qc_streams *ss, const char *symbol);
+
+/**
+ * qc_streams_release() - free @s if nothing holds it: subscribe-only with no subscriber (after
+ * a subscribe that failed). A stream with ticks stays (it is idle, the sweep frees it).
+ */
+void qc_streams_release(struct qc_streams *ss, struct qc_stream *s);
+
+/**
+ * qc_streams_sweep() - free idle streams whose TTL has run out, oldest first, spending at
+ * most about @budget units of work (a stream costs 1 plus the ticks in its ring; at least one
+ * stream is freed when one is due). Returns how many were freed. Cheap when none is due: the
+ * idle streams are a FIFO by the time they became idle.
+ */
+uint32_t qc_streams_sweep(struct qc_streams *ss, uint32_t budget);
+
 uint32_t qc_streams_count(const struct qc_streams *ss);
 uint64_t qc_streams_nsubs(const struct qc_streams *ss); /* subscriptions, all streams */
+void qc_streams_counts(const struct qc_streams *ss, struct qc_streams_counts *out);
 
 /**
  * qc_stream_apply() - offer one tick. @data must be a non-empty object (borrowed; the ring
  * takes its own reference). @message_id may be NULL; @has_version says whether @version
  * counts. On QC_TICK_ACCEPTED: seq assigned, data merged into the snapshot, appended to the
  * ring (the oldest dropped when full), message id entered in the window, and *@out (if not
- * NULL) points to the ring entry (valid until the next apply on this stream).
- * Returns the verdict, or -ENOMEM (nothing changed).
+ * NULL) points to the ring entry (valid until the next apply on this stream). A subscribe-only
+ * stream is first given its ring, window and snapshot, as by qc_streams_get_live(). An idle
+ * stream's TTL starts again.
+ * Returns the verdict, or -ENOSPC (max_symbols) / -ENOMEM with no tick applied.
  */
 int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, bool has_version,
                     int64_t version, int64_t timestamp, const struct qc_tick **out);
@@ -107,9 +164,12 @@ int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, b
 bool qc_stream_seen(const struct qc_stream *s, const char *message_id);
 
 const char *qc_stream_symbol(const struct qc_stream *s);
-uint32_t qc_stream_id(const struct qc_stream *s);       /* 1.. unique in the registry */
+/* 1.., never reused in the registry: names one life of the stream (seq restarts per life) */
+uint64_t qc_stream_id(const struct qc_stream *s);
 uint64_t qc_stream_last_seq(const struct qc_stream *s); /* 0 before the first tick */
-/** The merged snapshot: an object (borrowed), empty before the first tick. */
+/** qc_stream_has_ticks() - false while the stream is subscribe-only. */
+bool qc_stream_has_ticks(const struct qc_stream *s);
+/** The merged snapshot: an object (borrowed, not to be changed), empty before the first tick. */
 json_t *qc_stream_snapshot(const struct qc_stream *s);
 int64_t qc_stream_snapshot_time(const struct qc_stream *s);
 
@@ -131,10 +191,14 @@ int qc_stream_subscribe(struct qc_streams *ss, struct qc_stream *s, struct qc_su
 int qc_stream_set_filter(struct qc_streams *ss, struct qc_sub *sub, const char *const *fields,
                          size_t nfields);
 
-/** qc_stream_unsubscribe() - remove the subscription of @set to @s. 0 or -ENOENT. */
+/**
+ * qc_stream_unsubscribe() - remove the subscription of @set to @s. 0 or -ENOENT. When it was
+ * the last one, a subscribe-only @s is freed at once (the caller must not use @s again) and
+ * one with ticks becomes idle.
+ */
 int qc_stream_unsubscribe(struct qc_streams *ss, struct qc_stream *s, struct qc_sub_set *set);
 
-/** qc_stream_unsubscribe_all() - remove every subscription of @set. */
+/** qc_stream_unsubscribe_all() - remove every subscription of @set (as qc_stream_unsubscribe). */
 void qc_stream_unsubscribe_all(struct qc_streams *ss, struct qc_sub_set *set);
 
 /** qc_sub_set_find() - the subscription of @set to @s, or NULL. */

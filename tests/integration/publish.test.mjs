@@ -438,37 +438,50 @@ test(`streams.max_symbols (${MAX_SYMBOLS}): 429 LIMIT_EXCEEDED with nothing appl
 	await a.close();
 });
 
-test('streams.max_symbols: subscribing to a new symbol when full is LIMIT_EXCEEDED, nothing ' +
-	'subscribed', async () => {
+test('streams.max_subscribe_only: subscribing to new symbols past it is LIMIT_EXCEEDED, nothing ' +
+	'subscribed; a full streams.max_symbols does not stop subscribes', async () => {
 	const own = await startServer({ label: 'subscribe-max-symbols',
-		env: { ...commonEnv, QUOTECAST_STREAMS_MAX_SYMBOLS: '2' } });
+		env: { ...commonEnv, QUOTECAST_STREAMS_MAX_SYMBOLS: '2',
+			QUOTECAST_STREAMS_MAX_SUBSCRIBE_ONLY: '1' } });
 	try {
-		const [s1, s2, s3] = Array.from({ length: 3 }, () => uniqueSymbol('FULL'));
+		const [s1, s2, s3, s4] = Array.from({ length: 4 }, () => uniqueSymbol('FULL'));
 		await publishOk(own, [tick(s1, { p: 1 }), tick(s2, { p: 1 })]);
 		const b = await user(own, 'bob');
 		const c = await user(own, 'carol');
 		await subscribeStream(c, { symbol: s1, snapshot: false });
+		/* max_symbols is full, but a subscribe to a symbol without ticks has its own room */
+		await subscribeStream(b, { symbol: s3 });
 		const st0 = await streaming(own);
-		assert.equal(st0.active_streams, 2);
-		const rs = await streamRequest(b, 'subscribe_market_stream', { symbol: s3 });
+		assert.equal(st0.active_streams, 3);
+		assert.equal(st0.subscribe_only, 1);
+		const rs = await streamRequest(c, 'subscribe_market_stream', { symbol: s4 });
 		assert.equal(rs.success, false, JSON.stringify(rs));
 		assert.equal(rs.error.code, 'LIMIT_EXCEEDED');
+		assert.match(rs.error.message, /^streams\.max_subscribe_only/);
 		/* a known symbol together with a new one: neither is subscribed */
-		const rs2 = await streamRequest(b, 'subscribe_market_stream', { symbols: [s1, s3] });
+		const rs2 = await streamRequest(c, 'subscribe_market_stream', { symbols: [s2, s4] });
 		assert.equal(rs2.success, false, JSON.stringify(rs2));
 		assert.equal(rs2.error.code, 'LIMIT_EXCEEDED');
 		const st1 = await streaming(own);
-		assert.equal(st1.active_streams, 2);
+		assert.equal(st1.active_streams, 3);
 		assert.equal(st1.total_subscribers, st0.total_subscribers,
 			'a refused subscribe left a subscription behind');
 		await publishOk(own, tick(s1, { p: 9 }));
 		assert.deepEqual((await nextTick(c, s1)).data, { p: 9 }); /* positive control */
-		await b.nothing(anyStreamData, GRACE_MS);
-		const un = await streamRequest(b, 'unsubscribe_market_stream', { symbol: s1 });
-		assert.equal(un.error?.code, 'NOT_FOUND', 'b holds no subscription: ' +
+		const un = await streamRequest(c, 'unsubscribe_market_stream', { symbol: s2 });
+		assert.equal(un.error?.code, 'NOT_FOUND', 'c holds no subscription to s2: ' +
 			JSON.stringify(un));
-		/* known symbols alone are fine */
-		await subscribeStream(b, { symbols: [s1, s2], snapshot: false });
+		/* known symbols are fine */
+		await subscribeStream(c, { symbols: [s1, s2, s3], snapshot: false });
+		/* the subscribe-only symbol cannot get ticks while max_symbols is full */
+		assertHttpError(await publish(own, tick(s3, { p: 1 })), 429, 'LIMIT_EXCEEDED');
+		/* once nobody holds it, it is gone, and its place with it */
+		await streamRequest(b, 'unsubscribe_market_stream', { symbol: s3 });
+		await streamRequest(c, 'unsubscribe_market_stream', { symbol: s3 });
+		const st2 = await streaming(own);
+		assert.equal(st2.subscribe_only, 0);
+		assert.equal(st2.active_streams, 2);
+		await subscribeStream(b, { symbol: s4 });
 		await b.close();
 		await c.close();
 	} finally {

@@ -179,6 +179,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.streams.buffer_size, 1000);
 	assert_int_equal(c.streams.dedup_window, 1024);
 	assert_int_equal(c.streams.max_symbols, 10000);
+	assert_int_equal(c.streams.max_subscribe_only, 10000);
+	assert_int_equal(c.streams.idle_ttl_s, 300);
 	assert_int_equal(c.sessions.ttl_s, 120);
 	assert_int_equal(c.sessions.buffer_messages, 1000);
 	assert_int_equal(c.sessions.max_suspended, 100000);
@@ -427,6 +429,13 @@ static void test_json_ranges(void **state)
 	assert_int_equal(c.demo_feed.rate_per_s, 100000);
 	assert_int_equal(apply(&c, "{\"listen.port\":0}"), 0);
 	assert_int_equal(c.listen_port, 0);
+	/* the stream bounds: 0 turns the TTL off / allows no subscribe-only symbol */
+	expect_json_error(&c, "{\"streams\":{\"idle_ttl_s\":2592001}}",
+	                  "test.json: \"streams.idle_ttl_s\": expected an integer from 0 to "
+	                  "2592000");
+	assert_int_equal(apply(&c, "{\"streams\":{\"idle_ttl_s\":0,\"max_subscribe_only\":0}}"), 0);
+	assert_int_equal(c.streams.idle_ttl_s, 0);
+	assert_int_equal(c.streams.max_subscribe_only, 0);
 	qc_config_free(&c);
 }
 
@@ -635,7 +644,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 38);
+	assert_int_equal(json_object_size(defaults), 40);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);

@@ -970,6 +970,198 @@ static void test_publish_all_or_nothing(void **state)
 	assert_json(expect_tick(last(c), "AAPL", 3, NULL), "{\"price\":8}");
 }
 
+/* ---- stream lifetimes: subscribe-only symbols, idle streams ----------------------------- */
+
+static int64_t test_clock_ms;
+
+static int64_t test_clock(void *ctx)
+{
+	(void)ctx;
+	return test_clock_ms;
+}
+
+static json_int_t refused(struct env *e, const char *key)
+{
+	json_t *s = qc_hub_stats(e->h);
+	json_t *v = json_object_get(json_object_get(json_object_get(s, "limits"), "refused"), key);
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		fail_msg("stats limits.refused.%s is missing", key);
+	n = json_integer_value(v);
+	json_decref(s);
+	return n;
+}
+
+static void expect_limit(json_t *j, const char *rid, const char *key)
+{
+	const char *msg;
+
+	expect_err(j, rid, "LIMIT_EXCEEDED");
+	msg = sget(get(j, "error"), "message");
+	if (strncmp(msg, key, strlen(key)))
+		fail_msg("message \"%s\" does not start with %s", msg, key);
+}
+
+/*
+ * issue 11: one connection subscribing to fresh symbols and unsubscribing, over and over, used
+ * up streams.max_symbols for everyone. Subscribe-only symbols are now freed with their last
+ * subscriber and bounded apart (streams.max_subscribe_only), so publishers keep their room.
+ */
+static void test_subscribe_only_symbols_bounded(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *x, *y, *p;
+
+	e->cfg.streams.max_symbols = 2;
+	e->cfg.streams.max_subscribe_only = 3;
+	env_start(e);
+	x = env_open(e, "mallory", 0);
+	y = env_open(e, "bob", 0);
+	p = env_open(e, "feed", QC_ROLE_PUBLISHER);
+	for (int round = 0; round < 50; round++) {
+		char rid[16];
+
+		rxf(e, x,
+		    "{\"type\":\"request\",\"request_id\":\"s%d\",\"action\":"
+		    "\"subscribe_market_stream\",\"payload\":{\"symbols\":[\"R%d.0\",\"R%d.1\","
+		    "\"R%d.2\"]}}",
+		    round, round, round, round);
+		snprintf(rid, sizeof(rid), "s%d", round);
+		expect_ok(last(x), rid);
+		assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 3);
+		rxf(e, x,
+		    "{\"type\":\"request\",\"request_id\":\"u%d\",\"action\":"
+		    "\"unsubscribe_market_stream\",\"payload\":{\"symbols\":[\"R%d.0\",\"R%d.1\","
+		    "\"R%d.2\"]}}",
+		    round, round, round, round);
+		snprintf(rid, sizeof(rid), "u%d", round);
+		expect_ok(last(x), rid);
+		drain(x);
+	}
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 0);
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 0);
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only_freed"), 150);
+
+	/* holding max_subscribe_only of them: a fourth is refused, counted, nothing subscribed */
+	rx(e, x,
+	   "{\"type\":\"request\",\"request_id\":\"h\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbols\":[\"H0\",\"H1\",\"H2\"]}}");
+	expect_ok(last(x), "h");
+	rx(e, x,
+	   "{\"type\":\"request\",\"request_id\":\"h4\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbols\":[\"H3\"]}}");
+	expect_limit(last(x), "h4", "streams.max_subscribe_only");
+	assert_int_equal(refused(e, "streams.max_subscribe_only"), 1);
+	assert_int_equal(refused(e, "streams.max_symbols"), 0);
+	assert_int_equal(x->streams.count, 3);
+
+	/* the feed still publishes new symbols, up to streams.max_symbols */
+	rx(e, p,
+	   "{\"type\":\"request\",\"request_id\":\"p1\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"ticks\":[{\"symbol\":\"LIVE1\",\"data\":{\"p\":1}},{\"symbol\":"
+	   "\"LIVE2\",\"data\":{\"p\":2}}]}}");
+	assert_json(expect_ok(last(p), "p1"), "{\"accepted\":2,\"duplicates\":0,\"stale\":0}");
+	/* and another client subscribes to them although subscribe-only symbols are full */
+	rx(e, y,
+	   "{\"type\":\"request\",\"request_id\":\"y\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbols\":[\"LIVE1\",\"LIVE2\"]}}");
+	expect_ok(frame(y, 1), "y");
+	expect_tick(last(y), "LIVE2", 1, "snapshot");
+	/* max_symbols itself still holds, for new symbols and for a held one's first tick */
+	rx(e, p,
+	   "{\"type\":\"request\",\"request_id\":\"p2\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"symbol\":\"LIVE3\",\"data\":{\"p\":3}}}");
+	expect_limit(last(p), "p2", "streams.max_symbols");
+	rx(e, p,
+	   "{\"type\":\"request\",\"request_id\":\"p3\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"symbol\":\"H0\",\"data\":{\"p\":3}}}");
+	expect_limit(last(p), "p3", "streams.max_symbols");
+	assert_int_equal(refused(e, "streams.max_symbols"), 2);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 5);
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 3);
+}
+
+/*
+ * A stream with ticks and no subscriber is freed streams.idle_ttl_s after its last subscriber
+ * or tick (qc_hub_expire sweeps, on the hub's clock). A resubscribe starts a new life: seq
+ * from 1, and a since_seq of the old life is answered recovered:false.
+ */
+static void test_idle_stream_freed(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+	json_t *d;
+
+	e->cfg.streams.idle_ttl_s = 10;
+	env_start(e);
+	test_clock_ms = 1000000;
+	qc_hub_set_clock(e->h, test_clock, NULL);
+	a = env_open(e, "alice", 0);
+	b = env_open(e, "bob", 0);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"IDL\"}}");
+	expect_ok(last(a), "s");
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 1);
+	publish(e, "{\"symbol\":\"IDL\",\"data\":{\"p\":1}}", 1, 0, 0);
+	publish(e, "{\"symbol\":\"IDL\",\"data\":{\"p\":2}}", 1, 0, 0);
+	publish(e, "{\"symbol\":\"IDL\",\"data\":{\"p\":3}}", 1, 0, 0);
+	expect_tick(last(a), "IDL", 3, NULL);
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 0);
+	assert_int_equal(stat_get(e, "streaming", "idle_streams"), 0);
+
+	/* subscribed, it is never idle, however long */
+	test_clock_ms += 1000000;
+	qc_hub_expire(e->h);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 1);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"u\",\"action\":\"unsubscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"IDL\"}}");
+	expect_ok(last(a), "u");
+	assert_int_equal(stat_get(e, "streaming", "idle_streams"), 1);
+	test_clock_ms += 9000;
+	qc_hub_expire(e->h);
+	/* still there for recovery and get_market_data; a tick restarts its TTL */
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_market_data\","
+	   "\"payload\":{\"symbol\":\"IDL\"}}");
+	assert_int_equal(iget(expect_ok(last(b), "g"), "seq"), 3);
+	publish(e, "{\"symbol\":\"IDL\",\"data\":{\"p\":4}}", 1, 0, 0);
+	test_clock_ms += 9999;
+	qc_hub_expire(e->h);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 1);
+	test_clock_ms += 1;
+	qc_hub_expire(e->h);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 0);
+	assert_int_equal(stat_get(e, "streaming", "idle_streams"), 0);
+	assert_int_equal(stat_get(e, "streaming", "idle_freed"), 1);
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"g2\",\"action\":\"get_market_data\","
+	   "\"payload\":{\"symbol\":\"IDL\"}}");
+	expect_err(last(b), "g2", "NOT_FOUND");
+
+	/* a client resuming at seq 4 of the old life: not recovered, nothing replayed */
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"IDL\",\"since_seq\":4}}");
+	assert_int_equal(a->outq.count, 1);
+	d = expect_ok(last(a), "r");
+	assert_false(bget(d, "recovered"));
+	assert_int_equal(iget(json_array_get(get(d, "streams"), 0), "last_seq"), 0);
+	/* the new life counts from 1 */
+	publish(e, "{\"symbol\":\"IDL\",\"data\":{\"p\":5}}", 1, 0, 0);
+	assert_json(expect_tick(last(a), "IDL", 1, NULL), "{\"p\":5}");
+	/* still behind the old position: not recovered either; the snapshot brings it up */
+	drain(b);
+	rx(e, b,
+	   "{\"type\":\"request\",\"request_id\":\"r2\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"IDL\",\"since_seq\":4}}");
+	assert_false(bget(expect_ok(frame(b, 0), "r2"), "recovered"));
+	assert_json(expect_tick(last(b), "IDL", 1, "snapshot"), "{\"p\":5}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -988,6 +1180,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_room_limits_and_cleanup, teardown),
 	    cmocka_unit_test_teardown(test_admit_and_shutdown, teardown),
 	    cmocka_unit_test_teardown(test_publish_all_or_nothing, teardown),
+	    cmocka_unit_test_teardown(test_subscribe_only_symbols_bounded, teardown),
+	    cmocka_unit_test_teardown(test_idle_stream_freed, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

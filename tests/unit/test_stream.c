@@ -22,6 +22,19 @@ struct fake_conn {
 	struct qc_sub_set subs;
 };
 
+/* A registry as the hub makes it, without an idle TTL: at most @max streams of each kind. */
+static struct qc_streams *new_reg(uint32_t buffer_size, uint32_t dedup_window, uint32_t max)
+{
+	struct qc_streams_opts o = {
+	    .buffer_size = buffer_size,
+	    .dedup_window = dedup_window,
+	    .max_symbols = max,
+	    .max_subscribe_only = max,
+	};
+
+	return qc_streams_new(&o);
+}
+
 static json_t *obj(const char *text)
 {
 	json_error_t err;
@@ -164,12 +177,12 @@ static void test_registry(void **state)
 
 	(void)state;
 	errno = 0;
-	assert_null(qc_streams_new(0, 4, 4));
+	assert_null(new_reg(0, 4, 4));
 	assert_int_equal(errno, EINVAL);
-	assert_null(qc_streams_new(4, 0, 4));
-	assert_null(qc_streams_new(4, 4, 0));
+	assert_null(new_reg(4, 0, 4));
+	assert_null(new_reg(4, 4, 0));
 
-	ss = qc_streams_new(4, 4, 2);
+	ss = new_reg(4, 4, 2);
 	assert_non_null(ss);
 	assert_int_equal(qc_streams_count(ss), 0);
 	assert_null(qc_streams_find(ss, "AAA"));
@@ -223,14 +236,14 @@ static void test_registry(void **state)
 
 static void test_seq_and_verdicts(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(16, 16, 4);
+	struct qc_streams *ss = new_reg(16, 16, 4);
 	struct qc_stream *s;
 	const struct qc_tick *t = NULL;
 	json_t *data;
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 
 	data = obj("{\"p\":1}");
@@ -297,12 +310,12 @@ static void test_seq_and_verdicts(void **state)
 
 static void test_versions_start_anywhere(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(4, 4, 4);
+	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct qc_stream *s;
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	/* Before any version is accepted, no version is stale, not even a negative one. */
 	assert_int_equal(apply(s, "{\"p\":1}", NULL, false, 0, 1), QC_TICK_ACCEPTED);
@@ -315,13 +328,13 @@ static void test_versions_start_anywhere(void **state)
 
 static void test_dedup_window(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(8, 2, 4);
+	struct qc_streams *ss = new_reg(8, 2, 4);
 	struct qc_stream *s, *other;
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
-	other = qc_streams_get(ss, "T");
+	s = qc_streams_get_live(ss, "S");
+	other = qc_streams_get_live(ss, "T");
 	assert_non_null(s);
 	assert_non_null(other);
 	assert_int_equal(apply(s, "{\"p\":1}", "m1", false, 0, 1), QC_TICK_ACCEPTED);
@@ -343,7 +356,7 @@ static void test_dedup_window(void **state)
 
 static void test_long_message_id(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(4, 4, 4);
+	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct qc_stream *s;
 	const struct qc_tick *t = NULL;
 	char id[QC_MESSAGE_ID_MAX + 40];
@@ -351,7 +364,7 @@ static void test_long_message_id(void **state)
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	memset(id, 'x', sizeof(id) - 1);
 	id[sizeof(id) - 1] = '\0';
@@ -372,7 +385,7 @@ static void test_long_message_id(void **state)
 
 static void test_ring_wrap(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(4, 16, 4);
+	struct qc_streams *ss = new_reg(4, 16, 4);
 	struct qc_stream *s;
 	const struct qc_tick *t;
 	json_t *data[10];
@@ -381,7 +394,7 @@ static void test_ring_wrap(void **state)
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	for (i = 0; i < 10; i++) {
 		snprintf(text, sizeof(text), "{\"n\":%d}", i + 1);
@@ -422,12 +435,12 @@ static void test_ring_wrap(void **state)
 
 static void test_ring_of_one(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(1, 4, 4);
+	struct qc_streams *ss = new_reg(1, 4, 4);
 	struct qc_stream *s;
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	assert_int_equal(apply(s, "{\"n\":1}", NULL, false, 0, 1), QC_TICK_ACCEPTED);
 	assert_int_equal(apply(s, "{\"n\":2}", NULL, false, 0, 2), QC_TICK_ACCEPTED);
@@ -439,13 +452,13 @@ static void test_ring_of_one(void **state)
 
 static void test_snapshot_merge(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(2, 4, 4);
+	struct qc_streams *ss = new_reg(2, 4, 4);
 	struct qc_stream *s;
 	json_t *first;
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	first = obj("{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}");
 	assert_int_equal(qc_stream_apply(s, first, "a", false, 0, 1000, NULL), QC_TICK_ACCEPTED);
@@ -500,7 +513,7 @@ static void *failing_malloc(size_t size)
  */
 static void test_apply_enomem_changes_nothing(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(2, 4, 4);
+	struct qc_streams *ss = new_reg(2, 4, 4);
 	struct qc_stream *s;
 	json_t *data, *before;
 	char text[512];
@@ -509,7 +522,7 @@ static void test_apply_enomem_changes_nothing(void **state)
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	assert_int_equal(apply(s, "{\"old\":1,\"k0\":0}", "m1", true, 5, 100), QC_TICK_ACCEPTED);
 	assert_int_equal(apply(s, "{\"old\":2}", "m2", true, 6, 200), QC_TICK_ACCEPTED);
@@ -556,7 +569,7 @@ static void test_subscribe_groups(void **state)
 	static const char *const f_pv[] = {"price", "volume"};
 	static const char *const f_vp[] = {"volume", "price", "volume"};
 	static const char *const f_b[] = {"bid"};
-	struct qc_streams *ss = qc_streams_new(4, 4, 4);
+	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct fake_conn c[4] = {{.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}};
 	struct qc_stream *s, *t;
 	struct qc_sub *sub = NULL;
@@ -564,8 +577,8 @@ static void test_subscribe_groups(void **state)
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
-	t = qc_streams_get(ss, "T");
+	s = qc_streams_get_live(ss, "S");
+	t = qc_streams_get_live(ss, "T");
 	assert_non_null(s);
 	assert_non_null(t);
 
@@ -648,7 +661,7 @@ static void test_bad_fields(void **state)
 	static const char *const bad2[] = {"pri\nce"};
 	static const char *const bad3[] = {"price", NULL};
 	static const char *const ok[] = {"price"};
-	struct qc_streams *ss = qc_streams_new(4, 4, 4);
+	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct fake_conn c = {.id = 0};
 	const char *many[QC_FIELDS_MAX + 8];
 	char names[QC_FIELDS_MAX + 1][8];
@@ -658,7 +671,7 @@ static void test_bad_fields(void **state)
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	for (i = 0; i <= QC_FIELDS_MAX; i++)
 		snprintf(names[i], sizeof(names[i]), "f%zu", i);
@@ -703,7 +716,7 @@ static void test_set_filter(void **state)
 	static const char *const f_a[] = {"a"};
 	static const char *const f_ab[] = {"a", "b"};
 	static const char *const f_ba[] = {"b", "a", "b"};
-	struct qc_streams *ss = qc_streams_new(4, 4, 4);
+	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct fake_conn c[3] = {{.id = 0}, {.id = 1}, {.id = 2}};
 	struct qc_sub *sub[3];
 	const struct qc_group *ga, *gab;
@@ -712,7 +725,7 @@ static void test_set_filter(void **state)
 
 	(void)state;
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(qc_stream_subscribe(ss, s, &c[i].subs, &c[i], f_a, 1, &sub[i]), 0);
@@ -766,7 +779,7 @@ static void test_fields_filter(void **state)
 	static const char *const f_pv[] = {"price", "volume"};
 	static const char *const f_px[] = {"price", "missing"};
 	static const char *const f_x[] = {"missing", "other"};
-	struct qc_streams *ss = qc_streams_new(4, 4, 4);
+	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct fake_conn c = {.id = 0};
 	json_t *data = obj("{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}");
 	struct qc_sub *sub = NULL;
@@ -795,7 +808,7 @@ static void test_fields_filter(void **state)
 
 	/* Through a group. */
 	assert_non_null(ss);
-	s = qc_streams_get(ss, "S");
+	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	assert_int_equal(qc_stream_subscribe(ss, s, &c.subs, &c, f_px, 2, &sub), 0);
 	out = qc_group_filter(sub->group, data);
@@ -831,7 +844,7 @@ static const size_t class_nfields[4] = {0, 1, 2, 2};
 
 static void test_random_subscriptions(void **state)
 {
-	struct qc_streams *ss = qc_streams_new(4, 4, NSTREAM);
+	struct qc_streams *ss = new_reg(4, 4, NSTREAM);
 	struct fake_conn *c = calloc(NCONN, sizeof(*c));
 	int model[NCONN][NSTREAM]; /* set index + 1, 0 = not subscribed */
 	struct qc_stream *st[NSTREAM];
@@ -848,7 +861,7 @@ static void test_random_subscriptions(void **state)
 		char sym[8];
 
 		snprintf(sym, sizeof(sym), "S%d", i);
-		st[i] = qc_streams_get(ss, sym);
+		st[i] = qc_streams_get_live(ss, sym);
 		assert_non_null(st[i]);
 	}
 	srand(7);
@@ -926,6 +939,293 @@ static void test_random_subscriptions(void **state)
 	free(c);
 }
 
+/* ---- lifetimes: subscribe-only streams, idle streams and the sweep ---------------------- */
+
+struct fake_clock {
+	int64_t now;
+	unsigned reads;
+};
+
+static int64_t fake_now(void *ctx)
+{
+	struct fake_clock *k = ctx;
+
+	k->reads++;
+	return k->now;
+}
+
+static struct qc_streams *new_timed(struct fake_clock *k, uint32_t max_symbols,
+                                    uint32_t max_subscribe_only, uint32_t ttl_s)
+{
+	struct qc_streams_opts o = {
+	    .buffer_size = 8,
+	    .dedup_window = 8,
+	    .max_symbols = max_symbols,
+	    .max_subscribe_only = max_subscribe_only,
+	    .idle_ttl_s = ttl_s,
+	    .clock = fake_now,
+	    .clock_ctx = k,
+	};
+	struct qc_streams *ss = qc_streams_new(&o);
+
+	assert_non_null(ss);
+	return ss;
+}
+
+static struct qc_streams_counts counts(const struct qc_streams *ss)
+{
+	struct qc_streams_counts n;
+
+	qc_streams_counts(ss, &n);
+	assert_int_equal(n.streams, n.with_ticks + n.subscribe_only);
+	assert_int_equal(n.streams, qc_streams_count(ss));
+	assert_int_equal(n.subscriptions, qc_streams_nsubs(ss));
+	return n;
+}
+
+/*
+ * A subscribe builds no ring, window or snapshot; the first tick does. Subscribe-only streams
+ * go with their last subscriber, and both kinds are bounded apart: subscribe-only streams at
+ * their cap leave the publish room untouched, and the other way round.
+ */
+static void test_subscribe_only_streams(void **state)
+{
+	struct fake_clock k = {.now = 1000};
+	struct qc_streams *ss = new_timed(&k, 2, 3, 60);
+	struct fake_conn a = {.id = 1}, b = {.id = 2};
+	struct qc_stream *s[4], *p, *q;
+	struct qc_streams_counts n;
+	uint64_t id;
+	char sym[8];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		snprintf(sym, sizeof(sym), "W%d", i);
+		s[i] = qc_streams_get(ss, sym);
+		assert_non_null(s[i]);
+		assert_false(qc_stream_has_ticks(s[i]));
+		assert_int_equal(qc_stream_subscribe(ss, s[i], &a.subs, &a, NULL, 0, NULL), 0);
+		/* what recovery and get_market_data read is there, empty */
+		assert_int_equal(qc_stream_last_seq(s[i]), 0);
+		assert_int_equal(qc_stream_oldest_seq(s[i]), 0);
+		assert_null(qc_stream_tick(s[i], 1));
+		assert_true(json_is_object(qc_stream_snapshot(s[i])));
+		assert_int_equal(json_object_size(qc_stream_snapshot(s[i])), 0);
+		assert_false(qc_stream_seen(s[i], "m1"));
+	}
+	n = counts(ss);
+	assert_int_equal(n.subscribe_only, 3);
+	assert_int_equal(n.with_ticks, 0);
+	assert_int_equal(n.idle, 0);
+
+	/* at max_subscribe_only: no new subscribe-only symbol ... */
+	errno = 0;
+	assert_null(qc_streams_get(ss, "W3"));
+	assert_int_equal(errno, ENOSPC);
+	assert_null(qc_streams_find(ss, "W3"));
+	/* ... but a publisher still creates streams, up to max_symbols */
+	p = qc_streams_get_live(ss, "P0");
+	assert_non_null(p);
+	assert_true(qc_stream_has_ticks(p));
+	assert_int_equal(apply(p, "{\"x\":1}", "m1", false, 0, 1), QC_TICK_ACCEPTED);
+	/* a subscribe-only symbol gets its ring with its first tick (the same stream, seq 1) */
+	id = qc_stream_id(s[0]);
+	assert_int_equal(apply(s[0], "{\"x\":2}", "m1", false, 0, 2), QC_TICK_ACCEPTED);
+	assert_true(qc_stream_has_ticks(s[0]));
+	assert_int_equal(qc_stream_id(s[0]), id);
+	assert_int_equal(qc_stream_last_seq(s[0]), 1);
+	assert_true(qc_stream_seen(s[0], "m1"));
+	assert_json(qc_stream_snapshot(s[0]), "{\"x\":2}");
+	n = counts(ss);
+	assert_int_equal(n.with_ticks, 2);
+	assert_int_equal(n.subscribe_only, 2);
+	assert_int_equal(n.idle, 1); /* P0: ticks, no subscriber */
+	/* max_symbols streams have ticks: no third one, by publish or by a first tick */
+	errno = 0;
+	assert_null(qc_streams_get_live(ss, "P1"));
+	assert_int_equal(errno, ENOSPC);
+	assert_null(qc_streams_find(ss, "P1"));
+	assert_int_equal(apply(s[1], "{\"x\":3}", NULL, false, 0, 3), -ENOSPC);
+	assert_false(qc_stream_has_ticks(s[1]));
+	errno = 0;
+	assert_null(qc_streams_get_live(ss, "W1"));
+	assert_int_equal(errno, ENOSPC);
+	assert_ptr_equal(qc_streams_find(ss, "W1"), s[1]); /* still there, subscribed */
+	/* and a subscribe-only slot came free with W0's first tick */
+	q = qc_streams_get(ss, "W3");
+	assert_non_null(q);
+	assert_int_equal(qc_stream_subscribe(ss, q, &b.subs, &b, NULL, 0, NULL), 0);
+
+	/* the last subscriber of a subscribe-only stream takes it along */
+	assert_int_equal(qc_stream_subscribe(ss, s[1], &b.subs, &b, NULL, 0, NULL), 0);
+	assert_int_equal(qc_stream_unsubscribe(ss, s[1], &a.subs), 0);
+	assert_ptr_equal(qc_streams_find(ss, "W1"), s[1]); /* b still holds it */
+	assert_int_equal(qc_stream_unsubscribe(ss, s[1], &b.subs), 0);
+	assert_null(qc_streams_find(ss, "W1"));
+	n = counts(ss);
+	assert_int_equal(n.subscribe_only_freed, 1);
+	assert_int_equal(n.subscribe_only, 2); /* W2, W3 */
+	/* unsubscribe_all too; a stream with ticks stays, idle */
+	qc_stream_unsubscribe_all(ss, &a.subs); /* W0 (ticks), W2 */
+	assert_null(qc_streams_find(ss, "W2"));
+	assert_ptr_equal(qc_streams_find(ss, "W0"), s[0]);
+	n = counts(ss);
+	assert_int_equal(n.subscribe_only_freed, 2);
+	assert_int_equal(n.subscribe_only, 1);
+	assert_int_equal(n.idle, 2);
+	assert_int_equal(n.idle_freed, 0);
+
+	/* a stream got for a subscribe that did not happen is released; others are not */
+	p = qc_streams_get(ss, "W9");
+	assert_non_null(p);
+	assert_int_equal(
+	    qc_stream_subscribe(ss, p, &b.subs, &b, (const char *const[]){""}, 1, NULL), -EINVAL);
+	qc_streams_release(ss, p);
+	assert_null(qc_streams_find(ss, "W9"));
+	qc_streams_release(ss, s[0]); /* has ticks: stays */
+	qc_streams_release(ss, q);    /* subscribed: stays */
+	assert_ptr_equal(qc_streams_find(ss, "W0"), s[0]);
+	assert_ptr_equal(qc_streams_find(ss, "W3"), q);
+
+	/* with max_subscribe_only 0 nothing can be subscribed before it has ticks */
+	qc_streams_free(ss);
+	assert_int_equal(b.subs.count, 0);
+	ss = new_timed(&k, 2, 0, 60);
+	errno = 0;
+	assert_null(qc_streams_get(ss, "W0"));
+	assert_int_equal(errno, ENOSPC);
+	p = qc_streams_get_live(ss, "W0");
+	assert_non_null(p);
+	assert_ptr_equal(qc_streams_get(ss, "W0"), p);
+	qc_streams_free(ss);
+}
+
+/*
+ * A stream with ticks and no subscriber is freed idle_ttl_s after its last subscriber or tick,
+ * by the sweep, and not before; a subscriber keeps it however long; a new life of the symbol
+ * starts at seq 1 with a new id.
+ */
+static void test_idle_ttl(void **state)
+{
+	struct fake_clock k = {.now = 5000};
+	struct qc_streams *ss = new_timed(&k, 10, 10, 30);
+	struct fake_conn a = {.id = 1};
+	struct qc_stream *s, *t, *u;
+	struct qc_streams_counts n;
+	uint64_t sid;
+
+	(void)state;
+	s = qc_streams_get_live(ss, "S"); /* published at 5 s, nobody subscribes */
+	assert_int_equal(apply(s, "{\"p\":1}", "a", false, 0, 1), QC_TICK_ACCEPTED);
+	t = qc_streams_get(ss, "T"); /* subscribed, then published */
+	assert_int_equal(qc_stream_subscribe(ss, t, &a.subs, &a, NULL, 0, NULL), 0);
+	assert_int_equal(apply(t, "{\"p\":1}", NULL, false, 0, 1), QC_TICK_ACCEPTED);
+	assert_int_equal(counts(ss).idle, 1);
+	sid = qc_stream_id(s);
+
+	k.now = 5000 + 29999;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	assert_ptr_equal(qc_streams_find(ss, "S"), s);
+	/* a tick restarts the TTL */
+	assert_int_equal(apply(s, "{\"p\":2}", "b", false, 0, 2), QC_TICK_ACCEPTED);
+	k.now += 29999;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	/* so does a subscriber, for as long as it stays */
+	assert_int_equal(qc_stream_subscribe(ss, s, &a.subs, &a, NULL, 0, NULL), 0);
+	assert_int_equal(counts(ss).idle, 0);
+	k.now += 1000000;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	assert_int_equal(qc_stream_unsubscribe(ss, s, &a.subs), 0);
+	assert_int_equal(counts(ss).idle, 1);
+	k.now += 29999;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	k.now += 1;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 1);
+	assert_null(qc_streams_find(ss, "S"));
+	n = counts(ss);
+	assert_int_equal(n.idle_freed, 1);
+	assert_int_equal(n.idle, 0);
+	assert_int_equal(n.with_ticks, 1); /* T, subscribed */
+
+	/* the symbol again: a new life, seq from 1, nothing of the old ring or window */
+	u = qc_streams_get_live(ss, "S");
+	assert_non_null(u);
+	assert_true(qc_stream_id(u) > sid);
+	assert_int_equal(qc_stream_last_seq(u), 0);
+	assert_false(qc_stream_seen(u, "a"));
+	assert_int_equal(apply(u, "{\"q\":1}", "a", false, 0, 3), QC_TICK_ACCEPTED);
+	assert_int_equal(qc_stream_last_seq(u), 1);
+	assert_json(qc_stream_snapshot(u), "{\"q\":1}");
+	/* and resubscribing after a free works like the first time */
+	assert_int_equal(qc_stream_subscribe(ss, u, &a.subs, &a, NULL, 0, NULL), 0);
+	assert_int_equal(qc_stream_unsubscribe(ss, t, &a.subs), 0);
+	qc_stream_unsubscribe_all(ss, &a.subs);
+	assert_int_equal(counts(ss).idle, 2);
+	k.now += 30000;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 2);
+	assert_int_equal(qc_streams_count(ss), 0);
+	qc_streams_free(ss);
+}
+
+/* idle_ttl_s 0: never freed. The sweep reads no clock when nothing is idle. */
+static void test_idle_ttl_off(void **state)
+{
+	struct fake_clock k = {.now = 1};
+	struct qc_streams *ss = new_timed(&k, 10, 10, 0);
+	struct qc_stream *s;
+
+	(void)state;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	assert_int_equal(k.reads, 0);
+	s = qc_streams_get_live(ss, "S");
+	assert_int_equal(apply(s, "{\"p\":1}", NULL, false, 0, 1), QC_TICK_ACCEPTED);
+	k.now = INT64_MAX / 2;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	assert_ptr_equal(qc_streams_find(ss, "S"), s);
+	qc_streams_free(ss);
+
+	k.reads = 0;
+	ss = new_timed(&k, 10, 10, 1);
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	assert_int_equal(k.reads, 0);
+	qc_streams_free(ss);
+}
+
+/*
+ * The sweep frees oldest first and spends about its budget (1 + the ticks of each ring), at
+ * least one stream per call; what is left goes on the next call.
+ */
+static void test_sweep_budget(void **state)
+{
+	struct fake_clock k = {.now = 0};
+	struct qc_streams *ss = new_timed(&k, 10, 10, 1);
+	struct qc_stream *s;
+	char sym[8];
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		snprintf(sym, sizeof(sym), "B%d", i);
+		s = qc_streams_get_live(ss, sym);
+		for (int j = 0; j < 3; j++) /* 3 ticks: each costs 4 */
+			assert_int_equal(apply(s, "{\"p\":1}", NULL, false, 0, j),
+			                 QC_TICK_ACCEPTED);
+		k.now += 10;
+	}
+	k.now = 1000 + 25; /* B0 .. B2 are due */
+	assert_int_equal(qc_streams_sweep(ss, 8), 2);
+	assert_null(qc_streams_find(ss, "B0"));
+	assert_null(qc_streams_find(ss, "B1"));
+	assert_int_equal(qc_streams_sweep(ss, 1), 1); /* at least one */
+	assert_null(qc_streams_find(ss, "B2"));
+	assert_int_equal(qc_streams_sweep(ss, 1000), 0);
+	k.now = 1000 + 40;
+	assert_int_equal(qc_streams_sweep(ss, 1000), 2);
+	assert_int_equal(qc_streams_count(ss), 0);
+	assert_int_equal(counts(ss).idle_freed, 5);
+	qc_streams_free(ss);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -944,6 +1244,10 @@ int main(void)
 	    cmocka_unit_test(test_set_filter),
 	    cmocka_unit_test(test_fields_filter),
 	    cmocka_unit_test(test_random_subscriptions),
+	    cmocka_unit_test(test_subscribe_only_streams),
+	    cmocka_unit_test(test_idle_ttl),
+	    cmocka_unit_test(test_idle_ttl_off),
+	    cmocka_unit_test(test_sweep_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
