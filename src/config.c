@@ -116,6 +116,8 @@ static const struct key keys[] = {
     U32("streams.max_symbols", streams.max_symbols, 1, 10000000, "10000"),
     U32("streams.max_subscribe_only", streams.max_subscribe_only, 0, 10000000, "10000"),
     U32("streams.idle_ttl_s", streams.idle_ttl_s, 0, 2592000, "300"),
+    U32("subscriptions.max_per_user", subscriptions.max_per_user, 0, 100000, "100"),
+    U32("subscriptions.max_total", subscriptions.max_total, 0, 10000000, "100000"),
     U32("sessions.ttl_s", sessions.ttl_s, 0, 604800, "120"),
     U32("sessions.buffer_messages", sessions.buffer_messages, 0, 1000000, "1000"),
     U32("sessions.max_suspended", sessions.max_suspended, 0, 10000000, "100000"),

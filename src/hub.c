@@ -142,6 +142,7 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_OFFLINE_PER_USER] = "offline.max_per_user",
     [QC_LIM_OFFLINE_TOTAL] = "offline.max_total_bytes",
     [QC_LIM_SUBSCRIBE_ONLY] = "streams.max_subscribe_only",
+    [QC_LIM_SUBSCRIPTIONS_TOTAL] = "subscriptions.max_total",
 };
 
 const char *qc_limit_name(enum qc_limit l)
@@ -367,6 +368,7 @@ struct pending {
 	char *trace_id;
 	qc_commit_fn commit;
 	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *args);
+	void (*settled)(struct qc_hub *h, json_t *args);
 	json_t *args;
 };
 
@@ -395,6 +397,8 @@ static void pending_finish(struct pending *p, enum qc_err err, const char *emsg,
 		json_decref(data);
 	if (c && err == QC_OK && p->after)
 		p->after(h, c, p->args);
+	if (p->settled)
+		p->settled(h, p->args);
 	pending_free(p);
 }
 
@@ -415,6 +419,8 @@ enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durabl
 	int ret;
 
 	if (!p) {
+		if (d->settled && d->args)
+			d->settled(h, d->args);
 		json_decref(d->args);
 		if (cmd)
 			qc_hub_answer(h, c, cmd->request_id, cmd->trace_id, cmd->ack_id,
@@ -428,6 +434,7 @@ enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durabl
 	p->trace_id = cmd ? dup_or_null(cmd->trace_id) : NULL;
 	p->commit = d->commit;
 	p->after = d->after;
+	p->settled = d->settled;
 	p->args = d->args;
 	d->args = NULL;
 	if (!qc_hub_persistent(h)) {

@@ -91,6 +91,8 @@ struct qc_durable {
 	qc_commit_fn commit;
 	/* runs after a successful answer is queued (a snapshot after a subscription's answer) */
 	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *args);
+	/* optional: runs once when the request is settled, committed or not (a reservation ends) */
+	void (*settled)(struct qc_hub *h, json_t *args);
 	json_t *args; /* stolen */
 };
 

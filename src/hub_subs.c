@@ -12,6 +12,10 @@
  * Memory mirrors what the store committed: creates, updates and deletes change it only in
  * their commit callbacks (qc_hub_durable). Without a store, the last ALERTS_MEMORY_MAX alerts
  * are kept in memory for list_alerts and ack_alert.
+ *
+ * Bounds: subscriptions.max_per_user and subscriptions.max_total. A create waiting for its
+ * commit holds a place in both (a reservation, ended when the request is settled either way),
+ * so creates sent back to back cannot overshoot them while the store works.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,8 +28,6 @@
 #include "hub_priv.h"
 #include "quotecast/expr.h"
 
-#define SUBS_PER_USER_MAX 100
-#define SUBS_MAX          100000
 #define NAME_MAX_BYTES    128
 #define ALERTS_MEMORY_MAX 10000
 #define ALERTS_LIST_MAX   1000
@@ -57,6 +59,7 @@ struct plist {
 	char key[QC_USER_ID_MAX + 1]; /* a symbol or a user id */
 	struct psub *head;
 	uint32_t n;
+	uint32_t creating; /* a user's creates waiting for their commit */
 	UT_hash_handle hh;
 };
 
@@ -65,6 +68,7 @@ struct qc_psubs {
 	struct plist *by_symbol;
 	struct plist *by_user;
 	uint32_t count;
+	uint32_t creating; /* creates waiting for their commit, all users */
 	uint64_t counter;
 	uint64_t alerts_raised;
 	uint64_t alerts_dropped;
@@ -125,7 +129,7 @@ static void psub_remove(struct qc_psubs *ss, struct psub *ps)
 	}
 	if (ul) {
 		DL_DELETE2(ul->head, ps, u_prev, u_next);
-		if (!--ul->n) {
+		if (!--ul->n && !ul->creating) {
 			HASH_DEL(ss->by_user, ul);
 			free(ul);
 		}
@@ -137,11 +141,17 @@ static void psub_remove(struct qc_psubs *ss, struct psub *ps)
 void qc_hub_subs_free(struct qc_hub *h)
 {
 	struct psub *ps, *tmp;
+	struct plist *l, *ltmp;
 
 	if (!h->psubs)
 		return;
 	HASH_ITER (hh, h->psubs->by_id, ps, tmp)
 		psub_remove(h->psubs, ps);
+	/* what is left holds only reservations of creates still in flight */
+	HASH_ITER (hh, h->psubs->by_user, l, ltmp) {
+		HASH_DEL(h->psubs->by_user, l);
+		free(l);
+	}
 	json_decref(h->psubs->alerts);
 	free(h->psubs);
 	h->psubs = NULL;
@@ -442,6 +452,23 @@ static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	return QC_OK;
 }
 
+/* The create is settled, committed or not: its places are free (counted again if it is in). */
+static void create_settled(struct qc_hub *h, json_t *a)
+{
+	struct qc_psubs *ss = h->psubs;
+	struct plist *ul;
+
+	if (!ss)
+		return; /* the hub is going away */
+	ul = plist_get(&ss->by_user, json_string_value(json_object_get(a, "user_id")), false);
+	if (ul && ul->creating && !--ul->creating && !ul->n) {
+		HASH_DEL(ss->by_user, ul);
+		free(ul);
+	}
+	if (ss->creating)
+		ss->creating--;
+}
+
 static void after_create(struct qc_hub *h, struct qc_conn *c, json_t *a)
 {
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
@@ -476,9 +503,14 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 		err = qc_hub_fail(h, e, QC_E_BAD_REQUEST, "an \"alert\" needs a \"filter\"");
 		goto out;
 	}
-	if ((ul && ul->n >= SUBS_PER_USER_MAX) || h->psubs->count >= SUBS_MAX) {
-		err = qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "at most %d subscriptions per user",
-		                  SUBS_PER_USER_MAX);
+	if ((ul ? ul->n + ul->creating : 0) >= h->cfg->subscriptions.max_per_user) {
+		err = qc_hub_limit(h, e, QC_LIM_SUBSCRIPTIONS_PER_USER, "at most %u per user",
+		                   h->cfg->subscriptions.max_per_user);
+		goto out;
+	}
+	if (h->psubs->count + h->psubs->creating >= h->cfg->subscriptions.max_total) {
+		err = qc_hub_limit(h, e, QC_LIM_SUBSCRIPTIONS_TOTAL, "%u subscriptions exist",
+		                   h->cfg->subscriptions.max_total);
 		goto out;
 	}
 	if (filter_rows(filter, &groups, &conds) || !(jfields = json_dumps(fields, QC_JSON_DUMP))) {
@@ -496,12 +528,22 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 		               conds},
 		    .commit = commit_create,
 		    .after = after_create,
+		    .settled = create_settled,
 		    .args = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O?, s:I, s:I}", "id", id,
 		                      "user_id", c->user_id, "name", name ? name : json_null(),
 		                      "symbol", sym, "fields", fields, "filter", filter, "now",
 		                      (json_int_t)t_now, "priority", (json_int_t)priority),
 		};
 
+		/* hold the places until the create is settled (create_settled) */
+		ul = dur.args ? plist_get(&h->psubs->by_user, c->user_id, true) : NULL;
+		if (!ul) {
+			json_decref(dur.args);
+			err = qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+			goto out;
+		}
+		ul->creating++;
+		h->psubs->creating++;
 		err = qc_hub_durable(h, c, &dur);
 	}
 out:
@@ -988,8 +1030,9 @@ enum qc_err qc_act_ack_alert(struct qc_hub *h, struct qc_conn *c, json_t *p, jso
 
 json_t *qc_hub_subs_stats(struct qc_hub *h)
 {
-	return json_pack("{s:I, s:I, s:I}", "subscriptions", (json_int_t)h->psubs->count,
-	                 "alerts_raised", (json_int_t)h->psubs->alerts_raised, "alerts_dropped",
+	return json_pack("{s:I, s:I, s:I, s:I}", "subscriptions", (json_int_t)h->psubs->count,
+	                 "users", (json_int_t)HASH_COUNT(h->psubs->by_user), "alerts_raised",
+	                 (json_int_t)h->psubs->alerts_raised, "alerts_dropped",
 	                 (json_int_t)h->psubs->alerts_dropped);
 }
 

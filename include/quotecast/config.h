@@ -83,6 +83,11 @@ struct qc_config {
 	} streams;
 
 	struct {
+		uint32_t max_per_user; /* 100 persisted subscriptions per user */
+		uint32_t max_total;    /* 100000 over all users */
+	} subscriptions;
+
+	struct {
 		uint32_t ttl_s;              /* 120 */
 		uint32_t buffer_messages;    /* 1000 per session */
 		uint32_t max_suspended;      /* 100000 */

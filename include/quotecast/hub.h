@@ -55,6 +55,7 @@ enum qc_limit {
 	QC_LIM_OFFLINE_PER_USER,       /* offline.max_per_user */
 	QC_LIM_OFFLINE_TOTAL,          /* offline.max_total_bytes */
 	QC_LIM_SUBSCRIBE_ONLY,         /* streams.max_subscribe_only */
+	QC_LIM_SUBSCRIPTIONS_TOTAL,    /* subscriptions.max_total */
 	QC_LIM__COUNT
 };
 

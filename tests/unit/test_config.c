@@ -181,6 +181,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.streams.max_symbols, 10000);
 	assert_int_equal(c.streams.max_subscribe_only, 10000);
 	assert_int_equal(c.streams.idle_ttl_s, 300);
+	assert_int_equal(c.subscriptions.max_per_user, 100);
+	assert_int_equal(c.subscriptions.max_total, 100000);
 	assert_int_equal(c.sessions.ttl_s, 120);
 	assert_int_equal(c.sessions.buffer_messages, 1000);
 	assert_int_equal(c.sessions.max_suspended, 100000);
@@ -429,13 +431,20 @@ static void test_json_ranges(void **state)
 	assert_int_equal(c.demo_feed.rate_per_s, 100000);
 	assert_int_equal(apply(&c, "{\"listen.port\":0}"), 0);
 	assert_int_equal(c.listen_port, 0);
-	/* the stream bounds: 0 turns the TTL off / allows no subscribe-only symbol */
+	/* the stream and subscription bounds: 0 turns the TTL off / allows none */
 	expect_json_error(&c, "{\"streams\":{\"idle_ttl_s\":2592001}}",
 	                  "test.json: \"streams.idle_ttl_s\": expected an integer from 0 to "
 	                  "2592000");
-	assert_int_equal(apply(&c, "{\"streams\":{\"idle_ttl_s\":0,\"max_subscribe_only\":0}}"), 0);
+	expect_json_error(&c, "{\"subscriptions\":{\"max_total\":10000001}}",
+	                  "test.json: \"subscriptions.max_total\": expected an integer from 0 to "
+	                  "10000000");
+	assert_int_equal(apply(&c, "{\"streams\":{\"idle_ttl_s\":0,\"max_subscribe_only\":0},"
+	                           "\"subscriptions\":{\"max_per_user\":0,\"max_total\":7}}"),
+	                 0);
 	assert_int_equal(c.streams.idle_ttl_s, 0);
 	assert_int_equal(c.streams.max_subscribe_only, 0);
+	assert_int_equal(c.subscriptions.max_per_user, 0);
+	assert_int_equal(c.subscriptions.max_total, 7);
 	qc_config_free(&c);
 }
 
@@ -644,7 +653,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 40);
+	assert_int_equal(json_object_size(defaults), 42);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);

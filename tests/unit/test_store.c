@@ -543,6 +543,112 @@ static void test_subscription_errors(void **state)
 	assert_int_equal(stat_get(e, "subscriptions", "subscriptions"), 0);
 }
 
+/* ---- persisted subscriptions: subscriptions.max_per_user and .max_total ------------------ */
+
+static json_int_t refused(struct env *e, const char *key)
+{
+	json_t *s = qc_hub_stats(e->h);
+	json_t *v = json_object_get(json_object_get(json_object_get(s, "limits"), "refused"), key);
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		fail_msg("stats limits.refused.%s is missing", key);
+	n = json_integer_value(v);
+	json_decref(s);
+	return n;
+}
+
+static void create_sub(struct env *e, struct qc_conn *c, const char *rid, const char *sym)
+{
+	rxf(e, c,
+	    "{\"type\":\"request\",\"request_id\":\"%s\",\"action\":\"create_subscription\","
+	    "\"payload\":{\"symbol\":\"%s\"}}",
+	    rid, sym);
+}
+
+static void expect_limit(json_t *j, const char *rid, const char *key)
+{
+	const char *msg = sget(expect_err(j, rid, "LIMIT_EXCEEDED"), "message");
+
+	if (strncmp(msg, key, strlen(key)))
+		fail_msg("message \"%s\" does not start with %s", msg, key);
+}
+
+/* Issue 11: 1,000 made-up users could fill the one global cap; each cap is its own setting. */
+static void test_subscription_caps(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b, *c;
+	char id[64];
+
+	e->cfg.subscriptions.max_per_user = 2;
+	e->cfg.subscriptions.max_total = 3;
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	b = env_open(e, "bob", 0);
+	c = env_open(e, "carol", 0);
+	create_sub(e, a, "a1", "A1");
+	snprintf(id, sizeof(id), "%s", sget(expect_ok(last(a), "a1"), "subscription_id"));
+	create_sub(e, a, "a2", "A2");
+	expect_ok(last(a), "a2");
+	create_sub(e, a, "a3", "A3");
+	expect_limit(last(a), "a3", "subscriptions.max_per_user");
+	assert_int_equal(refused(e, "subscriptions.max_per_user"), 1);
+	/* another user has their own places, until the total is reached */
+	create_sub(e, b, "b1", "B1");
+	expect_ok(last(b), "b1");
+	create_sub(e, c, "c1", "C1");
+	expect_limit(last(c), "c1", "subscriptions.max_total");
+	assert_int_equal(refused(e, "subscriptions.max_total"), 1);
+	assert_int_equal(stat_get(e, "subscriptions", "subscriptions"), 3);
+	assert_int_equal(stat_get(e, "subscriptions", "users"), 2);
+	/* a delete frees a place in both */
+	rxf(e, a,
+	    "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"delete_subscription\","
+	    "\"payload\":{\"subscription_id\":\"%s\"}}",
+	    id);
+	expect_ok(last(a), "d");
+	create_sub(e, c, "c2", "C1");
+	expect_ok(last(c), "c2");
+	create_sub(e, a, "a4", "A4");
+	expect_limit(last(a), "a4", "subscriptions.max_total");
+	assert_int_equal(stat_get(e, "subscriptions", "subscriptions"), 3);
+	assert_int_equal(stat_get(e, "subscriptions", "users"), 3);
+}
+
+/*
+ * Creates waiting for the store hold their places: a user cannot pass the cap by sending them
+ * back to back. A create that fails gives its place back; one that commits keeps it.
+ */
+static void test_subscription_caps_in_flight(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+
+	e->cfg.subscriptions.max_per_user = 2;
+	env_store(e);
+	a = env_open(e, "alice", 0);
+	create_sub(e, a, "1", "S1");
+	create_sub(e, a, "2", "S2");
+	assert_int_equal(fs.tail - fs.head, 2);
+	create_sub(e, a, "3", "S3");
+	expect_limit(last(a), "3", "subscriptions.max_per_user");
+	assert_int_equal(fs.tail - fs.head, 2);
+	complete(QC_E_UNAVAILABLE, NULL); /* "1" fails: its place is free again */
+	expect_err(last(a), "1", "UNAVAILABLE");
+	create_sub(e, a, "4", "S4");
+	assert_int_equal(fs.tail - fs.head, 2);
+	complete(QC_OK, "[[\"x\"]]"); /* "2" */
+	expect_ok(last(a), "2");
+	complete(QC_OK, "[[\"x\"]]"); /* "4" */
+	expect_ok(last(a), "4");
+	assert_int_equal(stat_get(e, "subscriptions", "subscriptions"), 2);
+	create_sub(e, a, "5", "S5");
+	expect_limit(last(a), "5", "subscriptions.max_per_user");
+	assert_int_equal(fs.tail - fs.head, 0);
+	assert_int_equal(refused(e, "subscriptions.max_per_user"), 2);
+}
+
 /* ---- start-up load ----------------------------------------------------------------------- */
 
 static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_t errlen)
@@ -666,6 +772,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_alert_edges_memory, teardown),
 	    cmocka_unit_test_teardown(test_subscription_versions, teardown),
 	    cmocka_unit_test_teardown(test_subscription_errors, teardown),
+	    cmocka_unit_test_teardown(test_subscription_caps, teardown),
+	    cmocka_unit_test_teardown(test_subscription_caps_in_flight, teardown_store),
 	    cmocka_unit_test_teardown(test_load, teardown_store),
 	    cmocka_unit_test_teardown(test_frames_per_encoding, teardown),
 	};
