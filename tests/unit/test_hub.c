@@ -1162,6 +1162,61 @@ static void test_idle_stream_freed(void **state)
 	assert_json(expect_tick(last(b), "IDL", 1, "snapshot"), "{\"p\":5}");
 }
 
+/*
+ * A suspended session holds its streams through its subscriptions: however long the idle TTL
+ * runs meanwhile, its streams stay, and the resume recovers the missed ticks from the ring.
+ */
+static void test_suspended_session_holds_streams(void **state)
+{
+	struct env *e = env_new(state);
+	char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+	struct qc_conn *a, *r;
+	json_t *d;
+
+	e->cfg.sessions.ttl_s = 30;
+	e->cfg.streams.idle_ttl_s = 5;
+	env_start(e);
+	test_clock_ms = 0;
+	qc_hub_set_clock(e->h, test_clock, NULL);
+	a = env_open(e, "alice", 0);
+	snprintf(tok, sizeof(tok), "%s",
+	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbols\":[\"HLD\",\"PEND\"]}}");
+	expect_ok(last(a), "s");
+	publish(e, "{\"symbol\":\"HLD\",\"data\":{\"p\":1}}", 1, 0, 0);
+	drain(a);
+	env_drop(e, a);
+	assert_int_equal(stat_get(e, "reconnection", "suspended"), 1);
+	publish(e, "{\"symbol\":\"HLD\",\"data\":{\"p\":2}}", 1, 0, 0);
+	publish(e, "{\"symbol\":\"HLD\",\"data\":{\"p\":3}}", 1, 0, 0);
+	test_clock_ms += 1000000; /* the streams' clock only: the session is not expired */
+	qc_hub_expire(e->h);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 2);
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 1);
+	assert_int_equal(stat_get(e, "streaming", "idle_freed"), 0);
+
+	r = qc_hub_resume(e->h, tok, "alice", 0, e);
+	assert_ptr_equal(r, a);
+	e->conns[0] = r;
+	d = expect_event(frame(r, 0), "session");
+	assert_true(bget(d, "resumed"));
+	assert_true(bget(d, "recovered"));
+	assert_json(expect_tick(frame(r, 1), "HLD", 2, "replay"), "{\"p\":2}");
+	assert_json(expect_tick(frame(r, 2), "HLD", 3, "replay"), "{\"p\":3}");
+	/* let go, the stream with ticks waits out its TTL; the other one goes at once */
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"u\",\"action\":\"unsubscribe_market_stream\","
+	   "\"payload\":{\"symbols\":[\"HLD\",\"PEND\"]}}");
+	expect_ok(last(r), "u");
+	assert_int_equal(stat_get(e, "streaming", "subscribe_only"), 0);
+	assert_int_equal(stat_get(e, "streaming", "idle_streams"), 1);
+	test_clock_ms += 5000;
+	qc_hub_expire(e->h);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1182,6 +1237,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_publish_all_or_nothing, teardown),
 	    cmocka_unit_test_teardown(test_subscribe_only_symbols_bounded, teardown),
 	    cmocka_unit_test_teardown(test_idle_stream_freed, teardown),
+	    cmocka_unit_test_teardown(test_suspended_session_holds_streams, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
