@@ -19,9 +19,13 @@
 
 #include "hub_priv.h"
 
-#define PUBLISH_MAX_BATCH 10000  /* ticks in one publish */
-#define BUFFERED_DEFAULT  100    /* get_buffered_data without limit */
-#define SWEEP_BUDGET      200000 /* ring entries released per sweep: a few ms of the loop */
+#define PUBLISH_MAX_BATCH 10000 /* ticks in one publish */
+#define BUFFERED_DEFAULT  100   /* get_buffered_data without limit */
+/*
+ * Ring entries released per sweep (once a second): freeing a full ring of 1000 three-field
+ * ticks took 0.2 ms here, so a pass stays near 4 ms and frees ~20 such streams.
+ */
+#define SWEEP_BUDGET 20000
 
 static int64_t stream_clock(void *ctx)
 {
