@@ -63,11 +63,15 @@ struct qc_hub *qc_hub_new(const struct qc_config *cfg, const struct qc_transport
 		goto fail_streams;
 	if (qc_hub_subs_init(h))
 		goto fail_streams;
+	if (qc_hub_rooms_init(h))
+		goto fail_subs;
 	h->st.started_ms = qc_now_ms();
 	/* opened once at start-up; read (pread, procfs, no disk) only when stats are asked for */
 	h->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	return h;
 
+fail_subs:
+	qc_hub_subs_free(h);
 fail_streams:
 	qc_hub_streams_free(h);
 fail_rooms:
@@ -143,6 +147,8 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_OFFLINE_TOTAL] = "offline.max_total_bytes",
     [QC_LIM_SUBSCRIBE_ONLY] = "streams.max_subscribe_only",
     [QC_LIM_SUBSCRIPTIONS_TOTAL] = "subscriptions.max_total",
+    [QC_LIM_ROOMS_TOTAL] = "rooms.max_total",
+    [QC_LIM_PASSWORD_HASHES] = "rooms.password_hashes_per_s",
 };
 
 const char *qc_limit_name(enum qc_limit l)

@@ -11,6 +11,7 @@
 #include "quotecast/room.h"
 #include "quotecast/store.h"
 #include "quotecast/stream.h"
+#include "quotecast/throttle.h"
 
 struct qc_write;
 
@@ -29,7 +30,13 @@ struct qc_hub {
 	uint64_t msg_counter;
 	char node[17]; /* random per process: message ids stay unique across processes */
 	int statm_fd;
-	uint32_t created_rooms; /* rooms made with create_room */
+	/* hub_room.c: rooms made with create_room and rooms being made (the store has not answered
+	 * yet), in all and by owner; failed room-password attempts; the hash budget */
+	uint32_t created_rooms;
+	uint32_t rooms_pending;
+	struct qc_room_owner *room_owners; /* uthash by user id */
+	struct qc_throttle *pw_fails;
+	struct qc_rate pw_budget;
 	/* suspended sessions: a FIFO by expiry (the TTL is fixed) and a table by session id */
 	struct qc_conn *susp_head; /* utlist DL, oldest first (the head's prev is the newest) */
 	struct qc_conn *by_session;
@@ -183,6 +190,7 @@ void qc_hub_offline_load(struct qc_hub *h, const char *user, json_t *ev);
 uint32_t qc_hub_offline_users(const struct qc_hub *h);
 
 /* hub_room.c */
+int qc_hub_rooms_init(struct qc_hub *h);
 void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room);
 enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
                              const char *password, json_t **data, const char **emsg);

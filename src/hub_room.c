@@ -12,17 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hub_priv.h"
 #include "quotecast/acl.h"
 #include "quotecast/auth.h"
 
-#define ROOMS_CREATED_MAX 100000 /* rooms made with create_room */
-#define MEMBERS_MAX       100000 /* user-level members of one room */
-#define METADATA_MAX      4096   /* bytes of a room's metadata, serialised */
-#define LIST_DEFAULT      100
-#define LIST_MAX          1000
-#define TARGET_USERS_MAX  1000
+#define CAPACITY_MAX     100000 /* the largest capacity (max_members) a room may ask for */
+#define METADATA_MAX     4096   /* bytes of a room's metadata, serialised (docs/protocol.md) */
+#define LIST_DEFAULT     100
+#define LIST_MAX         1000
+#define TARGET_USERS_MAX 1000
 
 struct member {
 	char user_id[QC_USER_ID_MAX + 1];
@@ -35,7 +35,7 @@ struct room_info {
 	char owner[QC_USER_ID_MAX + 1];
 	enum qc_room_type type;
 	enum qc_room_status status;
-	uint32_t max_members; /* users; 0 = no limit but MEMBERS_MAX */
+	uint32_t max_members; /* capacity in users; 0 = only rooms.max_members */
 	json_t *metadata;     /* an object */
 	char password[QC_PASSWORD_HASH_MAX];
 	uint64_t message_count;
@@ -43,6 +43,15 @@ struct room_info {
 	int64_t last_activity;
 	struct member *members; /* uthash by user id */
 	uint32_t nmembers;
+	uint32_t joining; /* members being added: the store has not answered yet */
+};
+
+/* The rooms a user owns and is making, for rooms.max_per_owner. */
+struct qc_room_owner {
+	char user_id[QC_USER_ID_MAX + 1];
+	uint32_t rooms;   /* made (or loaded at start) and not deleted */
+	uint32_t pending; /* create_room requests the store has not settled yet */
+	UT_hash_handle hh;
 };
 
 static struct room_info *info_of(const struct qc_room *r)
@@ -110,6 +119,167 @@ static void info_free(struct room_info *ri)
 		member_del(ri, m);
 	json_decref(ri->metadata);
 	free(ri);
+}
+
+/* ---- bounds ------------------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t owned(const struct qc_hub *h, const char *user)
+{
+	struct qc_room_owner *o = NULL;
+
+	HASH_FIND_STR(h->room_owners, user, o);
+	return o ? o->rooms + o->pending : 0;
+}
+
+/* One more room of @user: made or loaded, or (@pending) being made until it is settled. */
+static int owner_add(struct qc_hub *h, const char *user, bool pending)
+{
+	struct qc_room_owner *o = NULL;
+
+	HASH_FIND_STR(h->room_owners, user, o);
+	if (!o) {
+		o = calloc(1, sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		snprintf(o->user_id, sizeof(o->user_id), "%s", user);
+		HASH_ADD_STR(h->room_owners, user_id, o);
+	}
+	if (pending) {
+		o->pending++;
+		h->rooms_pending++;
+	} else {
+		o->rooms++;
+		h->created_rooms++;
+	}
+	return 0;
+}
+
+/* One room of @user fewer: deleted, or (@pending) a request settled. */
+static void owner_drop(struct qc_hub *h, const char *user, bool pending)
+{
+	struct qc_room_owner *o = NULL;
+	uint32_t *mine, *all = pending ? &h->rooms_pending : &h->created_rooms;
+
+	if (*all)
+		(*all)--;
+	HASH_FIND_STR(h->room_owners, user, o);
+	if (!o)
+		return;
+	mine = pending ? &o->pending : &o->rooms;
+	if (*mine)
+		(*mine)--;
+	if (!o->rooms && !o->pending) {
+		HASH_DEL(h->room_owners, o);
+		free(o);
+	}
+}
+
+/*
+ * May @ri take one more user-level member? Its own capacity (ROOM_FULL) and the server's
+ * rooms.max_members (LIMIT_EXCEEDED) both count the members still being added, so requests
+ * in flight to the store cannot overshoot either.
+ */
+static enum qc_err member_slot(struct qc_hub *h, const struct room_info *ri, const char **emsg)
+{
+	uint64_t n = (uint64_t)ri->nmembers + ri->joining;
+
+	if (ri->max_members && n >= ri->max_members)
+		return qc_hub_fail(h, emsg, QC_E_ROOM_FULL, "room is at capacity (%u users)",
+		                   ri->max_members);
+	if (n >= h->cfg->rooms.max_members)
+		return qc_hub_limit(h, emsg, QC_LIM_MEMBERS_PER_ROOM, "%u members in the room",
+		                    h->cfg->rooms.max_members);
+	return QC_OK;
+}
+
+/* A membership request is settled (made or not): its reserved place goes. */
+static void join_settled(struct qc_hub *h, json_t *args)
+{
+	struct qc_room *room =
+	    qc_rooms_find(h->rooms, json_string_value(json_object_get(args, "room")));
+	struct room_info *ri = room ? info_of(room) : NULL;
+
+	if (ri && ri->joining)
+		ri->joining--;
+}
+
+/* Password hashes that may run back to back: a tenth of a second's budget, at least one. */
+static uint32_t hash_burst(uint32_t per_s)
+{
+	return per_s >= 20 ? per_s / 10 : 1;
+}
+
+/*
+ * One PBKDF2 computation (~4 ms of the loop) from the server's rooms.password_hashes_per_s
+ * budget; false (counted, *@emsg set) when it is spent.
+ */
+static bool hash_budget(struct qc_hub *h, int64_t now, const char **emsg)
+{
+	uint32_t rate = h->cfg->rooms.password_hashes_per_s;
+
+	if (qc_rate_take(&h->pw_budget, rate, hash_burst(rate), now))
+		return true;
+	qc_hub_limit(h, emsg, QC_LIM_PASSWORD_HASHES,
+	             "too many room passwords to check on the server now: try again shortly");
+	return false;
+}
+
+/*
+ * Check the password @c gives for protected @room. A user who gave rooms.password_attempts
+ * wrong ones for this room within rooms.password_window_s is refused (RATE_LIMITED) without
+ * a check until the window ends, the right password included; every check also takes one
+ * hash from the server's budget.
+ */
+static enum qc_err check_password(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                                  const char *password, const char **emsg)
+{
+	const struct room_info *ri = info_of(room);
+	uint32_t max = h->cfg->rooms.password_attempts;
+	uint32_t window = h->cfg->rooms.password_window_s * 1000;
+	int64_t now = mono_ms(), wait;
+
+	if (!password)
+		return qc_hub_fail(h, emsg, QC_E_WRONG_PASSWORD, "wrong or missing password");
+	wait = qc_throttle_check(h->pw_fails, c->user_id, qc_room_name(room), max, window, now);
+	if (wait) {
+		qc_hub_limit(h, emsg, QC_LIM_PASSWORD_ATTEMPTS,
+		             "%u wrong passwords for this room: try again in %" PRId64 " s", max,
+		             (wait + 999) / 1000);
+		return QC_E_RATE_LIMITED;
+	}
+	if (!hash_budget(h, now, emsg))
+		return QC_E_RATE_LIMITED;
+	if (!qc_password_check(password, ri->password)) {
+		qc_throttle_fail(h->pw_fails, c->user_id, qc_room_name(room), window, now);
+		return qc_hub_fail(h, emsg, QC_E_WRONG_PASSWORD, "wrong or missing password");
+	}
+	qc_throttle_clear(h->pw_fails, c->user_id, qc_room_name(room));
+	return QC_OK;
+}
+
+int qc_hub_rooms_init(struct qc_hub *h)
+{
+	uint32_t rate = h->cfg->rooms.password_hashes_per_s;
+	/* twice the failures one window can hold: live records are never evicted */
+	uint64_t records = 2 * (uint64_t)rate * h->cfg->rooms.password_window_s;
+	char seed[17];
+
+	if (qc_random_hex(seed, 8))
+		return -EIO;
+	h->pw_fails = qc_throttle_new(records < UINT32_MAX ? (uint32_t)records : UINT32_MAX,
+	                              strtoull(seed, NULL, 16));
+	if (!h->pw_fails)
+		return -ENOMEM;
+	qc_rate_init(&h->pw_budget, hash_burst(rate), mono_ms());
+	return 0;
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -189,16 +359,18 @@ static enum qc_err admit_to_created(struct qc_hub *h, struct qc_conn *c, struct 
 {
 	struct room_info *ri = info_of(room);
 	enum qc_role role = effective_role(ri, c);
+	enum qc_err e;
 
 	if (ri->status == QC_STATUS_CLOSED)
 		return qc_hub_fail(h, emsg, QC_E_ROOM_CLOSED, "the room is closed");
 	if (role == QC_ROLE_NONE) {
 		if (ri->type == QC_ROOM_PRIVATE)
 			return qc_hub_fail(h, emsg, QC_E_FORBIDDEN, "private room: members only");
-		if (ri->type == QC_ROOM_PROTECTED &&
-		    (!password || !qc_password_check(password, ri->password)))
-			return qc_hub_fail(h, emsg, QC_E_WRONG_PASSWORD,
-			                   "wrong or missing password");
+		if (ri->type == QC_ROOM_PROTECTED) {
+			e = check_password(h, c, room, password, emsg);
+			if (e != QC_OK)
+				return e;
+		}
 	}
 	if (!qc_acl_may_join(role, ri->type, ri->status))
 		return qc_hub_fail(h, emsg, QC_E_FORBIDDEN, "the room is %s: no new subscriptions",
@@ -207,9 +379,9 @@ static enum qc_err admit_to_created(struct qc_hub *h, struct qc_conn *c, struct 
 	if (role != QC_ROLE_NONE &&
 	    (role_of(ri, c->user_id) != QC_ROLE_NONE || (c->roles & QC_ROLE_ADMIN)))
 		return QC_OK;
-	if ((ri->max_members && ri->nmembers >= ri->max_members) || ri->nmembers >= MEMBERS_MAX)
-		return qc_hub_fail(h, emsg, QC_E_ROOM_FULL, "room is at capacity (%u users)",
-		                   ri->max_members ? ri->max_members : MEMBERS_MAX);
+	e = member_slot(h, ri, emsg);
+	if (e != QC_OK)
+		return e;
 	*join = true;
 	return QC_OK;
 }
@@ -310,6 +482,10 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 		snprintf(now, sizeof(now), "%" PRId64, since);
 		d.args = json_pack("{s:s, s:s, s:I}", "room", name, "user_id", c->user_id, "since",
 		                   (json_int_t)since);
+		if (!d.args)
+			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+		info_of(room)->joining++;
+		d.settled = join_settled;
 		return qc_hub_durable(h, c, &d);
 	}
 	return join(h, c, room, name, data, emsg);
@@ -629,12 +805,13 @@ static const char sql_create_room[] =
 
 /*
  * Put a created room in memory from its stored form (@row: name, owner, type, status,
- * password_hash, max_members, metadata (JSON text or an object), created_at, all borrowed).
- * An implicit room of that name becomes the created one, its subscribers kept.
+ * password_hash, max_members, metadata (JSON text or an object), created_at, all borrowed),
+ * with its owner as a member when @with_owner. An implicit room of that name becomes the
+ * created one, its subscribers kept. The caller counts it (owner_add).
  */
 static int install_room(struct qc_hub *h, const char *name, const char *owner, const char *type,
                         const char *status, const char *pwhash, int64_t max, json_t *metadata,
-                        int64_t created_at, struct qc_room **out)
+                        int64_t created_at, bool with_owner, struct qc_room **out)
 {
 	struct room_info *ri = calloc(1, sizeof(*ri));
 	struct qc_room *room;
@@ -650,6 +827,10 @@ static int install_room(struct qc_hub *h, const char *name, const char *owner, c
 	ri->metadata = json_is_object(metadata) ? json_incref(metadata) : json_object();
 	snprintf(ri->password, sizeof(ri->password), "%s", pwhash ? pwhash : "");
 	ri->created_at = ri->last_activity = created_at;
+	if (with_owner && member_add(ri, owner, QC_ROLE_OWNER, created_at)) {
+		info_free(ri);
+		return -ENOMEM;
+	}
 	room = qc_rooms_find(h->rooms, name);
 	if (room && info_of(room)) {
 		info_free(ri);
@@ -663,29 +844,39 @@ static int install_room(struct qc_hub *h, const char *name, const char *owner, c
 	}
 	qc_room_set_kept(room, true);
 	qc_room_set_ext(room, ri);
-	h->created_rooms++;
 	*out = room;
 	return 0;
+}
+
+/* A create_room request is settled (made or not): its reserved place goes. */
+static void create_settled(struct qc_hub *h, json_t *args)
+{
+	owner_drop(h, json_string_value(json_object_get(args, "owner")), true);
 }
 
 static enum qc_err commit_create_room(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
                                       json_t **data, const char **emsg)
 {
+	const char *owner = json_string_value(json_object_get(a, "owner"));
 	struct qc_room *room;
 	int ret;
 
+	/* counted first: the place qc_act_create_room reserved keeps the owner's entry */
+	if (owner_add(h, owner, false))
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	ret =
-	    install_room(h, json_string_value(json_object_get(a, "name")),
-	                 json_string_value(json_object_get(a, "owner")),
+	    install_room(h, json_string_value(json_object_get(a, "name")), owner,
 	                 json_string_value(json_object_get(a, "type")), "active",
 	                 json_string_value(json_object_get(a, "password_hash")),
 	                 num_of(json_object_get(a, "max_members")), json_object_get(a, "metadata"),
-	                 num_of(json_object_get(a, "created_at")), &room);
-	if (ret == -EEXIST)
-		return qc_hub_fail(h, emsg, QC_E_ALREADY_EXISTS, "a room with that name exists");
-	if (ret || member_add(info_of(room), json_string_value(json_object_get(a, "owner")),
-	                      QC_ROLE_OWNER, num_of(json_object_get(a, "created_at"))))
+	                 num_of(json_object_get(a, "created_at")), true, &room);
+	if (ret) {
+		owner_drop(h, owner, false);
+		if (ret == -EEXIST)
+			return qc_hub_fail(h, emsg, QC_E_ALREADY_EXISTS,
+			                   "a room with that name exists");
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
 	h->st.rooms_created++;
 	*data = qc_hub_room_json(h, room);
 	return QC_OK;
@@ -716,9 +907,9 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		                   "only protected rooms take a \"password\"");
 	if (jmax && !json_is_null(jmax) &&
 	    (!json_is_integer(jmax) || json_integer_value(jmax) < 1 ||
-	     json_integer_value(jmax) > MEMBERS_MAX))
+	     json_integer_value(jmax) > CAPACITY_MAX))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
-		                   "\"max_members\" must be an integer from 1 to %d", MEMBERS_MAX);
+		                   "\"max_members\" must be an integer from 1 to %d", CAPACITY_MAX);
 	if (jmeta && !json_is_null(jmeta)) {
 		if (!json_is_object(jmeta))
 			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
@@ -733,9 +924,15 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 	}
 	if (qc_rooms_find(h->rooms, name))
 		return qc_hub_fail(h, e, QC_E_ALREADY_EXISTS, "a room with that name exists");
-	if (h->created_rooms >= ROOMS_CREATED_MAX)
-		return qc_hub_fail(h, e, QC_E_LIMIT_EXCEEDED, "too many rooms (%d)",
-		                   ROOMS_CREATED_MAX);
+	/* rooms being made count: requests still with the store cannot overshoot */
+	if (!(c->roles & QC_ROLE_ADMIN) && owned(h, c->user_id) >= h->cfg->rooms.max_per_owner)
+		return qc_hub_limit(h, e, QC_LIM_ROOMS_PER_OWNER, "you own %u rooms",
+		                    h->cfg->rooms.max_per_owner);
+	if ((uint64_t)h->created_rooms + h->rooms_pending >= h->cfg->rooms.max_total)
+		return qc_hub_limit(h, e, QC_LIM_ROOMS_TOTAL, "%u rooms on the server",
+		                    h->cfg->rooms.max_total);
+	if (type == QC_ROOM_PROTECTED && !hash_budget(h, mono_ms(), e))
+		return QC_E_RATE_LIMITED;
 
 	{
 		char pwhash[QC_PASSWORD_HASH_MAX] = "", max[16], now[24];
@@ -746,6 +943,7 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		    .params = {name, c->user_id, qc_room_type_name(type), NULL,
 		               json_is_integer(jmax) ? max : NULL, meta, now},
 		    .commit = commit_create_room,
+		    .settled = create_settled,
 		};
 
 		if (type == QC_ROOM_PROTECTED &&
@@ -764,6 +962,11 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		              "password_hash", pwhash, "max_members", max, "created_at", now);
 		if (dur.args && json_is_object(jmeta))
 			json_object_set(dur.args, "metadata", jmeta);
+		if (!dur.args || owner_add(h, c->user_id, true)) {
+			json_decref(dur.args);
+			free(meta);
+			return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+		}
 		qc_hub_durable(h, c, &dur);
 		free(meta);
 		return QC_ASYNC;
@@ -785,9 +988,9 @@ static void destroy_room(struct qc_hub *h, struct qc_room *room, const char *rea
 
 	close_room(h, room, reason);
 	qc_room_set_ext(room, NULL);
+	owner_drop(h, ri->owner, false);
 	info_free(ri);
 	qc_rooms_delete(h->rooms, room);
-	h->created_rooms--;
 	h->st.rooms_deleted++;
 }
 
@@ -1077,8 +1280,9 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 	if (!qc_acl_can_manage(actor, QC_ROLE_NONE, role))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "you may not add a member with role %s",
 		                   qc_role_name(role));
-	if ((ri->max_members && ri->nmembers >= ri->max_members) || ri->nmembers >= MEMBERS_MAX)
-		return qc_hub_fail(h, e, QC_E_ROOM_FULL, "room is at capacity");
+	err = member_slot(h, ri, e);
+	if (err != QC_OK)
+		return err;
 	{
 		char now[24];
 
@@ -1089,11 +1293,15 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 		    .nparams = 4,
 		    .params = {qc_room_name(room), user, qc_role_name(role), now},
 		    .commit = commit_add_member,
+		    .settled = join_settled,
 		    .args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "room", qc_room_name(room),
 		                      "user_id", user, "role", qc_role_name(role), "by", c->user_id,
 		                      "since", now),
 		};
 
+		if (!dur.args)
+			return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+		ri->joining++;
 		return qc_hub_durable(h, c, &dur);
 	}
 }
@@ -1249,7 +1457,15 @@ static void free_one(struct qc_room *room, void *arg)
 
 void qc_hub_rooms_teardown(struct qc_hub *h)
 {
+	struct qc_room_owner *o, *tmp;
+
 	qc_rooms_foreach(h->rooms, free_one, NULL);
+	HASH_ITER (hh, h->room_owners, o, tmp) {
+		HASH_DEL(h->room_owners, o);
+		free(o);
+	}
+	qc_throttle_free(h->pw_fails);
+	h->pw_fails = NULL;
 }
 
 /* ---- start-up ---------------------------------------------------------------------------- */
@@ -1271,9 +1487,12 @@ int qc_hub_rooms_load(struct qc_hub *h, json_t *rooms, json_t *members, char *er
 		int ret =
 		    install_room(h, col(row, 0), col(row, 1), col(row, 2), col(row, 3), col(row, 4),
 		                 col(row, 5) ? strtoll(col(row, 5), NULL, 10) : 0, meta,
-		                 strtoll(col(row, 7), NULL, 10), &room);
+		                 strtoll(col(row, 7), NULL, 10), false, &room);
 
 		json_decref(meta);
+		/* loaded rooms count toward rooms.max_per_owner and rooms.max_total (even above) */
+		if (!ret)
+			ret = owner_add(h, col(row, 1), false);
 		if (ret) {
 			snprintf(err, errlen, "room \"%s\": %s", col(row, 0), strerror(-ret));
 			return -1;

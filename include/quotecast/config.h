@@ -99,6 +99,17 @@ struct qc_config {
 	} offline;
 
 	struct {
+		uint32_t max_total;     /* 100000 rooms made with create_room, server-wide */
+		uint32_t max_per_owner; /* 100 per owning user (server admins are exempt) */
+		uint32_t max_members;   /* 10000 user-level members of one created room */
+		/* wrong room passwords: this many per user and room within the window, then
+		 * RATE_LIMITED until the window (from the first of them) ends */
+		uint32_t password_attempts;     /* 5 */
+		uint32_t password_window_s;     /* 60 */
+		uint32_t password_hashes_per_s; /* 20 password hashes a second, server-wide */
+	} rooms;
+
+	struct {
 		bool enabled;   /* false */
 		char **symbols; /* owned; default AAPL MSFT GOOG 600519 BTCUSD */
 		size_t nsymbols;

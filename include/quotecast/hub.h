@@ -56,6 +56,8 @@ enum qc_limit {
 	QC_LIM_OFFLINE_TOTAL,          /* offline.max_total_bytes */
 	QC_LIM_SUBSCRIBE_ONLY,         /* streams.max_subscribe_only */
 	QC_LIM_SUBSCRIPTIONS_TOTAL,    /* subscriptions.max_total */
+	QC_LIM_ROOMS_TOTAL,            /* rooms.max_total */
+	QC_LIM_PASSWORD_HASHES,        /* rooms.password_hashes_per_s */
 	QC_LIM__COUNT
 };
 

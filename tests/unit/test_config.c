@@ -188,6 +188,12 @@ static void test_defaults(void **state)
 	assert_int_equal(c.sessions.max_suspended, 100000);
 	assert_int_equal(c.sessions.max_buffered_bytes, 268435456);
 	assert_int_equal(c.offline.max_per_user, 1000);
+	assert_int_equal(c.rooms.max_total, 100000);
+	assert_int_equal(c.rooms.max_per_owner, 100);
+	assert_int_equal(c.rooms.max_members, 10000);
+	assert_int_equal(c.rooms.password_attempts, 5);
+	assert_int_equal(c.rooms.password_window_s, 60);
+	assert_int_equal(c.rooms.password_hashes_per_s, 20);
 	assert_false(c.demo_feed.enabled);
 	assert_int_equal(c.demo_feed.nsymbols, 5);
 	assert_string_equal(c.demo_feed.symbols[0], "AAPL");
@@ -274,6 +280,45 @@ static void test_json_nested(void **state)
 	assert_int_equal(c.demo_feed.nsymbols, 0);
 	assert_non_null(c.demo_feed.symbols);
 	assert_int_equal(apply(&c, "{}"), 0);
+	qc_config_free(&c);
+}
+
+/* The rooms section (issue 11): nested and by variable, each bound range-checked. */
+static void test_rooms_keys(void **state)
+{
+	char *env[] = {"QUOTECAST_ROOMS_MAX_PER_OWNER=7", "QUOTECAST_ROOMS_PASSWORD_WINDOW_S=2",
+	               NULL};
+	char *argv[] = {"quotecast", NULL};
+	struct qc_config c;
+	struct qc_cli cli;
+
+	(void)state;
+	assert_int_equal(qc_config_defaults(&c), 0);
+	assert_int_equal(apply(&c, "{\"rooms\":{\"max_total\":50,\"max_per_owner\":3,"
+	                           "\"max_members\":9,\"password_attempts\":2,"
+	                           "\"password_window_s\":30,\"password_hashes_per_s\":4}}"),
+	                 0);
+	assert_int_equal(c.rooms.max_total, 50);
+	assert_int_equal(c.rooms.max_per_owner, 3);
+	assert_int_equal(c.rooms.max_members, 9);
+	assert_int_equal(c.rooms.password_attempts, 2);
+	assert_int_equal(c.rooms.password_window_s, 30);
+	assert_int_equal(c.rooms.password_hashes_per_s, 4);
+	assert_int_equal(apply(&c, "{\"rooms\":{\"max_per_owner\":0}}"), -EINVAL);
+	assert_string_equal(
+	    err, "test.json: \"rooms.max_per_owner\": expected an integer from 1 to 10000000");
+	assert_int_equal(apply(&c, "{\"rooms.max_members\":1000001}"), -EINVAL);
+	assert_int_equal(apply(&c, "{\"rooms.password_attempts\":0}"), -EINVAL);
+	assert_int_equal(apply(&c, "{\"rooms.password_window_s\":86401}"), -EINVAL);
+	assert_int_equal(apply(&c, "{\"rooms.password_hashes_per_s\":0}"), -EINVAL);
+	assert_int_equal(apply(&c, "{\"rooms.max_total\":0}"), -EINVAL);
+	assert_int_equal(c.rooms.max_per_owner, 3);
+	qc_config_free(&c);
+
+	assert_int_equal(load(&c, &cli, argv, env), 0);
+	assert_int_equal(c.rooms.max_per_owner, 7);
+	assert_int_equal(c.rooms.password_window_s, 2);
+	assert_int_equal(c.rooms.max_total, 100000);
 	qc_config_free(&c);
 }
 
@@ -653,7 +698,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 42);
+	assert_int_equal(json_object_size(defaults), 48);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);
@@ -1209,6 +1254,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_defaults_to_json),
 	    cmocka_unit_test(test_json_nested),
+	    cmocka_unit_test(test_rooms_keys),
 	    cmocka_unit_test(test_json_dotted_and_comments),
 	    cmocka_unit_test(test_json_unknown_key),
 	    cmocka_unit_test(test_json_wrong_types),
