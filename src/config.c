@@ -128,7 +128,7 @@ static const struct key keys[] = {
     U32("rooms.max_members", rooms.max_members, 1, 1000000, "10000"),
     U32("rooms.password_attempts", rooms.password_attempts, 1, 1000, "5"),
     U32("rooms.password_window_s", rooms.password_window_s, 1, 86400, "60"),
-    U32("rooms.password_hashes_per_s", rooms.password_hashes_per_s, 1, 100000, "20"),
+    U32("rooms.password_hashes_per_s", rooms.password_hashes_per_s, 1, 100000, "10"),
     BOOL("demo_feed.enabled", demo_feed.enabled, "false"),
     {.name = "demo_feed.symbols",
      .type = T_LIST,

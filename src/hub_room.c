@@ -211,21 +211,14 @@ static void join_settled(struct qc_hub *h, json_t *args)
 		ri->joining--;
 }
 
-/* Password hashes that may run back to back: a tenth of a second's budget, at least one. */
-static uint32_t hash_burst(uint32_t per_s)
-{
-	return per_s >= 20 ? per_s / 10 : 1;
-}
-
 /*
  * One PBKDF2 computation (~4 ms of the loop) from the server's rooms.password_hashes_per_s
- * budget; false (counted, *@emsg set) when it is spent.
+ * budget; false (counted, *@emsg set) when it is spent. The bucket holds one: hashes are
+ * spread out, never two back to back, so no client waits behind more than one.
  */
 static bool hash_budget(struct qc_hub *h, int64_t now, const char **emsg)
 {
-	uint32_t rate = h->cfg->rooms.password_hashes_per_s;
-
-	if (qc_rate_take(&h->pw_budget, rate, hash_burst(rate), now))
+	if (qc_rate_take(&h->pw_budget, h->cfg->rooms.password_hashes_per_s, 1, now))
 		return true;
 	qc_hub_limit(h, emsg, QC_LIM_PASSWORD_HASHES,
 	             "too many room passwords to check on the server now: try again shortly");
@@ -278,7 +271,7 @@ int qc_hub_rooms_init(struct qc_hub *h)
 	                              strtoull(seed, NULL, 16));
 	if (!h->pw_fails)
 		return -ENOMEM;
-	qc_rate_init(&h->pw_budget, hash_burst(rate), mono_ms());
+	qc_rate_init(&h->pw_budget, 1, mono_ms());
 	return 0;
 }
 

@@ -106,7 +106,7 @@ struct qc_config {
 		 * RATE_LIMITED until the window (from the first of them) ends */
 		uint32_t password_attempts;     /* 5 */
 		uint32_t password_window_s;     /* 60 */
-		uint32_t password_hashes_per_s; /* 20 password hashes a second, server-wide */
+		uint32_t password_hashes_per_s; /* 10 password hashes a second, server-wide */
 	} rooms;
 
 	struct {

@@ -193,7 +193,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.rooms.max_members, 10000);
 	assert_int_equal(c.rooms.password_attempts, 5);
 	assert_int_equal(c.rooms.password_window_s, 60);
-	assert_int_equal(c.rooms.password_hashes_per_s, 20);
+	assert_int_equal(c.rooms.password_hashes_per_s, 10);
 	assert_false(c.demo_feed.enabled);
 	assert_int_equal(c.demo_feed.nsymbols, 5);
 	assert_string_equal(c.demo_feed.symbols[0], "AAPL");

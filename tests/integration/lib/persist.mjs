@@ -24,6 +24,8 @@ const BASE_ENV = {
 	QUOTECAST_LIMITS_RATE_PER_S: '100000',
 	QUOTECAST_LIMITS_RATE_BURST: '100000',
 	QUOTECAST_LIMITS_MAX_BAD_MESSAGES: '1000',
+	/* room passwords are checked back to back: no server-wide budget for them (issue 11) */
+	QUOTECAST_ROOMS_PASSWORD_HASHES_PER_S: '100000',
 };
 
 /**
