@@ -1,6 +1,7 @@
 // bench/durable.mjs: how many durable requests per second the store takes. Sends N create_room
 // requests back to back on one connection of a running server (start it with
-// QUOTECAST_LIMITS_RATE_PER_S=0) and times the N answers. Uses the `ws` package of
+// QUOTECAST_LIMITS_RATE_PER_S=0 and QUOTECAST_ROOMS_MAX_PER_OWNER at least N: one user owns
+// them all) and times the N answers. Uses the `ws` package of
 // tests/integration (run `npm ci` there first).
 //
 //   node bench/durable.mjs [N] [ws://127.0.0.1:8080/ws]
