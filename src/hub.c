@@ -149,6 +149,8 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_SUBSCRIPTIONS_TOTAL] = "subscriptions.max_total",
     [QC_LIM_ROOMS_TOTAL] = "rooms.max_total",
     [QC_LIM_PASSWORD_HASHES] = "rooms.password_hashes_per_s",
+    [QC_LIM_SESSIONS_PER_USER] = "sessions.max_per_user",
+    [QC_LIM_SESSION_BYTES] = "sessions.max_buffered_bytes",
 };
 
 const char *qc_limit_name(enum qc_limit l)
@@ -180,13 +182,30 @@ void qc_hub_close(struct qc_hub *h, struct qc_conn *c, uint16_t code, int how)
 		if (how == QC_CLOSE_NOW && c->closing != QC_CLOSE_NOW) {
 			c->closing = QC_CLOSE_NOW;
 			c->close_code = code;
+			if (c->replaying)
+				qc_hub_keep_for_resume(c);
 			h->t.close(h->t.ctx, c);
 		}
 		return;
 	}
 	c->closing = (uint8_t)how;
 	c->close_code = code;
+	/* nothing queued is written any more: a replay's rest is the session buffer again */
+	if (how == QC_CLOSE_NOW && c->replaying)
+		qc_hub_keep_for_resume(c);
 	h->t.close(h->t.ctx, c);
+}
+
+int qc_hub_slow_consumer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+{
+	h->st.slow_consumer_closes++;
+	qc_hub_close(h, c, 4008, QC_CLOSE_NOW);
+	if (h->cfg->sessions.ttl_s) {
+		/* its queue becomes the session buffer: bounded like one from now on */
+		qc_hub_keep_for_resume(c);
+		qc_hub_buffer(h, c, m);
+	}
+	return -EPIPE;
 }
 
 int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
@@ -208,16 +227,10 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 		c->dropped = 1; /* draining towards a close: a resume cannot be complete */
 		return -EPIPE;
 	}
-	if (c->outq.bytes + m->len > h->cfg->limits.max_send_queue_bytes) {
-		h->st.slow_consumer_closes++;
-		qc_hub_close(h, c, 4008, QC_CLOSE_NOW);
-		if (h->cfg->sessions.ttl_s) {
-			/* its queue becomes the session buffer: bounded like one from now on */
-			qc_hub_keep_for_resume(c);
-			qc_hub_buffer(h, c, m);
-		}
-		return -EPIPE;
-	}
+	if (c->replaying)
+		return qc_hub_replay_push(h, c, m);
+	if (c->outq.bytes + m->len > h->cfg->limits.max_send_queue_bytes)
+		return qc_hub_slow_consumer(h, c, m);
 	if (qc_outq_push(&c->outq, m)) {
 		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
 		return -EPIPE;
@@ -681,6 +694,8 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 		qc_hub_leave_room(h, c, m->room);
 	qc_hub_streams_closed(h, c);
 	qc_outq_clear(&c->outq);
+	qc_outq_clear(&c->replay);
+	qc_msg_unref(&c->session_msg);
 	free(c->rx);
 	qc_conns_remove(&h->conns, c);
 	free(c);

@@ -172,12 +172,20 @@ json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, 
                              uint32_t replayed);
 void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c);
 
+/* @m does not fit in @c's queue: close it with 4008, keeping its session. Returns -EPIPE. */
+int qc_hub_slow_consumer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
+
 /* hub_session.c */
 struct qc_offline;
 int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c);
-/* what of @c's queue a resume needs: room messages stay, ticks go (streams rewound) */
+/*
+ * What of @c's queues a resume needs: room messages stay (the unsent part of a replay
+ * included, in order), ticks go (streams rewound), the rest is dropped.
+ */
 void qc_hub_keep_for_resume(struct qc_conn *c);
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
+/* @m (not a control message) for @c while a resume's replay is under way: behind the replay */
+int qc_hub_replay_push(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 void qc_hub_sessions_free(struct qc_hub *h);
 /* queue event @name with @data (borrowed) for @user, who has no session now */
 void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data);

@@ -26,6 +26,10 @@
 
 #define OFFLINE_USERS_MAX 100000
 
+/* conn.replaying */
+#define REPLAY_ON       1 /* live data waits behind the replay, held to max_send_queue_bytes */
+#define REPLAY_BUILDING 2 /* qc_hub_resume() is queueing the replay itself */
+
 struct qc_offline {
 	char user_id[QC_USER_ID_MAX + 1];
 	json_t *events; /* an array of {"event":name,"data":{...}} */
@@ -94,14 +98,13 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 		;
 	while (c->suspended && h->buffered_bytes > cfg->sessions.max_buffered_bytes &&
 	       drop_oldest(h, c))
-		;
+		qc_hub_refused(h, QC_LIM_SESSION_BYTES);
 	return 0;
 }
 
-/* The seq each subscription has really been sent up to: queued ticks never left. */
-static void rewind_streams(struct qc_conn *c)
+/* The seq each subscription has really been sent up to: ticks still in @q never left. */
+static void rewind_streams(struct qc_conn *c, const struct qc_outq *q)
 {
-	struct qc_outq *q = &c->outq;
 	struct qc_sub *sub, *tmp;
 
 	for (uint32_t i = 0; i < q->count; i++) {
@@ -117,41 +120,149 @@ static void rewind_streams(struct qc_conn *c)
 	}
 }
 
+/* Move the room messages of @from to the end of @to, dropping the rest. */
+static void keep_room(struct qc_conn *c, struct qc_outq *to, struct qc_outq *from)
+{
+	struct qc_msg *m;
+
+	while ((m = qc_outq_peek(from))) {
+		if (m->kind == QC_MSG_ROOM && qc_outq_push(to, m))
+			c->dropped = 1;
+		qc_outq_pop(from);
+	}
+	qc_outq_clear(from);
+}
+
+/* Once the resumed session's event has left the queue, the token used to resume is spent. */
+static void session_event_check(struct qc_conn *c)
+{
+	if (c->session_msg && qc_outq_peek(&c->outq) != c->session_msg) {
+		qc_msg_unref(&c->session_msg);
+		c->prev_valid = 0;
+	}
+}
+
 void qc_hub_keep_for_resume(struct qc_conn *c)
 {
 	struct qc_outq keep = {0};
+
+	session_event_check(c);
+
+	rewind_streams(c, &c->outq);
+	rewind_streams(c, &c->replay);
+	/* what was queued and not sent, then what the replay had not queued yet, in order */
+	keep_room(c, &keep, &c->outq);
+	keep_room(c, &keep, &c->replay);
+	c->outq = keep;
+	c->replaying = 0;
+	c->replay_old = 0;
+	c->replay_live = 0;
+	qc_msg_unref(&c->session_msg);
+}
+
+int qc_hub_replay_push(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+{
+	bool was_empty = qc_outq_empty(&c->outq);
+
+	/*
+	 * Only what arrives after the resume counts against the bound (the replay was bounded
+	 * when it was buffered, and what the resume queues itself by the rings); answers are
+	 * counted until the replay ends, though they go ahead of it.
+	 */
+	if (c->replaying == REPLAY_ON &&
+	    c->replay_live + m->len > h->cfg->limits.max_send_queue_bytes)
+		return qc_hub_slow_consumer(h, c, m);
+	if (qc_outq_push(m->kind == QC_MSG_CONTROL ? &c->outq : &c->replay, m)) {
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return -EPIPE;
+	}
+	c->replay_live += m->len;
+	c->msgs_out++;
+	h->st.msgs_out++;
+	if (was_empty && (!qc_outq_empty(&c->outq) || qc_hub_refill(h, c)))
+		h->t.want_write(h->t.ctx, c);
+	return 0;
+}
+
+bool qc_hub_refill(struct qc_hub *h, struct qc_conn *c)
+{
+	bool moved = false;
 	struct qc_msg *m;
 
-	rewind_streams(c);
-	/* what was queued and not sent: room and direct messages stay as the buffer */
-	while ((m = qc_outq_peek(&c->outq))) {
-		if (m->kind == QC_MSG_ROOM && qc_outq_push(&keep, m))
-			c->dropped = 1;
-		qc_outq_pop(&c->outq);
+	session_event_check(c);
+	if (!c->replaying || c->closing == QC_CLOSE_NOW)
+		return false;
+	while ((m = qc_outq_peek(&c->replay)) && c->outq.bytes < QC_REPLAY_CHUNK) {
+		if (qc_outq_push(&c->outq, m))
+			break; /* ENOMEM: the next write tries again */
+		if (c->replay_old)
+			c->replay_old--;
+		else
+			c->replay_live -= m->len;
+		qc_outq_pop(&c->replay);
+		moved = true;
 	}
-	qc_outq_clear(&c->outq);
-	c->outq = keep;
+	if (qc_outq_empty(&c->replay)) {
+		/* the replay is over: from now on everything goes straight to the queue */
+		qc_outq_clear(&c->replay);
+		c->replaying = 0;
+		c->replay_old = 0;
+		c->replay_live = 0;
+	}
+	return moved;
+}
+
+/* The oldest suspended session of @c's user other than @c, and how many the user has. */
+static struct qc_conn *oldest_of_user(struct qc_conn *c, uint32_t *n)
+{
+	struct qc_conn *oldest = NULL;
+
+	*n = 0;
+	for (struct qc_conn *o = c->user ? c->user->conns : NULL; o; o = o->user_next) {
+		if (!o->suspended || o == c)
+			continue;
+		(*n)++;
+		if (!oldest || o->expires_ms < oldest->expires_ms)
+			oldest = o;
+	}
+	return oldest;
 }
 
 int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 {
-	if (h->nsuspended >= h->cfg->sessions.max_suspended) {
-		if (!h->susp_head)
-			return -ENOSPC;
-		expire_one(h, h->susp_head); /* the oldest makes room */
+	const struct qc_config *cfg = h->cfg;
+	struct qc_conn *old;
+	uint32_t mine;
+
+	if (!cfg->sessions.max_per_user || !cfg->sessions.max_suspended) {
+		qc_hub_refused(h, cfg->sessions.max_per_user ? QC_LIM_SUSPENDED
+		                                             : QC_LIM_SESSIONS_PER_USER);
+		return -ENOSPC;
+	}
+	/* the user's oldest makes room, then the oldest of all */
+	old = oldest_of_user(c, &mine);
+	if (mine >= cfg->sessions.max_per_user) {
+		qc_hub_refused(h, QC_LIM_SESSIONS_PER_USER);
+		expire_one(h, old);
+	}
+	if (h->nsuspended >= cfg->sessions.max_suspended) {
+		qc_hub_refused(h, QC_LIM_SUSPENDED);
+		expire_one(h, h->susp_head);
 	}
 	qc_hub_keep_for_resume(c);
 	c->closing = 0;
 	c->close_code = 0;
 	c->close_sent = 0;
 	c->suspended = 1;
-	c->expires_ms = qc_now_ms() + (int64_t)h->cfg->sessions.ttl_s * 1000;
+	c->expires_ms = qc_now_ms() + (int64_t)cfg->sessions.ttl_s * 1000;
 	DL_APPEND2(h->susp_head, c, susp_prev, susp_next);
 	HASH_ADD(hh_session, h->by_session, session_id, QC_SESSION_ID_LEN, c);
 	h->nsuspended++;
 	h->buffered_bytes += c->outq.bytes;
-	while (c->outq.count > h->cfg->sessions.buffer_messages && drop_oldest(h, c))
+	while (c->outq.count > cfg->sessions.buffer_messages && drop_oldest(h, c))
 		;
+	while (h->buffered_bytes > cfg->sessions.max_buffered_bytes && drop_oldest(h, c))
+		qc_hub_refused(h, QC_LIM_SESSION_BYTES);
 	return 0;
 }
 
@@ -206,19 +317,24 @@ void qc_hub_expire(struct qc_hub *h)
 struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
                               uint32_t roles, void *transport)
 {
+	const char *secret = token + QC_SESSION_ID_LEN;
 	struct qc_sub *sub, *stmp;
-	struct qc_outq buffered;
 	struct qc_conn *c = NULL;
+	struct qc_msg *m;
 	bool recovered;
 	uint32_t replayed;
-	struct qc_msg *m;
+	json_t *ev;
 
 	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
 		return NULL;
 	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
 	/* a session's buffered frames are in its own encoding: native sessions resume here */
-	if (!c || CRYPTO_memcmp(c->secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN) ||
-	    strcmp(c->user_id, user_id) || c->expires_ms <= qc_now_ms() || c->enc != QC_ENC_NATIVE)
+	if (!c || strcmp(c->user_id, user_id) || c->expires_ms <= qc_now_ms() ||
+	    c->enc != QC_ENC_NATIVE)
+		return NULL;
+	/* the current token, or the one the last resume used if its answer never left */
+	if (CRYPTO_memcmp(c->secret, secret, QC_SECRET_LEN) &&
+	    (!c->prev_valid || CRYPTO_memcmp(c->prev_secret, secret, QC_SECRET_LEN)))
 		return NULL;
 	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections)
 		return NULL;
@@ -230,27 +346,48 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 	c->bad_messages = 0;
 	c->rate_warned = 0;
 	qc_rate_init(&c->rate, h->cfg->limits.rate_burst, c->last_activity_ms);
-	/* a new secret: the token just used cannot resume this session again */
+	/*
+	 * A new secret: the token just used stops working once the session event carrying the
+	 * new one has left (qc_hub_refill); should this connection fail before, it still resumes.
+	 */
+	memcpy(c->prev_secret, secret, QC_SECRET_LEN);
+	c->prev_secret[QC_SECRET_LEN] = '\0';
+	c->prev_valid = 1;
 	qc_random_hex(c->secret, QC_SECRET_LEN / 2);
 
 	recovered = !c->dropped;
 	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
 		recovered = recovered && qc_hub_stream_recoverable(sub->stream, sub->last_seq);
-	buffered = c->outq;
-	memset(&c->outq, 0, sizeof(c->outq));
-	replayed = buffered.count;
+	replayed = c->outq.count;
 
-	/* session event, then the buffer in order, then each stream's missed ticks, then live */
-	qc_hub_send_json(h, c, qc_hub_session_event(h, c, true, recovered, replayed));
-	/* the buffer is bounded already: it is not held to max_send_queue_bytes again */
-	while ((m = qc_outq_peek(&buffered))) {
-		if (qc_outq_push(&c->outq, m))
-			c->dropped = 1;
-		qc_outq_pop(&buffered);
+	/*
+	 * The session event first, then the replay: the buffer in order, then each stream's
+	 * missed ticks, then what arrives meanwhile. The replay is bounded already (the buffer by
+	 * sessions.*, the ticks by the rings): it reaches the queue as the socket takes it, and is
+	 * never held to max_send_queue_bytes.
+	 */
+	c->replay = c->outq;
+	memset(&c->outq, 0, sizeof(c->outq));
+	c->replaying = REPLAY_BUILDING;
+	c->replay_live = 0;
+	ev = qc_hub_session_event(h, c, true, recovered, replayed);
+	m = ev ? qc_msg_new_json(ev) : NULL;
+	json_decref(ev);
+	if (!m || qc_outq_push(&c->outq, m)) {
+		qc_msg_unref(&m);
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW); /* suspended again, the old token valid */
+		return c;
 	}
-	qc_outq_clear(&buffered);
+	m->kind = QC_MSG_CONTROL;
+	c->session_msg = m; /* the queue holds its own reference */
 	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
 		qc_hub_stream_catch_up(h, c, sub, true, true, sub->last_seq);
+	c->replay_old = c->replay.count;
+	c->replay_live = 0;
+	c->replaying = REPLAY_ON;
+	qc_hub_refill(h, c);
+	if (!qc_outq_empty(&c->outq))
+		h->t.want_write(h->t.ctx, c);
 	c->dropped = 0;
 	h->st.resumed++;
 	h->st.replayed += replayed;

@@ -441,22 +441,29 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss
 	return 0;
 }
 
-/* Write as much of the queue as one coalesced write takes. -1 when the write failed. */
+/*
+ * Write as much of the queue as one coalesced write takes, then let the hub top the queue up
+ * from a resume's replay (so a replay goes at the pace the socket takes). -1 when the write
+ * failed.
+ */
 static int write_queue(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 {
 	struct qc_msg *m;
 	size_t n;
 
 	n = qc_outq_fill(&c->outq, srv->scratch + LWS_PRE, QC_TX_CHUNK);
-	if (n)
-		return lws_write(wsi, srv->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
-	/* one frame bigger than the scratch: write it from its own (headroomed) buffer */
-	m = qc_outq_peek(&c->outq);
-	if (!m)
-		return 0;
-	if (lws_write(wsi, (unsigned char *)qc_msg_frame(m), m->len, LWS_WRITE_RAW) < (int)m->len)
-		return -1;
-	qc_outq_pop(&c->outq);
+	if (n) {
+		if (lws_write(wsi, srv->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
+			return -1;
+	} else if ((m = qc_outq_peek(&c->outq))) {
+		/* one frame bigger than the scratch: write it from its own (headroomed) buffer */
+		if (lws_write(wsi, (unsigned char *)qc_msg_frame(m), m->len, LWS_WRITE_RAW) <
+		    (int)m->len)
+			return -1;
+		qc_outq_pop(&c->outq);
+	}
+	if (c->in_table)
+		qc_hub_refill(srv->hub, c);
 	return 0;
 }
 

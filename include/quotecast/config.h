@@ -92,10 +92,12 @@ struct qc_config {
 		uint32_t buffer_messages;    /* 1000 per session */
 		uint32_t max_suspended;      /* 100000 */
 		uint64_t max_buffered_bytes; /* 268435456 over all suspended sessions */
+		uint32_t max_per_user;       /* 16 suspended sessions of one user (oldest ends) */
 	} sessions;
 
 	struct {
-		uint32_t max_per_user; /* 1000 */
+		uint32_t max_per_user;    /* 1000 */
+		uint64_t max_total_bytes; /* 268435456 over all users (oldest evicted) */
 	} offline;
 
 	struct {

@@ -60,6 +60,18 @@ struct qc_conn {
 	struct qc_room_set rooms;
 	struct qc_sub_set streams;
 	struct qc_outq outq;
+	/*
+	 * A resume's replay (hub_session.c): the session buffer, then what arrived since, moved to
+	 * outq a chunk at a time as the socket takes it (qc_hub_refill). Only what arrived after
+	 * the resume (replay_live bytes) counts against limits.max_send_queue_bytes.
+	 */
+	struct qc_outq replay;
+	uint32_t replay_old; /* entries at replay's head that were there at the resume */
+	size_t replay_live;
+	uint8_t replaying;  /* set at a resume until replay is empty */
+	uint8_t prev_valid; /* prev_secret still resumes: the session event has not left yet */
+	char prev_secret[QC_SECRET_LEN + 1]; /* the secret of the token the last resume used */
+	struct qc_msg *session_msg; /* the resumed session's event, until the transport took it */
 	struct qc_rate rate;
 	uint32_t rate_warned; /* RATE_LIMITED answers since the bucket last had a token */
 

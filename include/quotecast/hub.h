@@ -58,6 +58,8 @@ enum qc_limit {
 	QC_LIM_SUBSCRIPTIONS_TOTAL,    /* subscriptions.max_total */
 	QC_LIM_ROOMS_TOTAL,            /* rooms.max_total */
 	QC_LIM_PASSWORD_HASHES,        /* rooms.password_hashes_per_s */
+	QC_LIM_SESSIONS_PER_USER,      /* sessions.max_per_user */
+	QC_LIM_SESSION_BYTES,          /* sessions.max_buffered_bytes */
 	QC_LIM__COUNT
 };
 
@@ -167,11 +169,23 @@ uint32_t qc_hub_demo_tick(struct qc_hub *h);
 /**
  * qc_hub_resume() - the suspended session named by resume @token, taken over by a new
  * transport @transport, when the token is valid, unexpired and belongs to @user_id: its
- * session event (resumed), buffered messages and missed ticks are queued. NULL otherwise (the
- * caller then opens a fresh session). The hub keeps owning the returned connection.
+ * session event (resumed, with a new token) is queued, then its buffered messages and missed
+ * ticks are replayed through qc_hub_refill(). Until the session event has left, the token used
+ * here still resumes the session if this connection fails. NULL otherwise (the caller then
+ * opens a fresh session). The hub keeps owning the returned connection.
  */
 struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
                               uint32_t roles, void *transport);
+
+/* What a resume's replay puts in a connection's queue at a time (qc_hub_refill). */
+#define QC_REPLAY_CHUNK 65536
+
+/**
+ * qc_hub_refill() - the transport wrote from @c's queue: top it up from a resume's replay (up
+ * to QC_REPLAY_CHUNK bytes queued), so that a replay leaves as fast as the socket takes it and
+ * never counts against limits.max_send_queue_bytes. Returns true when it queued something.
+ */
+bool qc_hub_refill(struct qc_hub *h, struct qc_conn *c);
 
 /**
  * qc_hub_expire() - end suspended sessions whose time is up, close (4001, no resume) live

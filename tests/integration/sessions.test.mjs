@@ -495,3 +495,128 @@ test('a member closed with 4008 keeps its session: a resume completes every mess
 	assert.equal(rc.buffer_dropped, 0, show(rc));
 	await finish(server);
 });
+
+/* ---- a resume's replay is paced by the socket (issue 11, defect 2) ------------------------ */
+
+const REPLAY_N = 1500;
+const REPLAY_PAD = 'r'.repeat(6 * 1024);
+
+/** POST /api/broadcast @n room messages {i: from..from+n-1, pad} to @room, 50 at a time */
+async function sendMany(server, room, from, n) {
+	for (let k = 0; k < n; k += 50) {
+		const batch = [];
+		for (let i = from + k; i < from + Math.min(n, k + 50); i++)
+			batch.push(broadcast(server, { room, content: { i, pad: REPLAY_PAD } }));
+		await Promise.all(batch);
+	}
+}
+
+/** a client in @room with @nsym stream subscriptions that have ticks; returns [client, syms] */
+async function replayClient(server, user, room, nsym) {
+	const a = await open(server, user);
+	await a.subscribe(room);
+	const syms = [];
+	for (let k = 0; k < nsym; k++) {
+		const sym = uniqueSymbol('RP');
+		await publishOk(server, tick(sym, { price: 1 }));
+		await subscribeStream(a, { symbol: sym, snapshot: false });
+		syms.push(sym);
+	}
+	return [a, syms];
+}
+
+const roomIndex = (m) => (m.event === 'room_message' ? m.data.content.i : -1);
+
+test('a session buffer larger than limits.max_send_queue_bytes is replayed whole: 1,500 ' +
+	'messages of 6 KB with 10 streams arrive in order, once, then the missed ticks, then live ' +
+	'messages sent during the replay', { timeout: 120000 }, async (t) => {
+	const server = await serverWith('replay', { QUOTECAST_SESSIONS_BUFFER_MESSAGES: '2000' });
+	const alice = unique('alice');
+	const room = unique('replay');
+	const [a, syms] = await replayClient(server, alice, room, 10);
+	const old = a.session;
+	drop(a);
+	await waitSuspended(server, 1);
+
+	await sendMany(server, room, 0, REPLAY_N);
+	for (const sym of syms)
+		await publishOk(server, [tick(sym, { price: 2 }), tick(sym, { price: 3 })]);
+	let rc = await reconnection(server);
+	assert.equal(rc.buffer_dropped, 0, show(rc));
+
+	const a2 = await resume(server, old.resume_token, alice);
+	assertResumed(a2, old, { recovered: true, replayed: REPLAY_N });
+	/* hold the socket still, and send live messages while the replay waits for it */
+	a2.ws._socket.pause();
+	await sendMany(server, room, REPLAY_N, 20);
+	a2.ws._socket.resume();
+
+	const total = REPLAY_N + 20;
+	const got = await take(a2, total, (m) => m.event === 'room_message', 60000);
+	const rooms = got.filter((m) => m.event === 'room_message').map(roomIndex);
+	assert.deepEqual(rooms, Array.from({ length: total }, (_, i) => i),
+		'every room message once, in order, the live ones after the replay');
+	const ticks = got.filter((m) => m.event === 'stream_data');
+	assert.equal(ticks.length, 2 * syms.length, `the missed ticks: ${show(ticks.map(summary))}`);
+	assert.ok(ticks.every((m) => m.data.replay === true), show(ticks.map(summary)));
+	const lastBuffered = got.findIndex((m) => roomIndex(m) === REPLAY_N - 1);
+	const firstLive = got.findIndex((m) => roomIndex(m) === REPLAY_N);
+	const tickAt = got.map((m, k) => (m.event === 'stream_data' ? k : -1)).filter((k) => k >= 0);
+	assert.ok(tickAt.every((k) => k > lastBuffered && k < firstLive),
+		'the missed ticks come after the buffer and before what arrived during the replay');
+	const others = got.filter((m) => m.event !== 'room_message' && m.event !== 'stream_data');
+	assert.deepEqual(others, [], 'nothing else arrives');
+	await a2.nothing((m) => m.event === 'room_message', GRACE_MS);
+	assert.ok(a2.isOpen, `the resumed connection is open: ${show(a2.closeInfo)}`);
+	rc = await reconnection(server);
+	assert.equal(rc.resumed, 1, show(rc));
+	assert.equal(rc.replayed, REPLAY_N, show(rc));
+	t.diagnostic(`${got.length} frames after the session event`);
+	await finish(server);
+});
+
+test('the resumed socket destroyed mid-replay: the session is suspended again with what was not ' +
+	'written and the new token resumes it; the rest arrives in order', { timeout: 120000 },
+async (t) => {
+	const server = await serverWith('replay-drop', { QUOTECAST_SESSIONS_BUFFER_MESSAGES: '2000' });
+	const alice = unique('alice');
+	const room = unique('replay');
+	const [a] = await replayClient(server, alice, room, 0);
+	const old = a.session;
+	drop(a);
+	await waitSuspended(server, 1);
+	await sendMany(server, room, 0, REPLAY_N);
+
+	/* read the session event, then stop reading: the replay stalls once the kernel is full */
+	const a2 = await resume(server, old.resume_token, alice);
+	a2.ws._socket.pause();
+	assertResumed(a2, old, { recovered: true, replayed: REPLAY_N });
+	/* live messages meanwhile wait behind the replay */
+	await sendMany(server, room, REPLAY_N, 10);
+	const total = REPLAY_N + 10;
+	await sleep(500);
+	const before = a2.queue.splice(0).map(roomIndex);
+	drop(a2);
+	await waitSuspended(server, 1);
+
+	const a3 = await resume(server, a2.session.resume_token, alice);
+	assertResumed(a3, a2.session, { recovered: true, replayed: a3.session.replayed });
+	const rest = a3.session.replayed;
+	t.diagnostic(`read before the drop: ${before.length}; replayed again: ${rest}; lost in ` +
+		`the sockets' buffers: ${total - before.length - rest}`);
+	assert.ok(rest > 10 && rest < total, `mid-replay: ${rest} of ${total} not written`);
+	const got = (await take(a3, rest, (m) => m.event === 'room_message', 60000)).map(roomIndex);
+	assert.deepEqual(got, Array.from({ length: rest }, (_, k) => total - rest + k),
+		'what was not written, in order, up to the last message');
+	assert.deepEqual(before, Array.from({ length: before.length }, (_, k) => k),
+		'what was read before, in order');
+	assert.ok(before.length <= total - rest, 'nothing twice');
+	await a3.nothing((m) => m.event === 'room_message', GRACE_MS);
+	/* live again */
+	await broadcast(server, { room, content: { i: total } });
+	assert.equal(roomIndex(await a3.next(ev('room_message', { room }))), total);
+	const rc = await reconnection(server);
+	assert.equal(rc.resumed, 2, show(rc));
+	assert.equal(rc.buffer_dropped, 0, show(rc));
+	await finish(server);
+});

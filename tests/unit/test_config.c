@@ -187,7 +187,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c.sessions.buffer_messages, 1000);
 	assert_int_equal(c.sessions.max_suspended, 100000);
 	assert_int_equal(c.sessions.max_buffered_bytes, 268435456);
+	assert_int_equal(c.sessions.max_per_user, 16);
 	assert_int_equal(c.offline.max_per_user, 1000);
+	assert_int_equal(c.offline.max_total_bytes, 268435456);
 	assert_int_equal(c.rooms.max_total, 100000);
 	assert_int_equal(c.rooms.max_per_owner, 100);
 	assert_int_equal(c.rooms.max_members, 10000);
@@ -698,7 +700,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 48);
+	assert_int_equal(json_object_size(defaults), 50);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);

@@ -714,6 +714,296 @@ static void test_server_admin_does_not_join(void **state)
 	expect_room_msg(last(a), "ops", "to the room", false);
 }
 
+/* ---- a resume's replay ------------------------------------------------------------------ */
+
+#define BIG 6000
+
+/* A room message whose content is @i, zero-padded to BIG bytes (so a few fill a queue). */
+static void big_broadcast(struct env *e, const char *room, int i)
+{
+	static char content[BIG + 1];
+
+	snprintf(content, sizeof(content), "%06d", i);
+	memset(content + 6, 'x', BIG - 6);
+	content[BIG] = '\0';
+	broadcast(e, room, content);
+}
+
+/* The number a big_broadcast() carried, or -1 for another frame. */
+static int big_index(json_t *j)
+{
+	json_t *d;
+
+	if (strcmp(sget(j, "type"), "event") || strcmp(sget(j, "event"), "room_message"))
+		return -1;
+	d = get(j, "data");
+	return atoi(sget(d, "content"));
+}
+
+/*
+ * The transport writes what is queued and asks for more, as ws.c does after each write; the
+ * indexes of the big messages written are appended to @got (*@n of them). Returns how many
+ * frames were written; control frames are counted in *@other.
+ */
+static uint32_t write_once(struct env *e, struct qc_conn *c, int *got, int *n, int *other)
+{
+	uint32_t frames = c->outq.count;
+
+	for (uint32_t i = 0; i < frames; i++) {
+		json_t *j = json_loadb((const char *)qc_msg_payload(at(c, 0)),
+		                       qc_msg_payload_len(at(c, 0)), 0, NULL);
+		int k;
+
+		assert_non_null(j);
+		k = big_index(j);
+		if (k >= 0)
+			got[(*n)++] = k;
+		else
+			(*other)++;
+		json_decref(j);
+		qc_outq_pop(&c->outq);
+	}
+	qc_hub_refill(e->h, c);
+	return frames;
+}
+
+static void replay_env(struct env *e)
+{
+	e->cfg.limits.max_send_queue_bytes = 65536;
+	e->cfg.limits.conflate_bytes = 16384;
+	e->cfg.sessions.buffer_messages = 5000;
+	env_start(e);
+}
+
+/*
+ * Defect 2 of issue 11: a session buffer larger than limits.max_send_queue_bytes was queued at
+ * once on resume and the next send closed the connection with 4008 (nothing delivered, the
+ * token already spent). The replay now reaches the queue as the socket takes it; live
+ * messages that arrive meanwhile wait behind it, answers do not.
+ */
+static void test_replay_paced(void **state)
+{
+	struct env *e = env_new(state);
+	static int got[400];
+	char tok[TOKEN_LEN + 1];
+	int n = 0, other = 0, writes = 0;
+	struct qc_conn *a;
+	json_t *d;
+
+	replay_env(e);
+	publish(e, "{\"symbol\":\"AAPL\",\"data\":{\"price\":1}}", 1, 0, 0);
+	a = env_open(e, "alice", 0);
+	token_at(a, 0, tok);
+	rx(e, a, "{\"type\":\"subscribe\",\"room\":\"lobby\"}");
+	request_ok(e, a, "subscribe_market_stream", "{\"symbol\":\"AAPL\",\"snapshot\":false}");
+	drain(a);
+	env_drop(e, a);
+	for (int i = 0; i < 300; i++) /* 1.8 MB buffered against a 64 KiB queue */
+		big_broadcast(e, "lobby", i);
+	publish(e, "{\"symbol\":\"AAPL\",\"data\":{\"price\":2}}", 1, 0, 0);
+	assert_int_equal(a->outq.count, 300);
+
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	assert_int_equal(e->f.nclose, 0);
+	d = expect_event(frame(a, 0), "session");
+	assert_true(bget(d, "recovered"));
+	assert_int_equal(iget(d, "replayed"), 300);
+	/* one chunk queued, the rest waits: no 4008 */
+	assert_true(a->outq.bytes <= QC_REPLAY_CHUNK + BIG + 64);
+	assert_true(a->outq.count < 20);
+	assert_int_equal(wants(&e->f, a), 1);
+
+	/* a ping is answered at once; live room messages wait behind the replay */
+	rx(e, a, "{\"type\":\"ping\",\"timestamp\":7}");
+	assert_string_equal(sget(last(a), "type"), "pong");
+	for (int i = 300; i < 310; i++)
+		big_broadcast(e, "lobby", i);
+	publish(e, "{\"symbol\":\"AAPL\",\"data\":{\"price\":3}}", 1, 0, 0);
+	assert_int_equal(e->f.nclose, 0);
+
+	while (a->outq.count) {
+		writes++;
+		write_once(e, a, got, &n, &other);
+		/* the queue never holds more than a chunk (plus a frame) of the replay */
+		assert_true(a->outq.bytes <= QC_REPLAY_CHUNK + BIG + 64);
+	}
+	assert_true(writes > 10);
+	assert_int_equal(n, 310);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(got[i], i);
+	/* session, pong, the replayed tick 2 and the live tick 3 */
+	assert_int_equal(other, 4);
+	assert_int_equal(e->f.nclose, 0);
+	assert_int_equal(stat_get(e, "reconnection", "replayed"), 300);
+
+	/* the replay is over: live again, straight to the queue */
+	big_broadcast(e, "lobby", 310);
+	assert_int_equal(a->outq.count, 1);
+	assert_int_equal(big_index(frame(a, 0)), 310);
+}
+
+/*
+ * The resumed connection fails mid-replay: the session is suspended again with what was not
+ * written, in order, and the new token resumes it; a failure before the session event left
+ * leaves the old token valid (the client never saw the new one).
+ */
+static void test_replay_interrupted(void **state)
+{
+	struct env *e = env_new(state);
+	static int got[400];
+	char tok[TOKEN_LEN + 1], tok2[TOKEN_LEN + 1], tok3[TOKEN_LEN + 1];
+	int n = 0, other = 0, first;
+	struct qc_conn *a;
+	json_t *d;
+
+	replay_env(e);
+	a = env_open(e, "alice", 0);
+	token_at(a, 0, tok);
+	rx(e, a, "{\"type\":\"subscribe\",\"room\":\"lobby\"}");
+	drain(a);
+	env_drop(e, a);
+	for (int i = 0; i < 200; i++)
+		big_broadcast(e, "lobby", i);
+
+	/* fails before anything was written: the token it used still works, and so does the new */
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	token_at(a, 0, tok2);
+	assert_string_not_equal(tok, tok2);
+	env_drop(e, a);
+	assert_true(a->suspended);
+	assert_int_equal(a->outq.count, 200);
+	assert_int_equal(stat_get(e, "reconnection", "buffer_dropped"), 0);
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	token_at(a, 0, tok3);
+	assert_int_equal(iget(expect_event(frame(a, 0), "session"), "replayed"), 200);
+
+	/* three writes, then the socket is gone */
+	for (int w = 0; w < 3; w++)
+		write_once(e, a, got, &n, &other);
+	first = n;
+	assert_true(first > 0 && first < 200);
+	big_broadcast(e, "lobby", 200); /* live, behind the replay */
+	env_drop(e, a);
+	assert_true(a->suspended);
+	assert_int_equal(a->outq.count, 201 - first);
+	/* the session event left: the old tokens are spent, the one it carried resumes */
+	assert_null(env_resume(e, tok, "alice"));
+	assert_null(env_resume(e, tok2, "alice"));
+	assert_ptr_equal(env_resume(e, tok3, "alice"), a);
+	d = expect_event(frame(a, 0), "session");
+	assert_true(bget(d, "recovered"));
+	assert_int_equal(iget(d, "replayed"), 201 - first);
+	while (a->outq.count)
+		write_once(e, a, got, &n, &other);
+	assert_int_equal(n, 201);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(got[i], i);
+	assert_int_equal(stat_get(e, "reconnection", "buffer_dropped"), 0);
+	assert_int_equal(e->f.nclose, 0);
+}
+
+/* Live data during a replay is held to max_send_queue_bytes; past it 4008 loses nothing. */
+static void test_replay_live_overflow(void **state)
+{
+	struct env *e = env_new(state);
+	static int got[400];
+	char tok[TOKEN_LEN + 1];
+	int n = 0, other = 0;
+	struct qc_conn *a;
+
+	replay_env(e);
+	a = env_open(e, "alice", 0);
+	token_at(a, 0, tok);
+	rx(e, a, "{\"type\":\"subscribe\",\"room\":\"lobby\"}");
+	drain(a);
+	env_drop(e, a);
+	for (int i = 0; i < 50; i++)
+		big_broadcast(e, "lobby", i);
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	token_at(a, 0, tok);
+	/* nobody writes: 64 KiB of live messages fit, the next one closes */
+	for (int i = 50; i < 70; i++)
+		big_broadcast(e, "lobby", i);
+	assert_int_equal(closes(&e->f, a), 1);
+	assert_int_equal(last_close(&e->f, a)->code, 4008);
+	env_drop(e, a);
+	assert_true(a->suspended);
+	assert_int_equal(a->outq.count, 70);
+	/* the session event never left: the token that resumed still resumes */
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	while (a->outq.count)
+		write_once(e, a, got, &n, &other);
+	assert_int_equal(n, 70);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(got[i], i);
+}
+
+/* sessions.max_per_user: a user's further drop ends their oldest suspended session. */
+static void test_sessions_per_user(void **state)
+{
+	struct env *e = env_new(state);
+	char tok[3][TOKEN_LEN + 1], room[16];
+	struct qc_conn *a[3], *b;
+
+	e->cfg.sessions.max_per_user = 2;
+	env_start(e);
+	b = env_open(e, "bob", 0);
+	for (int i = 0; i < 3; i++) {
+		a[i] = env_open(e, "alice", 0);
+		token_at(a[i], 0, tok[i]);
+		snprintf(room, sizeof(room), "only-%d", i);
+		rxf(e, a[i], "{\"type\":\"subscribe\",\"room\":\"%s\"}", room);
+		drain(a[i]);
+	}
+	drain(b);
+	env_drop(e, b);
+	for (int i = 0; i < 3; i++) {
+		env_drop(e, a[i]);
+		a[i]->expires_ms += i; /* drops within one millisecond: keep their order */
+	}
+	/* alice keeps two; bob's session is not hers to give up */
+	assert_int_equal(stat_get(e, "reconnection", "suspended"), 3);
+	assert_int_equal(stat_get(e, "reconnection", "expired"), 1);
+	assert_int_equal(
+	    iget(get(get(keep(qc_hub_stats(e->h)), "limits"), "refused"), "sessions.max_per_user"),
+	    1);
+	/* the implicit room that only the ended session kept is gone with it */
+	assert_int_equal(stat_get(e, NULL, "total_rooms"), 2);
+	assert_null(env_resume(e, tok[0], "alice"));
+	assert_ptr_equal(env_resume(e, tok[1], "alice"), a[1]);
+	assert_ptr_equal(env_resume(e, tok[2], "alice"), a[2]);
+}
+
+/* The bounds over all suspended sessions count what they refuse. */
+static void test_suspended_bounds_counted(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b, *c;
+	json_t *refused;
+
+	e->cfg.sessions.max_suspended = 1;
+	e->cfg.sessions.max_buffered_bytes = 300;
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	b = env_open(e, "bob", 0);
+	c = env_open(e, "carol", 0);
+	rx(e, b, "{\"type\":\"subscribe\",\"room\":\"lobby\"}");
+	rx(e, c, "{\"type\":\"subscribe\",\"room\":\"lobby\"}");
+	drain(a);
+	drain(b);
+	env_drop(e, a);
+	env_drop(e, b); /* alice's session makes room */
+	broadcast(e, "lobby", "one");
+	broadcast(e, "lobby", "two");
+	broadcast(e, "lobby", "three");
+	assert_true(b->outq.bytes <= 300);
+	refused = get(get(keep(qc_hub_stats(e->h)), "limits"), "refused");
+	assert_int_equal(iget(refused, "sessions.max_suspended"), 1);
+	assert_true(iget(refused, "sessions.max_buffered_bytes") >= 1);
+	assert_int_equal(iget(refused, "sessions.max_buffered_bytes"),
+	                 stat_get(e, "reconnection", "buffer_dropped"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -734,6 +1024,11 @@ int main(void)
 	    cmocka_unit_test_teardown(test_implicit_rooms_never_queue, teardown),
 	    cmocka_unit_test_teardown(test_direct_messages, teardown),
 	    cmocka_unit_test_teardown(test_server_admin_does_not_join, teardown),
+	    cmocka_unit_test_teardown(test_replay_paced, teardown),
+	    cmocka_unit_test_teardown(test_replay_interrupted, teardown),
+	    cmocka_unit_test_teardown(test_replay_live_overflow, teardown),
+	    cmocka_unit_test_teardown(test_sessions_per_user, teardown),
+	    cmocka_unit_test_teardown(test_suspended_bounds_counted, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
