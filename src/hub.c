@@ -94,6 +94,7 @@ void qc_hub_free(struct qc_hub *h)
 	qc_conns_free(&h->conns);
 	qc_hub_streams_free(h);
 	qc_hub_rooms_teardown(h);
+	qc_hub_offline_free(h);
 	qc_rooms_free(h->rooms);
 	if (h->statm_fd >= 0)
 		close(h->statm_fd);
@@ -680,7 +681,9 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 		h->st.peak = qc_hub_nconns(h);
 	if (qc_hub_send_json(h, c, qc_hub_session_event(h, c, false, true, 0)) == -ENOMEM)
 		return -ENOMEM;
-	qc_hub_offline_deliver(h, c);
+	/* the user's first session: what waited for them comes first */
+	if (c->user && c->user->nconns == 1)
+		qc_hub_offline_online(h, c);
 	qc_hub_subs_attach(h, c);
 	return 0;
 }
@@ -698,6 +701,8 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 	qc_msg_unref(&c->session_msg);
 	free(c->rx);
 	qc_conns_remove(&h->conns, c);
+	if (!qc_conns_user(&h->conns, c->user_id))
+		qc_hub_offline_gone(h, c->user_id);
 	free(c);
 }
 
@@ -922,6 +927,7 @@ bool qc_hub_ready(struct qc_hub *h, const char **reason)
 void qc_hub_set_store(struct qc_hub *h, const struct qc_store *s)
 {
 	h->store = *s;
+	qc_hub_offline_store_ready(h);
 }
 
 static const char *const load_sql[] = {
@@ -933,19 +939,27 @@ static const char *const load_sql[] = {
     "SELECT subscription_id, idx, parent, op, position FROM filter_expressions",
     "SELECT subscription_id, expression_idx, position, field, cmp, value::text"
     " FROM filter_conditions",
-    /* undelivered offline messages and alerts, in the order they were queued */
-    "SELECT user_id, event, data, id, alert_id FROM ("
-    " SELECT user_id, event, data::text AS data, id::text AS id, NULL AS alert_id, created_at,"
-    " 0 AS k, id AS n FROM offline_messages"
-    " UNION ALL SELECT user_id, 'alert', json_build_object('alert_id', id, 'subscription_id',"
-    " subscription_id, 'symbol', symbol, 'priority', priority, 'data', data, 'seq', seq,"
-    " 'timestamp', created_at)::text, NULL, id, created_at, 1, 0 FROM alerts"
-    " WHERE delivery = 'pending') q ORDER BY created_at, k, n, alert_id",
+    /*
+     * what waits offline, in order: the rooms' logs, and per user undelivered direct messages
+     * and alerts (rows from before schema 3 have no order number: their time stands in)
+     */
+    "SELECT kind, user_id, room, event, data, id, alert_id, gseq::text, target_role,"
+    " target_users FROM ("
+    " SELECT 'u' AS kind, user_id, NULL AS room, event, data::text AS data, id::text AS id,"
+    " NULL AS alert_id, COALESCE(gseq, created_at * 1000) AS gseq, NULL AS target_role,"
+    " NULL AS target_users, 0 AS k, id AS n FROM offline_messages"
+    " UNION ALL SELECT 'u', user_id, NULL, 'alert', json_build_object('alert_id', id,"
+    " 'subscription_id', subscription_id, 'symbol', symbol, 'priority', priority, 'data', data,"
+    " 'seq', seq, 'timestamp', created_at)::text, NULL, id, created_at * 1000, NULL, NULL, 1, 0"
+    " FROM alerts WHERE delivery = 'pending'"
+    " UNION ALL SELECT 'r', NULL, room, event, data::text, NULL, NULL, gseq, target_role,"
+    " target_users::text, 2, 0 FROM room_log) q ORDER BY gseq, k, n, alert_id",
+    "SELECT user_id, gseq::text FROM offline_cursors",
 };
 
 int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, size_t errlen)
 {
-	json_t *rows[sizeof(load_sql) / sizeof(load_sql[0])] = {0}, *row;
+	json_t *rows[sizeof(load_sql) / sizeof(load_sql[0])] = {0};
 	const size_t n = sizeof(load_sql) / sizeof(load_sql[0]);
 	int ret = -1;
 	size_t i;
@@ -953,26 +967,14 @@ int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, 
 	for (i = 0; i < n; i++)
 		if (query(ctx, load_sql[i], &rows[i], err, errlen))
 			goto out;
+	h->loading = true;
 	if (qc_hub_rooms_load(h, rows[0], rows[1], err, errlen) ||
-	    qc_hub_subs_load(h, rows[2], rows[3], rows[4], err, errlen))
+	    qc_hub_subs_load(h, rows[2], rows[3], rows[4], err, errlen) ||
+	    qc_hub_offline_load(h, rows[5], rows[6], err, errlen))
 		goto out;
-	json_array_foreach (rows[5], i, row) {
-		const char *text = json_string_value(json_array_get(row, 2));
-		json_t *data = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-		json_t *ev =
-		    json_pack("{s:O, s:o?}", "event", json_array_get(row, 1), "data", data);
-
-		if (!ev)
-			continue;
-		if (json_is_string(json_array_get(row, 3)))
-			json_object_set(ev, "id", json_array_get(row, 3));
-		else
-			json_object_set(ev, "alert_id", json_array_get(row, 4));
-		qc_hub_offline_load(h, json_string_value(json_array_get(row, 0)), ev);
-		json_decref(ev);
-	}
 	ret = 0;
 out:
+	h->loading = false;
 	for (i = 0; i < n; i++)
 		json_decref(rows[i]);
 	return ret;
@@ -986,6 +988,7 @@ uint32_t qc_hub_shutdown(struct qc_hub *h)
 	HASH_ITER (hh, h->conns.by_id, c, tmp)
 		if (!c->suspended)
 			qc_hub_close(h, c, 1001, QC_CLOSE_AFTER_DRAIN);
+	qc_hub_offline_shutdown(h);
 	return qc_hub_nconns(h);
 }
 
@@ -1042,7 +1045,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:o,"
 	    " s:{s:I, s:I, s:I, s:I, s:I},"
-	    " s:{s:I, s:I, s:I, s:I},"
+	    " s:o,"
 	    " s:o, s:o, s:o}",
 	    "server", "version", QC_VERSION, "uptime_s",
 	    (json_int_t)((qc_now_ms() - h->st.started_ms) / 1000), "event_loop", h->event_loop,
@@ -1060,8 +1063,6 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    qc_hub_streaming_stats(h), "reconnection", "suspended", (json_int_t)h->nsuspended,
 	    "resumed", (json_int_t)h->st.resumed, "expired", (json_int_t)h->st.expired, "replayed",
 	    (json_int_t)h->st.replayed, "buffer_dropped", (json_int_t)h->st.buffer_dropped,
-	    "offline", "users", (json_int_t)qc_hub_offline_users(h), "queued",
-	    (json_int_t)h->offline_queued, "delivered", (json_int_t)h->st.offline_delivered,
-	    "evicted", (json_int_t)h->st.offline_evicted, "store", store_stats(h), "subscriptions",
+	    "offline", qc_hub_offline_stats(h), "store", store_stats(h), "subscriptions",
 	    qc_hub_subs_stats(h), "limits", limits_stats(h));
 }

@@ -41,10 +41,18 @@ struct qc_hub {
 	struct qc_conn *susp_head; /* utlist DL, oldest first (the head's prev is the newest) */
 	struct qc_conn *by_session;
 	uint32_t nsuspended;
-	uint64_t buffered_bytes;    /* queued in suspended sessions */
-	struct qc_offline *offline; /* uthash by user id */
-	uint64_t offline_queued;
-	char errbuf[256]; /* the message of the last validation error (single-threaded) */
+	uint64_t buffered_bytes; /* queued in suspended sessions */
+	/* the offline queue (hub_offline.c) */
+	struct qc_ouser *ousers; /* uthash by user id: members of created rooms, inboxes */
+	struct qc_oentry *ohead; /* every stored offline message, oldest first (utlist DL) */
+	uint64_t oseq;           /* the last offline order number given (gseq) */
+	uint64_t obytes;         /* what the stored messages weigh (offline.max_total_bytes) */
+	uint32_t oentries;       /* stored messages */
+	uint32_t oinbox_users;   /* users with a direct message or alert waiting */
+	uint64_t offline_queued; /* deliveries waiting: a message counts once per recipient */
+	json_t *ogarbage;        /* what the store must forget once it is there (loaded rows) */
+	bool loading;            /* qc_hub_load() is running */
+	char errbuf[256];        /* the message of the last validation error (single-threaded) */
 
 	/* the durable store (store.url); store.submit is NULL when memory only */
 	struct qc_store store;
@@ -176,7 +184,6 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c);
 int qc_hub_slow_consumer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 
 /* hub_session.c */
-struct qc_offline;
 int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c);
 /*
  * What of @c's queues a resume needs: room messages stay (the unsent part of a replay
@@ -187,18 +194,66 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 /* @m (not a control message) for @c while a resume's replay is under way: behind the replay */
 int qc_hub_replay_push(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 void qc_hub_sessions_free(struct qc_hub *h);
+
+/*
+ * hub_offline.c: the offline queue. A created room's offline log (struct qc_olog, one per
+ * room_info) stores each room message once for all its offline members; a member (struct
+ * qc_omember, embedded in hub_room.c's member record) has no copy, only a position that the
+ * log derives from its user's watermark and the time it joined. Direct messages and alerts go
+ * to their user's inbox.
+ */
+struct qc_olog;
+struct qc_ouser;
+struct qc_oentry;
+
+struct qc_omember {
+	struct qc_olog *log; /* NULL once the log has gone */
+	struct qc_ouser *user;
+	struct qc_omember *lprev, *lnext; /* the log's members (utlist DL) */
+	struct qc_omember *uprev, *unext; /* the user's memberships (utlist DL) */
+	uint64_t since; /* the room's log entries up to this order number predate the member */
+	uint8_t role;   /* enum qc_role */
+};
+
+/* A created room's log (@room is copied); NULL on ENOMEM. */
+struct qc_olog *qc_olog_new(struct qc_hub *h, const char *room);
+/* The room is gone: what waited in its log is dropped, its members are let go. */
+void qc_olog_free(struct qc_olog *log);
+/* @user became a member of @log's room with @role at @joined_ms: 0 or -ENOMEM. */
+int qc_olog_join(struct qc_olog *log, struct qc_omember *om, const char *user, uint8_t role,
+                 int64_t joined_ms);
+/* The member leaves (no-op when its log is gone): what waited for it is not its any more. */
+void qc_olog_leave(struct qc_omember *om);
+void qc_olog_set_role(struct qc_omember *om, uint8_t role);
+/*
+ * A room message (@data borrowed) sent to the room: stored once when an offline member is
+ * among its receivers (@targets: an array of user ids or NULL; @role: QC_ROLE_NONE = any).
+ * O(1) in the number of offline members (O(@targets) when they are named).
+ */
+void qc_olog_append(struct qc_olog *log, json_t *data, json_t *targets, uint8_t role);
 /* queue event @name with @data (borrowed) for @user, who has no session now */
 void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data);
 /* queue alert event @data (borrowed) whose row exists already (@alert_id) for @user */
 void qc_hub_offline_push_alert(struct qc_hub *h, const char *user, const char *alert_id,
                                json_t *data);
-void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c);
-/* a stored entry {"event","data","id"|"alert_id"} (borrowed), at start */
-void qc_hub_offline_load(struct qc_hub *h, const char *user, json_t *ev);
-uint32_t qc_hub_offline_users(const struct qc_hub *h);
+/* @c is its user's first session: what waited for the user goes to it, in order */
+void qc_hub_offline_online(struct qc_hub *h, struct qc_conn *c);
+/* @user's last session has ended */
+void qc_hub_offline_gone(struct qc_hub *h, const char *user);
+/* shutting down: users with a session are at their newest position (store) */
+void qc_hub_offline_shutdown(struct qc_hub *h);
+/* the store has just been set: forget what the load found nobody waits for */
+void qc_hub_offline_store_ready(struct qc_hub *h);
+/* at start, after the rooms: the rows of the offline load queries */
+int qc_hub_offline_load(struct qc_hub *h, json_t *entries, json_t *cursors, char *err,
+                        size_t errlen);
+json_t *qc_hub_offline_stats(struct qc_hub *h);
+void qc_hub_offline_free(struct qc_hub *h);
 
 /* hub_room.c */
 int qc_hub_rooms_init(struct qc_hub *h);
+/* the offline log of created room @room, or NULL */
+struct qc_olog *qc_hub_room_log(struct qc_hub *h, const char *room);
 void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room);
 enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
                              const char *password, json_t **data, const char **emsg);

@@ -28,6 +28,7 @@ struct member {
 	char user_id[QC_USER_ID_MAX + 1];
 	enum qc_role role;
 	int64_t since;
+	struct qc_omember om; /* its place in the room's offline log (hub_offline.c) */
 	UT_hash_handle hh;
 };
 
@@ -43,7 +44,8 @@ struct room_info {
 	int64_t last_activity;
 	struct member *members; /* uthash by user id */
 	uint32_t nmembers;
-	uint32_t joining; /* members being added: the store has not answered yet */
+	uint32_t joining;    /* members being added: the store has not answered yet */
+	struct qc_olog *log; /* room messages waiting for offline members (hub_offline.c) */
 };
 
 /* The rooms a user owns and is making, for rooms.max_per_owner. */
@@ -97,6 +99,10 @@ static int member_add(struct room_info *ri, const char *user, enum qc_role role,
 	snprintf(m->user_id, sizeof(m->user_id), "%s", user);
 	m->role = role;
 	m->since = since;
+	if (qc_olog_join(ri->log, &m->om, user, (uint8_t)role, since)) {
+		free(m);
+		return -ENOMEM;
+	}
 	HASH_ADD_STR(ri->members, user_id, m);
 	ri->nmembers++;
 	return 0;
@@ -104,6 +110,7 @@ static int member_add(struct room_info *ri, const char *user, enum qc_role role,
 
 static void member_del(struct room_info *ri, struct member *m)
 {
+	qc_olog_leave(&m->om);
 	HASH_DEL(ri->members, m);
 	free(m);
 	ri->nmembers--;
@@ -115,6 +122,8 @@ static void info_free(struct room_info *ri)
 
 	if (!ri)
 		return;
+	/* what waited for the room's offline members goes with it */
+	qc_olog_free(ri->log);
 	HASH_ITER (hh, ri->members, m, tmp)
 		member_del(ri, m);
 	json_decref(ri->metadata);
@@ -555,26 +564,6 @@ static bool in_users(json_t *users, const char *user)
 }
 
 /*
- * Members of a created room with no live or suspended session get the message in their
- * offline queue (the targeting applies to them too).
- */
-static void offline_room_message(struct qc_hub *h, const struct room_info *ri, json_t *targets,
-                                 enum qc_role target_role, json_t *data)
-{
-	struct member *mm, *tmp;
-
-	HASH_ITER (hh, ri->members, mm, tmp) {
-		if (qc_conns_user(&h->conns, mm->user_id))
-			continue;
-		if (targets && !in_users(targets, mm->user_id))
-			continue;
-		if (target_role != QC_ROLE_NONE && mm->role != target_role)
-			continue;
-		qc_hub_offline_push(h, mm->user_id, "room_message", data);
-	}
-}
-
-/*
  * send_message / POST /api/broadcast with a room: validate, check the sender's right to write
  * (@c NULL: the server itself), then fan the room_message out to the connections that the
  * targeting selects: encoded once, one reference per receiver.
@@ -660,7 +649,11 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	if (ri) {
 		ri->message_count++;
 		ri->last_activity = qc_now_ms();
-		offline_room_message(h, ri, targets, target_role, ev_data);
+		/*
+		 * Members with no live or suspended session: stored once in the room's offline log,
+		 * whatever their number (the targeting applies to them when they come back).
+		 */
+		qc_olog_append(ri->log, ev_data, targets, (uint8_t)target_role);
 	}
 	json_decref(ev_data);
 	*out = json_pack("{s:s, s:s, s:I}", "room", name, "message_id", id, "delivered",
@@ -818,9 +811,11 @@ static int install_room(struct qc_hub *h, const char *name, const char *owner, c
 	}
 	ri->max_members = max > 0 ? (uint32_t)max : 0;
 	ri->metadata = json_is_object(metadata) ? json_incref(metadata) : json_object();
+	ri->log = qc_olog_new(h, name);
 	snprintf(ri->password, sizeof(ri->password), "%s", pwhash ? pwhash : "");
 	ri->created_at = ri->last_activity = created_at;
-	if (with_owner && member_add(ri, owner, QC_ROLE_OWNER, created_at)) {
+	if (!ri->metadata || !ri->log ||
+	    (with_owner && member_add(ri, owner, QC_ROLE_OWNER, created_at))) {
 		info_free(ri);
 		return -ENOMEM;
 	}
@@ -831,7 +826,7 @@ static int install_room(struct qc_hub *h, const char *name, const char *owner, c
 	}
 	if (!room)
 		room = qc_rooms_create(h->rooms, name);
-	if (!room || !ri->metadata) {
+	if (!room) {
 		info_free(ri);
 		return -ENOMEM;
 	}
@@ -1371,6 +1366,7 @@ static enum qc_err commit_set_role(struct qc_hub *h, struct qc_conn *c, json_t *
 	if (!m)
 		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "not a member");
 	qc_role_parse(json_string_value(json_object_get(a, "role")), &m->role);
+	qc_olog_set_role(&m->om, (uint8_t)m->role);
 	*data = json_pack("{s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", user, "role",
 	                  json_object_get(a, "role"));
 	return QC_OK;
@@ -1410,6 +1406,14 @@ enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *
 
 		return qc_hub_durable(h, c, &dur);
 	}
+}
+
+struct qc_olog *qc_hub_room_log(struct qc_hub *h, const char *room)
+{
+	struct qc_room *r = qc_rooms_find(h->rooms, room);
+	struct room_info *ri = r ? info_of(r) : NULL;
+
+	return ri ? ri->log : NULL;
 }
 
 /* ---- stats and teardown ------------------------------------------------------------------ */

@@ -1,16 +1,16 @@
 /*
- * hub_session: sessions that outlive their socket, and the offline queue (SPEC 2.8).
+ * hub_session: sessions that outlive their socket (SPEC 2.8).
  *
  * A closed connection's record stays in every index, suspended, for sessions.ttl_s: room and
  * direct messages that reach it are kept in its outq (the session buffer, at most
  * sessions.buffer_messages, oldest dropped first), market ticks are not (a resume recovers
  * them from the stream rings by seq, with the filter kept). ?resume=<token> by the same user
- * hands the record to the new socket. Suspended sessions are a FIFO by expiry (the TTL is the
- * same for all) plus a table by session id; their number and the bytes they buffer are bounded.
+ * hands the record to the new socket, which gets the buffer and the missed ticks as a replay
+ * paced by what the socket takes (qc_hub_refill). Suspended sessions are a FIFO by expiry (the
+ * TTL is the same for all) plus a table by session id; their number (in total and per user)
+ * and the bytes they buffer are bounded.
  *
- * A user with no live or suspended session gets room messages of created rooms they belong to
- * and direct messages in a per-user queue (offline.max_per_user, oldest evicted), delivered
- * in order with "offline":true on their next connection.
+ * Users with no session at all get their messages through the offline queue (hub_offline.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,17 +24,9 @@
 
 #include "hub_priv.h"
 
-#define OFFLINE_USERS_MAX 100000
-
 /* conn.replaying */
 #define REPLAY_ON       1 /* live data waits behind the replay, held to max_send_queue_bytes */
 #define REPLAY_BUILDING 2 /* qc_hub_resume() is queueing the replay itself */
-
-struct qc_offline {
-	char user_id[QC_USER_ID_MAX + 1];
-	json_t *events; /* an array of {"event":name,"data":{...}} */
-	UT_hash_handle hh;
-};
 
 static void fifo_unlink(struct qc_hub *h, struct qc_conn *c)
 {
@@ -396,237 +388,8 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 	return c;
 }
 
-/* ---- the offline queue ------------------------------------------------------------------- */
-
-/* Send one queued entry ({"event","data",...}, borrowed) to @c, marked "offline":true. */
-static void deliver_one(struct qc_hub *h, struct qc_conn *c, json_t *ev)
-{
-	json_t *data = json_deep_copy(json_object_get(ev, "data"));
-
-	if (!data)
-		return;
-	json_object_set_new(data, "offline", json_true());
-	qc_hub_send_json(h, c,
-	                 qc_codec_event(json_string_value(json_object_get(ev, "event")), data));
-}
-
-/*
- * The store's bookkeeping for entries that leave the queue (delivered or evicted): offline
- * messages are deleted, alerts marked delivered. @ev entries carry "id" (offline_messages) or
- * "alert_id" (alerts) when they have a row.
- */
-static void forget_rows(struct qc_hub *h, json_t *entries, size_t from, size_t to, bool delivered)
-{
-	char *ids = NULL, *alerts = NULL, now[24];
-	size_t nids = 0, nalerts = 0, cap = (to - from) * 72 + 3;
-
-	if (!qc_hub_persistent(h) || from >= to)
-		return;
-	ids = malloc(cap);
-	alerts = malloc(cap);
-	if (!ids || !alerts)
-		goto out;
-	strcpy(ids, "{");
-	strcpy(alerts, "{");
-	for (size_t i = from; i < to; i++) {
-		json_t *ev = json_array_get(entries, i);
-		const char *id = json_string_value(json_object_get(ev, "id"));
-		const char *aid = json_string_value(json_object_get(ev, "alert_id"));
-
-		/* ids are digits, alert ids [a-z0-9-]: safe inside an array literal */
-		if (id) {
-			snprintf(ids + strlen(ids), cap - strlen(ids), "%s%.64s", nids++ ? "," : "",
-			         id);
-		} else if (aid) {
-			snprintf(alerts + strlen(alerts), cap - strlen(alerts), "%s%.64s",
-			         nalerts++ ? "," : "", aid);
-		}
-	}
-	strcat(ids, "}");
-	strcat(alerts, "}");
-	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
-	if (nids) {
-		const char *params[] = {ids};
-
-		qc_hub_store_write(h, "DELETE FROM offline_messages WHERE id = ANY($1::bigint[])",
-		                   1, params);
-	}
-	/* an evicted alert is not delivered, but it is not waiting any more either */
-	if (nalerts) {
-		const char *params[] = {alerts, now, delivered ? "delivered" : "evicted"};
-
-		qc_hub_store_write(h,
-		                   "UPDATE alerts SET delivery = $3, delivered_at = $2::bigint"
-		                   " WHERE id = ANY($1::text[])",
-		                   3, params);
-	}
-out:
-	free(ids);
-	free(alerts);
-}
-
-static void forget_one(struct qc_hub *h, json_t *ev, bool delivered)
-{
-	json_t *one = json_pack("[O]", ev);
-
-	if (one)
-		forget_rows(h, one, 0, 1, delivered);
-	json_decref(one);
-}
-
-/* Append @ev (stolen: {"event","data"[,"id"|"alert_id"]}) to @user's queue, evicting the oldest. */
-static void offline_append(struct qc_hub *h, const char *user, json_t *ev)
-{
-	struct qc_offline *o = NULL;
-	size_t over;
-
-	HASH_FIND_STR(h->offline, user, o);
-	if (!o) {
-		if (HASH_COUNT(h->offline) >= OFFLINE_USERS_MAX) {
-			h->st.offline_evicted++;
-			forget_one(h, ev, false);
-			json_decref(ev);
-			return;
-		}
-		o = calloc(1, sizeof(*o));
-		if (!o || !(o->events = json_array())) {
-			free(o);
-			json_decref(ev);
-			return;
-		}
-		snprintf(o->user_id, sizeof(o->user_id), "%s", user);
-		HASH_ADD_STR(h->offline, user_id, o);
-	}
-	if (!ev || json_array_append_new(o->events, ev))
-		return;
-	h->offline_queued++;
-	over = json_array_size(o->events) > h->cfg->offline.max_per_user
-	           ? json_array_size(o->events) - h->cfg->offline.max_per_user
-	           : 0;
-	if (!over)
-		return;
-	forget_rows(h, o->events, 0, over, false);
-	while (over--) {
-		json_array_remove(o->events, 0);
-		h->offline_queued--;
-		h->st.offline_evicted++;
-	}
-}
-
-/* The row is committed: now the message counts as queued (or goes out, if the user is back). */
-static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
-{
-	struct qc_row_event *w = arg;
-	struct qc_hub *h = w->h;
-	struct qc_user *u;
-
-	if (err != QC_OK) {
-		h->store_dropped++;
-		qc_row_event_free(w);
-		return;
-	}
-	json_object_set(w->ev, "id", json_array_get(json_array_get(rows, 0), 0));
-	u = qc_conns_user(&h->conns, w->user);
-	if (u) {
-		/* the user came back while the row was being written */
-		for (struct qc_conn *c = u->conns; c; c = c->user_next)
-			deliver_one(h, c, w->ev);
-		h->st.offline_delivered++;
-		forget_one(h, w->ev, true);
-	} else {
-		offline_append(h, w->user, json_incref(w->ev));
-	}
-	qc_row_event_free(w);
-}
-
-void qc_hub_offline_push(struct qc_hub *h, const char *user, const char *name, json_t *data)
-{
-	struct qc_row_event *w;
-	json_t *ev;
-	char *jdata, now[24], key[48];
-
-	if (!h->cfg->offline.max_per_user)
-		return;
-	ev = json_pack("{s:s, s:O}", "event", name, "data", data);
-	if (!ev)
-		return;
-	if (!qc_hub_persistent(h)) {
-		offline_append(h, user, ev);
-		return;
-	}
-	/* written before it counts as queued (the key makes a repeated insert harmless) */
-	w = qc_row_event_new(h, user, ev);
-	jdata = json_dumps(data, QC_JSON_DUMP | JSON_ENCODE_ANY);
-	snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
-	snprintf(key, sizeof(key), "o-%s-%" PRIu64, h->node, ++h->msg_counter);
-	if (!w || !jdata) {
-		h->store_dropped++;
-		qc_row_event_free(w);
-		free(jdata);
-		return;
-	}
-	{
-		const char *params[] = {user, name, jdata, now, key};
-
-		qc_hub_store_keep(
-		    h,
-		    "INSERT INTO offline_messages (user_id, event, data, created_at, key)"
-		    " VALUES ($1, $2, $3::json, $4::bigint, $5) ON CONFLICT (key)"
-		    " DO UPDATE SET key = EXCLUDED.key RETURNING id",
-		    5, params, offline_stored, w);
-	}
-	free(jdata);
-}
-
-void qc_hub_offline_push_alert(struct qc_hub *h, const char *user, const char *alert_id,
-                               json_t *data)
-{
-	json_t *ev =
-	    json_pack("{s:s, s:O, s:s}", "event", "alert", "data", data, "alert_id", alert_id);
-
-	if (ev)
-		offline_append(h, user, ev);
-}
-
-void qc_hub_offline_load(struct qc_hub *h, const char *user, json_t *ev)
-{
-	offline_append(h, user, json_incref(ev));
-}
-
-void qc_hub_offline_deliver(struct qc_hub *h, struct qc_conn *c)
-{
-	struct qc_offline *o = NULL;
-	json_t *ev;
-	size_t i;
-
-	HASH_FIND_STR(h->offline, c->user_id, o);
-	if (!o)
-		return;
-	json_array_foreach (o->events, i, ev) {
-		deliver_one(h, c, ev);
-		h->st.offline_delivered++;
-	}
-	forget_rows(h, o->events, 0, json_array_size(o->events), true);
-	h->offline_queued -= json_array_size(o->events);
-	HASH_DEL(h->offline, o);
-	json_decref(o->events);
-	free(o);
-}
-
-uint32_t qc_hub_offline_users(const struct qc_hub *h)
-{
-	return HASH_COUNT(h->offline);
-}
-
 void qc_hub_sessions_free(struct qc_hub *h)
 {
-	struct qc_offline *o, *otmp;
-
 	while (h->susp_head)
 		expire_one(h, h->susp_head);
-	HASH_ITER (hh, h->offline, o, otmp) {
-		HASH_DEL(h->offline, o);
-		json_decref(o->events);
-		free(o);
-	}
 }

@@ -86,6 +86,27 @@ const struct qc_migration qc_migrations[] = {
     {2, "offline message keys",
      "ALTER TABLE offline_messages ADD COLUMN key text;"
      "CREATE UNIQUE INDEX offline_messages_key ON offline_messages (key);"},
+    /*
+     * A room message for offline members is one row of its room's log, not a row per member:
+     * a member's position follows from its user's cursor (moved when the user's last session
+     * ends and when what waited was delivered) and room_members.joined_at. gseq orders
+     * everything that waits offline (microseconds, strictly increasing); offline_messages
+     * rows from before have none (their created_at stands in).
+     */
+    {3, "room offline logs",
+     "CREATE TABLE room_log ("
+     " gseq bigint PRIMARY KEY,"
+     " room text NOT NULL REFERENCES rooms (name) ON DELETE CASCADE,"
+     " event text NOT NULL,"
+     " data json NOT NULL,"
+     " target_role text CHECK (target_role IN ('owner', 'admin', 'moderator', 'member')),"
+     " target_users json,"
+     " created_at bigint NOT NULL);"
+     "CREATE INDEX room_log_room ON room_log (room, gseq);"
+     "CREATE TABLE offline_cursors ("
+     " user_id text PRIMARY KEY,"
+     " gseq bigint NOT NULL);"
+     "ALTER TABLE offline_messages ADD COLUMN gseq bigint;"},
 };
 
 const int qc_nmigrations = sizeof(qc_migrations) / sizeof(qc_migrations[0]);

@@ -186,9 +186,12 @@ test('offline room and direct messages survive a restart: delivered once, in ord
 	await ok(admin, 'send_message', { room, content: { r: 'x' }, target_users: [root] });
 	await ok(admin, 'send_to_user', { user_id: frank, content: 'for frank' });
 
-	await waitStats(s, (st) => st.offline?.queued === 5 && st.offline?.users === 2,
-		'5 queued offline for 2 users (each counts once its row has committed)');
-	assert.equal(await one(url, 'SELECT count(*) FROM offline_messages'), '5');
+	await waitStats(s, (st) => st.offline?.queued === 5 && st.offline?.users === 2 &&
+		st.store?.pending === 0,
+	'5 queued offline for 2 users (a direct message counts once its row has committed)');
+	/* the direct messages are rows of their user, the room messages rows of the room's log */
+	assert.equal(await one(url, 'SELECT count(*) FROM offline_messages'), '3');
+	assert.equal(await one(url, 'SELECT count(*) FROM room_log'), '2');
 
 	s = await bounce(s, url, { env: { QUOTECAST_OFFLINE_MAX_PER_USER: '100' } });
 	const st = await waitStats(s, (x) => x.offline?.queued === 5, '5 queued after the restart');
@@ -223,6 +226,8 @@ test('offline room and direct messages survive a restart: delivered once, in ord
 	await waitStats(s, (x) => x.store?.pending === 0, 'the store has written everything');
 	assert.equal(await one(url, `SELECT count(*) FROM offline_messages WHERE ${sqlHex('user_id')}` +
 		` = '${hex(carol)}'`), '0', 'carol\'s rows are deleted once delivered');
+	assert.equal(await one(url, 'SELECT count(*) FROM room_log'), '0',
+		'the room\'s rows go once nobody waits for them');
 
 	s = await bounce(s, url, { env: { QUOTECAST_OFFLINE_MAX_PER_USER: '100' } });
 	const c3 = await open(s, carol);
@@ -236,6 +241,58 @@ test('offline room and direct messages survive a restart: delivered once, in ord
 	await waitStats(s, (x) => x.offline?.queued === 0 && x.store?.pending === 0,
 		'nothing queued, everything written');
 	assert.equal(await one(url, 'SELECT count(*) FROM offline_messages'), '0');
+	await down(s);
+});
+
+test('a room message for 200 offline members is one row of the room\'s log (not 200); after ' +
+	'a restart each member gets it once, and a member who was online when it was sent does not',
+async () => {
+	const url = await sharedDb('persist_room_log');
+	let s = await up(url);
+	const owner = unique('owner');
+	const room = unique('many');
+	const online = unique('here');
+	const ghosts = Array.from({ length: 200 }, (_, i) => `${unique('ghost')}-${i}`);
+	const o = await open(s, owner);
+	await ok(o, 'create_room', { room });
+	await ok(o, 'add_member', { room, user_id: online });
+	await Promise.all(ghosts.map((user_id) => ok(o, 'add_member', { room, user_id })));
+	const here = await open(s, online);
+	const pad = 'p'.repeat(10 * 1024);
+	for (let k = 0; k < 5; k++)
+		await ok(o, 'send_message', { room, content: { k, pad } });
+	/* one row per message; the member online then is not among its recipients */
+	let st = await waitStats(s, (x) => x.offline?.queued === 5 * 200 && x.store?.pending === 0,
+		'5 messages for 200 members, written');
+	assert.equal(st.offline.messages, 5, show(st.offline));
+	assert.equal(await one(url, 'SELECT count(*) FROM room_log'), '5');
+	assert.equal(await one(url, 'SELECT count(*) FROM offline_messages'), '0');
+	assert.ok(Number(await one(url, 'SELECT sum(octet_length(data::text)) FROM room_log')) <
+		6 * 11 * 1024, 'about 50 KB of JSON, not 200 times that');
+	await here.close();
+	await o.close();
+
+	s = await bounce(s, url);
+	st = await waitStats(s, (x) => x.offline?.queued === 5 * 200, 'the same after the restart');
+	assert.equal(st.offline.messages, 5, show(st.offline));
+	assert.equal(st.offline.users, 200, show(st.offline));
+	const h2 = await open(s, online);
+	await h2.nothing(undefined, GRACE_MS);
+	const g = await open(s, ghosts[17]);
+	const got = await take(g, 5);
+	assert.deepEqual(got.map((m) => [m.event, m.data.room, m.data.content.k, m.data.offline]),
+		[0, 1, 2, 3, 4].map((k) => ['room_message', room, k, true]));
+	await g.nothing(undefined, GRACE_MS);
+	await g.close();
+	await waitStats(s, (x) => x.offline?.queued === 5 * 199 && x.store?.pending === 0,
+		'ghost 17 has had them');
+	/* exactly once, also across another restart */
+	s = await bounce(s, url);
+	await waitStats(s, (x) => x.offline?.queued === 5 * 199, 'the rest still wait');
+	const g2 = await open(s, ghosts[17]);
+	await g2.nothing(undefined, GRACE_MS);
+	const g3 = await open(s, ghosts[199]);
+	assert.equal((await take(g3, 5)).length, 5);
 	await down(s);
 });
 
@@ -492,9 +549,11 @@ test('hostile strings (room name, metadata, user id, subscription name, filter v
 		`subscription_id = '${sub.subscription_id}'`), hex(JSON.stringify(value)));
 	assert.equal(await one(url, `SELECT ${sqlHex('data')} FROM alerts WHERE subscription_id = ` +
 		`'${sub.subscription_id}'`), hex(JSON.stringify({ status: value })));
-	await waitStats(s, (x) => x.offline?.queued === 1, 'the message for the member is queued');
+	await waitStats(s, (x) => x.offline?.queued === 1 && x.store?.pending === 0,
+		'the message for the member is queued and written');
+	/* one row in the room's log, whatever the number of members it waits for */
 	assert.equal(await one(url, `SELECT ${sqlHex('data::json->\'content\'')} FROM ` +
-		`offline_messages WHERE ${sqlHex('user_id')} = '${hex(member)}'`),
+		`room_log WHERE ${sqlHex('room')} = '${hex(room)}'`),
 	hex(JSON.stringify(content)));
 	assert.equal(await tablesExist(url), true, 'every table is still there');
 

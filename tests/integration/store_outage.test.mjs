@@ -18,6 +18,10 @@ import {
 } from './lib/persist.mjs';
 
 const STORE_TIMEOUT_MS = 1000;
+/* what migration 3 added, taken away again: a database as schema 2 left it */
+const SCHEMA_3_UNDONE = 'DROP TABLE room_log;\nDROP TABLE offline_cursors;\n' +
+	'ALTER TABLE offline_messages DROP COLUMN gseq;\n' +
+	'DELETE FROM schema_migrations WHERE version = 3;\n';
 const SAMPLES = 50;
 const MEDIAN_BOUND_MS = 200;
 const show = (v) => JSON.stringify(v);
@@ -315,7 +319,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		const url = await sharedDb('outage_schema');
 		const s = await up(url);
 		await down(s);
-		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '2');
+		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '3');
 		await psql(url, 'INSERT INTO schema_migrations (version, name, applied_at) ' +
 			'VALUES (999, \'from the future\', 0);\n');
 		const r = await refusedStart(['--db', url]);
@@ -324,7 +328,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		assert.match(r.output, /newer/, r.output);
 		assert.match(r.output, /999/, r.output);
 		assert.deepEqual(await rows(url, 'SELECT version FROM schema_migrations ORDER BY 1'),
-			[['1'], ['2'], ['999']], 'nothing changed');
+			[['1'], ['2'], ['3'], ['999']], 'nothing changed');
 	});
 
 test('a database at an older schema version gets only the migrations it lacks, once',
@@ -333,18 +337,66 @@ test('a database at an older schema version gets only the migrations it lacks, o
 		let s = await up(url);
 		await down(s);
 		/* what a database made by the first release (schema 1) looks like */
-		await psql(url, 'DELETE FROM schema_migrations WHERE version = 2;\n' +
+		await psql(url, SCHEMA_3_UNDONE + 'DELETE FROM schema_migrations WHERE version = 2;\n' +
 			'ALTER TABLE offline_messages DROP COLUMN key;\n');
 		s = await up(url);
-		assert.match(s.output(), /schema at version 2 \(applied: 2 offline message keys\)/,
+		assert.match(s.output(), /schema at version 3 \(applied: 2 offline message keys, 3 room offline logs\)/,
 			s.output());
 		assert.equal(await one(url, "SELECT count(*) FROM information_schema.columns " +
 			"WHERE table_name = 'offline_messages' AND column_name = 'key'"), '1');
 		await down(s);
 		s = await up(url);
-		assert.match(s.output(), /schema at version 2 \(applied: none\)/, s.output());
+		assert.match(s.output(), /schema at version 3 \(applied: none\)/, s.output());
 		await down(s);
 	});
+
+test('a database at schema 2 (a row per offline member) migrates to 3 (one row per room message ' +
+	'in the room\'s log): what waited in the old rows is delivered, in order, before what comes ' +
+	'after, once', async () => {
+	const url = await sharedDb('outage_migrate3');
+	let s = await up(url);
+	const owner = unique('owner');
+	const carol = unique('carol');
+	const room = unique('desk');
+	let o = await open(s, owner);
+	await ok(o, 'create_room', { room });
+	await ok(o, 'add_member', { room, user_id: carol });
+	await o.close();
+	await down(s);
+	/* schema 2: the room message waits as carol's own row, written by the previous release */
+	const t0 = Date.now() - 60000;
+	await psql(url, SCHEMA_3_UNDONE +
+		`INSERT INTO offline_messages (user_id, event, data, created_at, key) VALUES ('${carol}', ` +
+		`'room_message', '{"room":"${room}","message_id":"m-old-1","message_type":"text",` +
+		`"from":"${owner}","content":"from schema 2","timestamp":${t0}}', ${t0}, 'o-old-1');\n`);
+	assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '2');
+
+	s = await up(url);
+	assert.match(s.output(), /schema at version 3 \(applied: 3 room offline logs\)/, s.output());
+	await waitStats(s, (st) => st.offline?.queued === 1, 'the old row is queued');
+	o = await open(s, owner);
+	await ok(o, 'send_message', { room, content: 'from schema 3' });
+	await waitStats(s, (st) => st.offline?.queued === 2 && st.store?.pending === 0,
+		'and the new message, written');
+	assert.equal(await one(url, 'SELECT count(*) FROM room_log'), '1');
+	const c = await open(s, carol);
+	const got = await take(c, 2);
+	assert.deepEqual(got.map((m) => [m.event, m.data.content, m.data.offline]),
+		[['room_message', 'from schema 2', true], ['room_message', 'from schema 3', true]]);
+	await c.nothing(undefined, 250);
+	await waitStats(s, (st) => st.offline?.queued === 0 && st.store?.pending === 0,
+		'delivered and forgotten');
+	assert.equal(await one(url, 'SELECT count(*) FROM offline_messages'), '0');
+	assert.equal(await one(url, 'SELECT count(*) FROM room_log'), '0');
+	assert.equal(await one(url, `SELECT count(*) FROM offline_cursors WHERE user_id = '${carol}'`),
+		'1', 'carol\'s position');
+	await c.close();
+	await o.close();
+	s = await servers.bounce(s, url);
+	const c2 = await open(s, carol);
+	await c2.nothing(undefined, 250);
+	await down(s);
+});
 
 test('while the database is down, offline messages and alerts wait in the backlog, in order, ' +
 	'and reach their users once it is back', async () => {

@@ -11,6 +11,8 @@
 #define HUB_ENV_TTL_S 30
 #include "hub_env.h"
 
+#include <time.h>
+
 #define TOKEN_LEN (QC_SESSION_ID_LEN + QC_SECRET_LEN)
 /* ---- session helpers --------------------------------------------------------------------- */
 
@@ -1004,6 +1006,288 @@ static void test_suspended_bounds_counted(void **state)
 	                 stat_get(e, "reconnection", "buffer_dropped"));
 }
 
+/*
+ * Issue 11: send_message to a created room of 10,000 members who are all offline. Prints the
+ * time the hub spends in the call (a diagnostic, not asserted: machines differ).
+ */
+static void test_offline_send_cost(void **state)
+{
+	struct env *e = env_new(state);
+	struct timespec t0, t1;
+	double ms[5];
+	struct qc_conn *o;
+
+	e->cfg.limits.rate_per_s = 0;
+	env_start(e);
+	o = env_open(e, "olga", 0);
+	request_ok(e, o, "create_room", "{\"room\":\"big\"}");
+	for (int i = 0; i < 10000; i++) {
+		rxf(e, o,
+		    "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"add_member\","
+		    "\"payload\":{\"room\":\"big\",\"user_id\":\"ghost-%05d\"}}",
+		    i);
+		drain(o);
+	}
+	for (int k = 0; k < 5; k++) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		say(e, o, "big", "to everyone who is away");
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms[k] =
+		    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		drain(o);
+	}
+	assert_int_equal(stat_get(e, "offline", "queued"), 5 * 10000);
+	print_message("send_message to 10,000 offline members: %.3f %.3f %.3f %.3f %.3f ms\n",
+	              ms[0], ms[1], ms[2], ms[3], ms[4]);
+}
+
+/* ---- the offline logs (issue 11) ------------------------------------------------------- */
+
+/* olga's room @room with @n made-up members ghost-0..ghost-(n-1), none of them connected. */
+static struct qc_conn *ghost_room(struct env *e, const char *room, int n)
+{
+	struct qc_conn *o = env_open(e, "olga", 0);
+
+	rxf(e, o,
+	    "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_room\","
+	    "\"payload\":{\"room\":\"%s\"}}",
+	    room);
+	expect_ok(last(o), "c");
+	for (int i = 0; i < n; i++) {
+		json_t *j;
+
+		rxf(e, o,
+		    "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"add_member\","
+		    "\"payload\":{\"room\":\"%s\",\"user_id\":\"ghost-%d\"}}",
+		    room, i);
+		j = json_loadb((const char *)qc_msg_payload(tail(o)), qc_msg_payload_len(tail(o)),
+		               0, NULL);
+		assert_true(json_is_true(json_object_get(j, "success")));
+		json_decref(j);
+		drain(o);
+	}
+	return o;
+}
+
+/* One stored copy per message, however many members wait for it; it goes with the last. */
+static void test_offline_one_copy(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *g;
+	char content[8];
+
+	e->cfg.limits.rate_per_s = 0;
+	e->cfg.sessions.ttl_s = 0; /* a dropped connection leaves its user offline */
+	env_start(e);
+	o = ghost_room(e, "big", 1000);
+	for (int i = 0; i < 10; i++) {
+		snprintf(content, sizeof(content), "m%d", i);
+		say(e, o, "big", content);
+	}
+	assert_int_equal(stat_get(e, "offline", "messages"), 10);
+	assert_int_equal(stat_get(e, "offline", "queued"), 10000);
+	assert_int_equal(stat_get(e, "offline", "users"), 1000);
+	assert_true(stat_get(e, "offline", "bytes") < 10 * 1000);
+
+	g = env_open(e, "ghost-7", 0);
+	assert_int_equal(g->outq.count, 11);
+	for (int i = 0; i < 10; i++) {
+		snprintf(content, sizeof(content), "m%d", i);
+		expect_room_msg(frame(g, 1 + (uint32_t)i), "big", content, true);
+	}
+	assert_int_equal(stat_get(e, "offline", "messages"), 10);
+	assert_int_equal(stat_get(e, "offline", "queued"), 9990);
+	assert_int_equal(stat_get(e, "offline", "users"), 999);
+	assert_int_equal(stat_get(e, "offline", "delivered"), 10);
+	/* exactly once: back online, then away, then back: nothing again */
+	drain(g);
+	env_drop(e, g);
+	g = env_open(e, "ghost-7", 0);
+	assert_int_equal(g->outq.count, 1);
+	drain(g);
+	env_drop(e, g);
+	assert_int_equal(stat_get(e, "offline", "queued"), 9990);
+}
+
+/*
+ * What a member gets is what was sent while they had no session: not what reached them live
+ * (or passed them by while they were online), not what predates their membership.
+ */
+static void test_offline_positions(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *b;
+
+	e->cfg.sessions.ttl_s = 0; /* a dropped connection leaves its user offline */
+	env_start(e);
+	o = ghost_room(e, "team", 0);
+	say(e, o, "team", "before bob");
+	request_ok(e, o, "add_member", "{\"room\":\"team\",\"user_id\":\"bob\"}");
+	b = env_open(e, "bob", 0);
+	drain(b);
+	say(e, o, "team", "while bob is online");
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	env_drop(e, b);
+	say(e, o, "team", "while bob is away");
+	assert_int_equal(stat_get(e, "offline", "queued"), 1);
+	b = env_open(e, "bob", 0);
+	assert_int_equal(b->outq.count, 2);
+	expect_room_msg(frame(b, 1), "team", "while bob is away", true);
+	/* a suspended session counts as a session (its buffer keeps the message) */
+	e->cfg.sessions.ttl_s = 30;
+	drain(b);
+	env_drop(e, b);
+	say(e, o, "team", "while suspended");
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	assert_int_equal(stat_get(e, "offline", "messages"), 0);
+}
+
+/* Targeting is resolved when the member comes back: its role then, its membership then. */
+static void test_offline_targeting_lazy(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *x;
+
+	env_start(e);
+	o = ghost_room(e, "team", 3); /* ghost-0, ghost-1, ghost-2: members */
+	request_ok(e, o, "set_member_role",
+	           "{\"room\":\"team\",\"user_id\":\"ghost-0\",\"role\":\"moderator\"}");
+	rx(e, o,
+	   "{\"type\":\"request\",\"request_id\":\"t\",\"action\":\"send_message\","
+	   "\"payload\":{\"room\":\"team\",\"content\":\"mods\",\"target_role\":\"moderator\"}}");
+	expect_ok(last(o), "t");
+	rx(e, o,
+	   "{\"type\":\"request\",\"request_id\":\"t\",\"action\":\"send_message\","
+	   "\"payload\":{\"room\":\"team\",\"content\":\"named\",\"target_users\":"
+	   "[\"ghost-1\",\"ghost-2\",\"ghost-1\",\"nobody\"]}}");
+	expect_ok(last(o), "t");
+	say(e, o, "team", "all");
+	/* mods: ghost-0; named: ghost-1, ghost-2 (once); all: three */
+	assert_int_equal(stat_get(e, "offline", "queued"), 6);
+	assert_int_equal(stat_get(e, "offline", "messages"), 3);
+
+	/* ghost-1 becomes a moderator while away: "mods" is theirs now, too */
+	request_ok(e, o, "set_member_role",
+	           "{\"room\":\"team\",\"user_id\":\"ghost-1\",\"role\":\"moderator\"}");
+	assert_int_equal(stat_get(e, "offline", "queued"), 7);
+	/* ghost-0 stops being one: "mods" is not theirs any more */
+	request_ok(e, o, "set_member_role",
+	           "{\"room\":\"team\",\"user_id\":\"ghost-0\",\"role\":\"member\"}");
+	assert_int_equal(stat_get(e, "offline", "queued"), 6);
+	/* ghost-2 is removed: nothing of the room waits for them */
+	request_ok(e, o, "remove_member", "{\"room\":\"team\",\"user_id\":\"ghost-2\"}");
+	assert_int_equal(stat_get(e, "offline", "queued"), 4);
+	assert_int_equal(stat_get(e, "offline", "users"), 2);
+
+	x = env_open(e, "ghost-0", 0);
+	assert_int_equal(x->outq.count, 2);
+	expect_room_msg(frame(x, 1), "team", "all", true);
+	x = env_open(e, "ghost-1", 0);
+	assert_int_equal(x->outq.count, 4);
+	expect_room_msg(frame(x, 1), "team", "mods", true);
+	expect_room_msg(frame(x, 2), "team", "named", true);
+	expect_room_msg(frame(x, 3), "team", "all", true);
+	x = env_open(e, "ghost-2", 0);
+	assert_int_equal(x->outq.count, 1);
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	assert_int_equal(stat_get(e, "offline", "messages"), 0);
+	assert_int_equal(stat_get(e, "offline", "delivered"), 4);
+	assert_int_equal(stat_get(e, "offline", "evicted"), 0);
+}
+
+/* A deleted room's log goes with it. */
+static void test_offline_room_deleted(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *x;
+
+	env_start(e);
+	o = ghost_room(e, "gone", 2);
+	say(e, o, "gone", "soon gone");
+	assert_int_equal(stat_get(e, "offline", "queued"), 2);
+	request_ok(e, o, "delete_room", "{\"room\":\"gone\"}");
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	assert_int_equal(stat_get(e, "offline", "messages"), 0);
+	x = env_open(e, "ghost-0", 0);
+	assert_int_equal(x->outq.count, 1);
+}
+
+/*
+ * offline.max_total_bytes: past it the oldest stored message goes for all its recipients
+ * (offline.evicted counts each, limits.refused the message).
+ */
+static void test_offline_total_bytes(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *r, *x;
+	char content[400];
+	json_t *s;
+
+	e->cfg.offline.max_total_bytes = 2000;
+	env_start(e);
+	o = ghost_room(e, "team", 3);
+	r = env_open(e, "root", QC_ROLE_ADMIN);
+	for (int i = 0; i < 10; i++) {
+		snprintf(content, sizeof(content), "%d-%0300d", i, 0);
+		say(e, o, "team", content);
+		assert_true(stat_get(e, "offline", "bytes") <= 2000);
+	}
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"send_to_user\","
+	   "\"payload\":{\"user_id\":\"ghost-0\",\"content\":\"direct\"}}");
+	expect_ok(last(r), "d");
+	assert_true(stat_get(e, "offline", "bytes") <= 2000);
+	s = keep(qc_hub_stats(e->h));
+	assert_true(iget(get(s, "offline"), "messages") >= 2 &&
+	            iget(get(s, "offline"), "messages") < 10);
+	assert_int_equal(iget(get(s, "offline"), "evicted") % 3, 0); /* whole messages, 3 each */
+	assert_int_equal(iget(get(s, "offline"), "evicted"),
+	                 3 * iget(get(get(s, "limits"), "refused"), "offline.max_total_bytes"));
+	assert_int_equal(iget(get(s, "offline"), "queued") + iget(get(s, "offline"), "evicted"),
+	                 31);
+	/* what is left is the newest, in order, the direct message last */
+	x = env_open(e, "ghost-0", 0);
+	assert_int_equal(x->outq.count, 1 + iget(get(s, "offline"), "messages"));
+	assert_string_equal(sget(expect_event(last(x), "direct_message"), "content"), "direct");
+	snprintf(content, sizeof(content), "%d-%0300d", 9, 0);
+	expect_room_msg(frame(x, x->outq.count - 2), "team", content, true);
+	/* a single message bigger than the bound is not kept at all */
+	e->cfg.offline.max_total_bytes = 100;
+	say(e, o, "team", "this does not fit in 100 bytes with what the queue needs for it");
+	assert_true(stat_get(e, "offline", "bytes") <= 100);
+}
+
+/* The newest offline.max_per_user of all a user's rooms and inbox, merged in time order. */
+static void test_offline_per_user_merge(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *o, *r, *x;
+	const char *want[] = {"a2", "d2", "b2", "a3"};
+
+	e->cfg.offline.max_per_user = 4;
+	env_start(e);
+	o = ghost_room(e, "a", 1);
+	r = env_open(e, "root", QC_ROLE_ADMIN);
+	request_ok(e, o, "create_room", "{\"room\":\"b\"}");
+	request_ok(e, o, "add_member", "{\"room\":\"b\",\"user_id\":\"ghost-0\"}");
+	say(e, o, "a", "a1");
+	request_ok(e, r, "send_to_user", "{\"user_id\":\"ghost-0\",\"content\":\"d1\"}");
+	say(e, o, "b", "b1");
+	say(e, o, "a", "a2");
+	request_ok(e, r, "send_to_user", "{\"user_id\":\"ghost-0\",\"content\":\"d2\"}");
+	say(e, o, "b", "b2");
+	say(e, o, "a", "a3");
+	assert_int_equal(stat_get(e, "offline", "queued"), 7);
+	x = env_open(e, "ghost-0", 0);
+	assert_int_equal(x->outq.count, 5);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_string_equal(sget(get(frame(x, 1 + i), "data"), "content"), want[i]);
+	assert_int_equal(stat_get(e, "offline", "evicted"), 3);
+	assert_int_equal(stat_get(e, "offline", "delivered"), 4);
+	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	assert_int_equal(stat_get(e, "offline", "messages"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1029,6 +1313,13 @@ int main(void)
 	    cmocka_unit_test_teardown(test_replay_live_overflow, teardown),
 	    cmocka_unit_test_teardown(test_sessions_per_user, teardown),
 	    cmocka_unit_test_teardown(test_suspended_bounds_counted, teardown),
+	    cmocka_unit_test_teardown(test_offline_send_cost, teardown),
+	    cmocka_unit_test_teardown(test_offline_one_copy, teardown),
+	    cmocka_unit_test_teardown(test_offline_positions, teardown),
+	    cmocka_unit_test_teardown(test_offline_targeting_lazy, teardown),
+	    cmocka_unit_test_teardown(test_offline_room_deleted, teardown),
+	    cmocka_unit_test_teardown(test_offline_total_bytes, teardown),
+	    cmocka_unit_test_teardown(test_offline_per_user_merge, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

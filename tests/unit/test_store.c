@@ -101,7 +101,13 @@ static void env_store(struct env *e)
 
 static int teardown_store(void **state)
 {
+	struct env *e = *state;
+
 	fs.refuse = 0;
+	/* connections going write too (a user's position in the offline logs) */
+	for (size_t i = 0; e && i < MAX_CONNS; i++)
+		if (e->conns[i])
+			env_drop(e, e->conns[i]);
 	/* what is still queued is answered as a shutdown would: UNAVAILABLE */
 	while (fs.head < fs.tail)
 		complete(QC_E_UNAVAILABLE, NULL);
@@ -258,11 +264,13 @@ static void test_membership_durable(void **state)
 static void test_offline_written_first(void **state)
 {
 	struct env *e = env_new(state);
-	struct qc_conn *a, *b;
+	struct qc_conn *a, *b, *r;
+	struct stmt *st;
 	json_t *d;
 
 	env_store(e);
 	a = env_open(e, "alice", 0);
+	r = env_open(e, "root", QC_ROLE_ADMIN);
 	rx(e, a,
 	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_room\","
 	   "\"payload\":{\"room\":\"club\"}}");
@@ -274,55 +282,89 @@ static void test_offline_written_first(void **state)
 	rx(e, a,
 	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"send_message\","
 	   "\"payload\":{\"room\":\"club\",\"content\":\"hi\"}}");
-	/* the message is answered at once; bob's copy is a row first */
+	/* the message is answered at once; it is one row of the room's log, not one per member */
 	expect_ok(last(a), "s");
+	st = pending_stmt();
+	assert_non_null(strstr(st->sql, "INSERT INTO room_log"));
+	assert_non_null(strstr(st->sql, "ON CONFLICT (gseq) DO NOTHING"));
+	assert_string_equal(st->params[1], "club");
+	assert_non_null(strstr(st->params[3], "\"hi\""));
+	assert_null(st->params[4]); /* no target_role */
+	assert_null(st->params[5]); /* no target_users */
+	assert_int_equal(stat_get(e, "offline", "queued"), 1);
+	complete(QC_OK, NULL);
+
+	/* a direct message for someone with no session is written before it counts */
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"send_to_user\","
+	   "\"payload\":{\"user_id\":\"bob\",\"content\":\"psst\"}}");
+	expect_ok(last(r), "d");
 	assert_non_null(strstr(pending_stmt()->sql, "INSERT INTO offline_messages"));
 	assert_string_equal(pending_stmt()->params[0], "bob");
-	assert_int_equal(stat_get(e, "offline", "queued"), 0);
-	complete(QC_OK, "[[\"42\"]]");
 	assert_int_equal(stat_get(e, "offline", "queued"), 1);
+	complete(QC_OK, "[[\"42\"]]");
+	assert_int_equal(stat_get(e, "offline", "queued"), 2);
 
 	b = env_open(e, "bob", 0);
 	d = expect_event(frame(b, 1), "room_message");
 	assert_true(bget(d, "offline"));
 	assert_string_equal(sget(d, "content"), "hi");
-	/* delivered: the row goes */
+	d = expect_event(frame(b, 2), "direct_message");
+	assert_true(bget(d, "offline"));
+	/* delivered: bob's position is stored, the rows nobody waits for go */
+	assert_non_null(strstr(pending_stmt()->sql, "INSERT INTO offline_cursors"));
+	assert_string_equal(pending_stmt()->params[0], "bob");
+	complete(QC_OK, NULL);
 	assert_non_null(strstr(pending_stmt()->sql, "DELETE FROM offline_messages"));
 	assert_string_equal(pending_stmt()->params[0], "{42}");
+	complete(QC_OK, NULL);
+	assert_non_null(strstr(pending_stmt()->sql, "DELETE FROM room_log"));
 	complete_all();
 	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	assert_int_equal(stat_get(e, "offline", "messages"), 0);
 
 	/*
-	 * The store goes away mid-statement: the write waits in the backlog, with the one made
-	 * while the store refuses everything behind it, and both go out, in order, once it is back.
+	 * bob leaves: his position is where the log is, so what was sent while he was here is not
+	 * his. The store goes away mid-statement: the writes wait in the backlog, with those made
+	 * while the store refuses everything behind them, and all go out, in order, once it is
+	 * back.
 	 */
 	env_drop(e, b);
+	complete_all();
 	rx(e, a,
 	   "{\"type\":\"request\",\"request_id\":\"s2\",\"action\":\"send_message\","
 	   "\"payload\":{\"room\":\"club\",\"content\":\"first\"}}");
 	complete(QC_E_UNAVAILABLE, NULL);
 	fs.refuse = -ENOTCONN;
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"d2\",\"action\":\"send_to_user\","
+	   "\"payload\":{\"user_id\":\"bob\",\"content\":\"second\"}}");
 	rx(e, a,
 	   "{\"type\":\"request\",\"request_id\":\"s3\",\"action\":\"send_message\","
-	   "\"payload\":{\"room\":\"club\",\"content\":\"second\"}}");
-	assert_int_equal(stat_get(e, "store", "backlog"), 2);
-	assert_int_equal(stat_get(e, "offline", "queued"), 0);
+	   "\"payload\":{\"room\":\"club\",\"content\":\"third\"}}");
+	assert_int_equal(stat_get(e, "store", "backlog"), 3);
+	/* the room messages count at once, the direct message once its row is there */
+	assert_int_equal(stat_get(e, "offline", "queued"), 2);
 	qc_hub_expire(e->h); /* still down: nothing moves */
-	assert_int_equal(stat_get(e, "store", "backlog"), 2);
+	assert_int_equal(stat_get(e, "store", "backlog"), 3);
 	fs.refuse = 0;
 	qc_hub_expire(e->h);
 	assert_int_equal(stat_get(e, "store", "backlog"), 0);
-	assert_non_null(strstr(pending_stmt()->params[2], "first"));
+	assert_non_null(strstr(pending_stmt()->params[3], "first"));
+	complete(QC_OK, NULL);
 	/* the key makes the repeat of a statement that may have committed harmless */
 	assert_non_null(strstr(pending_stmt()->sql, "ON CONFLICT (key)"));
-	complete(QC_OK, "[[\"43\"]]");
 	assert_non_null(strstr(pending_stmt()->params[2], "second"));
-	complete(QC_OK, "[[\"44\"]]");
-	assert_int_equal(stat_get(e, "offline", "queued"), 2);
+	complete(QC_OK, "[[\"43\"]]");
+	assert_non_null(strstr(pending_stmt()->params[3], "third"));
+	complete(QC_OK, NULL);
+	assert_int_equal(stat_get(e, "offline", "queued"), 3);
 	assert_int_equal(stat_get(e, "store", "dropped"), 0);
 	b = env_open(e, "bob", 0);
 	assert_string_equal(sget(expect_event(frame(b, 1), "room_message"), "content"), "first");
-	assert_string_equal(sget(expect_event(frame(b, 2), "room_message"), "content"), "second");
+	assert_string_equal(sget(expect_event(frame(b, 2), "direct_message"), "content"), "second");
+	assert_string_equal(sget(expect_event(frame(b, 3), "room_message"), "content"), "third");
+	assert_int_equal(b->outq.count, 4);
 	complete_all();
 }
 
@@ -662,7 +704,8 @@ static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_
 		                   0, NULL);
 	else if (strstr(sql, "FROM room_members"))
 		*rows = json_loads("[[\"club\",\"alice\",\"owner\",\"1000\"],"
-		                   "[\"club\",\"bob\",\"moderator\",\"1001\"]]",
+		                   "[\"club\",\"bob\",\"moderator\",\"1001\"],"
+		                   "[\"club\",\"carol\",\"member\",\"1\"]]",
 		                   0, NULL);
 	else if (strstr(sql, "FROM subscriptions"))
 		*rows = json_loads("[[\"sub-1\",\"bob\",null,\"AAPL\",\"[\\\"price\\\"]\",\"low\","
@@ -672,12 +715,31 @@ static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_
 		*rows = json_loads("[[\"sub-1\",\"0\",null,\"or\",\"0\"]]", 0, NULL);
 	else if (strstr(sql, "FROM filter_conditions"))
 		*rows = json_loads("[[\"sub-1\",\"0\",\"0\",\"price\",\"gt\",\"5\"]]", 0, NULL);
+	else if (strstr(sql, "FROM offline_cursors"))
+		/* bob had everything up to 2 s when he left (order numbers are microseconds) */
+		*rows = json_loads("[[\"bob\",\"2000000\"]]", 0, NULL);
 	else
-		*rows =
-		    json_loads("[[\"bob\",\"direct_message\",\"{\\\"content\\\":\\\"one\\\"}\","
-		               "\"7\",null],[\"bob\",\"alert\",\"{\\\"alert_id\\\":\\\"al-1\\\"}\","
-		               "null,\"al-1\"]]",
-		               0, NULL);
+		/* kind, user_id, room, event, data, id, alert_id, gseq, target_role, target_users
+		 */
+		*rows = json_loads(
+		    "[[\"r\",null,\"club\",\"room_message\",\"{\\\"content\\\":\\\"old\\\"}\",null,"
+		    "null,"
+		    "\"500\",null,null],"
+		    "[\"r\",null,\"club\",\"room_message\",\"{\\\"content\\\":\\\"all\\\"}\",null,"
+		    "null,"
+		    "\"1500000\",null,null],"
+		    "[\"u\",\"bob\",null,\"direct_message\",\"{\\\"content\\\":\\\"one\\\"}\","
+		    "\"7\","
+		    "null,\"2500000\",null,null],"
+		    "[\"r\",null,\"club\",\"room_message\",\"{\\\"content\\\":\\\"mods\\\"}\",null,"
+		    "null,\"2600000\",\"moderator\",null],"
+		    "[\"u\",\"bob\",null,\"alert\",\"{\\\"alert_id\\\":\\\"al-1\\\"}\",null,\"al-"
+		    "1\","
+		    "\"2700000\",null,null],"
+		    "[\"r\",null,\"club\",\"room_message\",\"{\\\"content\\\":\\\"carol\\\"}\","
+		    "null,"
+		    "null,\"2800000\",null,\"[\\\"carol\\\"]\"]]",
+		    0, NULL);
 	return *rows ? 0 : -1;
 }
 
@@ -690,10 +752,24 @@ static void test_load(void **state)
 
 	env_store(e);
 	assert_int_equal(qc_hub_load(e->h, fake_load, NULL, err, sizeof(err)), 0);
-	assert_int_equal(stat_get(e, "offline", "queued"), 2);
+	/*
+	 * The room's log: "old" predates everyone's position (nobody waits for it: forgotten once
+	 * the store is there); "all" is alice's and carol's (bob had it before he left), "mods" is
+	 * bob's (a moderator), "carol" is carol's; bob's inbox has a message and an alert.
+	 */
+	assert_int_equal(stat_get(e, "offline", "queued"), 6);
+	assert_int_equal(stat_get(e, "offline", "messages"), 5);
+	assert_int_equal(stat_get(e, "offline", "users"), 3);
+	qc_hub_set_store(e->h, &(struct qc_store){fs_submit, fs_stats, NULL});
+	assert_non_null(strstr(pending_stmt()->sql, "DELETE FROM room_log"));
+	assert_string_equal(pending_stmt()->params[0], "{500}");
+	complete(QC_OK, NULL);
 	b = env_open(e, "bob", 0);
 	assert_true(bget(expect_event(frame(b, 1), "direct_message"), "offline"));
-	assert_string_equal(sget(expect_event(frame(b, 2), "alert"), "alert_id"), "al-1");
+	assert_string_equal(sget(expect_event(frame(b, 2), "room_message"), "content"), "mods");
+	assert_string_equal(sget(expect_event(frame(b, 3), "alert"), "alert_id"), "al-1");
+	assert_int_equal(stat_get(e, "offline", "queued"), 3);
+	assert_int_equal(stat_get(e, "offline", "users"), 2);
 	complete_all(); /* the delivered rows' bookkeeping */
 	rx(e, b,
 	   "{\"type\":\"request\",\"request_id\":\"l\",\"action\":\"list_subscriptions\","
@@ -707,7 +783,7 @@ static void test_load(void **state)
 	rx(e, b,
 	   "{\"type\":\"request\",\"request_id\":\"m\",\"action\":\"get_room_members\","
 	   "\"payload\":{\"room\":\"club\"}}");
-	assert_int_equal(json_array_size(get(expect_ok(last(b), "m"), "members")), 2);
+	assert_int_equal(json_array_size(get(expect_ok(last(b), "m"), "members")), 3);
 }
 
 /* ---- encodings --------------------------------------------------------------------------- */

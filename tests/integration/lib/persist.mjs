@@ -161,7 +161,8 @@ export async function one(url, sql) {
 /** tablesExist() - whether every table the schema makes is still there. */
 export async function tablesExist(url) {
 	const names = ['rooms', 'room_members', 'subscriptions', 'filter_expressions',
-		'filter_conditions', 'alerts', 'offline_messages', 'schema_migrations'];
+		'filter_conditions', 'alerts', 'offline_messages', 'room_log', 'offline_cursors',
+		'schema_migrations'];
 	const r = await rows(url, `SELECT ${names.map((n) => `to_regclass('public.${n}') IS NOT NULL`)
 		.join(', ')}`);
 	return r.length === 1 && r[0].every((v) => v === 't');
