@@ -620,3 +620,28 @@ async (t) => {
 	assert.equal(rc.buffer_dropped, 0, show(rc));
 	await finish(server);
 });
+
+test('sessions.max_per_user: a user who drops connection after connection keeps only the newest ' +
+	'suspended sessions, and the implicit rooms only they kept go with the others', async () => {
+	const server = await serverWith('per-user', { QUOTECAST_SESSIONS_MAX_PER_USER: '3' });
+	const alice = unique('alice');
+	const tokens = [];
+	for (let k = 0; k < 10; k++) {
+		const a = await open(server, alice);
+		for (let r = 0; r < 5; r++)
+			await a.subscribe(unique(`only-${k}-${r}`));
+		tokens.push(a.session.resume_token);
+		drop(a);
+		await waitStats(server, (s) => s.reconnection?.suspended === Math.min(k + 1, 3) &&
+			s.reconnection?.expired === Math.max(0, k - 2), `${k + 1} drops`);
+	}
+	const s = await getStats(server);
+	assert.equal(s.total_rooms, 3 * 5, `the rooms of the 3 suspended sessions: ${show(s.rooms)}`);
+	assert.equal(s.limits.refused['sessions.max_per_user'], 7, show(s.limits));
+	/* the oldest are gone, the newest resume */
+	const old = await resume(server, tokens[0], alice);
+	assert.equal(old.session.resumed, false);
+	const last = await resume(server, tokens[9], alice);
+	assert.equal(last.session.resumed, true);
+	await finish(server);
+});
