@@ -5,7 +5,7 @@
 // at a time: the loop time of one send plus a loopback round trip) and the round trip of a
 // ping sent by a second connection while the messages go out. Run it against a fresh server
 // started with QUOTECAST_LIMITS_RATE_PER_S=0 (and offline.max_per_user at least K to keep every
-// copy). Uses the `ws` package of tests/integration (run `npm ci` there first).
+// copy, rooms.max_members above M). Uses the `ws` package of tests/integration (run `npm ci` there first).
 //
 //   node bench/offline.mjs [M=1000] [K=1000] [B=100] [ws://127.0.0.1:8080/ws]
 import { createRequire } from 'node:module';

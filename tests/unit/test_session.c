@@ -1018,6 +1018,7 @@ static void test_offline_send_cost(void **state)
 	struct qc_conn *o;
 
 	e->cfg.limits.rate_per_s = 0;
+	e->cfg.rooms.max_members = 10001; /* the owner and 10,000 others */
 	env_start(e);
 	o = env_open(e, "olga", 0);
 	request_ok(e, o, "create_room", "{\"room\":\"big\"}");
