@@ -246,7 +246,7 @@ static void set_identity(struct qc_conn *c, const struct qc_identity *id)
 	snprintf(c->user_id, sizeof(c->user_id), "%s", id->user_id);
 	c->roles = (id->roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
 	           (id->roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
-	c->token_exp_ms = id->exp * 1000;
+	c->token_exp_ms = id->exp_ms; /* saturated: exp may be near 2^63 */
 }
 
 /*

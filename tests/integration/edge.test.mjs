@@ -1,0 +1,63 @@
+// The transport edge under attack (issue 11, SPEC 7): what reaches the server before the hub
+// does. Tokens of any exp and any length, the publisher subprotocol, idle timeouts, HTTP bodies
+// without a Content-Length, connection bounds, UTF-8 in text frames. Each test starts the
+// servers it needs with the settings it is about (under the sanitizer build, a crash or an
+// undefined-behaviour report makes the server exit non-zero, which stopServer() reports).
+
+import assert from 'node:assert/strict';
+import {
+	test, after, startServer, stopServer, connect, openWs, getStats, closeAllClients,
+} from './lib/harness.mjs';
+import { rawSio, closeAllSio } from './lib/sio.mjs';
+import { TEST_SECRET, signJwt, nowS } from './lib/jwt.mjs';
+
+const started = new Set();
+async function start(opts) {
+	const s = await startServer(opts);
+	started.add(s);
+	return s;
+}
+async function stop(s) {
+	started.delete(s);
+	await closeAllSio();
+	await stopServer(s);
+}
+
+after(async () => {
+	await closeAllClients();
+	await closeAllSio();
+	await Promise.all([...started].map((s) => s.stop()));
+});
+
+const jwtEnv = { QUOTECAST_AUTH_MODE: 'jwt', QUOTECAST_AUTH_JWT_SECRET: TEST_SECRET };
+
+/* A token whose claims are @json verbatim (JSON numbers beyond 2^53 survive). */
+const rawToken = (json) => signJwt(json);
+
+test('a JWT exp near 2^63 is taken without overflow, over /ws and /socket.io/', async () => {
+	const server = await start({ label: 'exp-max', env: jwtEnv });
+	for (const exp of ['9223372036854775807', '9223372036854776', '9223372036854774784.0']) {
+		const tok = rawToken(`{"sub":"far-${exp.length}","exp":${exp},"iat":${nowS()}}`);
+		const c = await connect(server, { query: { token: tok } });
+		assert.equal(c.session.user_id, `far-${exp.length}`);
+		c.send({ type: 'ping', timestamp: 1 });
+		assert.equal((await c.next({ type: 'pong' })).timestamp, 1);
+
+		const s = await rawSio(server);
+		await s.next(/^0\{/);
+		s.send(`40${JSON.stringify({ token: tok })}`);
+		await s.next(/^40\{"sid"/);
+		assert.equal((await s.event('session')).user_id, `far-${exp.length}`);
+		s.close();
+		await c.close();
+	}
+	/* the expiry check runs once a second: let it see these connections */
+	const c = await connect(server, {
+		query: { token: rawToken(`{"sub":"still","exp":9223372036854775807}`) } });
+	await new Promise((r) => setTimeout(r, 1500));
+	assert.equal(c.isOpen, true);
+	assert.equal((await getStats(server, rawToken(
+		`{"sub":"ops","roles":["admin"],"exp":${nowS() + 60}}`))).total_connections, 1);
+	await c.close();
+	await stop(server);
+});
