@@ -1,10 +1,10 @@
 /*
- * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats, /metrics,
- * POST /api/broadcast) and the gate in front of every WebSocket upgrade (path, capacity,
- * token; for /socket.io/ the Engine.IO version and transport). Socket.IO is served over the
- * websocket transport only: every other request under /socket.io/ (long-polling) is refused
- * with 400. Every answer is one small JSON or text document written with its exact
- * Content-Length, so keep-alive works.
+ * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats and /metrics
+ * with the admin token, POST /api/broadcast and /api/publish) and the gate in front of every
+ * WebSocket upgrade (path, capacity, token; for /socket.io/ the Engine.IO version and transport).
+ * Socket.IO is served over the websocket transport only: every other request under /socket.io/
+ * (long-polling) is refused with 400. Every answer is one small JSON or text document written with
+ * its exact Content-Length, so keep-alive works.
  */
 #include <ctype.h>
 #include <string.h>
@@ -323,6 +323,10 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	if (!strcmp(path, "/metrics")) {
 		if (!get)
 			goto bad_method;
+		/* the same figures as /api/stats: the same rule */
+		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
+			return done(wsi,
+			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
 		return done(wsi, serve_metrics(wsi, srv));
 	}
 	if (!strcmp(path, "/api/stats")) {
