@@ -20,6 +20,7 @@
 #include "quotecast/auth.h"
 #include "quotecast/server.h"
 #include "quotecast/sio.h"
+#include "quotecast/utf8.h"
 
 /* A Socket.IO client has this long after the upgrade to send its CONNECT. */
 #define SIO_CONNECT_TIMEOUT_S 10
@@ -178,6 +179,8 @@ static const char *close_text(uint16_t code)
 		return "server shutting down";
 	case 1008:
 		return "too many malformed messages";
+	case 1007:
+		return "text frame is not valid UTF-8";
 	case 1009:
 		return "message too large";
 	case 4008:
@@ -386,6 +389,11 @@ static void sio_handshake(struct qc_server *srv, struct ws_pss *pss, const char 
 static void deliver(struct qc_server *srv, struct ws_pss *pss, const char *buf, size_t len,
                     bool binary)
 {
+	/* RFC 6455 8.1: a text frame that is not UTF-8 fails the connection, with 1007 */
+	if (!binary && !qc_utf8_valid(buf, len)) {
+		close_with(srv, pss, 1007, NULL, QC_CLOSE_NOW);
+		return;
+	}
 	if (pss->sio_waiting) {
 		sio_handshake(srv, pss, buf, len, binary);
 		return;

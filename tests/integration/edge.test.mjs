@@ -61,3 +61,42 @@ test('a JWT exp near 2^63 is taken without overflow, over /ws and /socket.io/', 
 	await c.close();
 	await stop(server);
 });
+
+test('a text frame that is not UTF-8 closes with 1007 (native, Socket.IO before and after ' +
+	'CONNECT); 4-byte UTF-8 passes', async () => {
+	const server = await start({ label: 'utf8' });
+	const bad = [
+		Buffer.from('{"type":"ping","timestamp":1,"x":"\xc0\xaf"}', 'latin1'), /* overlong */
+		Buffer.from('{"type":"ping","x":"\xed\xa0\x80"}', 'latin1'), /* a surrogate */
+		Buffer.from('{"type":"ping","x":"\xf4\x90\x80\x80"}', 'latin1'), /* > U+10FFFF */
+		Buffer.from('{"type":"ping","x":"\xe2\x82', 'latin1'), /* cut short */
+	];
+	for (const frame of bad) {
+		const c = await connect(server, { query: { user_id: 'utf8' } });
+		c.sendRaw(frame, { binary: false });
+		const { code, reason } = await c.closed();
+		assert.equal(code, 1007, `close ${code} ${reason} for ${frame.toString('hex')}`);
+		assert.equal(reason, 'text frame is not valid UTF-8');
+		await c.nothing((m) => m.type === 'error', 0);
+	}
+	/* valid 4-byte characters go through, in both directions */
+	const a = await connect(server, { query: { user_id: 'emoji' } });
+	const text = 'price \u{1F4C8} \u{10FFFF} \u00e9\u20ac';
+	a.send({ type: 'ping', timestamp: text });
+	assert.equal((await a.next({ type: 'pong' })).timestamp, text);
+	await a.close();
+
+	/* Socket.IO: before the CONNECT and after it */
+	const s1 = await rawSio(server);
+	await s1.next(/^0\{/);
+	s1.send(Buffer.from('40{"user_id":"\xff"}', 'latin1'), { binary: false });
+	assert.equal((await s1.closed()).code, 1007);
+	const s2 = await rawSio(server);
+	await s2.next(/^0\{/);
+	s2.send('40{"user_id":"sio-utf8"}');
+	await s2.next(/^40\{"sid"/);
+	s2.send(Buffer.from('42["ping",{"timestamp":"\xc3"}]', 'latin1'), { binary: false });
+	assert.equal((await s2.closed()).code, 1007);
+	assert.equal((await getStats(server)).total_connections, 0);
+	await stop(server);
+});
