@@ -82,6 +82,25 @@ static int done(struct lws *wsi, int wrote)
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+int qc_http_arg_at(struct lws *wsi, int i, char *buf, size_t len)
+{
+	/* lws answers -1 both past the last argument and for one too long for @buf: tell apart */
+	if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) >= (int)len)
+		return -2;
+	return lws_hdr_copy_fragment(wsi, buf, (int)len, WSI_TOKEN_HTTP_URI_ARGS, i);
+}
+
+const char *qc_http_arg(struct lws *wsi, const char *name, char *buf, size_t len)
+{
+	size_t nlen = strlen(name);
+	int n;
+
+	for (int i = 0; (n = qc_http_arg_at(wsi, i, buf, len)) != -1; i++)
+		if (n >= 0 && !strncmp(buf, name, nlen))
+			return buf + nlen;
+	return NULL;
+}
+
 /* The bearer token of the Authorization header into @buf; its length, or -1 when none. */
 static int bearer(struct lws *wsi, char *buf, size_t len)
 {
@@ -102,22 +121,15 @@ int qc_http_verify_token(const struct qc_config *cfg, const char *token, struct 
 int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_identity *id,
                      const char **why)
 {
-	char tok[4096];
+	char tok[QC_TOKEN_MAX + 8]; /* "Bearer " or "token=", the token, NUL */
 	int n = -1;
 
-	for (int i = 0, flen; (flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
-	     i++) {
-		if (flen >= (int)sizeof(tok) ||
-		    lws_hdr_copy_fragment(wsi, tok, sizeof(tok), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-			continue;
-		if (!strncmp(tok, "token=", 6)) {
-			n = (int)strlen(tok + 6);
-			memmove(tok, tok + 6, (size_t)n + 1);
-			break;
-		}
-	}
-	if (n < 0)
+	if (qc_http_arg(wsi, "token=", tok, sizeof(tok))) {
+		n = (int)strlen(tok + 6);
+		memmove(tok, tok + 6, (size_t)n + 1);
+	} else {
 		n = bearer(wsi, tok, sizeof(tok));
+	}
 	if (n <= 0) {
 		*why = "a token is required (?token= or Authorization: Bearer)";
 		return -EACCES;
@@ -135,7 +147,7 @@ static bool authorized(struct lws *wsi, const struct qc_config *cfg, const char 
 {
 	struct qc_identity id;
 	const char *why;
-	char tok[4096];
+	char tok[QC_TOKEN_MAX + 8]; /* "Bearer " or "token=", the token, NUL */
 	int n;
 
 	if (!token[0] && cfg->auth_mode == QC_AUTH_NONE)
@@ -434,7 +446,7 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 static int sio_gate(struct lws *wsi, struct qc_server *srv)
 {
 	char v[32];
-	const char *eio = lws_get_urlarg_by_name(wsi, "EIO=", v, sizeof(v)), *transport;
+	const char *eio = qc_http_arg(wsi, "EIO=", v, sizeof(v)), *transport;
 
 	if (!eio || strcmp(eio, "4")) {
 		qc_hub_reject(srv->hub);
@@ -444,7 +456,7 @@ static int sio_gate(struct lws *wsi, struct qc_server *srv)
 		    "Socket.IO v3 and later clients) only");
 		return 1;
 	}
-	transport = lws_get_urlarg_by_name(wsi, "transport=", v, sizeof(v));
+	transport = qc_http_arg(wsi, "transport=", v, sizeof(v));
 	if (!transport || strcmp(transport, "websocket")) {
 		qc_hub_reject(srv->hub);
 		respond_eio_err(wsi, EIO_ERR_BAD_REQUEST, sio_ws_only);
@@ -456,7 +468,7 @@ static int sio_gate(struct lws *wsi, struct qc_server *srv)
 int qc_http_confirm_upgrade(struct lws *wsi)
 {
 	struct qc_server *srv = qc_server_get(wsi);
-	char uri[128];
+	char uri[128], arg[QC_TOKEN_ARG_MAX + 1];
 	bool sio;
 	int ret;
 
@@ -468,15 +480,15 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 		respond_err(wsi, QC_E_NOT_FOUND, "WebSocket endpoints are /ws and /socket.io/");
 		return 1;
 	}
-	/* query parameters: each must fit our buffers; user_id must fit the connection record */
-	for (int i = 0, flen; (flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
-	     i++) {
-		char arg[256];
-
-		if (flen >= (int)sizeof(arg) ||
-		    lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+	/*
+	 * Query parameters: a token may be as long as in the Authorization header (browsers
+	 * have only the query), every other one is short; user_id must fit the connection record.
+	 */
+	for (int i = 0, n; (n = qc_http_arg_at(wsi, i, arg, sizeof(arg))) != -1; i++) {
+		if (n == -2 || (strncmp(arg, "token=", 6) && (size_t)n > QC_ARG_MAX)) {
 			qc_hub_reject(srv->hub);
-			respond_err(wsi, QC_E_BAD_REQUEST, "query parameter too long");
+			respond_err(wsi, QC_E_BAD_REQUEST,
+			            "query parameter too long (token: 4096 bytes, others: 255)");
 			return 1;
 		}
 		if (!strncmp(arg, "user_id=", 8) && (!arg[8] || strlen(arg + 8) > QC_USER_ID_MAX)) {

@@ -155,10 +155,13 @@ static uint32_t parse_roles(const char *list)
 /* Read ?user_id=, ?roles=, ?batch= from the upgrade request. */
 static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 {
-	char arg[256];
+	char arg[QC_ARG_MAX + 1];
+	int n;
 
-	for (int i = 0;
-	     lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+	/* the one longer argument (token=) does not fit: qc_http_arg_at() skips it */
+	for (int i = 0; (n = qc_http_arg_at(wsi, i, arg, sizeof(arg))) != -1; i++) {
+		if (n < 0)
+			continue;
 		if (!strncmp(arg, "user_id=", 8) && srv->cfg->auth_mode == QC_AUTH_NONE) {
 			/* the length was checked in qc_http_confirm_upgrade() */
 			snprintf(c->user_id, sizeof(c->user_id), "%.*s", QC_USER_ID_MAX, arg + 8);
@@ -537,7 +540,7 @@ static int identify(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
 {
 	struct qc_conn *c = calloc(1, sizeof(*c)), *old;
-	char arg[256]; /* the upgrade gate refused longer query parameters */
+	char arg[QC_ARG_MAX + 1]; /* the upgrade gate refused longer query parameters */
 	const char *token;
 
 	if (!c)
@@ -546,7 +549,7 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
 		free(c);
 		return NULL;
 	}
-	token = lws_get_urlarg_by_name(wsi, "resume=", arg, sizeof(arg));
+	token = qc_http_arg(wsi, "resume=", arg, sizeof(arg));
 	if (token && token[0]) {
 		old = qc_hub_resume(srv->hub, token, c->user_id, c->roles, wsi);
 		if (old) {

@@ -19,6 +19,17 @@
 #define QC_PUBLISHER_RX       (1024 * 1024)
 #define QC_PUBLISHERS_MAX     64
 
+/*
+ * Query parameters of an upgrade: "token=" and a JWT as long as one in the Authorization
+ * header (QC_TOKEN_MAX), every other "key=value" at most QC_ARG_MAX bytes. lws keeps every
+ * header of a request in one buffer of QC_HTTP_HEADER_MAX bytes: room for one such token and
+ * the rest of the request.
+ */
+#define QC_TOKEN_MAX       4096
+#define QC_TOKEN_ARG_MAX   (6 + QC_TOKEN_MAX)
+#define QC_ARG_MAX         255
+#define QC_HTTP_HEADER_MAX (QC_TOKEN_MAX + 4096)
+
 /* One coalesced write: frames are copied back to back into this much scratch space. */
 #define QC_TX_CHUNK (64 * 1024)
 
@@ -93,6 +104,20 @@ int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_ide
  */
 int qc_http_verify_token(const struct qc_config *cfg, const char *token, struct qc_identity *id,
                          const char **why);
+
+/**
+ * qc_http_arg_at() - query argument @i ("key=value") of @wsi's request into @buf (@len bytes,
+ * NUL-terminated). Returns its length, -2 when it does not fit (it exists: go on with the
+ * next), or -1 past the last one.
+ */
+int qc_http_arg_at(struct lws *wsi, int i, char *buf, size_t len);
+
+/**
+ * qc_http_arg() - the value of the first query argument starting with @name ("resume="),
+ * copied into @buf: a pointer into @buf, or NULL. Arguments too long for @buf are skipped (lws'
+ * own lws_get_urlarg_by_name() stops at the first one).
+ */
+const char *qc_http_arg(struct lws *wsi, const char *name, char *buf, size_t len);
 
 /** qc_http_is_sio() - whether the upgrade request of @wsi is for /socket.io/ (Socket.IO). */
 bool qc_http_is_sio(struct lws *wsi);

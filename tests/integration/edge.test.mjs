@@ -100,3 +100,45 @@ test('a text frame that is not UTF-8 closes with 1007 (native, Socket.IO before 
 	assert.equal((await getStats(server)).total_connections, 0);
 	await stop(server);
 });
+
+test('a JWT of 2 KiB and of 4 KiB in ?token= is accepted like one in the header; the ' +
+	'arguments after it are still read', async () => {
+	const server = await start({ label: 'long-token',
+		env: { ...jwtEnv, QUOTECAST_SESSIONS_TTL_S: '60' } });
+	const sized = (sub, bytes) => {
+		let pad = '';
+		let tok = signJwt({ sub, exp: nowS() + 600, pad });
+		for (let i = 0; i < 5; i++) {
+			pad = 'p'.repeat(Math.max(0, pad.length + Math.floor((bytes - tok.length) * 3 / 4)));
+			tok = signJwt({ sub, exp: nowS() + 600, pad });
+		}
+		assert.ok(Math.abs(tok.length - bytes) <= 4, `token of ${tok.length} bytes`);
+		return tok;
+	};
+	const two = sized('two-k', 2048);
+	const c = await connect(server, { query: { token: two } });
+	assert.equal(c.session.user_id, 'two-k');
+	/* ?resume= after the long token is found */
+	const resume = c.session.resume_token;
+	c.terminate();
+	const again = await connect(server, { query: { token: two, resume } });
+	assert.equal(again.session.resumed, true, JSON.stringify(again.session));
+	await again.close();
+
+	const four = sized('four-k', 4090);
+	const q = await connect(server, { query: { token: four } });
+	assert.equal(q.session.user_id, 'four-k');
+	await q.close();
+	const h = await connect(server, { headers: { authorization: `Bearer ${four}` } });
+	assert.equal(h.session.user_id, 'four-k');
+	await h.close();
+
+	/* over 4096 bytes: refused, with the reason */
+	const r = await openWs(server, { query: { token: sized('too-long', 4200) } });
+	assert.equal(r.status, 400, r.body);
+	assert.match(r.body, /query parameter too long/);
+	/* other parameters stay bounded */
+	const r2 = await openWs(server, { query: { token: two, x: 'y'.repeat(300) } });
+	assert.equal(r2.status, 400, r2.body);
+	await stop(server);
+});
