@@ -45,6 +45,7 @@ struct ws_pss {
 	lws_sorted_usec_list_t sul_connect; /* Socket.IO: the deadline of the CONNECT */
 	const char *close_why;              /* the close reason when not close_text()'s ... */
 	uint16_t close_why_code;            /* ... for a close with this code */
+	lws_usec_t valid_us;                /* when lws last heard that the peer is alive */
 	uint8_t publisher;                  /* counted in srv->publishers */
 	uint8_t sio;                        /* on /socket.io/ */
 	uint8_t sio_waiting;                /* no Socket.IO CONNECT yet: c is not in the hub */
@@ -388,6 +389,22 @@ static void sio_handshake(struct qc_server *srv, struct ws_pss *pss, const char 
 	qc_sio_packet_release(&p);
 }
 
+/*
+ * Any frame from the client proves it alive, not only the pong lws waits for: tell lws' idle
+ * policy (limits.idle_timeout_s: a ping at half of it, the close at all of it). At most once a
+ * second per connection, because each call re-sorts the connection's timer in lws' list of
+ * timers, which is as long as the number of connections.
+ */
+static void alive(struct lws *wsi, struct ws_pss *pss)
+{
+	lws_usec_t now = lws_now_usecs();
+
+	if (now - pss->valid_us < LWS_US_PER_SEC)
+		return;
+	pss->valid_us = now;
+	lws_validity_confirmed(wsi);
+}
+
 /* One complete message from the client. */
 static void deliver(struct qc_server *srv, struct ws_pss *pss, const char *buf, size_t len,
                     bool binary)
@@ -657,6 +674,7 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	case LWS_CALLBACK_RECEIVE:
 		if (!c || !c->transport)
 			return -1;
+		alive(wsi, pss);
 		return on_receive(wsi, srv, pss, in, len);
 
 	case LWS_CALLBACK_SERVER_WRITEABLE:

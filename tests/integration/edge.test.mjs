@@ -5,8 +5,10 @@
 // undefined-behaviour report makes the server exit non-zero, which stopServer() reports).
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import {
 	test, after, startServer, stopServer, connect, openWs, getStats, closeAllClients,
+	rawHandshake, parseServerFrames, sleep, withTimeout,
 } from './lib/harness.mjs';
 import { rawSio, closeAllSio } from './lib/sio.mjs';
 import { TEST_SECRET, signJwt, nowS } from './lib/jwt.mjs';
@@ -30,6 +32,59 @@ after(async () => {
 });
 
 const jwtEnv = { QUOTECAST_AUTH_MODE: 'jwt', QUOTECAST_AUTH_JWT_SECRET: TEST_SECRET };
+
+/* A masked client frame (FIN set) with @opcode and @payload (Buffer or string). */
+function clientFrame(opcode, payload) {
+	const data = Buffer.from(payload);
+	const mask = randomBytes(4);
+	const len = data.length;
+	const head = len < 126 ? Buffer.from([0x80 | opcode, 0x80 | len]) :
+		len < 65536 ? Buffer.from([0x80 | opcode, 0x80 | 126, len >> 8, len & 255]) :
+			Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | 127]),
+				(() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(len)); return b; })()]);
+	const body = Buffer.alloc(len);
+	for (let i = 0; i < len; i++)
+		body[i] = data[i] ^ mask[i & 3];
+	return Buffer.concat([head, mask, body]);
+}
+
+/*
+ * A raw /ws connection that never answers WebSocket pings: its frames in .frames, .closed set
+ * (a promise) when the server ends it (close frame or end of the socket).
+ */
+async function rawWs(server, path = '/ws?user_id=raw') {
+	const r = await rawHandshake(server, { path });
+	assert.equal(r.status, 101);
+	const c = { socket: r.socket, frames: [], closedAt: null };
+	let buf = r.rest;
+	c.closed = new Promise((resolve) => {
+		const end = () => {
+			if (c.closedAt === null)
+				c.closedAt = Date.now();
+			resolve(c.frames.find((f) => f.opcode === 8) ?? null);
+		};
+		const eat = () => {
+			const { frames, rest } = parseServerFrames(buf);
+			buf = rest;
+			for (const f of frames) {
+				c.frames.push(f);
+				if (f.opcode === 8)
+					end();
+			}
+		};
+		r.socket.on('data', (d) => {
+			buf = Buffer.concat([buf, d]);
+			eat();
+		});
+		r.socket.on('end', end);
+		r.socket.on('close', end);
+		r.socket.on('error', end);
+		eat();
+		r.socket.resume();
+	});
+	c.send = (obj) => r.socket.write(clientFrame(1, JSON.stringify(obj)));
+	return c;
+}
 
 /* A token whose claims are @json verbatim (JSON numbers beyond 2^53 survive). */
 const rawToken = (json) => signJwt(json);
@@ -140,5 +195,35 @@ test('a JWT of 2 KiB and of 4 KiB in ?token= is accepted like one in the header;
 	/* other parameters stay bounded */
 	const r2 = await openWs(server, { query: { token: two, x: 'y'.repeat(300) } });
 	assert.equal(r2.status, 400, r2.body);
+	await stop(server);
+});
+
+test('idle timeout: a client that never answers WebSocket pings but sends {"type":"ping"} ' +
+	'frames stays; a silent one is closed', async () => {
+	const IDLE_S = 3; /* a ping after 1 s of silence, the close after 3 s */
+	const server = await start({ label: 'idle-data',
+		env: { QUOTECAST_LIMITS_IDLE_TIMEOUT_S: String(IDLE_S) } });
+	const talker = await rawWs(server, '/ws?user_id=talker');
+	const silent = await rawWs(server, '/ws?user_id=silent');
+	const t0 = Date.now();
+	let n = 0;
+	const timer = setInterval(() => talker.send({ type: 'ping', timestamp: ++n }), 300);
+	try {
+		await withTimeout(silent.closed, 3 * IDLE_S * 1000, 'the silent client to be closed');
+		const wait = 2 * IDLE_S * 1000 + 500 - (Date.now() - t0);
+		if (wait > 0)
+			await sleep(wait);
+		assert.equal(talker.closedAt, null,
+			`the talking client was closed after ${talker.closedAt - t0} ms`);
+		/* it never answered the WebSocket pings it got, and its pings were answered */
+		const pongs = talker.frames.filter((f) => f.opcode === 1 &&
+			/"type":"pong"/.test(f.payload.toString()));
+		assert.ok(pongs.length >= 10, `${pongs.length} pongs`);
+		assert.ok(silent.frames.some((f) => f.opcode === 9), 'the silent one got a ping first');
+	} finally {
+		clearInterval(timer);
+		talker.socket.destroy();
+		silent.socket.destroy();
+	}
 	await stop(server);
 });
