@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "quotecast/auth.h"
+#include "quotecast/chunked.h"
 #include "quotecast/server.h"
 
 enum route {
@@ -22,6 +23,10 @@ struct qc_http_pss {
 	enum route route;
 	char *body; /* request body while it arrives */
 	size_t len;
+	size_t limit; /* the most body bytes this route takes */
+	bool chunked; /* Transfer-Encoding: chunked: the body is framed by chunk sizes ... */
+	uint64_t raw; /* ... and this many raw bytes of it came so far */
+	struct qc_chunked dec;
 };
 
 size_t qc_http_pss_size(void)
@@ -77,9 +82,57 @@ static int respond_err(struct lws *wsi, enum qc_err e, const char *msg)
 /* Finish the transaction: 0 keeps the connection, -1 closes it. */
 static int done(struct lws *wsi, int wrote)
 {
+	struct qc_http_pss *pss = lws_wsi_user(wsi);
+
 	if (wrote)
 		return -1;
+	/*
+	 * lws still waits for the rest of a body without a Content-Length (it takes one of 100
+	 * MiB): after such a request the connection cannot carry another one.
+	 */
+	if (pss && pss->chunked)
+		return -1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void too_large(struct lws *wsi)
+{
+	respond_err(wsi, QC_E_TOO_LARGE, "body over limits.max_http_body_bytes");
+}
+
+/*
+ * How the body of a POST ends: at its Content-Length, or at its last chunk (Transfer-Encoding:
+ * chunked, read by chunked.c). Anything else has no end lws could find (it would wait for 100
+ * MiB, then for its 10 s timeout) and is answered at once: 411 without either header, 400 with
+ * both (a request-smuggling shape) or with another transfer coding. 0 to go on, -1 when
+ * answered (the connection then closes).
+ */
+static int body_framing(struct lws *wsi, struct qc_http_pss *pss)
+{
+	bool clen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+	char te[64];
+	int n = lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+
+	if (n == 0) {
+		if (clen)
+			return 0;
+		respond_json(wsi, 411,
+		             qc_codec_http_error(QC_E_BAD_REQUEST,
+		                                 "Content-Length required (or Transfer-Encoding: "
+		                                 "chunked)"));
+		return -1;
+	}
+	if (n < 0 || strcasecmp(te, "chunked")) {
+		respond_err(wsi, QC_E_BAD_REQUEST, "Transfer-Encoding other than chunked");
+		return -1;
+	}
+	if (clen) {
+		respond_err(wsi, QC_E_BAD_REQUEST,
+		            "both Content-Length and Transfer-Encoding: chunked");
+		return -1;
+	}
+	pss->chunked = true;
+	return 0;
 }
 
 int qc_http_arg_at(struct lws *wsi, int i, char *buf, size_t len)
@@ -314,6 +367,12 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	int clen;
 
 	pss->route = R_NONE;
+	pss->chunked = false;
+	pss->raw = 0;
+	memset(&pss->dec, 0, sizeof(pss->dec));
+	/* a POST's body must have a known end, or the connection would wait for it forever */
+	if (post && body_framing(wsi, pss))
+		return -1;
 	/* long-polling (or anything under /socket.io/ that is not a websocket upgrade) */
 	if (sio_path(path, true))
 		return done(wsi, respond_eio_err(wsi, EIO_ERR_BAD_REQUEST, sio_ws_only));
@@ -360,15 +419,15 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 			return done(wsi, respond_err(wsi, QC_E_UNAUTHORIZED,
 			                             publish ? "publish token required"
 			                                     : "admin token required"));
+		pss->limit = srv->cfg->limits.max_http_body_bytes;
 		clen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
 		if (clen > 0) {
 			char v[32];
 
 			lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH);
-			if (strtoull(v, NULL, 10) > srv->cfg->limits.max_http_body_bytes) {
+			if (strtoull(v, NULL, 10) > pss->limit) {
 				/* the body is never read: answer and close the connection */
-				respond_err(wsi, QC_E_TOO_LARGE,
-				            "body over limits.max_http_body_bytes");
+				too_large(wsi);
 				return -1;
 			}
 		}
@@ -382,20 +441,19 @@ bad_method:
 	                              qc_codec_http_error(QC_E_BAD_REQUEST, "method not allowed")));
 }
 
-static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss, const void *in,
-                   size_t len)
+/* @len more bytes of the body: -ENOSPC past the route's limit. */
+static int body_append(void *arg, const char *in, size_t len)
 {
+	struct qc_http_pss *pss = arg;
 	char *grown;
 
 	if (!len)
 		return 0;
-	if (pss->len + len > srv->cfg->limits.max_http_body_bytes) {
-		respond_err(wsi, QC_E_TOO_LARGE, "body over limits.max_http_body_bytes");
-		return -1;
-	}
+	if (pss->len + len > pss->limit)
+		return -ENOSPC;
 	grown = realloc(pss->body, pss->len + len + 1);
 	if (!grown)
-		return -1;
+		return -ENOMEM;
 	pss->body = grown;
 	memcpy(pss->body + pss->len, in, len);
 	pss->len += len;
@@ -403,7 +461,41 @@ static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	return 0;
 }
 
-static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss)
+static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss);
+
+static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss, const void *in,
+                   size_t len)
+{
+	int ret;
+
+	if (pss->route == R_NONE)
+		return 0;
+	if (!pss->chunked) {
+		ret = body_append(pss, in, len);
+	} else {
+		/* the framing may not grow without bound either: chunks of a byte are 6x the data
+		 */
+		pss->raw += len;
+		if (pss->raw > 8 * (uint64_t)pss->limit + 65536)
+			ret = -ENOSPC;
+		else
+			ret = qc_chunked_feed(&pss->dec, in, len, NULL, body_append, pss);
+		if (ret == 1) {
+			body_complete(wsi, srv, pss);
+			return -1; /* lws would wait for more: see done() */
+		}
+		if (ret == -EINVAL) {
+			respond_err(wsi, QC_E_BAD_REQUEST, "malformed chunked body");
+			return -1;
+		}
+	}
+	if (ret == -ENOSPC)
+		too_large(wsi);
+	return ret ? -1 : 0;
+}
+
+/* The whole body is in: run the route, answer. 0, or -1 when the answer could not be written. */
+static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss)
 {
 	json_error_t jerr;
 	const char *msg = NULL;
@@ -417,7 +509,7 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 	pss->body = NULL;
 	pss->len = 0;
 	if (!body)
-		return done(wsi, respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON"));
+		return respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON");
 	switch (pss->route) {
 	case R_BROADCAST:
 		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
@@ -436,7 +528,7 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 		wrote = respond_err(wsi, e, msg);
 	else
 		wrote = respond_json(wsi, 200, out);
-	return done(wsi, wrote);
+	return wrote;
 }
 
 /*
@@ -535,7 +627,12 @@ int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_body(wsi, srv, pss, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		return on_body_complete(wsi, srv, pss);
+		/* Content-Length bodies only: lws never sees the end of a chunked one */
+		if (pss->route == R_NONE)
+			return 0; /* answered already (a Content-Length: 0 POST that was refused) */
+		if (pss->chunked)
+			return -1;
+		return done(wsi, body_complete(wsi, srv, pss));
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (pss) {

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import {
 	test, after, startServer, stopServer, connect, openWs, getStats, closeAllClients,
 	rawHandshake, parseServerFrames, sleep, withTimeout,
@@ -225,5 +226,139 @@ test('idle timeout: a client that never answers WebSocket pings but sends {"type
 		talker.socket.destroy();
 		silent.socket.destroy();
 	}
+	await stop(server);
+});
+
+/*
+ * rawHttp() - write @request (a string or Buffer, or an array of them written 50 ms apart) on
+ * a fresh TCP connection; resolves {status, headers, body, closed} with the first answer, or
+ * rejects when none arrives within @timeoutMs.
+ */
+function rawHttp(server, request, { timeoutMs = 3000 } = {}) {
+	return new Promise((resolve, reject) => {
+		const socket = net.connect({ host: server.host, port: server.port });
+		let buf = Buffer.alloc(0);
+		let answer = null;
+		const timer = setTimeout(() => {
+			socket.destroy();
+			reject(new Error(`no HTTP answer within ${timeoutMs} ms; got ${JSON.stringify(
+				buf.toString('latin1'))}`));
+		}, timeoutMs);
+		const finish = (closed) => {
+			clearTimeout(timer);
+			socket.destroy();
+			resolve({ ...answer, closed });
+		};
+		const parse = () => {
+			const end = buf.indexOf('\r\n\r\n');
+			if (end < 0)
+				return;
+			const head = buf.subarray(0, end).toString('latin1').split('\r\n');
+			const headers = {};
+			for (const line of head.slice(1)) {
+				const i = line.indexOf(':');
+				headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+			}
+			const len = Number(headers['content-length'] ?? 0);
+			if (buf.length < end + 4 + len)
+				return;
+			const body = buf.subarray(end + 4, end + 4 + len).toString('utf8');
+			let json;
+			try {
+				json = JSON.parse(body);
+			} catch {
+				json = undefined;
+			}
+			answer = { status: Number(head[0].split(' ')[1]), headers, body, json };
+			/* does the server close the connection after it? (a keep-alive one stays open) */
+			setTimeout(() => finish(false), 300);
+		};
+		socket.on('data', (d) => {
+			buf = Buffer.concat([buf, d]);
+			if (!answer)
+				parse();
+		});
+		socket.on('close', () => {
+			if (answer)
+				finish(true);
+		});
+		socket.on('error', (e) => {
+			if (!answer) {
+				clearTimeout(timer);
+				reject(e);
+			}
+		});
+		socket.on('connect', async () => {
+			for (const part of Array.isArray(request) ? request : [request]) {
+				socket.write(part);
+				await sleep(50);
+			}
+		});
+	});
+}
+
+const chunk = (s) => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`;
+const tickJson = (symbol, i) => JSON.stringify({ symbol, data: { price: 100 + i, volume: i },
+	message_id: `m${i}`, version: i + 1, timestamp: 1699267202000 + i });
+
+test('POST bodies without a Content-Length: chunked is read (in pieces, with extensions and ' +
+	'trailers), none at all is 411 at once', async () => {
+	const MAX_BODY = 4096;
+	const server = await start({ label: 'chunked',
+		env: { QUOTECAST_LIMITS_MAX_HTTP_BODY_BYTES: String(MAX_BODY) } });
+	const head = (p, extra = '') => `POST ${p} HTTP/1.1\r\nHost: x\r\n` +
+		`Content-Type: application/json\r\n${extra}`;
+	const sym = `CHUNK${process.pid}`;
+
+	/* one tick, in one write */
+	let r = await rawHttp(server, head('/api/publish', 'Transfer-Encoding: chunked\r\n\r\n') +
+		chunk(tickJson(sym, 1)) + '0\r\n\r\n');
+	assert.equal(r.status, 200, r.body);
+	assert.deepEqual(r.json, { accepted: 1, duplicates: 0, stale: 0 });
+
+	/* a batch in many chunks over several writes, an extension, a trailer */
+	const batch = `[${[2, 3, 4].map((i) => tickJson(sym, i)).join(',')}]`;
+	const parts = [head('/api/publish', 'Transfer-Encoding: chunked\r\n\r\n')];
+	for (let i = 0; i < batch.length; i += 37)
+		parts.push(chunk(batch.slice(i, i + 37)).replace('\r\n', i === 0 ? ';ext=1\r\n' : '\r\n'));
+	parts.push('0\r\nX-Trailer: yes\r\n\r\n');
+	r = await rawHttp(server, parts);
+	assert.equal(r.status, 200, r.body);
+	assert.deepEqual(r.json, { accepted: 3, duplicates: 0, stale: 0 });
+
+	/* chunked to the broadcast endpoint too */
+	r = await rawHttp(server, head('/api/broadcast', 'Transfer-Encoding: chunked\r\n\r\n') +
+		chunk('{"to_users":["nobody"],') + chunk('"content":"hi"}') + '0\r\n\r\n');
+	assert.equal(r.status, 200, r.body);
+
+	/* over the body limit (decoded bytes): 413 */
+	r = await rawHttp(server, head('/api/broadcast', 'Transfer-Encoding: chunked\r\n\r\n') +
+		chunk('x'.repeat(3000)) + chunk('y'.repeat(3000)) + '0\r\n\r\n');
+	assert.equal(r.status, 413, r.body);
+	/* malformed framing: 400 */
+	r = await rawHttp(server, head('/api/publish', 'Transfer-Encoding: chunked\r\n\r\n') +
+		'zz\r\n{}\r\n0\r\n\r\n');
+	assert.equal(r.status, 400, r.body);
+	assert.match(r.body, /malformed chunked body/);
+
+	/* neither Content-Length nor Transfer-Encoding: 411 at once, on every POST */
+	for (const p of ['/api/publish', '/api/broadcast', '/healthz', '/nowhere']) {
+		r = await rawHttp(server, head(p, '\r\n'));
+		assert.equal(r.status, 411, `${p}: ${r.body}`);
+		assert.equal(r.json?.error?.code, 'BAD_REQUEST');
+		assert.equal(r.closed, true);
+	}
+	/* both, or another coding: 400 */
+	r = await rawHttp(server, head('/api/publish',
+		'Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n') + '0\r\n\r\n');
+	assert.equal(r.status, 400, r.body);
+	r = await rawHttp(server, head('/api/publish', 'Transfer-Encoding: gzip\r\n\r\n'));
+	assert.equal(r.status, 400, r.body);
+
+	/* a Content-Length request still keeps its connection, and the server is well */
+	r = await rawHttp(server, head('/api/publish', 'Content-Length: 2\r\n\r\n') + '[]');
+	assert.equal(r.status, 400, r.body); /* an empty batch */
+	assert.equal(r.closed, false);
+	assert.equal((await getStats(server)).streaming.total_messages, 4);
 	await stop(server);
 });
