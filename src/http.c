@@ -602,7 +602,8 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 			return 1;
 		}
 	}
-	ret = qc_hub_admit(srv->hub);
+	/* every upgraded socket counts: Socket.IO handshakes (not in the hub yet) too */
+	ret = qc_hub_admit(srv->hub, srv->nhandshakes);
 	if (ret) {
 		respond_json(wsi, 503,
 		             qc_codec_http_error(QC_E_UNAVAILABLE,

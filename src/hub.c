@@ -110,13 +110,13 @@ uint32_t qc_hub_nconns(const struct qc_hub *h)
 	return h->conns.count - h->nsuspended;
 }
 
-int qc_hub_admit(struct qc_hub *h)
+int qc_hub_admit(struct qc_hub *h, uint32_t outside)
 {
 	if (h->shutting_down) {
 		h->st.rejected_total++;
 		return -ESHUTDOWN;
 	}
-	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections) {
+	if ((uint64_t)qc_hub_nconns(h) + outside >= h->cfg->limits.max_connections) {
 		h->st.rejected_total++;
 		h->st.refused[QC_LIM_MAX_CONNECTIONS]++;
 		return -EBUSY;

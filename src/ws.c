@@ -330,8 +330,11 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 		sio_refuse(srv, pss, msg, 4001, "unauthorized");
 		return;
 	}
-	/* admitted at the upgrade, but the handshake took time: the limit holds at the CONNECT */
-	ret = qc_hub_admit(srv->hub);
+	/*
+	 * The handshake was counted at the upgrade: it only changes places (the other handshakes
+	 * still count). A refusal here means a shutdown began meanwhile.
+	 */
+	ret = qc_hub_admit(srv->hub, srv->nhandshakes - 1);
 	if (ret == -EBUSY) {
 		sio_refuse(srv, pss, "unavailable: limits.max_connections reached", 1013,
 		           "limits.max_connections reached");

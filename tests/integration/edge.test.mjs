@@ -362,3 +362,47 @@ test('POST bodies without a Content-Length: chunked is read (in pieces, with ext
 	assert.equal((await getStats(server)).streaming.total_messages, 4);
 	await stop(server);
 });
+
+test('limits.max_connections (5): 10 Socket.IO sockets that never CONNECT, 5 are accepted',
+	async () => {
+		const server = await start({ label: 'sio-handshakes',
+			env: { QUOTECAST_LIMITS_MAX_CONNECTIONS: '5' } });
+		const results = [];
+		for (let i = 0; i < 10; i++) {
+			const r = await openWs(server, { path: '/socket.io/',
+				query: { EIO: 4, transport: 'websocket' } });
+			results.push(r);
+		}
+		const open = results.filter((r) => r.client);
+		const refused = results.filter((r) => !r.client);
+		assert.equal(open.length, 5);
+		assert.deepEqual(refused.map((r) => r.status), [503, 503, 503, 503, 503]);
+		for (const r of refused)
+			assert.equal(JSON.parse(r.body).error.message, 'limits.max_connections reached');
+		/* a native connection does not fit either */
+		assert.equal((await openWs(server, { query: { user_id: 'late' } })).status, 503);
+		let st = await getStats(server);
+		assert.equal(st.connections.rejected_total, 6);
+		assert.equal(st.limits.refused['limits.max_connections'], 6);
+		/* the handshakes are not connections of the hub yet */
+		assert.equal(st.total_connections, 0);
+		/* one leaves: one slot */
+		open[0].client.terminate();
+		await waitForUpgrade(server, { user_id: 'now' });
+		st = await getStats(server);
+		assert.equal(st.total_connections, 1);
+		for (const r of open)
+			r.client.terminate();
+		await stop(server);
+	});
+
+/* Retry a native upgrade until it is accepted (a slot frees when the server sees a close). */
+async function waitForUpgrade(server, query) {
+	for (let i = 0; i < 50; i++) {
+		const r = await openWs(server, { query });
+		if (r.client)
+			return r.client;
+		await sleep(50);
+	}
+	throw new Error('no slot freed');
+}

@@ -830,18 +830,29 @@ static void test_admit_and_shutdown(void **state)
 
 	e->cfg.limits.max_connections = 2;
 	env_start(e);
-	assert_int_equal(qc_hub_admit(e->h), 0);
+	assert_int_equal(qc_hub_admit(e->h, 0), 0);
 	a = env_open(e, "a", 0);
-	assert_int_equal(qc_hub_admit(e->h), 0);
+	assert_int_equal(qc_hub_admit(e->h, 0), 0);
 	b = env_open(e, "b", 0);
-	assert_int_equal(qc_hub_admit(e->h), -EBUSY);
+	assert_int_equal(qc_hub_admit(e->h, 0), -EBUSY);
 	assert_int_equal(stat_get(e, "connections", "rejected_total"), 1);
 	env_drop(e, b);
-	assert_int_equal(qc_hub_admit(e->h), 0);
+	assert_int_equal(qc_hub_admit(e->h, 0), 0);
 	assert_int_equal(stat_get(e, "connections", "rejected_total"), 1);
+	/* connections the transport holds outside the hub (Socket.IO handshakes) count too */
+	assert_int_equal(qc_hub_admit(e->h, 1), -EBUSY);
+	assert_int_equal(stat_get(e, "connections", "rejected_total"), 2);
+	{
+		json_t *st = qc_hub_stats(e->h);
+		json_t *refused = json_object_get(json_object_get(st, "limits"), "refused");
+
+		assert_int_equal(
+		    json_integer_value(json_object_get(refused, "limits.max_connections")), 2);
+		json_decref(st);
+	}
 	b = env_open(e, "b", 0);
 	qc_hub_reject(e->h);
-	assert_int_equal(stat_get(e, "connections", "rejected_total"), 2);
+	assert_int_equal(stat_get(e, "connections", "rejected_total"), 3);
 	assert_int_equal(stat_get(e, "connections", "accepted_total"), 3);
 	assert_int_equal(stat_get(e, "connections", "peak"), 2);
 	assert_true(qc_hub_ready(e->h, &reason));
@@ -860,12 +871,12 @@ static void test_admit_and_shutdown(void **state)
 	/* the session events are still there to be sent */
 	assert_int_equal(a->outq.count, 1);
 
-	assert_int_equal(qc_hub_admit(e->h), -ESHUTDOWN);
-	assert_int_equal(stat_get(e, "connections", "rejected_total"), 3);
+	assert_int_equal(qc_hub_admit(e->h, 0), -ESHUTDOWN);
+	assert_int_equal(stat_get(e, "connections", "rejected_total"), 4);
 	assert_false(qc_hub_ready(e->h, &reason));
 	assert_non_null(reason);
 	env_drop(e, a);
-	assert_int_equal(qc_hub_admit(e->h), -ESHUTDOWN);
+	assert_int_equal(qc_hub_admit(e->h, 0), -ESHUTDOWN);
 }
 
 static void expect_publish_refused(struct env *e, const char *doc, enum qc_err want,
