@@ -111,6 +111,7 @@ static const struct key keys[] = {
     U64("limits.max_send_queue_bytes", limits.max_send_queue_bytes, 1, TIB, "4194304"),
     U32("limits.max_bad_messages", limits.max_bad_messages, 1, 1000000, "10"),
     U32("limits.max_connections", limits.max_connections, 1, 10000000, "100000"),
+    U32("limits.max_publishers", limits.max_publishers, 1, 10000, "64"),
     U32("streams.buffer_size", streams.buffer_size, 1, 1000000, "1000"),
     U32("streams.dedup_window", streams.dedup_window, 1, 1000000, "1024"),
     U32("streams.max_symbols", streams.max_symbols, 1, 10000000, "10000"),

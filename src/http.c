@@ -557,11 +557,58 @@ static int sio_gate(struct lws *wsi, struct qc_server *srv)
 	return 0;
 }
 
+/*
+ * The subprotocol lws is going to bind the upgrade to: the first name in Sec-WebSocket-Protocol
+ * that names a protocol of the vhost, found the way lws_process_ws_upgrade() finds it (no
+ * header: the vhost default, "quotecast"). *@publisher when it is the publisher one. -1 when
+ * it is none of ours: the list is malformed, names nothing we serve (lws would drop the
+ * connection unanswered), or names an internal protocol ("http", "quotecast-pg").
+ */
+static int subprotocol(struct lws *wsi, bool *publisher)
+{
+	const struct lws_protocols *p = NULL;
+	struct lws_tokenize ts;
+	lws_tokenize_elem e;
+	char buf[128], name[64];
+	int n;
+
+	*publisher = false;
+	n = lws_hdr_copy(wsi, buf, sizeof(buf) - 1, WSI_TOKEN_PROTOCOL);
+	if (n < 0)
+		return -1;
+	if (!n)
+		return 0;
+	lws_tokenize_init(&ts, buf,
+	                  LWS_TOKENIZE_F_COMMA_SEP_LIST | LWS_TOKENIZE_F_MINUS_NONTERM |
+	                      LWS_TOKENIZE_F_DOT_NONTERM | LWS_TOKENIZE_F_RFC7230_DELIMS);
+	ts.len = (size_t)n;
+	do {
+		e = lws_tokenize(&ts);
+		if (e == LWS_TOKZE_TOKEN) {
+			if (lws_tokenize_cstr(&ts, name, sizeof(name)))
+				return -1;
+			p = lws_vhost_name_to_protocol(lws_get_vhost(wsi), name);
+			if (p)
+				break;
+		} else if (e != LWS_TOKZE_DELIMITER && e != LWS_TOKZE_ENDED) {
+			return -1;
+		}
+	} while (e > 0);
+	if (!p)
+		return -1;
+	if (!strcmp(p->name, QC_PUBLISHER_PROTOCOL)) {
+		*publisher = true;
+		return 0;
+	}
+	return strcmp(p->name, "quotecast") ? -1 : 0;
+}
+
 int qc_http_confirm_upgrade(struct lws *wsi)
 {
 	struct qc_server *srv = qc_server_get(wsi);
 	char uri[128], arg[QC_TOKEN_ARG_MAX + 1];
-	bool sio;
+	bool sio, publisher = false;
+	uint32_t roles = 0;
 	int ret;
 
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
@@ -591,6 +638,18 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 	}
 	if (sio && sio_gate(wsi, srv))
 		return 1;
+	if (subprotocol(wsi, &publisher)) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_BAD_REQUEST,
+		            "subprotocol: quotecast (the default) or quotecast-publisher");
+		return 1;
+	}
+	if (publisher && sio) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_BAD_REQUEST,
+		            "the quotecast-publisher subprotocol is for /ws");
+		return 1;
+	}
 	/* Socket.IO clients present their token in the CONNECT packet (ws.c) */
 	if (srv->cfg->auth_mode == QC_AUTH_JWT && !sio) {
 		struct qc_identity id;
@@ -601,6 +660,27 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 			respond_err(wsi, QC_E_UNAUTHORIZED, why);
 			return 1;
 		}
+		roles = id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0;
+	} else if (!sio && qc_http_arg(wsi, "roles=", arg, sizeof(arg))) {
+		roles = qc_ws_parse_roles(arg + 6);
+	}
+	/*
+	 * The publisher subprotocol reads in 1 MiB gulps and its slots are few: only publishers
+	 * get one, and that is decided here, before a slot is taken.
+	 */
+	if (publisher && !(roles & QC_ROLE_PUBLISHER)) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_FORBIDDEN,
+		            "the quotecast-publisher subprotocol needs role publisher");
+		return 1;
+	}
+	if (publisher && srv->publishers >= srv->cfg->limits.max_publishers) {
+		qc_hub_reject(srv->hub);
+		qc_hub_refused(srv->hub, QC_LIM_PUBLISHERS);
+		respond_json(
+		    wsi, 503,
+		    qc_codec_http_error(QC_E_UNAVAILABLE, "limits.max_publishers reached"));
+		return 1;
 	}
 	/* every upgraded socket counts: Socket.IO handshakes (not in the hub yet) too */
 	ret = qc_hub_admit(srv->hub, srv->nhandshakes);

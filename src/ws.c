@@ -137,8 +137,7 @@ static uint32_t role_bit(const char *name, size_t n)
 	return 0;
 }
 
-/* A comma-separated role list. */
-static uint32_t parse_roles(const char *list)
+uint32_t qc_ws_parse_roles(const char *list)
 {
 	uint32_t roles = 0;
 
@@ -167,7 +166,7 @@ static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 			/* the length was checked in qc_http_confirm_upgrade() */
 			snprintf(c->user_id, sizeof(c->user_id), "%.*s", QC_USER_ID_MAX, arg + 8);
 		} else if (!strncmp(arg, "roles=", 6) && srv->cfg->auth_mode == QC_AUTH_NONE) {
-			c->roles = parse_roles(arg + 6);
+			c->roles = qc_ws_parse_roles(arg + 6);
 		} else if (!strcmp(arg, "batch=1")) {
 			c->batch = 1;
 		}
@@ -291,7 +290,7 @@ static int sio_identify(const struct qc_config *cfg, struct qc_conn *c, json_t *
 	}
 	v = json_object_get(auth, "roles");
 	if (json_is_string(v)) {
-		c->roles = parse_roles(json_string_value(v));
+		c->roles = qc_ws_parse_roles(json_string_value(v));
 	} else if (json_is_array(v)) {
 		json_array_foreach (v, i, r) {
 			if (!json_is_string(r))
@@ -653,10 +652,9 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		pss->wsi = wsi;
 		pss->sio = qc_http_is_sio(wsi);
 		if (is_publisher(wsi)) {
-			/* each holds a big read buffer: their number is bounded */
-			if (srv->publishers >= QC_PUBLISHERS_MAX) {
-				lwsl_warn("quotecast: publisher connection refused: %d open\n",
-				          QC_PUBLISHERS_MAX);
+			/* the role and the free slot were checked at CONFIRM_UPGRADE: here we count
+			 */
+			if (srv->publishers >= srv->cfg->limits.max_publishers) {
 				qc_hub_reject(srv->hub);
 				qc_hub_refused(srv->hub, QC_LIM_PUBLISHERS);
 				return -1;

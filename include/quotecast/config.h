@@ -71,6 +71,7 @@ struct qc_config {
 		uint64_t max_send_queue_bytes; /* 4194304 */
 		uint32_t max_bad_messages;     /* 10 */
 		uint32_t max_connections;      /* 100000 */
+		uint32_t max_publishers;       /* 64 on the publisher subprotocol (1 MiB reads) */
 	} limits;
 
 	struct {

@@ -14,10 +14,12 @@
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
 
-/* The subprotocol of publisher connections, their read size, and how many may exist. */
+/*
+ * The subprotocol of publisher connections (role publisher only, at most
+ * limits.max_publishers), and their read size.
+ */
 #define QC_PUBLISHER_PROTOCOL "quotecast-publisher"
 #define QC_PUBLISHER_RX       (1024 * 1024)
-#define QC_PUBLISHERS_MAX     64
 
 /*
  * Query parameters of an upgrade: "token=" and a JWT as long as one in the Authorization
@@ -72,6 +74,8 @@ void qc_server_conn_gone(struct qc_server *srv);
 size_t qc_ws_pss_size(void);
 /** qc_ws_stop_handshakes() - at shutdown: close Socket.IO handshakes with 1001. */
 void qc_ws_stop_handshakes(struct qc_server *srv);
+/** qc_ws_parse_roles() - QC_ROLE_* bits of a comma-separated list ("admin,publisher"). */
+uint32_t qc_ws_parse_roles(const char *list);
 /** qc_ws_forget() - drop a closing connection from the flush list. */
 void qc_ws_forget(struct qc_server *srv, struct qc_conn *c);
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

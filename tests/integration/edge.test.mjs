@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import {
 	test, after, startServer, stopServer, connect, openWs, getStats, closeAllClients,
-	rawHandshake, parseServerFrames, sleep, withTimeout,
+	rawHandshake, parseServerFrames, sleep, withTimeout, WebSocket,
 } from './lib/harness.mjs';
 import { rawSio, closeAllSio } from './lib/sio.mjs';
 import { TEST_SECRET, signJwt, nowS } from './lib/jwt.mjs';
@@ -406,3 +406,92 @@ async function waitForUpgrade(server, query) {
 	}
 	throw new Error('no slot freed');
 }
+
+/*
+ * openProto() - a WebSocket upgrade asking for the subprotocols @protocols. Resolves {ws,
+ * protocol} when accepted (the caller closes ws), {status, body} when refused.
+ */
+function openProto(server, { path = '/ws', query = {}, protocols = [], headers = {} } = {}) {
+	return new Promise((resolve, reject) => {
+		const ws = new WebSocket(server.wsUrl(path, query), protocols, { headers,
+			handshakeTimeout: 5000 });
+		ws.once('open', () => resolve({ ws, protocol: ws.protocol }));
+		ws.once('unexpected-response', (req, res) => {
+			const parts = [];
+			res.on('data', (d) => parts.push(d));
+			res.on('end', () => {
+				req.destroy();
+				resolve({ status: res.statusCode, body: Buffer.concat(parts).toString() });
+			});
+		});
+		ws.once('error', reject);
+	});
+}
+
+test('the quotecast-publisher subprotocol is given to role publisher only, at most ' +
+	'limits.max_publishers of them; refusals at the upgrade say why', async () => {
+	const server = await start({ label: 'publisher-role',
+		env: { QUOTECAST_LIMITS_MAX_PUBLISHERS: '2' } });
+	const pub = (query) => openProto(server, { query, protocols: ['quotecast-publisher'] });
+	/* anyone without the role: 403 with the reason, before a slot is taken */
+	for (const query of [{ user_id: 'nobody' }, { user_id: 'nobody', roles: 'admin' },
+		{ user_id: 'nobody', roles: 'publishers' }]) {
+		const r = await pub(query);
+		assert.equal(r.status, 403, JSON.stringify(query));
+		assert.deepEqual(JSON.parse(r.body).error, { code: 'FORBIDDEN',
+			message: 'the quotecast-publisher subprotocol needs role publisher' });
+	}
+	/* publishers get it, up to the limit */
+	const a = await pub({ user_id: 'feed-a', roles: 'publisher' });
+	assert.equal(a.protocol, 'quotecast-publisher');
+	const b = await pub({ user_id: 'feed-b', roles: 'admin,publisher' });
+	assert.equal(b.protocol, 'quotecast-publisher');
+	const c = await pub({ user_id: 'feed-c', roles: 'publisher' });
+	assert.equal(c.status, 503);
+	assert.equal(JSON.parse(c.body).error.message, 'limits.max_publishers reached');
+	/* other connections are not affected */
+	const plain = await openProto(server, { query: { user_id: 'reader' } });
+	assert.equal(plain.protocol, '');
+	const named = await openProto(server, { query: { user_id: 'reader' },
+		protocols: ['unknown-one', 'quotecast'] });
+	assert.equal(named.protocol, 'quotecast');
+	/* internal or unknown protocol names, and the publisher one on /socket.io/: 400 */
+	for (const protocols of [['quotecast-pg'], ['http'], ['nothing-we-serve']]) {
+		const r = await openProto(server, { query: { user_id: 'x', roles: 'publisher' },
+			protocols });
+		assert.equal(r.status, 400, `${protocols}: ${r.body}`);
+	}
+	const s = await openProto(server, { path: '/socket.io/',
+		query: { EIO: 4, transport: 'websocket' }, protocols: ['quotecast-publisher'] });
+	assert.equal(s.status, 400);
+	const st = await getStats(server);
+	assert.equal(st.limits.refused['limits.max_publishers'], 1);
+	assert.equal(st.connections.rejected_total, 8);
+	/* a slot frees when a publisher leaves */
+	a.ws.terminate();
+	for (let i = 0; ; i++) {
+		const again = await pub({ user_id: 'feed-c', roles: 'publisher' });
+		if (again.ws) {
+			again.ws.close();
+			break;
+		}
+		assert.ok(i < 50, 'the slot was not freed');
+		await sleep(50);
+	}
+	for (const x of [b, plain, named])
+		x.ws.close();
+	await stop(server);
+});
+
+test('auth mode jwt: the publisher subprotocol needs the role in the token', async () => {
+	const server = await start({ label: 'publisher-jwt', env: jwtEnv });
+	const tok = (roles) => signJwt({ sub: 'feed', roles, exp: nowS() + 60 });
+	let r = await openProto(server, { query: { token: tok([]), roles: 'publisher' },
+		protocols: ['quotecast-publisher'] });
+	assert.equal(r.status, 403, r.body);
+	r = await openProto(server, { protocols: ['quotecast-publisher'],
+		headers: { authorization: `Bearer ${tok(['publisher'])}` } });
+	assert.equal(r.protocol, 'quotecast-publisher');
+	r.ws.close();
+	await stop(server);
+});
