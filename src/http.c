@@ -97,7 +97,11 @@ static int done(struct lws *wsi, int wrote)
 
 static void too_large(struct lws *wsi)
 {
-	respond_err(wsi, QC_E_TOO_LARGE, "body over limits.max_http_body_bytes");
+	struct qc_http_pss *pss = lws_wsi_user(wsi);
+
+	respond_err(wsi, QC_E_TOO_LARGE,
+	            pss && pss->route == R_PUBLISH ? "body over limits.publisher_max_message_bytes"
+	                                           : "body over limits.max_http_body_bytes");
 }
 
 /*
@@ -419,7 +423,11 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 			return done(wsi, respond_err(wsi, QC_E_UNAUTHORIZED,
 			                             publish ? "publish token required"
 			                                     : "admin token required"));
-		pss->limit = srv->cfg->limits.max_http_body_bytes;
+		/* a publisher's batch of 10,000 ticks is over 1 MiB: publishers have their own
+		 * bound */
+		pss->limit = publish ? srv->cfg->limits.publisher_max_message_bytes
+		                     : srv->cfg->limits.max_http_body_bytes;
+		pss->route = publish ? R_PUBLISH : R_BROADCAST;
 		clen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
 		if (clen > 0) {
 			char v[32];
@@ -431,7 +439,6 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 				return -1;
 			}
 		}
-		pss->route = publish ? R_PUBLISH : R_BROADCAST;
 		return 0; /* the body follows in LWS_CALLBACK_HTTP_BODY */
 	}
 	return done(wsi, respond_err(wsi, QC_E_NOT_FOUND, "no such endpoint"));

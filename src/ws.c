@@ -435,7 +435,9 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss
 	struct qc_conn *c = pss->c;
 	size_t remaining = lws_remaining_packet_payload(wsi);
 	bool complete = lws_is_final_fragment(wsi) && !remaining;
-	size_t max = srv->cfg->limits.max_message_bytes;
+	/* publishers (role publisher) send batches of up to 10,000 ticks: their own bound */
+	size_t max = c->roles & QC_ROLE_PUBLISHER ? srv->cfg->limits.publisher_max_message_bytes
+	                                          : srv->cfg->limits.max_message_bytes;
 	unsigned char *grown;
 
 	if (c->closing)

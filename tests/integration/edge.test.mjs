@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import {
-	test, after, startServer, stopServer, connect, openWs, getStats, closeAllClients,
+	test, after, startServer, stopServer, connect, openWs, getStats, closeAllClients, httpRequest,
 	rawHandshake, parseServerFrames, sleep, withTimeout, WebSocket,
 } from './lib/harness.mjs';
 import { rawSio, closeAllSio } from './lib/sio.mjs';
@@ -493,5 +493,107 @@ test('auth mode jwt: the publisher subprotocol needs the role in the token', asy
 		headers: { authorization: `Bearer ${tok(['publisher'])}` } });
 	assert.equal(r.protocol, 'quotecast-publisher');
 	r.ws.close();
+	await stop(server);
+});
+
+test('default settings: a publisher on the publisher subprotocol sends 1,000 ticks/s for 2 s ' +
+	'and a 10,000-tick batch, all accepted; 10,000 ticks over HTTP too', { timeout: 60000 },
+async () => {
+	const server = await start({ label: 'publisher-limits' });
+	const r = await openProto(server, { query: { user_id: 'feed', roles: 'publisher' },
+		protocols: ['quotecast-publisher'] });
+	assert.equal(r.protocol, 'quotecast-publisher');
+	const ws = r.ws;
+	const answers = [];
+	let closed = null;
+	ws.on('message', (d) => {
+		const m = JSON.parse(d.toString());
+		if (m.type === 'response' || m.type === 'error')
+			answers.push(m);
+	});
+	ws.on('close', (code) => {
+		closed = code;
+	});
+	const sym = `FEED${process.pid}`;
+	const s0 = (await getStats(server)).streaming.total_messages;
+
+	/* 1,000 ticks a second: 10 every 10 ms, for 2 s */
+	let n = 0;
+	const t0 = Date.now();
+	while (n < 2000) {
+		for (let i = 0; i < 10; i++, n++)
+			ws.send(JSON.stringify({ type: 'request', request_id: `t${n}`,
+				action: 'publish_market_data', payload: JSON.parse(tickJson(sym, n)) }));
+		const due = t0 + (n / 1000) * 1000;
+		if (due > Date.now())
+			await sleep(due - Date.now());
+	}
+	for (let i = 0; answers.length < 2000 && closed === null && i < 200; i++)
+		await sleep(50);
+	assert.equal(closed, null, `the publisher was closed (${closed})`);
+	const failed = answers.filter((m) => m.success !== true);
+	assert.equal(failed.length, 0, JSON.stringify(failed.slice(0, 3)));
+	assert.equal(answers.length, 2000);
+	assert.equal((await getStats(server)).streaming.total_messages - s0, 2000);
+
+	/* one batch of 10,000 ticks (~700 KB) over the WebSocket */
+	const batch = Array.from({ length: 10000 }, (_, i) => JSON.parse(tickJson(`${sym}B`, i)));
+	const text = JSON.stringify({ type: 'request', request_id: 'big', action:
+		'publish_market_data', payload: { ticks: batch } });
+	assert.ok(text.length > 600000, `${text.length} bytes`);
+	ws.send(text);
+	for (let i = 0; !answers.some((m) => m.request_id === 'big') && closed === null &&
+		i < 200; i++)
+		await sleep(50);
+	assert.equal(closed, null, `closed with ${closed} after the batch`);
+	const big = answers.find((m) => m.request_id === 'big');
+	assert.deepEqual(big?.data, { accepted: 10000, duplicates: 0, stale: 0 },
+		JSON.stringify(big));
+	ws.close();
+
+	/* over HTTP: 10,000 ticks of the SPEC's own shape, over 1 MiB */
+	const body = JSON.stringify(Array.from({ length: 10000 }, (_, i) => ({
+		symbol: '600519', data: { price: 1850.5 + i, volume: 1000 + i },
+		message_id: `m${i}`, version: i + 1, timestamp: 1699267202000 + i })));
+	assert.ok(body.length > 1048576, `${body.length} bytes`);
+	const h = await httpRequest(server, 'POST', '/api/publish', { body, timeoutMs: 20000 });
+	assert.equal(h.status, 200, h.text);
+	assert.deepEqual(h.json, { accepted: 10000, duplicates: 0, stale: 0 });
+	assert.equal((await getStats(server)).streaming.total_messages - s0, 22000);
+	await stop(server);
+});
+
+test('publishers have their own limits when set: limits.publisher_rate_per_s and ' +
+	'limits.publisher_max_message_bytes', async () => {
+	const server = await start({ label: 'publisher-limits-set', env: {
+		QUOTECAST_LIMITS_PUBLISHER_RATE_PER_S: '5',
+		QUOTECAST_LIMITS_RATE_BURST: '5',
+		QUOTECAST_LIMITS_PUBLISHER_MAX_MESSAGE_BYTES: '100000',
+	} });
+	const feed = await connect(server, { query: { user_id: 'feed', roles: 'publisher' } });
+	for (let i = 0; i < 8; i++)
+		feed.send({ type: 'ping', timestamp: i });
+	const got = [];
+	for (let i = 0; i < 8; i++)
+		got.push(await feed.next((m) => m.type === 'pong' || m.type === 'error'));
+	/* a bucket of 5 (and a refill of 5 a second) */
+	assert.ok(got.filter((m) => m.error?.code === 'RATE_LIMITED').length >= 2,
+		JSON.stringify(got));
+	assert.ok((await getStats(server)).limits.refused['limits.publisher_rate_per_s'] >= 1);
+	await feed.close();
+	/* over publisher_max_message_bytes: 1009; a subscriber keeps the 64 KiB bound */
+	const big = await connect(server, { query: { user_id: 'feed2', roles: 'publisher' } });
+	big.sendRaw(JSON.stringify({ type: 'ping', pad: 'x'.repeat(90000) }));
+	assert.equal((await big.next({ type: 'pong' })).type, 'pong');
+	big.sendRaw(JSON.stringify({ type: 'ping', pad: 'x'.repeat(110000) }));
+	assert.equal((await big.closed()).code, 1009);
+	const sub = await connect(server, { query: { user_id: 'reader' } });
+	sub.sendRaw(JSON.stringify({ type: 'ping', pad: 'x'.repeat(70000) }));
+	assert.equal((await sub.closed()).code, 1009);
+	/* POST /api/publish: the publishers' bound too */
+	const body = JSON.stringify({ symbol: 'X', data: { pad: 'y'.repeat(120000) } });
+	const h = await httpRequest(server, 'POST', '/api/publish', { body });
+	assert.equal(h.status, 413, h.text);
+	assert.match(h.json.error.message, /limits\.publisher_max_message_bytes/);
 	await stop(server);
 });

@@ -177,6 +177,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.limits.max_bad_messages, 10);
 	assert_int_equal(c.limits.max_connections, 100000);
 	assert_int_equal(c.limits.max_publishers, 64);
+	assert_int_equal(c.limits.publisher_rate_per_s, 0);
+	assert_int_equal(c.limits.publisher_max_message_bytes, 16777216);
 	assert_int_equal(c.streams.buffer_size, 1000);
 	assert_int_equal(c.streams.dedup_window, 1024);
 	assert_int_equal(c.streams.max_symbols, 10000);
@@ -699,7 +701,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 49);
+	assert_int_equal(json_object_size(defaults), 51);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);
