@@ -111,6 +111,8 @@ static const struct key keys[] = {
     U64("limits.max_send_queue_bytes", limits.max_send_queue_bytes, 1, TIB, "4194304"),
     U32("limits.max_bad_messages", limits.max_bad_messages, 1, 1000000, "10"),
     U32("limits.max_connections", limits.max_connections, 1, 10000000, "100000"),
+    U32("limits.max_connections_per_user", limits.max_connections_per_user, 0, 10000000, "100"),
+    U32("limits.max_connections_per_ip", limits.max_connections_per_ip, 0, 10000000, "1000"),
     U32("limits.max_publishers", limits.max_publishers, 1, 10000, "64"),
     U32("limits.publisher_rate_per_s", limits.publisher_rate_per_s, 0, 10000000, "0"),
     U32("limits.publisher_max_message_bytes", limits.publisher_max_message_bytes, 256, 268435456,

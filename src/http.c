@@ -610,10 +610,28 @@ static int subprotocol(struct lws *wsi, bool *publisher)
 	return strcmp(p->name, "quotecast") ? -1 : 0;
 }
 
+/*
+ * Does @key already hold @max (0: no bound) connections in @t? Then the upgrade is refused
+ * with 429 naming the limit @l, and counted.
+ */
+static bool over(struct lws *wsi, struct qc_server *srv, const struct qc_tally *t, const char *key,
+                 uint32_t max, enum qc_limit l)
+{
+	char msg[96];
+
+	if (!max || qc_tally_count(t, key) < max)
+		return false;
+	qc_hub_reject(srv->hub);
+	qc_hub_refused(srv->hub, l);
+	snprintf(msg, sizeof(msg), "%s reached", qc_limit_name(l));
+	respond_json(wsi, 429, qc_codec_http_error(QC_E_LIMIT_EXCEEDED, msg));
+	return true;
+}
+
 int qc_http_confirm_upgrade(struct lws *wsi)
 {
 	struct qc_server *srv = qc_server_get(wsi);
-	char uri[128], arg[QC_TOKEN_ARG_MAX + 1];
+	char uri[128], arg[QC_TOKEN_ARG_MAX + 1], user[QC_USER_ID_MAX + 1] = "", ip[64];
 	bool sio, publisher = false;
 	uint32_t roles = 0;
 	int ret;
@@ -668,8 +686,12 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 			return 1;
 		}
 		roles = id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0;
-	} else if (!sio && qc_http_arg(wsi, "roles=", arg, sizeof(arg))) {
-		roles = qc_ws_parse_roles(arg + 6);
+		memcpy(user, id.user_id, sizeof(user));
+	} else if (!sio) {
+		if (qc_http_arg(wsi, "roles=", arg, sizeof(arg)))
+			roles = qc_ws_parse_roles(arg + 6);
+		if (qc_http_arg(wsi, "user_id=", arg, sizeof(arg)))
+			snprintf(user, sizeof(user), "%.*s", QC_USER_ID_MAX, arg + 8);
 	}
 	/*
 	 * The publisher subprotocol reads in 1 MiB gulps and its slots are few: only publishers
@@ -689,6 +711,16 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 		    qc_codec_http_error(QC_E_UNAVAILABLE, "limits.max_publishers reached"));
 		return 1;
 	}
+	/*
+	 * Per source address and per user (ws.c counts them at ESTABLISHED, in the same pass).
+	 * A Socket.IO connection names its user in the CONNECT: ws.c checks that bound there.
+	 */
+	if (over(wsi, srv, &srv->by_ip, qc_ws_peer(wsi, ip, sizeof(ip)),
+	         srv->cfg->limits.max_connections_per_ip, QC_LIM_CONNECTIONS_PER_IP))
+		return 1;
+	if (user[0] && over(wsi, srv, &srv->by_user, user,
+	                    srv->cfg->limits.max_connections_per_user, QC_LIM_CONNECTIONS_PER_USER))
+		return 1;
 	/* every upgraded socket counts: Socket.IO handshakes (not in the hub yet) too */
 	ret = qc_hub_admit(srv->hub, srv->nhandshakes);
 	if (ret) {

@@ -46,6 +46,8 @@ struct ws_pss {
 	const char *close_why;              /* the close reason when not close_text()'s ... */
 	uint16_t close_why_code;            /* ... for a close with this code */
 	lws_usec_t valid_us;                /* when lws last heard that the peer is alive */
+	struct qc_tally_entry *by_ip;       /* counted in srv->by_ip from ESTABLISHED ... */
+	struct qc_tally_entry *by_user;     /* ... in srv->by_user once the user is named */
 	uint8_t publisher;                  /* counted in srv->publishers */
 	uint8_t sio;                        /* on /socket.io/ */
 	uint8_t sio_waiting;                /* no Socket.IO CONNECT yet: c is not in the hub */
@@ -61,6 +63,16 @@ static void handshake_done(struct qc_server *srv, struct ws_pss *pss)
 	DL_DELETE2(srv->handshakes, pss, hs_prev, hs_next);
 	srv->nhandshakes--;
 	pss->sio_waiting = 0;
+}
+
+/*
+ * Count @pss's connection against limits.max_connections_per_user (checked at the upgrade,
+ * or at the Socket.IO CONNECT). Out of memory only loses the count of this one connection.
+ */
+static void count_user(struct qc_server *srv, struct ws_pss *pss)
+{
+	if (!pss->by_user)
+		pss->by_user = qc_tally_take(&srv->by_user, pss->c->user_id);
 }
 
 /*
@@ -321,6 +333,8 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 	struct qc_conn *c = pss->c;
 	const char *why = NULL;
 	char msg[256];
+	uint32_t limit;
+	bool named;
 	int ret;
 
 	if (sio_identify(srv->cfg, c, auth, &why)) {
@@ -343,11 +357,25 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 		sio_refuse(srv, pss, "unavailable: shutting down", 1001, NULL);
 		return;
 	}
+	/* the user is named now (auth.token or auth.user_id): its bound holds here */
+	limit = srv->cfg->limits.max_connections_per_user;
+	if (c->user_id[0] && limit && qc_tally_count(&srv->by_user, c->user_id) >= limit) {
+		qc_hub_reject(srv->hub);
+		qc_hub_refused(srv->hub, QC_LIM_CONNECTIONS_PER_USER);
+		sio_refuse(srv, pss, "unavailable: limits.max_connections_per_user reached", 1008,
+		           "limits.max_connections_per_user reached");
+		return;
+	}
+	named = c->user_id[0];
 	lws_sul_cancel(&pss->sul_connect);
 	handshake_done(srv, pss);
 	c->bad_messages = 0;
-	if (qc_hub_open(srv->hub, c))
+	if (qc_hub_open(srv->hub, c)) {
 		close_with(srv, pss, 1011, NULL, QC_CLOSE_NOW);
+		return;
+	}
+	if (named)
+		count_user(srv, pss);
 }
 
 /*
@@ -557,8 +585,18 @@ static int identify(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 	return 0;
 }
 
-/* A fresh connection record, or the suspended one that ?resume= names (then @c is freed). */
-static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
+const char *qc_ws_peer(struct lws *wsi, char *buf, size_t len)
+{
+	if (!lws_get_peer_simple(wsi, buf, len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+/*
+ * A fresh connection record, or the suspended one that ?resume= names (then @c is freed).
+ * *@named: the upgrade named the user (a JWT, ?user_id=); an anonymous one is its own user.
+ */
+static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv, bool *named)
 {
 	struct qc_conn *c = calloc(1, sizeof(*c)), *old;
 	char arg[QC_ARG_MAX + 1]; /* the upgrade gate refused longer query parameters */
@@ -570,6 +608,7 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
 		free(c);
 		return NULL;
 	}
+	*named = c->user_id[0];
 	token = qc_http_arg(wsi, "resume=", arg, sizeof(arg));
 	if (token && token[0]) {
 		old = qc_hub_resume(srv->hub, token, c->user_id, c->roles, wsi);
@@ -666,13 +705,21 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		}
 		return 0;
 
-	case LWS_CALLBACK_ESTABLISHED:
-		pss->c = pss->sio ? establish_sio(wsi, srv, pss) : establish(wsi, srv);
+	case LWS_CALLBACK_ESTABLISHED: {
+		char ip[64];
+		bool named = false;
+
+		/* checked at CONFIRM_UPGRADE; given back at CLOSED, which follows ESTABLISHED */
+		pss->by_ip = qc_tally_take(&srv->by_ip, qc_ws_peer(wsi, ip, sizeof(ip)));
+		pss->c = pss->sio ? establish_sio(wsi, srv, pss) : establish(wsi, srv, &named);
 		if (!pss->c) {
 			send_close(wsi, srv, 1011, NULL);
 			return -1;
 		}
+		if (named)
+			count_user(srv, pss);
 		return 0;
+	}
 
 	case LWS_CALLBACK_RECEIVE:
 		if (!c || !c->transport)
@@ -688,6 +735,8 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	case LWS_CALLBACK_CLOSED:
 		lws_sul_cancel(&pss->sul_connect);
 		handshake_done(srv, pss);
+		qc_tally_put(&srv->by_ip, &pss->by_ip);
+		qc_tally_put(&srv->by_user, &pss->by_user);
 		if (pss->publisher) {
 			srv->publishers--;
 			pss->publisher = 0;

@@ -13,6 +13,7 @@
 #include "quotecast/config.h"
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
+#include "quotecast/tally.h"
 
 /*
  * The subprotocol of publisher connections (role publisher only, at most
@@ -53,7 +54,9 @@ struct qc_server {
 	struct qc_conn *dirty;     /* connections whose new output is written by the next flush */
 	struct ws_pss *handshakes; /* Socket.IO connections before their CONNECT (not in the hub) */
 	uint32_t nhandshakes;
-	uint32_t publishers; /* connections on the publisher subprotocol */
+	uint32_t publishers;     /* connections on the publisher subprotocol */
+	struct qc_tally by_ip;   /* upgraded connections per source address */
+	struct qc_tally by_user; /* connections per named user */
 	uint64_t watchdog_usec;
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };
@@ -76,6 +79,8 @@ size_t qc_ws_pss_size(void);
 void qc_ws_stop_handshakes(struct qc_server *srv);
 /** qc_ws_parse_roles() - QC_ROLE_* bits of a comma-separated list ("admin,publisher"). */
 uint32_t qc_ws_parse_roles(const char *list);
+/** qc_ws_peer() - the source address of @wsi as text into @buf ("?" when unknown); @buf. */
+const char *qc_ws_peer(struct lws *wsi, char *buf, size_t len);
 /** qc_ws_forget() - drop a closing connection from the flush list. */
 void qc_ws_forget(struct qc_server *srv, struct qc_conn *c);
 int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

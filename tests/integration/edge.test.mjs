@@ -597,3 +597,67 @@ test('publishers have their own limits when set: limits.publisher_rate_per_s and
 	assert.match(h.json.error.message, /limits\.publisher_max_message_bytes/);
 	await stop(server);
 });
+
+test('limits.max_connections_per_user: the user named at the upgrade (or at the Socket.IO ' +
+	'CONNECT) holds at most that many; anonymous ones are their own users', async () => {
+	const server = await start({ label: 'per-user',
+		env: { QUOTECAST_LIMITS_MAX_CONNECTIONS_PER_USER: '2' } });
+	const a1 = await connect(server, { query: { user_id: 'alice' } });
+	const a2 = await connect(server, { query: { user_id: 'alice' } });
+	const r = await openWs(server, { query: { user_id: 'alice' } });
+	assert.equal(r.status, 429, r.body);
+	assert.deepEqual(JSON.parse(r.body).error, { code: 'LIMIT_EXCEEDED',
+		message: 'limits.max_connections_per_user reached' });
+	/* others are not affected; anonymous connections are each their own user */
+	const b = await connect(server, { query: { user_id: 'bob' } });
+	const anon = await Promise.all([1, 2, 3].map(() => connect(server)));
+	/* a Socket.IO CONNECT naming alice is refused; its handshake did not count as alice */
+	const s = await rawSio(server);
+	await s.next(/^0\{/);
+	s.send('40{"user_id":"alice"}');
+	assert.equal(await s.next(/^44/),
+		'44{"message":"unavailable: limits.max_connections_per_user reached"}');
+	assert.deepEqual(await s.closed(), { code: 1008,
+		reason: 'limits.max_connections_per_user reached' });
+	const st = await getStats(server);
+	assert.equal(st.limits.refused['limits.max_connections_per_user'], 2);
+	/* Socket.IO connections count toward the user too */
+	await a2.close();
+	const s2 = await rawSio(server);
+	await s2.next(/^0\{/);
+	s2.send('40{"user_id":"alice"}');
+	await s2.next(/^40\{"sid"/);
+	assert.equal((await openWs(server, { query: { user_id: 'alice' } })).status, 429);
+	s2.close();
+	for (const c of [a1, b, ...anon])
+		await c.close();
+	await stop(server);
+});
+
+test('limits.max_connections_per_ip: every upgraded socket of an address counts (loopback ' +
+	'too); HTTP is still served', async () => {
+	const server = await start({ label: 'per-ip',
+		env: { QUOTECAST_LIMITS_MAX_CONNECTIONS_PER_IP: '3' } });
+	const c1 = await connect(server, { query: { user_id: 'one' } });
+	const c2 = await connect(server);
+	const s = await rawSio(server); /* a handshake counts from the upgrade */
+	await s.next(/^0\{/);
+	for (const query of [{ user_id: 'four' }, {}]) {
+		const r = await openWs(server, { query });
+		assert.equal(r.status, 429, r.body);
+		assert.equal(JSON.parse(r.body).error.message, 'limits.max_connections_per_ip reached');
+	}
+	const r2 = await openWs(server, { path: '/socket.io/',
+		query: { EIO: 4, transport: 'websocket' } });
+	assert.equal(r2.status, 429);
+	const st = await getStats(server);
+	assert.equal(st.limits.refused['limits.max_connections_per_ip'], 3);
+	assert.equal(st.connections.rejected_total, 3);
+	/* a slot frees when one leaves */
+	s.close();
+	const c3 = await waitForUpgrade(server, { user_id: 'three' });
+	c3.terminate();
+	await c1.close();
+	await c2.close();
+	await stop(server);
+});
