@@ -113,6 +113,7 @@ static const struct key keys[] = {
     U32("limits.max_connections", limits.max_connections, 1, 10000000, "100000"),
     U32("limits.max_connections_per_user", limits.max_connections_per_user, 0, 10000000, "100"),
     U32("limits.max_connections_per_ip", limits.max_connections_per_ip, 0, 10000000, "1000"),
+    U32("limits.max_http_connections", limits.max_http_connections, 1, 10000000, "10000"),
     U32("limits.max_publishers", limits.max_publishers, 1, 10000, "64"),
     U32("limits.publisher_rate_per_s", limits.publisher_rate_per_s, 0, 10000000, "0"),
     U32("limits.publisher_max_message_bytes", limits.publisher_max_message_bytes, 256, 268435456,

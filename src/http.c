@@ -29,6 +29,84 @@ struct qc_http_pss {
 	struct qc_chunked dec;
 };
 
+/*
+ * An accepted TCP connection that is not a WebSocket (yet): counted from its accept to its
+ * upgrade or its end. Kept in a table by wsi, because lws tells of its end (WSI_DESTROY) with
+ * no per-session data we could mark: one may not exist yet.
+ */
+struct qc_http_sock {
+	struct lws *wsi;
+	struct qc_tally_entry *ip;
+	UT_hash_handle hh;
+};
+
+int qc_http_accepted(struct lws *wsi)
+{
+	struct qc_server *srv = qc_server_get(wsi);
+	const struct qc_config *cfg = srv->cfg;
+	struct qc_http_sock *hs;
+	enum qc_limit l;
+	char ip[64];
+
+	qc_ws_peer(wsi, ip, sizeof(ip));
+	if (srv->nhttp >= cfg->limits.max_http_connections)
+		l = QC_LIM_HTTP_CONNECTIONS;
+	else if (cfg->limits.max_connections_per_ip &&
+	         qc_tally_count(&srv->http_by_ip, ip) >= cfg->limits.max_connections_per_ip)
+		l = QC_LIM_CONNECTIONS_PER_IP;
+	else
+		goto take;
+	/* before any request: there is nothing to answer, the socket is just closed */
+	qc_hub_reject(srv->hub);
+	qc_hub_refused(srv->hub, l);
+	return -1;
+
+take:
+	hs = calloc(1, sizeof(*hs));
+	if (!hs)
+		return -1;
+	hs->wsi = wsi;
+	hs->ip = qc_tally_take(&srv->http_by_ip, ip);
+	if (!hs->ip) {
+		free(hs);
+		return -1;
+	}
+	HASH_ADD_PTR(srv->http_socks, wsi, hs);
+	srv->nhttp++;
+	return 0;
+}
+
+static void http_sock_drop(struct qc_server *srv, struct qc_http_sock *hs)
+{
+	HASH_DEL(srv->http_socks, hs);
+	qc_tally_put(&srv->http_by_ip, &hs->ip);
+	srv->nhttp--;
+	free(hs);
+}
+
+/* @wsi is gone or upgraded: if it was counted as an HTTP connection, it is no longer. */
+static void http_sock_gone(struct qc_server *srv, struct lws *wsi)
+{
+	struct qc_http_sock *hs;
+
+	HASH_FIND_PTR(srv->http_socks, &wsi, hs);
+	if (hs)
+		http_sock_drop(srv, hs);
+}
+
+void qc_http_upgraded(struct lws *wsi)
+{
+	http_sock_gone(qc_server_get(wsi), wsi);
+}
+
+void qc_http_free(struct qc_server *srv)
+{
+	struct qc_http_sock *hs, *tmp;
+
+	HASH_ITER (hh, srv->http_socks, hs, tmp)
+		http_sock_drop(srv, hs);
+}
+
 size_t qc_http_pss_size(void)
 {
 	return sizeof(struct qc_http_pss);
@@ -753,6 +831,13 @@ int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		if (pss->chunked)
 			return -1;
 		return done(wsi, body_complete(wsi, srv, pss));
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		/* lws gives it to the vhost's default protocol ("quotecast", ws.c): not here */
+		return qc_http_accepted(wsi);
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* every wsi of the vhost ends here (protocols[0]); @user is not ours to read */
+		http_sock_gone(srv, wsi);
+		return 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (pss) {

@@ -149,6 +149,7 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_SUBSCRIPTIONS_TOTAL] = "subscriptions.max_total",
     [QC_LIM_ROOMS_TOTAL] = "rooms.max_total",
     [QC_LIM_PASSWORD_HASHES] = "rooms.password_hashes_per_s",
+    [QC_LIM_HTTP_CONNECTIONS] = "limits.max_http_connections",
 };
 
 const char *qc_limit_name(enum qc_limit l)

@@ -412,6 +412,8 @@ out:
 	the_server = NULL;
 	qc_hub_free(srv->hub);
 	qc_pg_free(srv->pg);
+	qc_http_free(srv);
+	qc_tally_free(&srv->http_by_ip);
 	qc_tally_free(&srv->by_ip);
 	qc_tally_free(&srv->by_user);
 	free(srv);

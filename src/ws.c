@@ -705,9 +705,15 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		}
 		return 0;
 
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		/* a new TCP connection: lws gives it to the default protocol, this one */
+		return qc_http_accepted(wsi);
+
 	case LWS_CALLBACK_ESTABLISHED: {
 		char ip[64];
 		bool named = false;
+
+		qc_http_upgraded(wsi);
 
 		/* checked at CONFIRM_UPGRADE; given back at CLOSED, which follows ESTABLISHED */
 		pss->by_ip = qc_tally_take(&srv->by_ip, qc_ws_peer(wsi, ip, sizeof(ip)));

@@ -58,6 +58,7 @@ enum qc_limit {
 	QC_LIM_SUBSCRIPTIONS_TOTAL,    /* subscriptions.max_total */
 	QC_LIM_ROOMS_TOTAL,            /* rooms.max_total */
 	QC_LIM_PASSWORD_HASHES,        /* rooms.password_hashes_per_s */
+	QC_LIM_HTTP_CONNECTIONS,       /* limits.max_http_connections */
 	QC_LIM__COUNT
 };
 

@@ -54,9 +54,12 @@ struct qc_server {
 	struct qc_conn *dirty;     /* connections whose new output is written by the next flush */
 	struct ws_pss *handshakes; /* Socket.IO connections before their CONNECT (not in the hub) */
 	uint32_t nhandshakes;
-	uint32_t publishers;     /* connections on the publisher subprotocol */
-	struct qc_tally by_ip;   /* upgraded connections per source address */
-	struct qc_tally by_user; /* connections per named user */
+	uint32_t publishers;             /* connections on the publisher subprotocol */
+	struct qc_http_sock *http_socks; /* accepted sockets not (yet) upgraded (http.c) */
+	uint32_t nhttp;
+	struct qc_tally http_by_ip; /* the same, per source address */
+	struct qc_tally by_ip;      /* upgraded connections per source address */
+	struct qc_tally by_user;    /* connections per named user */
 	uint64_t watchdog_usec;
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };
@@ -127,6 +130,19 @@ int qc_http_arg_at(struct lws *wsi, int i, char *buf, size_t len);
  * own lws_get_urlarg_by_name() stops at the first one).
  */
 const char *qc_http_arg(struct lws *wsi, const char *name, char *buf, size_t len);
+
+/**
+ * qc_http_accepted() - a TCP connection was accepted (SERVER_NEW_CLIENT_INSTANTIATED): count it
+ * as an HTTP connection, or refuse it (-1: lws closes it) past limits.max_http_connections or
+ * limits.max_connections_per_ip HTTP connections of its address. 0 when counted.
+ */
+int qc_http_accepted(struct lws *wsi);
+
+/** qc_http_upgraded() - @wsi became a WebSocket: it is no longer an HTTP connection. */
+void qc_http_upgraded(struct lws *wsi);
+
+/** qc_http_free() - at exit: forget the HTTP connections still counted. */
+void qc_http_free(struct qc_server *srv);
 
 /** qc_http_is_sio() - whether the upgrade request of @wsi is for /socket.io/ (Socket.IO). */
 bool qc_http_is_sio(struct lws *wsi);

@@ -661,3 +661,79 @@ test('limits.max_connections_per_ip: every upgraded socket of an address counts 
 	await c2.close();
 	await stop(server);
 });
+
+/* Open a TCP connection that sends nothing; resolves once connected, with .gone (a promise). */
+function idleSocket(server) {
+	return new Promise((resolve, reject) => {
+		const socket = net.connect({ host: server.host, port: server.port });
+		socket.gone = new Promise((r) => {
+			socket.on('close', () => r(true));
+		});
+		socket.on('error', () => {});
+		socket.once('connect', () => resolve(socket));
+		socket.once('error', reject);
+	});
+}
+
+/* Whether @socket is closed by the server within @ms. */
+async function closedWithin(socket, ms) {
+	return Promise.race([socket.gone, sleep(ms).then(() => false)]);
+}
+
+test('HTTP connections are bounded: limits.max_http_connections, and per address; ' +
+	'WebSocket connections do not count toward it', async () => {
+	const server = await start({ label: 'http-conns', env: {
+		QUOTECAST_LIMITS_MAX_HTTP_CONNECTIONS: '3',
+		QUOTECAST_LIMITS_MAX_CONNECTIONS_PER_IP: '100',
+	} });
+	/* upgraded sockets are WebSocket connections, not HTTP ones (one at a time: an upgrade
+	 * is an HTTP connection until it is done) */
+	const ws = [];
+	for (const i of [1, 2, 3, 4, 5])
+		ws.push(await connect(server, { query: { user_id: `w${i}` } }));
+	assert.equal((await getStats(server)).total_connections, 5);
+	/* three idle sockets fill the bound; the fourth is closed as it is accepted */
+	const idle = await Promise.all([1, 2, 3].map(() => idleSocket(server)));
+	await sleep(200);
+	const fourth = await idleSocket(server);
+	assert.equal(await closedWithin(fourth, 2000), true, 'the fourth HTTP connection stays');
+	for (const s of idle)
+		assert.equal(await closedWithin(s, 0), false);
+	/* one leaves: HTTP is served again */
+	idle[0].destroy();
+	let st;
+	for (let i = 0; i < 50 && !st; i++) {
+		try {
+			st = await getStats(server);
+		} catch {
+			await sleep(50);
+		}
+	}
+	assert.ok(st, 'no HTTP answer after a slot freed');
+	assert.ok(st.limits.refused['limits.max_http_connections'] >= 1, JSON.stringify(st.limits));
+	for (const s of idle)
+		s.destroy();
+	for (const c of ws)
+		await c.close();
+	await stop(server);
+
+	/* per address: limits.max_connections_per_ip HTTP connections of one address */
+	const per = await start({ label: 'http-per-ip',
+		env: { QUOTECAST_LIMITS_MAX_CONNECTIONS_PER_IP: '2' } });
+	const two = await Promise.all([1, 2].map(() => idleSocket(per)));
+	await sleep(200);
+	const third = await idleSocket(per);
+	assert.equal(await closedWithin(third, 2000), true, 'a third HTTP connection of 127.0.0.1');
+	for (const s of two)
+		s.destroy();
+	let st2;
+	for (let i = 0; i < 50 && !st2; i++) {
+		try {
+			st2 = await getStats(per);
+		} catch {
+			await sleep(50);
+		}
+	}
+	assert.ok(st2.limits.refused['limits.max_connections_per_ip'] >= 1);
+	await stop(per);
+});
