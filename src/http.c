@@ -714,6 +714,17 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 	uint32_t roles = 0;
 	int ret;
 
+	/*
+	 * lws asks the same question for an "Upgrade: h2c": allowed, it would turn the connection
+	 * into cleartext HTTP/2, which our pre-framed writes do not survive (TLS pins ALPN to
+	 * http/1.1 for the same reason).
+	 */
+	if (lws_hdr_copy(wsi, arg, sizeof(arg), WSI_TOKEN_UPGRADE) <= 0 ||
+	    strcasecmp(arg, "websocket")) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_BAD_REQUEST, "only WebSocket upgrades are served");
+		return 1;
+	}
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
 		uri[0] = '\0';
 	sio = sio_path(uri, false);

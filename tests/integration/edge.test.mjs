@@ -737,3 +737,15 @@ test('HTTP connections are bounded: limits.max_http_connections, and per address
 	assert.ok(st2.limits.refused['limits.max_connections_per_ip'] >= 1);
 	await stop(per);
 });
+
+test('an Upgrade: h2c is refused (it would have turned the connection into cleartext ' +
+	'HTTP/2)', async () => {
+	const server = await start({ label: 'h2c' });
+	const r = await rawHttp(server, 'GET /ws HTTP/1.1\r\nHost: x\r\n' +
+		'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n' +
+		'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+	assert.equal(r.status, 400, JSON.stringify(r));
+	assert.equal(r.json.error.message, 'only WebSocket upgrades are served');
+	assert.equal((await getStats(server)).connections.rejected_total, 1);
+	await stop(server);
+});
