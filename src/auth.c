@@ -62,6 +62,16 @@ static int read_exp(const json_t *v, int64_t *exp)
 	return 0;
 }
 
+/* @s seconds in milliseconds, saturated at the int64_t range instead of overflowing. */
+static int64_t seconds_to_ms(int64_t s)
+{
+	if (s > INT64_MAX / 1000)
+		return INT64_MAX;
+	if (s < INT64_MIN / 1000)
+		return INT64_MIN;
+	return s * 1000;
+}
+
 static int read_roles(const json_t *v, uint32_t *roles)
 {
 	const json_t *role;
@@ -116,6 +126,7 @@ static int read_claims(jwt_t *jwt, int64_t now_s, struct qc_identity *id, const 
 		rc = refuse(why, "exp is not a number", -EINVAL);
 		goto out;
 	}
+	id->exp_ms = seconds_to_ms(id->exp);
 
 	v = json_object_get(claims, "sub");
 	if (!json_is_string(v)) {

@@ -1,15 +1,16 @@
 /*
- * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats, /metrics,
- * POST /api/broadcast) and the gate in front of every WebSocket upgrade (path, capacity,
- * token; for /socket.io/ the Engine.IO version and transport). Socket.IO is served over the
- * websocket transport only: every other request under /socket.io/ (long-polling) is refused
- * with 400. Every answer is one small JSON or text document written with its exact
- * Content-Length, so keep-alive works.
+ * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats and /metrics
+ * with the admin token, POST /api/broadcast and /api/publish) and the gate in front of every
+ * WebSocket upgrade (path, capacity, token; for /socket.io/ the Engine.IO version and transport).
+ * Socket.IO is served over the websocket transport only: every other request under /socket.io/
+ * (long-polling) is refused with 400. Every answer is one small JSON or text document written with
+ * its exact Content-Length, so keep-alive works.
  */
 #include <ctype.h>
 #include <string.h>
 
 #include "quotecast/auth.h"
+#include "quotecast/chunked.h"
 #include "quotecast/server.h"
 
 enum route {
@@ -22,7 +23,89 @@ struct qc_http_pss {
 	enum route route;
 	char *body; /* request body while it arrives */
 	size_t len;
+	size_t limit; /* the most body bytes this route takes */
+	bool chunked; /* Transfer-Encoding: chunked: the body is framed by chunk sizes ... */
+	uint64_t raw; /* ... and this many raw bytes of it came so far */
+	struct qc_chunked dec;
 };
+
+/*
+ * An accepted TCP connection that is not a WebSocket (yet): counted from its accept to its
+ * upgrade or its end. Kept in a table by wsi, because lws tells of its end (WSI_DESTROY) with
+ * no per-session data we could mark: one may not exist yet.
+ */
+struct qc_http_sock {
+	struct lws *wsi;
+	struct qc_tally_entry *ip;
+	UT_hash_handle hh;
+};
+
+int qc_http_accepted(struct lws *wsi)
+{
+	struct qc_server *srv = qc_server_get(wsi);
+	const struct qc_config *cfg = srv->cfg;
+	struct qc_http_sock *hs;
+	enum qc_limit l;
+	char ip[64];
+
+	qc_ws_peer(wsi, ip, sizeof(ip));
+	if (srv->nhttp >= cfg->limits.max_http_connections)
+		l = QC_LIM_HTTP_CONNECTIONS;
+	else if (cfg->limits.max_connections_per_ip &&
+	         qc_tally_count(&srv->http_by_ip, ip) >= cfg->limits.max_connections_per_ip)
+		l = QC_LIM_CONNECTIONS_PER_IP;
+	else
+		goto take;
+	/* before any request: there is nothing to answer, the socket is just closed */
+	qc_hub_reject(srv->hub);
+	qc_hub_refused(srv->hub, l);
+	return -1;
+
+take:
+	hs = calloc(1, sizeof(*hs));
+	if (!hs)
+		return -1;
+	hs->wsi = wsi;
+	hs->ip = qc_tally_take(&srv->http_by_ip, ip);
+	if (!hs->ip) {
+		free(hs);
+		return -1;
+	}
+	HASH_ADD_PTR(srv->http_socks, wsi, hs);
+	srv->nhttp++;
+	return 0;
+}
+
+static void http_sock_drop(struct qc_server *srv, struct qc_http_sock *hs)
+{
+	HASH_DEL(srv->http_socks, hs);
+	qc_tally_put(&srv->http_by_ip, &hs->ip);
+	srv->nhttp--;
+	free(hs);
+}
+
+/* @wsi is gone or upgraded: if it was counted as an HTTP connection, it is no longer. */
+static void http_sock_gone(struct qc_server *srv, struct lws *wsi)
+{
+	struct qc_http_sock *hs;
+
+	HASH_FIND_PTR(srv->http_socks, &wsi, hs);
+	if (hs)
+		http_sock_drop(srv, hs);
+}
+
+void qc_http_upgraded(struct lws *wsi)
+{
+	http_sock_gone(qc_server_get(wsi), wsi);
+}
+
+void qc_http_free(struct qc_server *srv)
+{
+	struct qc_http_sock *hs, *tmp;
+
+	HASH_ITER (hh, srv->http_socks, hs, tmp)
+		http_sock_drop(srv, hs);
+}
 
 size_t qc_http_pss_size(void)
 {
@@ -77,9 +160,80 @@ static int respond_err(struct lws *wsi, enum qc_err e, const char *msg)
 /* Finish the transaction: 0 keeps the connection, -1 closes it. */
 static int done(struct lws *wsi, int wrote)
 {
+	struct qc_http_pss *pss = lws_wsi_user(wsi);
+
 	if (wrote)
 		return -1;
+	/*
+	 * lws still waits for the rest of a body without a Content-Length (it takes one of 100
+	 * MiB): after such a request the connection cannot carry another one.
+	 */
+	if (pss && pss->chunked)
+		return -1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void too_large(struct lws *wsi)
+{
+	struct qc_http_pss *pss = lws_wsi_user(wsi);
+
+	respond_err(wsi, QC_E_TOO_LARGE,
+	            pss && pss->route == R_PUBLISH ? "body over limits.publisher_max_message_bytes"
+	                                           : "body over limits.max_http_body_bytes");
+}
+
+/*
+ * How the body of a POST ends: at its Content-Length, or at its last chunk (Transfer-Encoding:
+ * chunked, read by chunked.c). Anything else has no end lws could find (it would wait for 100
+ * MiB, then for its 10 s timeout) and is answered at once: 411 without either header, 400 with
+ * both (a request-smuggling shape) or with another transfer coding. 0 to go on, -1 when
+ * answered (the connection then closes).
+ */
+static int body_framing(struct lws *wsi, struct qc_http_pss *pss)
+{
+	bool clen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+	char te[64];
+	int n = lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+
+	if (n == 0) {
+		if (clen)
+			return 0;
+		respond_json(wsi, 411,
+		             qc_codec_http_error(QC_E_BAD_REQUEST,
+		                                 "Content-Length required (or Transfer-Encoding: "
+		                                 "chunked)"));
+		return -1;
+	}
+	if (n < 0 || strcasecmp(te, "chunked")) {
+		respond_err(wsi, QC_E_BAD_REQUEST, "Transfer-Encoding other than chunked");
+		return -1;
+	}
+	if (clen) {
+		respond_err(wsi, QC_E_BAD_REQUEST,
+		            "both Content-Length and Transfer-Encoding: chunked");
+		return -1;
+	}
+	pss->chunked = true;
+	return 0;
+}
+
+int qc_http_arg_at(struct lws *wsi, int i, char *buf, size_t len)
+{
+	/* lws answers -1 both past the last argument and for one too long for @buf: tell apart */
+	if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) >= (int)len)
+		return -2;
+	return lws_hdr_copy_fragment(wsi, buf, (int)len, WSI_TOKEN_HTTP_URI_ARGS, i);
+}
+
+const char *qc_http_arg(struct lws *wsi, const char *name, char *buf, size_t len)
+{
+	size_t nlen = strlen(name);
+	int n;
+
+	for (int i = 0; (n = qc_http_arg_at(wsi, i, buf, len)) != -1; i++)
+		if (n >= 0 && !strncmp(buf, name, nlen))
+			return buf + nlen;
+	return NULL;
 }
 
 /* The bearer token of the Authorization header into @buf; its length, or -1 when none. */
@@ -102,22 +256,15 @@ int qc_http_verify_token(const struct qc_config *cfg, const char *token, struct 
 int qc_http_identity(struct lws *wsi, const struct qc_config *cfg, struct qc_identity *id,
                      const char **why)
 {
-	char tok[4096];
+	char tok[QC_TOKEN_MAX + 8]; /* "Bearer " or "token=", the token, NUL */
 	int n = -1;
 
-	for (int i = 0, flen; (flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
-	     i++) {
-		if (flen >= (int)sizeof(tok) ||
-		    lws_hdr_copy_fragment(wsi, tok, sizeof(tok), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-			continue;
-		if (!strncmp(tok, "token=", 6)) {
-			n = (int)strlen(tok + 6);
-			memmove(tok, tok + 6, (size_t)n + 1);
-			break;
-		}
-	}
-	if (n < 0)
+	if (qc_http_arg(wsi, "token=", tok, sizeof(tok))) {
+		n = (int)strlen(tok + 6);
+		memmove(tok, tok + 6, (size_t)n + 1);
+	} else {
 		n = bearer(wsi, tok, sizeof(tok));
+	}
 	if (n <= 0) {
 		*why = "a token is required (?token= or Authorization: Bearer)";
 		return -EACCES;
@@ -135,7 +282,7 @@ static bool authorized(struct lws *wsi, const struct qc_config *cfg, const char 
 {
 	struct qc_identity id;
 	const char *why;
-	char tok[4096];
+	char tok[QC_TOKEN_MAX + 8]; /* "Bearer " or "token=", the token, NUL */
 	int n;
 
 	if (!token[0] && cfg->auth_mode == QC_AUTH_NONE)
@@ -302,6 +449,12 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	int clen;
 
 	pss->route = R_NONE;
+	pss->chunked = false;
+	pss->raw = 0;
+	memset(&pss->dec, 0, sizeof(pss->dec));
+	/* a POST's body must have a known end, or the connection would wait for it forever */
+	if (post && body_framing(wsi, pss))
+		return -1;
 	/* long-polling (or anything under /socket.io/ that is not a websocket upgrade) */
 	if (sio_path(path, true))
 		return done(wsi, respond_eio_err(wsi, EIO_ERR_BAD_REQUEST, sio_ws_only));
@@ -323,6 +476,10 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	if (!strcmp(path, "/metrics")) {
 		if (!get)
 			goto bad_method;
+		/* the same figures as /api/stats: the same rule */
+		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
+			return done(wsi,
+			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
 		return done(wsi, serve_metrics(wsi, srv));
 	}
 	if (!strcmp(path, "/api/stats")) {
@@ -344,19 +501,22 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 			return done(wsi, respond_err(wsi, QC_E_UNAUTHORIZED,
 			                             publish ? "publish token required"
 			                                     : "admin token required"));
+		/* a publisher's batch of 10,000 ticks is over 1 MiB: publishers have their own
+		 * bound */
+		pss->limit = publish ? srv->cfg->limits.publisher_max_message_bytes
+		                     : srv->cfg->limits.max_http_body_bytes;
+		pss->route = publish ? R_PUBLISH : R_BROADCAST;
 		clen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
 		if (clen > 0) {
 			char v[32];
 
 			lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH);
-			if (strtoull(v, NULL, 10) > srv->cfg->limits.max_http_body_bytes) {
+			if (strtoull(v, NULL, 10) > pss->limit) {
 				/* the body is never read: answer and close the connection */
-				respond_err(wsi, QC_E_TOO_LARGE,
-				            "body over limits.max_http_body_bytes");
+				too_large(wsi);
 				return -1;
 			}
 		}
-		pss->route = publish ? R_PUBLISH : R_BROADCAST;
 		return 0; /* the body follows in LWS_CALLBACK_HTTP_BODY */
 	}
 	return done(wsi, respond_err(wsi, QC_E_NOT_FOUND, "no such endpoint"));
@@ -366,20 +526,19 @@ bad_method:
 	                              qc_codec_http_error(QC_E_BAD_REQUEST, "method not allowed")));
 }
 
-static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss, const void *in,
-                   size_t len)
+/* @len more bytes of the body: -ENOSPC past the route's limit. */
+static int body_append(void *arg, const char *in, size_t len)
 {
+	struct qc_http_pss *pss = arg;
 	char *grown;
 
 	if (!len)
 		return 0;
-	if (pss->len + len > srv->cfg->limits.max_http_body_bytes) {
-		respond_err(wsi, QC_E_TOO_LARGE, "body over limits.max_http_body_bytes");
-		return -1;
-	}
+	if (pss->len + len > pss->limit)
+		return -ENOSPC;
 	grown = realloc(pss->body, pss->len + len + 1);
 	if (!grown)
-		return -1;
+		return -ENOMEM;
 	pss->body = grown;
 	memcpy(pss->body + pss->len, in, len);
 	pss->len += len;
@@ -387,7 +546,41 @@ static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	return 0;
 }
 
-static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss)
+static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss);
+
+static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss, const void *in,
+                   size_t len)
+{
+	int ret;
+
+	if (pss->route == R_NONE)
+		return 0;
+	if (!pss->chunked) {
+		ret = body_append(pss, in, len);
+	} else {
+		/* the framing may not grow without bound either: chunks of a byte are 6x the data
+		 */
+		pss->raw += len;
+		if (pss->raw > 8 * (uint64_t)pss->limit + 65536)
+			ret = -ENOSPC;
+		else
+			ret = qc_chunked_feed(&pss->dec, in, len, NULL, body_append, pss);
+		if (ret == 1) {
+			body_complete(wsi, srv, pss);
+			return -1; /* lws would wait for more: see done() */
+		}
+		if (ret == -EINVAL) {
+			respond_err(wsi, QC_E_BAD_REQUEST, "malformed chunked body");
+			return -1;
+		}
+	}
+	if (ret == -ENOSPC)
+		too_large(wsi);
+	return ret ? -1 : 0;
+}
+
+/* The whole body is in: run the route, answer. 0, or -1 when the answer could not be written. */
+static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss)
 {
 	json_error_t jerr;
 	const char *msg = NULL;
@@ -401,7 +594,7 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 	pss->body = NULL;
 	pss->len = 0;
 	if (!body)
-		return done(wsi, respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON"));
+		return respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON");
 	switch (pss->route) {
 	case R_BROADCAST:
 		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
@@ -420,7 +613,7 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 		wrote = respond_err(wsi, e, msg);
 	else
 		wrote = respond_json(wsi, 200, out);
-	return done(wsi, wrote);
+	return wrote;
 }
 
 /*
@@ -430,7 +623,7 @@ static int on_body_complete(struct lws *wsi, struct qc_server *srv, struct qc_ht
 static int sio_gate(struct lws *wsi, struct qc_server *srv)
 {
 	char v[32];
-	const char *eio = lws_get_urlarg_by_name(wsi, "EIO=", v, sizeof(v)), *transport;
+	const char *eio = qc_http_arg(wsi, "EIO=", v, sizeof(v)), *transport;
 
 	if (!eio || strcmp(eio, "4")) {
 		qc_hub_reject(srv->hub);
@@ -440,7 +633,7 @@ static int sio_gate(struct lws *wsi, struct qc_server *srv)
 		    "Socket.IO v3 and later clients) only");
 		return 1;
 	}
-	transport = lws_get_urlarg_by_name(wsi, "transport=", v, sizeof(v));
+	transport = qc_http_arg(wsi, "transport=", v, sizeof(v));
 	if (!transport || strcmp(transport, "websocket")) {
 		qc_hub_reject(srv->hub);
 		respond_eio_err(wsi, EIO_ERR_BAD_REQUEST, sio_ws_only);
@@ -449,13 +642,89 @@ static int sio_gate(struct lws *wsi, struct qc_server *srv)
 	return 0;
 }
 
+/*
+ * The subprotocol lws is going to bind the upgrade to: the first name in Sec-WebSocket-Protocol
+ * that names a protocol of the vhost, found the way lws_process_ws_upgrade() finds it (no
+ * header: the vhost default, "quotecast"). *@publisher when it is the publisher one. -1 when
+ * it is none of ours: the list is malformed, names nothing we serve (lws would drop the
+ * connection unanswered), or names an internal protocol ("http", "quotecast-pg").
+ */
+static int subprotocol(struct lws *wsi, bool *publisher)
+{
+	const struct lws_protocols *p = NULL;
+	struct lws_tokenize ts;
+	lws_tokenize_elem e;
+	char buf[128], name[64];
+	int n;
+
+	*publisher = false;
+	n = lws_hdr_copy(wsi, buf, sizeof(buf) - 1, WSI_TOKEN_PROTOCOL);
+	if (n < 0)
+		return -1;
+	if (!n)
+		return 0;
+	lws_tokenize_init(&ts, buf,
+	                  LWS_TOKENIZE_F_COMMA_SEP_LIST | LWS_TOKENIZE_F_MINUS_NONTERM |
+	                      LWS_TOKENIZE_F_DOT_NONTERM | LWS_TOKENIZE_F_RFC7230_DELIMS);
+	ts.len = (size_t)n;
+	do {
+		e = lws_tokenize(&ts);
+		if (e == LWS_TOKZE_TOKEN) {
+			if (lws_tokenize_cstr(&ts, name, sizeof(name)))
+				return -1;
+			p = lws_vhost_name_to_protocol(lws_get_vhost(wsi), name);
+			if (p)
+				break;
+		} else if (e != LWS_TOKZE_DELIMITER && e != LWS_TOKZE_ENDED) {
+			return -1;
+		}
+	} while (e > 0);
+	if (!p)
+		return -1;
+	if (!strcmp(p->name, QC_PUBLISHER_PROTOCOL)) {
+		*publisher = true;
+		return 0;
+	}
+	return strcmp(p->name, "quotecast") ? -1 : 0;
+}
+
+/*
+ * Does @key already hold @max (0: no bound) connections in @t? Then the upgrade is refused
+ * with 429 naming the limit @l, and counted.
+ */
+static bool over(struct lws *wsi, struct qc_server *srv, const struct qc_tally *t, const char *key,
+                 uint32_t max, enum qc_limit l)
+{
+	char msg[96];
+
+	if (!max || qc_tally_count(t, key) < max)
+		return false;
+	qc_hub_reject(srv->hub);
+	qc_hub_refused(srv->hub, l);
+	snprintf(msg, sizeof(msg), "%s reached", qc_limit_name(l));
+	respond_json(wsi, 429, qc_codec_http_error(QC_E_LIMIT_EXCEEDED, msg));
+	return true;
+}
+
 int qc_http_confirm_upgrade(struct lws *wsi)
 {
 	struct qc_server *srv = qc_server_get(wsi);
-	char uri[128];
-	bool sio;
+	char uri[128], arg[QC_TOKEN_ARG_MAX + 1], user[QC_USER_ID_MAX + 1] = "", ip[64];
+	bool sio, publisher = false;
+	uint32_t roles = 0;
 	int ret;
 
+	/*
+	 * lws asks the same question for an "Upgrade: h2c": allowed, it would turn the connection
+	 * into cleartext HTTP/2, which our pre-framed writes do not survive (TLS pins ALPN to
+	 * http/1.1 for the same reason).
+	 */
+	if (lws_hdr_copy(wsi, arg, sizeof(arg), WSI_TOKEN_UPGRADE) <= 0 ||
+	    strcasecmp(arg, "websocket")) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_BAD_REQUEST, "only WebSocket upgrades are served");
+		return 1;
+	}
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
 		uri[0] = '\0';
 	sio = sio_path(uri, false);
@@ -464,15 +733,15 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 		respond_err(wsi, QC_E_NOT_FOUND, "WebSocket endpoints are /ws and /socket.io/");
 		return 1;
 	}
-	/* query parameters: each must fit our buffers; user_id must fit the connection record */
-	for (int i = 0, flen; (flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0;
-	     i++) {
-		char arg[256];
-
-		if (flen >= (int)sizeof(arg) ||
-		    lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+	/*
+	 * Query parameters: a token may be as long as in the Authorization header (browsers
+	 * have only the query), every other one is short; user_id must fit the connection record.
+	 */
+	for (int i = 0, n; (n = qc_http_arg_at(wsi, i, arg, sizeof(arg))) != -1; i++) {
+		if (n == -2 || (strncmp(arg, "token=", 6) && (size_t)n > QC_ARG_MAX)) {
 			qc_hub_reject(srv->hub);
-			respond_err(wsi, QC_E_BAD_REQUEST, "query parameter too long");
+			respond_err(wsi, QC_E_BAD_REQUEST,
+			            "query parameter too long (token: 4096 bytes, others: 255)");
 			return 1;
 		}
 		if (!strncmp(arg, "user_id=", 8) && (!arg[8] || strlen(arg + 8) > QC_USER_ID_MAX)) {
@@ -483,6 +752,18 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 	}
 	if (sio && sio_gate(wsi, srv))
 		return 1;
+	if (subprotocol(wsi, &publisher)) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_BAD_REQUEST,
+		            "subprotocol: quotecast (the default) or quotecast-publisher");
+		return 1;
+	}
+	if (publisher && sio) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_BAD_REQUEST,
+		            "the quotecast-publisher subprotocol is for /ws");
+		return 1;
+	}
 	/* Socket.IO clients present their token in the CONNECT packet (ws.c) */
 	if (srv->cfg->auth_mode == QC_AUTH_JWT && !sio) {
 		struct qc_identity id;
@@ -493,8 +774,44 @@ int qc_http_confirm_upgrade(struct lws *wsi)
 			respond_err(wsi, QC_E_UNAUTHORIZED, why);
 			return 1;
 		}
+		roles = id.roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0;
+		memcpy(user, id.user_id, sizeof(user));
+	} else if (!sio) {
+		if (qc_http_arg(wsi, "roles=", arg, sizeof(arg)))
+			roles = qc_ws_parse_roles(arg + 6);
+		if (qc_http_arg(wsi, "user_id=", arg, sizeof(arg)))
+			snprintf(user, sizeof(user), "%.*s", QC_USER_ID_MAX, arg + 8);
 	}
-	ret = qc_hub_admit(srv->hub);
+	/*
+	 * The publisher subprotocol reads in 1 MiB gulps and its slots are few: only publishers
+	 * get one, and that is decided here, before a slot is taken.
+	 */
+	if (publisher && !(roles & QC_ROLE_PUBLISHER)) {
+		qc_hub_reject(srv->hub);
+		respond_err(wsi, QC_E_FORBIDDEN,
+		            "the quotecast-publisher subprotocol needs role publisher");
+		return 1;
+	}
+	if (publisher && srv->publishers >= srv->cfg->limits.max_publishers) {
+		qc_hub_reject(srv->hub);
+		qc_hub_refused(srv->hub, QC_LIM_PUBLISHERS);
+		respond_json(
+		    wsi, 503,
+		    qc_codec_http_error(QC_E_UNAVAILABLE, "limits.max_publishers reached"));
+		return 1;
+	}
+	/*
+	 * Per source address and per user (ws.c counts them at ESTABLISHED, in the same pass).
+	 * A Socket.IO connection names its user in the CONNECT: ws.c checks that bound there.
+	 */
+	if (over(wsi, srv, &srv->by_ip, qc_ws_peer(wsi, ip, sizeof(ip)),
+	         srv->cfg->limits.max_connections_per_ip, QC_LIM_CONNECTIONS_PER_IP))
+		return 1;
+	if (user[0] && over(wsi, srv, &srv->by_user, user,
+	                    srv->cfg->limits.max_connections_per_user, QC_LIM_CONNECTIONS_PER_USER))
+		return 1;
+	/* every upgraded socket counts: Socket.IO handshakes (not in the hub yet) too */
+	ret = qc_hub_admit(srv->hub, srv->nhandshakes);
 	if (ret) {
 		respond_json(wsi, 503,
 		             qc_codec_http_error(QC_E_UNAVAILABLE,
@@ -519,7 +836,19 @@ int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_body(wsi, srv, pss, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		return on_body_complete(wsi, srv, pss);
+		/* Content-Length bodies only: lws never sees the end of a chunked one */
+		if (pss->route == R_NONE)
+			return 0; /* answered already (a Content-Length: 0 POST that was refused) */
+		if (pss->chunked)
+			return -1;
+		return done(wsi, body_complete(wsi, srv, pss));
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		/* lws gives it to the vhost's default protocol ("quotecast", ws.c): not here */
+		return qc_http_accepted(wsi);
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* every wsi of the vhost ends here (protocols[0]); @user is not ours to read */
+		http_sock_gone(srv, wsi);
+		return 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (pss) {

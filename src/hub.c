@@ -111,13 +111,13 @@ uint32_t qc_hub_nconns(const struct qc_hub *h)
 	return h->conns.count - h->nsuspended;
 }
 
-int qc_hub_admit(struct qc_hub *h)
+int qc_hub_admit(struct qc_hub *h, uint32_t outside)
 {
 	if (h->shutting_down) {
 		h->st.rejected_total++;
 		return -ESHUTDOWN;
 	}
-	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections) {
+	if ((uint64_t)qc_hub_nconns(h) + outside >= h->cfg->limits.max_connections) {
 		h->st.rejected_total++;
 		h->st.refused[QC_LIM_MAX_CONNECTIONS]++;
 		return -EBUSY;
@@ -152,6 +152,7 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_PASSWORD_HASHES] = "rooms.password_hashes_per_s",
     [QC_LIM_SESSIONS_PER_USER] = "sessions.max_per_user",
     [QC_LIM_SESSION_BYTES] = "sessions.max_buffered_bytes",
+    [QC_LIM_HTTP_CONNECTIONS] = "limits.max_http_connections",
 };
 
 const char *qc_limit_name(enum qc_limit l)
@@ -649,6 +650,29 @@ json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, 
 	return qc_codec_event("session", data);
 }
 
+/*
+ * The token bucket of @c: publishers (role publisher, SPEC 2.11) have their own rate, 0 by
+ * default (unlimited), so a feed handler is never cut to a subscriber's 100 messages a second.
+ */
+static uint32_t rate_burst(const struct qc_hub *h, const struct qc_conn *c)
+{
+	uint32_t burst = h->cfg->limits.rate_burst, rate = h->cfg->limits.publisher_rate_per_s;
+
+	return c->roles & QC_ROLE_PUBLISHER && rate > burst ? rate : burst;
+}
+
+static bool rate_take(struct qc_hub *h, struct qc_conn *c, int64_t now)
+{
+	bool publisher = c->roles & QC_ROLE_PUBLISHER;
+	uint32_t rate = publisher ? h->cfg->limits.publisher_rate_per_s : h->cfg->limits.rate_per_s;
+
+	if (qc_rate_take(&c->rate, rate, rate_burst(h, c), now))
+		return true;
+	if (publisher)
+		qc_hub_refused(h, QC_LIM_PUBLISHER_RATE);
+	return false;
+}
+
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 {
 	int64_t now = qc_now_ms();
@@ -661,7 +685,7 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 		snprintf(c->user_id, sizeof(c->user_id), "anon-%.12s", c->session_id);
 	c->connected_at_ms = now;
 	c->last_activity_ms = now;
-	qc_rate_init(&c->rate, h->cfg->limits.rate_burst, now);
+	qc_rate_init(&c->rate, rate_burst(h, c), now);
 	ret = qc_conns_add(&h->conns, c);
 	if (ret)
 		return ret;
@@ -868,10 +892,10 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 		e = qc_codec_parse(buf, len, &cmd, &emsg);
 	}
 
-	if (!qc_rate_take(&c->rate, h->cfg->limits.rate_per_s, h->cfg->limits.rate_burst, now)) {
+	if (!rate_take(h, c, now)) {
 		h->st.rate_limited++;
 		reply_err(h, c, &cmd, QC_E_RATE_LIMITED, "rate limit exceeded: slow down");
-		if (++c->rate_warned >= h->cfg->limits.rate_burst)
+		if (++c->rate_warned >= rate_burst(h, c))
 			qc_hub_close(h, c, 4029, QC_CLOSE_AFTER_DRAIN);
 		goto out;
 	}

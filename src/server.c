@@ -194,6 +194,8 @@ static struct lws_context *create_context(struct qc_server *srv, struct lws_prot
 	/* one shared read buffer per service thread: a busy publisher is read in big gulps */
 	info.pt_serv_buf_size = QC_PUBLISHER_RX;
 	info.keepalive_timeout = 30;
+	/* a JWT as long in ?token= as in the Authorization header, and the rest of the request */
+	info.max_http_header_data = QC_HTTP_HEADER_MAX;
 	info.alpn = "http/1.1"; /* pre-framed raw writes rule out ws over h2 */
 	if (cfg->tls_cert[0]) {
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -410,6 +412,10 @@ out:
 	the_server = NULL;
 	qc_hub_free(srv->hub);
 	qc_pg_free(srv->pg);
+	qc_http_free(srv);
+	qc_tally_free(&srv->http_by_ip);
+	qc_tally_free(&srv->by_ip);
+	qc_tally_free(&srv->by_user);
 	free(srv);
 	return status;
 }

@@ -20,6 +20,7 @@
 #include "quotecast/auth.h"
 #include "quotecast/server.h"
 #include "quotecast/sio.h"
+#include "quotecast/utf8.h"
 
 /* A Socket.IO client has this long after the upgrade to send its CONNECT. */
 #define SIO_CONNECT_TIMEOUT_S 10
@@ -44,6 +45,9 @@ struct ws_pss {
 	lws_sorted_usec_list_t sul_connect; /* Socket.IO: the deadline of the CONNECT */
 	const char *close_why;              /* the close reason when not close_text()'s ... */
 	uint16_t close_why_code;            /* ... for a close with this code */
+	lws_usec_t valid_us;                /* when lws last heard that the peer is alive */
+	struct qc_tally_entry *by_ip;       /* counted in srv->by_ip from ESTABLISHED ... */
+	struct qc_tally_entry *by_user;     /* ... in srv->by_user once the user is named */
 	uint8_t publisher;                  /* counted in srv->publishers */
 	uint8_t sio;                        /* on /socket.io/ */
 	uint8_t sio_waiting;                /* no Socket.IO CONNECT yet: c is not in the hub */
@@ -59,6 +63,16 @@ static void handshake_done(struct qc_server *srv, struct ws_pss *pss)
 	DL_DELETE2(srv->handshakes, pss, hs_prev, hs_next);
 	srv->nhandshakes--;
 	pss->sio_waiting = 0;
+}
+
+/*
+ * Count @pss's connection against limits.max_connections_per_user (checked at the upgrade,
+ * or at the Socket.IO CONNECT). Out of memory only loses the count of this one connection.
+ */
+static void count_user(struct qc_server *srv, struct ws_pss *pss)
+{
+	if (!pss->by_user)
+		pss->by_user = qc_tally_take(&srv->by_user, pss->c->user_id);
 }
 
 /*
@@ -135,8 +149,7 @@ static uint32_t role_bit(const char *name, size_t n)
 	return 0;
 }
 
-/* A comma-separated role list. */
-static uint32_t parse_roles(const char *list)
+uint32_t qc_ws_parse_roles(const char *list)
 {
 	uint32_t roles = 0;
 
@@ -154,15 +167,18 @@ static uint32_t parse_roles(const char *list)
 /* Read ?user_id=, ?roles=, ?batch= from the upgrade request. */
 static void read_args(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 {
-	char arg[256];
+	char arg[QC_ARG_MAX + 1];
+	int n;
 
-	for (int i = 0;
-	     lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+	/* the one longer argument (token=) does not fit: qc_http_arg_at() skips it */
+	for (int i = 0; (n = qc_http_arg_at(wsi, i, arg, sizeof(arg))) != -1; i++) {
+		if (n < 0)
+			continue;
 		if (!strncmp(arg, "user_id=", 8) && srv->cfg->auth_mode == QC_AUTH_NONE) {
 			/* the length was checked in qc_http_confirm_upgrade() */
 			snprintf(c->user_id, sizeof(c->user_id), "%.*s", QC_USER_ID_MAX, arg + 8);
 		} else if (!strncmp(arg, "roles=", 6) && srv->cfg->auth_mode == QC_AUTH_NONE) {
-			c->roles = parse_roles(arg + 6);
+			c->roles = qc_ws_parse_roles(arg + 6);
 		} else if (!strcmp(arg, "batch=1")) {
 			c->batch = 1;
 		}
@@ -178,6 +194,8 @@ static const char *close_text(uint16_t code)
 		return "server shutting down";
 	case 1008:
 		return "too many malformed messages";
+	case 1007:
+		return "text frame is not valid UTF-8";
 	case 1009:
 		return "message too large";
 	case 4008:
@@ -246,7 +264,7 @@ static void set_identity(struct qc_conn *c, const struct qc_identity *id)
 	snprintf(c->user_id, sizeof(c->user_id), "%s", id->user_id);
 	c->roles = (id->roles & QC_AUTH_ROLE_ADMIN ? QC_ROLE_ADMIN : 0) |
 	           (id->roles & QC_AUTH_ROLE_PUBLISHER ? QC_ROLE_PUBLISHER : 0);
-	c->token_exp_ms = id->exp * 1000;
+	c->token_exp_ms = id->exp_ms; /* saturated: exp may be near 2^63 */
 }
 
 /*
@@ -284,7 +302,7 @@ static int sio_identify(const struct qc_config *cfg, struct qc_conn *c, json_t *
 	}
 	v = json_object_get(auth, "roles");
 	if (json_is_string(v)) {
-		c->roles = parse_roles(json_string_value(v));
+		c->roles = qc_ws_parse_roles(json_string_value(v));
 	} else if (json_is_array(v)) {
 		json_array_foreach (v, i, r) {
 			if (!json_is_string(r))
@@ -315,6 +333,8 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 	struct qc_conn *c = pss->c;
 	const char *why = NULL;
 	char msg[256];
+	uint32_t limit;
+	bool named;
 	int ret;
 
 	if (sio_identify(srv->cfg, c, auth, &why)) {
@@ -323,8 +343,11 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 		sio_refuse(srv, pss, msg, 4001, "unauthorized");
 		return;
 	}
-	/* admitted at the upgrade, but the handshake took time: the limit holds at the CONNECT */
-	ret = qc_hub_admit(srv->hub);
+	/*
+	 * The handshake was counted at the upgrade: it only changes places (the other handshakes
+	 * still count). A refusal here means a shutdown began meanwhile.
+	 */
+	ret = qc_hub_admit(srv->hub, srv->nhandshakes - 1);
 	if (ret == -EBUSY) {
 		sio_refuse(srv, pss, "unavailable: limits.max_connections reached", 1013,
 		           "limits.max_connections reached");
@@ -334,11 +357,25 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 		sio_refuse(srv, pss, "unavailable: shutting down", 1001, NULL);
 		return;
 	}
+	/* the user is named now (auth.token or auth.user_id): its bound holds here */
+	limit = srv->cfg->limits.max_connections_per_user;
+	if (c->user_id[0] && limit && qc_tally_count(&srv->by_user, c->user_id) >= limit) {
+		qc_hub_reject(srv->hub);
+		qc_hub_refused(srv->hub, QC_LIM_CONNECTIONS_PER_USER);
+		sio_refuse(srv, pss, "unavailable: limits.max_connections_per_user reached", 1008,
+		           "limits.max_connections_per_user reached");
+		return;
+	}
+	named = c->user_id[0];
 	lws_sul_cancel(&pss->sul_connect);
 	handshake_done(srv, pss);
 	c->bad_messages = 0;
-	if (qc_hub_open(srv->hub, c))
+	if (qc_hub_open(srv->hub, c)) {
 		close_with(srv, pss, 1011, NULL, QC_CLOSE_NOW);
+		return;
+	}
+	if (named)
+		count_user(srv, pss);
 }
 
 /*
@@ -382,10 +419,31 @@ static void sio_handshake(struct qc_server *srv, struct ws_pss *pss, const char 
 	qc_sio_packet_release(&p);
 }
 
+/*
+ * Any frame from the client proves it alive, not only the pong lws waits for: tell lws' idle
+ * policy (limits.idle_timeout_s: a ping at half of it, the close at all of it). At most once a
+ * second per connection, because each call re-sorts the connection's timer in lws' list of
+ * timers, which is as long as the number of connections.
+ */
+static void alive(struct lws *wsi, struct ws_pss *pss)
+{
+	lws_usec_t now = lws_now_usecs();
+
+	if (now - pss->valid_us < LWS_US_PER_SEC)
+		return;
+	pss->valid_us = now;
+	lws_validity_confirmed(wsi);
+}
+
 /* One complete message from the client. */
 static void deliver(struct qc_server *srv, struct ws_pss *pss, const char *buf, size_t len,
                     bool binary)
 {
+	/* RFC 6455 8.1: a text frame that is not UTF-8 fails the connection, with 1007 */
+	if (!binary && !qc_utf8_valid(buf, len)) {
+		close_with(srv, pss, 1007, NULL, QC_CLOSE_NOW);
+		return;
+	}
 	if (pss->sio_waiting) {
 		sio_handshake(srv, pss, buf, len, binary);
 		return;
@@ -405,7 +463,9 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss
 	struct qc_conn *c = pss->c;
 	size_t remaining = lws_remaining_packet_payload(wsi);
 	bool complete = lws_is_final_fragment(wsi) && !remaining;
-	size_t max = srv->cfg->limits.max_message_bytes;
+	/* publishers (role publisher) send batches of up to 10,000 ticks: their own bound */
+	size_t max = c->roles & QC_ROLE_PUBLISHER ? srv->cfg->limits.publisher_max_message_bytes
+	                                          : srv->cfg->limits.max_message_bytes;
 	unsigned char *grown;
 
 	if (c->closing)
@@ -532,11 +592,21 @@ static int identify(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 	return 0;
 }
 
-/* A fresh connection record, or the suspended one that ?resume= names (then @c is freed). */
-static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
+const char *qc_ws_peer(struct lws *wsi, char *buf, size_t len)
+{
+	if (!lws_get_peer_simple(wsi, buf, len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+/*
+ * A fresh connection record, or the suspended one that ?resume= names (then @c is freed).
+ * *@named: the upgrade named the user (a JWT, ?user_id=); an anonymous one is its own user.
+ */
+static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv, bool *named)
 {
 	struct qc_conn *c = calloc(1, sizeof(*c)), *old;
-	char arg[256]; /* the upgrade gate refused longer query parameters */
+	char arg[QC_ARG_MAX + 1]; /* the upgrade gate refused longer query parameters */
 	const char *token;
 
 	if (!c)
@@ -545,7 +615,8 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv)
 		free(c);
 		return NULL;
 	}
-	token = lws_get_urlarg_by_name(wsi, "resume=", arg, sizeof(arg));
+	*named = c->user_id[0];
+	token = qc_http_arg(wsi, "resume=", arg, sizeof(arg));
 	if (token && token[0]) {
 		old = qc_hub_resume(srv->hub, token, c->user_id, c->roles, wsi);
 		if (old) {
@@ -629,10 +700,9 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		pss->wsi = wsi;
 		pss->sio = qc_http_is_sio(wsi);
 		if (is_publisher(wsi)) {
-			/* each holds a big read buffer: their number is bounded */
-			if (srv->publishers >= QC_PUBLISHERS_MAX) {
-				lwsl_warn("quotecast: publisher connection refused: %d open\n",
-				          QC_PUBLISHERS_MAX);
+			/* the role and the free slot were checked at CONFIRM_UPGRADE: here we count
+			 */
+			if (srv->publishers >= srv->cfg->limits.max_publishers) {
 				qc_hub_reject(srv->hub);
 				qc_hub_refused(srv->hub, QC_LIM_PUBLISHERS);
 				return -1;
@@ -642,17 +712,32 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		}
 		return 0;
 
-	case LWS_CALLBACK_ESTABLISHED:
-		pss->c = pss->sio ? establish_sio(wsi, srv, pss) : establish(wsi, srv);
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		/* a new TCP connection: lws gives it to the default protocol, this one */
+		return qc_http_accepted(wsi);
+
+	case LWS_CALLBACK_ESTABLISHED: {
+		char ip[64];
+		bool named = false;
+
+		qc_http_upgraded(wsi);
+
+		/* checked at CONFIRM_UPGRADE; given back at CLOSED, which follows ESTABLISHED */
+		pss->by_ip = qc_tally_take(&srv->by_ip, qc_ws_peer(wsi, ip, sizeof(ip)));
+		pss->c = pss->sio ? establish_sio(wsi, srv, pss) : establish(wsi, srv, &named);
 		if (!pss->c) {
 			send_close(wsi, srv, 1011, NULL);
 			return -1;
 		}
+		if (named)
+			count_user(srv, pss);
 		return 0;
+	}
 
 	case LWS_CALLBACK_RECEIVE:
 		if (!c || !c->transport)
 			return -1;
+		alive(wsi, pss);
 		return on_receive(wsi, srv, pss, in, len);
 
 	case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -663,6 +748,8 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	case LWS_CALLBACK_CLOSED:
 		lws_sul_cancel(&pss->sul_connect);
 		handshake_done(srv, pss);
+		qc_tally_put(&srv->by_ip, &pss->by_ip);
+		qc_tally_put(&srv->by_user, &pss->by_user);
 		if (pss->publisher) {
 			srv->publishers--;
 			pss->publisher = 0;

@@ -20,6 +20,7 @@ struct qc_identity {
 	char user_id[QC_AUTH_USER_MAX + 1];
 	uint32_t roles; /* QC_AUTH_ROLE_* */
 	int64_t exp;    /* seconds since the epoch */
+	int64_t exp_ms; /* the same in milliseconds, saturated: an exp near 2^63 is INT64_MAX */
 };
 
 /**
@@ -27,7 +28,8 @@ struct qc_identity {
  * (anything else, "none" included, is refused), the signature must match, "exp" must be a
  * number later than @now_s, "sub" a string of 1-64 bytes, "roles" (optional) an array of
  * strings of which "admin" and "publisher" count. A token over QC_JWT_MAX bytes is
- * malformed. Fills @out (zeroed on failure). Returns 0, or -EINVAL (malformed, wrong
+ * malformed. Any integer exp is taken (JSON integers are 64-bit); out->exp_ms saturates
+ * instead of overflowing. Fills @out (zeroed on failure). Returns 0, or -EINVAL (malformed, wrong
  * algorithm, bad claims), -EACCES (bad signature, or an empty @secret), -ETIMEDOUT (expired)
  * or -ENOMEM, with a static reason in *@why (if @why is not NULL; NULL on success).
  */

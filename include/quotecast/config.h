@@ -71,6 +71,13 @@ struct qc_config {
 		uint64_t max_send_queue_bytes; /* 4194304 */
 		uint32_t max_bad_messages;     /* 10 */
 		uint32_t max_connections;      /* 100000 */
+		uint32_t max_connections_per_user; /* 100 of one (named) user; 0 = unlimited */
+		uint32_t max_connections_per_ip;   /* 1000 from one source address; 0 = unlimited */
+		uint32_t max_http_connections; /* 10000 sockets not (yet) upgraded to WebSocket */
+		uint32_t max_publishers;       /* 64 on the publisher subprotocol (1 MiB reads) */
+		/* connections with role publisher: their own rate and message size */
+		uint32_t publisher_rate_per_s;        /* 0 = unlimited */
+		uint32_t publisher_max_message_bytes; /* 16777216; also POST /api/publish bodies */
 	} limits;
 
 	struct {

@@ -60,6 +60,7 @@ enum qc_limit {
 	QC_LIM_PASSWORD_HASHES,        /* rooms.password_hashes_per_s */
 	QC_LIM_SESSIONS_PER_USER,      /* sessions.max_per_user */
 	QC_LIM_SESSION_BYTES,          /* sessions.max_buffered_bytes */
+	QC_LIM_HTTP_CONNECTIONS,       /* limits.max_http_connections */
 	QC_LIM__COUNT
 };
 
@@ -105,10 +106,12 @@ void qc_hub_free(struct qc_hub *h);
 void qc_hub_set_event_loop(struct qc_hub *h, const char *name);
 
 /**
- * qc_hub_admit() - may one more connection be accepted? Counts a refusal in rejected_total.
- * Returns 0, -EBUSY (max_connections reached) or -ESHUTDOWN (shutting down).
+ * qc_hub_admit() - may one more connection be accepted, besides the hub's live ones and the
+ * @outside ones the transport holds that are not in the hub yet (Socket.IO handshakes)?
+ * Counts a refusal in rejected_total (and limits.refused). Returns 0, -EBUSY
+ * (limits.max_connections reached) or -ESHUTDOWN (shutting down).
  */
-int qc_hub_admit(struct qc_hub *h);
+int qc_hub_admit(struct qc_hub *h, uint32_t outside);
 
 /** qc_hub_reject() - count a connection refused before it existed (bad token ...). */
 void qc_hub_reject(struct qc_hub *h);

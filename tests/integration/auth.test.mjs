@@ -302,8 +302,10 @@ test('jwt mode, no static token: /api/stats takes only a valid JWT with role adm
 	const ok = await get(server, '/api/stats', bearer(ADMIN_JWT()));
 	assert.equal(ok.status, 200, ok.text);
 	assert.equal(typeof ok.json.connections.rejected_total, 'number');
-	/* /metrics needs no token */
-	assert.equal((await get(server, '/metrics')).status, 200);
+	/* /metrics exposes the same figures: the same rule */
+	for (const [what, headers] of refused)
+		assertUnauthorizedBody(await get(server, '/metrics', headers), `/metrics: ${what}`);
+	assert.equal((await get(server, '/metrics', bearer(ADMIN_JWT()))).status, 200);
 });
 
 test('jwt mode, no static token: /api/broadcast takes only a JWT with role admin', async () => {

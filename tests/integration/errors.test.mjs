@@ -73,16 +73,16 @@ test('text that is not JSON is BAD_JSON and the connection stays open', async ()
 	await c.close();
 });
 
-test('invalid UTF-8 inside a text frame is BAD_JSON', async () => {
-	const c = await user('utf8');
-	/* {"type":"ping","x":"<ff fe>"} */
-	const bytes = Buffer.concat([Buffer.from('{"type":"ping","x":"'), Buffer.from([0xff, 0xfe]),
-		Buffer.from('"}')]);
-	c.sendRaw(bytes, { binary: false });
-	assertError(await c.next(), 'BAD_JSON');
-	await assertAlive(c);
-	await c.close();
-});
+test('invalid UTF-8 inside a text frame closes the connection with 1007 (RFC 6455 8.1)',
+	async () => {
+		const c = await user('utf8');
+		/* {"type":"ping","x":"<ff fe>"} */
+		const bytes = Buffer.concat([Buffer.from('{"type":"ping","x":"'),
+			Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+		c.sendRaw(bytes, { binary: false });
+		assert.equal((await c.closed()).code, 1007);
+		assert.equal(c.queue.length, 0, 'no answer before the close');
+	});
 
 test('a binary frame is BAD_REQUEST', async () => {
 	const c = await user('binary');

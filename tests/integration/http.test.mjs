@@ -164,9 +164,19 @@ test('stats count connections, users and rooms, before and after closes', async 
 	assert.equal(s.rooms.total_leave_events, base.rooms.total_leave_events + 3);
 });
 
-test('GET /metrics: Prometheus text, quotecast_ prefix, a TYPE line for each, no token',
+test('GET /metrics needs the admin token, like /api/stats', async () => {
+	assertJsonError(await get('/metrics'), 401, 'UNAUTHORIZED');
+	assertJsonError(await get('/metrics', { authorization: 'Bearer wrong' }), 401,
+		'UNAUTHORIZED');
+	assertJsonError(await get('/metrics', { authorization: TOKEN }), 401, 'UNAUTHORIZED');
+	const r = await get('/metrics', AUTH);
+	assert.equal(r.status, 200, r.text);
+	assert.match(r.text, /^quotecast_total_connections \d+$/m);
+});
+
+test('GET /metrics: Prometheus text, quotecast_ prefix, a TYPE line for each',
 	async () => {
-		const r = await get('/metrics');
+		const r = await get('/metrics', AUTH);
 		assert.equal(r.status, 200, r.text);
 		assert.match(String(r.headers['content-type']), /^text\/plain/);
 		const lines = r.text.split('\n').filter((l) => l.length > 0);
@@ -199,7 +209,7 @@ test('GET /metrics: Prometheus text, quotecast_ prefix, a TYPE line for each, no
 		/* the figures are live: a connection shows up */
 		const before_n = samples.get('quotecast_connections_accepted_total');
 		const c = await user('metrics');
-		const r2 = await get('/metrics');
+		const r2 = await get('/metrics', AUTH);
 		const m2 = /^quotecast_connections_accepted_total (\S+)$/m.exec(r2.text);
 		assert.ok(m2);
 		assert.equal(Number(m2[1]), before_n + 1);

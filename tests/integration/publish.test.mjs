@@ -39,7 +39,9 @@ before(async () => {
 		}),
 		startServer({
 			label: 'publish-small-body',
-			env: { ...commonEnv, QUOTECAST_LIMITS_MAX_HTTP_BODY_BYTES: String(SMALL_BODY) },
+			/* POST /api/publish bodies are bounded by the publishers' own limit */
+			env: { ...commonEnv,
+				QUOTECAST_LIMITS_PUBLISHER_MAX_MESSAGE_BYTES: String(SMALL_BODY) },
 		}),
 		startServer({
 			label: 'publish-max-symbols',
@@ -310,7 +312,7 @@ test('more than 10000 ticks in one publish is 413 TOO_LARGE, nothing applied; 10
 		await a.close();
 	});
 
-test(`a body over limits.max_http_body_bytes (${SMALL_BODY}) is 413, nothing applied`,
+test(`a body over limits.publisher_max_message_bytes (${SMALL_BODY}) is 413, nothing applied`,
 	async () => {
 		const sym = uniqueSymbol('BIG');
 		const a = await user(small, 'alice');

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import {
 	test, before, after, startServer, stopServer, connect, openWs, httpRequest, getStats,
-	waitFor, sleep,
+	waitFor, sleep, upgradeStatus,
 } from './lib/harness.mjs';
 import { uniqueSymbol, tick, publishOk, subscribeStream, isStreamData } from
 	'./lib/streams.mjs';
@@ -515,35 +515,30 @@ test('with sessions.ttl_s a closed Socket.IO session is not suspended: the user 
 	}
 });
 
-test('limits.max_connections holds at the CONNECT: the one over it is refused (1013)',
-	async () => {
-		const full = await startServer({ label: 'sio-full',
-			env: { QUOTECAST_LIMITS_MAX_CONNECTIONS: '1' } });
-		try {
-			/* both upgrades pass: a handshake in progress is not a connection yet */
-			const a = await rawSio(full);
-			const b = await rawSio(full);
-			await a.next(/^0\{/);
-			await b.next(/^0\{/);
-			a.send('40{"user_id":"first"}');
-			await a.next(/^40\{"sid"/);
-			b.send('40{"user_id":"second"}');
-			assert.equal(await b.next(/^44/),
-				'44{"message":"unavailable: limits.max_connections reached"}');
-			assert.deepEqual(await b.closed(),
-				{ code: 1013, reason: 'limits.max_connections reached' });
-			assert.equal(await connections(full), 1);
-			const st = await getStats(full);
-			assert.equal(st.connections.rejected_total, 1);
-			/* and the upgrade itself is refused now */
-			const r = await openWs(full, { path: '/socket.io/',
-				query: { EIO: 4, transport: 'websocket' } });
-			assert.equal(r.status, 503);
-		} finally {
-			await closeAllSio();
-			await stopServer(full);
-		}
-	});
+test('limits.max_connections counts a Socket.IO handshake from the upgrade on', async () => {
+	const full = await startServer({ label: 'sio-full',
+		env: { QUOTECAST_LIMITS_MAX_CONNECTIONS: '1' } });
+	try {
+		/* the first upgrade takes the only slot, before its CONNECT */
+		const a = await rawSio(full);
+		await a.next(/^0\{/);
+		const r = await openWs(full, { path: '/socket.io/',
+			query: { EIO: 4, transport: 'websocket' } });
+		assert.equal(r.status, 503);
+		assert.match(r.body, /limits\.max_connections reached/);
+		assert.equal(await upgradeStatus(full, { query: { user_id: 'native' } }), 503);
+		/* its CONNECT goes through: the slot was its own */
+		a.send('40{"user_id":"first"}');
+		await a.next(/^40\{"sid"/);
+		assert.equal(await connections(full), 1);
+		const st = await getStats(full);
+		assert.equal(st.connections.rejected_total, 2);
+		assert.equal(st.limits.refused['limits.max_connections'], 2);
+	} finally {
+		await closeAllSio();
+		await stopServer(full);
+	}
+});
 
 test('no CONNECT within 10 s: closed with 1008; not counted as a connection meanwhile',
 	{ timeout: 20000 }, async () => {

@@ -211,6 +211,45 @@ static void test_jwt_exp(void **state)
 	expect(hand_token("{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"exp\":1e300}", SECRET), -EINVAL);
 }
 
+/* exp in milliseconds saturates: an exp near 2^63 overflowed exp * 1000 (UBSan abort). */
+static void test_jwt_exp_ms(void **state)
+{
+	static const struct {
+		const char *exp;
+		int64_t want_ms;
+	} cases[] = {
+	    {"1800000000", INT64_C(1800000000000)},
+	    {"1800000000.75", INT64_C(1800000000000)},
+	    {"9223372036854775", INT64_C(9223372036854775000)},
+	    {"9223372036854776", INT64_MAX},
+	    {"9223372036854775807", INT64_MAX},
+	    /* the largest double below 2^63 */
+	    {"9223372036854774784.0", INT64_MAX},
+	};
+	struct qc_identity id;
+	char payload[128];
+	char *tok;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(payload, sizeof(payload), "{\"sub\":\"a\",\"exp\":%s}", cases[i].exp);
+		tok = hand_token("{\"alg\":\"HS256\"}", payload, SECRET);
+		assert_int_equal(qc_jwt_verify(tok, SECRET, NOW, &id, NULL), 0);
+		assert_true(id.exp_ms == cases[i].want_ms);
+		free(tok);
+	}
+	/* 2^63 itself is not an int64: jansson refuses the integer, the real is out of range */
+	expect(hand_token("{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"exp\":9223372036854775808}",
+	                  SECRET),
+	       -EINVAL);
+	expect(hand_token("{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"exp\":9.3e18}", SECRET),
+	       -EINVAL);
+	/* far in the past: saturates the other way, and is expired */
+	expect(hand_token("{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"exp\":-9223372036854775807}",
+	                  SECRET),
+	       -ETIMEDOUT);
+}
+
 static void test_jwt_sub(void **state)
 {
 	char sub[QC_AUTH_USER_MAX + 2];
@@ -696,6 +735,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_jwt_valid),
 	    cmocka_unit_test(test_jwt_exp),
+	    cmocka_unit_test(test_jwt_exp_ms), /* issue 11: exp near 2^63 */
 	    cmocka_unit_test(test_jwt_sub),
 	    cmocka_unit_test(test_jwt_roles_bad),
 	    cmocka_unit_test(test_jwt_signature),

@@ -176,6 +176,12 @@ static void test_defaults(void **state)
 	assert_int_equal(c.limits.max_send_queue_bytes, 4194304);
 	assert_int_equal(c.limits.max_bad_messages, 10);
 	assert_int_equal(c.limits.max_connections, 100000);
+	assert_int_equal(c.limits.max_connections_per_user, 100);
+	assert_int_equal(c.limits.max_connections_per_ip, 1000);
+	assert_int_equal(c.limits.max_http_connections, 10000);
+	assert_int_equal(c.limits.max_publishers, 64);
+	assert_int_equal(c.limits.publisher_rate_per_s, 0);
+	assert_int_equal(c.limits.publisher_max_message_bytes, 16777216);
 	assert_int_equal(c.streams.buffer_size, 1000);
 	assert_int_equal(c.streams.dedup_window, 1024);
 	assert_int_equal(c.streams.max_symbols, 10000);
@@ -700,7 +706,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 50);
+	assert_int_equal(json_object_size(defaults), 56);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);

@@ -692,6 +692,66 @@ static void test_rate_limit(void **state)
 }
 
 /*
+ * Publishers (role publisher) have their own rate (limits.publisher_rate_per_s, 0 = unlimited
+ * by default): a feed handler sending 1,000 messages a second was cut to the subscribers' 100.
+ */
+/* The one frame queued for @c is a pong (without keeping a parsed copy of it). */
+static void expect_pong(struct qc_conn *c)
+{
+	struct qc_msg *m = tail(c);
+
+	assert_int_equal(c->outq.count, 1);
+	assert_non_null(memmem(qc_msg_frame(m), m->len, "\"type\":\"pong\"", 13));
+}
+
+static void test_publisher_rate(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *pub, *sub;
+	json_t *st;
+
+	env_start(e); /* the defaults: rate_per_s 100, rate_burst 200, publishers unlimited */
+	pub = env_open(e, "feed", QC_ROLE_PUBLISHER);
+	sub = env_open(e, "reader", 0);
+	drain(pub);
+	drain(sub);
+	sub->rate.last_ms += 3600 * 1000; /* no refill while the loop runs: the bucket alone */
+	for (int i = 0; i < 1000; i++) {
+		rx(e, pub, "{\"type\":\"ping\"}");
+		expect_pong(pub);
+		drain(pub);
+	}
+	for (int i = 0; i < 200; i++) {
+		rx(e, sub, "{\"type\":\"ping\"}");
+		drain(sub);
+	}
+	rx(e, sub, "{\"type\":\"ping\"}");
+	expect_err(last(sub), NULL, "RATE_LIMITED");
+	assert_int_equal(closes(&e->f, pub), 0);
+	env_drop(e, pub);
+	env_drop(e, sub);
+
+	/* a publisher rate, when set, is its own: its bucket holds a second of it */
+	e->cfg.limits.publisher_rate_per_s = 300;
+	pub = env_open(e, "feed", QC_ROLE_PUBLISHER);
+	drain(pub);
+	pub->rate.last_ms += 3600 * 1000;
+	for (int i = 0; i < 300; i++) {
+		rx(e, pub, "{\"type\":\"ping\"}");
+		expect_pong(pub);
+		drain(pub);
+	}
+	rx(e, pub, "{\"type\":\"ping\"}");
+	expect_err(last(pub), NULL, "RATE_LIMITED");
+	st = qc_hub_stats(e->h);
+	assert_int_equal(json_integer_value(json_object_get(
+	                     json_object_get(json_object_get(st, "limits"), "refused"),
+	                     "limits.publisher_rate_per_s")),
+	                 1);
+	json_decref(st);
+}
+
+/*
  * HUB BUG (kept on purpose, reported): behaviour.md says every client frame costs a token,
  * but qc_hub_rx() answers a binary frame before it calls qc_rate_take(), so binary frames are
  * never refused with RATE_LIMITED and never count towards the 4029 close.
@@ -830,18 +890,29 @@ static void test_admit_and_shutdown(void **state)
 
 	e->cfg.limits.max_connections = 2;
 	env_start(e);
-	assert_int_equal(qc_hub_admit(e->h), 0);
+	assert_int_equal(qc_hub_admit(e->h, 0), 0);
 	a = env_open(e, "a", 0);
-	assert_int_equal(qc_hub_admit(e->h), 0);
+	assert_int_equal(qc_hub_admit(e->h, 0), 0);
 	b = env_open(e, "b", 0);
-	assert_int_equal(qc_hub_admit(e->h), -EBUSY);
+	assert_int_equal(qc_hub_admit(e->h, 0), -EBUSY);
 	assert_int_equal(stat_get(e, "connections", "rejected_total"), 1);
 	env_drop(e, b);
-	assert_int_equal(qc_hub_admit(e->h), 0);
+	assert_int_equal(qc_hub_admit(e->h, 0), 0);
 	assert_int_equal(stat_get(e, "connections", "rejected_total"), 1);
+	/* connections the transport holds outside the hub (Socket.IO handshakes) count too */
+	assert_int_equal(qc_hub_admit(e->h, 1), -EBUSY);
+	assert_int_equal(stat_get(e, "connections", "rejected_total"), 2);
+	{
+		json_t *st = qc_hub_stats(e->h);
+		json_t *refused = json_object_get(json_object_get(st, "limits"), "refused");
+
+		assert_int_equal(
+		    json_integer_value(json_object_get(refused, "limits.max_connections")), 2);
+		json_decref(st);
+	}
 	b = env_open(e, "b", 0);
 	qc_hub_reject(e->h);
-	assert_int_equal(stat_get(e, "connections", "rejected_total"), 2);
+	assert_int_equal(stat_get(e, "connections", "rejected_total"), 3);
 	assert_int_equal(stat_get(e, "connections", "accepted_total"), 3);
 	assert_int_equal(stat_get(e, "connections", "peak"), 2);
 	assert_true(qc_hub_ready(e->h, &reason));
@@ -860,12 +931,12 @@ static void test_admit_and_shutdown(void **state)
 	/* the session events are still there to be sent */
 	assert_int_equal(a->outq.count, 1);
 
-	assert_int_equal(qc_hub_admit(e->h), -ESHUTDOWN);
-	assert_int_equal(stat_get(e, "connections", "rejected_total"), 3);
+	assert_int_equal(qc_hub_admit(e->h, 0), -ESHUTDOWN);
+	assert_int_equal(stat_get(e, "connections", "rejected_total"), 4);
 	assert_false(qc_hub_ready(e->h, &reason));
 	assert_non_null(reason);
 	env_drop(e, a);
-	assert_int_equal(qc_hub_admit(e->h), -ESHUTDOWN);
+	assert_int_equal(qc_hub_admit(e->h, 0), -ESHUTDOWN);
 }
 
 static void expect_publish_refused(struct env *e, const char *doc, enum qc_err want,
@@ -1231,6 +1302,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_bad_frame_answers, teardown),
 	    cmocka_unit_test_teardown(test_rate_limit, teardown),
 	    cmocka_unit_test_teardown(test_rate_limit_binary_frames, teardown),
+	    cmocka_unit_test_teardown(test_publisher_rate, teardown),
 	    cmocka_unit_test_teardown(test_bad_message_budget_above_16_bits, teardown),
 	    cmocka_unit_test_teardown(test_room_limits_and_cleanup, teardown),
 	    cmocka_unit_test_teardown(test_admit_and_shutdown, teardown),
