@@ -241,6 +241,14 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 		qc_hub_refused(h, QC_LIM_SUSPENDED);
 		expire_one(h, h->susp_head);
 	}
+	/*
+	 * Events written to the socket that just died may never have been read (bytes the kernel
+	 * took die with it): without the client's positions (SPEC 2.9) the server cannot know,
+	 * so a resume of this session does not claim recovered:true.
+	 */
+	if (c->outq.events_out)
+		c->dropped = 1;
+	c->outq.events_out = 0;
 	qc_hub_keep_for_resume(c);
 	c->closing = 0;
 	c->close_code = 0;

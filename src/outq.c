@@ -103,6 +103,8 @@ size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap)
 			break;
 		memcpy(buf + used, qc_msg_frame(m), m->len);
 		used += m->len;
+		if (m->kind != QC_MSG_CONTROL)
+			q->events_out++;
 		qc_outq_pop(q);
 	}
 	return used;

@@ -520,6 +520,8 @@ static int write_queue(struct lws *wsi, struct qc_server *srv, struct qc_conn *c
 		if (lws_write(wsi, (unsigned char *)qc_msg_frame(m), m->len, LWS_WRITE_RAW) <
 		    (int)m->len)
 			return -1;
+		if (m->kind != QC_MSG_CONTROL)
+			c->outq.events_out++;
 		qc_outq_pop(&c->outq);
 	}
 	if (c->in_table)

@@ -20,6 +20,12 @@ struct qc_outq {
 	uint32_t count;
 	uint32_t cap; /* power of two, 0 while slot is NULL */
 	size_t bytes; /* sum of qc_msg.len over the queued frames */
+	/*
+	 * frames other than QC_MSG_CONTROL that qc_outq_fill() handed out (written to a socket):
+	 * what a socket that dies can take with it unread (the transport counts its own writes of
+	 * single frames too)
+	 */
+	uint64_t events_out;
 };
 
 /** qc_outq_init() - an empty queue (all zero is also valid). */

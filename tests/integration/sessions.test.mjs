@@ -134,7 +134,11 @@ test('resume after an abrupt drop: buffered room and direct messages in order, t
 	try {
 		await sleep(30);
 		a2 = await resume(server, old.resume_token, alice);
-		assertResumed(a2, old, { recovered: true, replayed: expected.length });
+		/*
+		 * nothing was dropped from the buffer, but tick 1 went out on the socket that died:
+		 * without the client's positions the server cannot know it was read
+		 */
+		assertResumed(a2, old, { recovered: false, replayed: expected.length });
 		const seqAtResume = lastSeq;
 		/* at least a few live ticks after the resume */
 		await queued(a2, (m) => m.event === 'stream_data' && m.data.seq >= seqAtResume + 10);
@@ -211,7 +215,9 @@ test('resume after an abrupt drop: buffered room and direct messages in order, t
 	await waitSuspended(server, 2);
 	await ok(bob, 'send_message', { room, content: { n: 6 } });
 	const a3 = await resume(server, a2.session.resume_token, alice);
-	assertResumed(a3, a2.session, { recovered: true, replayed: 1 });
+	/* a2 had been written events when it died: complete as far as the server knows is not
+	 * complete as far as the client knows, so no recovered:true */
+	assertResumed(a3, a2.session, { recovered: false, replayed: 1 });
 	assert.equal(a3.session.session_id, old.session_id);
 	const again = await take(a3, 1);
 	assert.deepEqual(again.map(summary), ['room:{"n":6}']);
@@ -600,7 +606,8 @@ async (t) => {
 	await waitSuspended(server, 1);
 
 	const a3 = await resume(server, a2.session.resume_token, alice);
-	assertResumed(a3, a2.session, { recovered: true, replayed: a3.session.replayed });
+	/* what the dead socket had taken may be lost: an honest resume does not claim it */
+	assertResumed(a3, a2.session, { recovered: false, replayed: a3.session.replayed });
 	const rest = a3.session.replayed;
 	t.diagnostic(`read before the drop: ${before.length}; replayed again: ${rest}; lost in ` +
 		`the sockets' buffers: ${total - before.length - rest}`);

@@ -243,6 +243,15 @@ static inline void drain(struct qc_conn *c)
 	assert_int_equal(c->outq.bytes, 0);
 }
 
+/* Write everything as ws.c does (qc_outq_fill into a scratch buffer): counted as written. */
+static inline void write_out(struct qc_conn *c)
+{
+	static unsigned char scratch[1 << 20];
+
+	while (!qc_outq_empty(&c->outq))
+		assert_true(qc_outq_fill(&c->outq, scratch, sizeof(scratch)) > 0);
+}
+
 /* ---- reading queues and documents -------------------------------------------------------- */
 
 static inline struct qc_msg *at(const struct qc_conn *c, uint32_t i)

@@ -220,6 +220,50 @@ static void test_resume_order(void **state)
 	assert_int_equal(stat_get(e, "reconnection", "resumed"), 2);
 }
 
+/*
+ * Events written to a socket that then died may not have been read: a resume of that session
+ * says recovered:false although its buffer lost nothing; responses and the session event alone
+ * do not count. The next life starts clean.
+ */
+static void test_resume_after_written_events(void **state)
+{
+	struct env *e = env_new(state);
+	char old[TOKEN_LEN + 1], tok[TOKEN_LEN + 1];
+	struct qc_conn *a;
+	json_t *d;
+
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	rx(e, a, "{\"type\":\"subscribe\",\"room\":\"lobby\"}");
+	token_at(a, 0, old);
+	/* the session event and a response went out: nothing a client can miss */
+	write_out(a);
+	assert_int_equal(a->outq.events_out, 0);
+	env_drop(e, a);
+	assert_ptr_equal(env_resume(e, old, "alice"), a);
+	assert_true(bget(expect_event(frame(a, 0), "session"), "recovered"));
+	token_at(a, 0, tok);
+
+	/* a room message written, then the socket dies: the resume cannot claim it was read */
+	broadcast(e, "lobby", "m1");
+	write_out(a);
+	assert_int_equal(a->outq.events_out, 1);
+	env_drop(e, a);
+	assert_int_equal(a->outq.events_out, 0);
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	d = expect_event(frame(a, 0), "session");
+	assert_true(bget(d, "resumed"));
+	assert_false(bget(d, "recovered"));
+	assert_int_equal(iget(d, "replayed"), 0);
+	token_at(a, 0, tok);
+
+	/* the next drop with nothing written since is recovered again */
+	write_out(a);
+	env_drop(e, a);
+	assert_ptr_equal(env_resume(e, tok, "alice"), a);
+	assert_true(bget(expect_event(frame(a, 0), "session"), "recovered"));
+}
+
 static void test_resume_refused(void **state)
 {
 	struct env *e = env_new(state);
@@ -1295,6 +1339,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_resume_token, teardown),
 	    cmocka_unit_test_teardown(test_suspend_buffers_room_not_ticks, teardown),
 	    cmocka_unit_test_teardown(test_resume_order, teardown),
+	    cmocka_unit_test_teardown(test_resume_after_written_events, teardown),
 	    cmocka_unit_test_teardown(test_resume_refused, teardown),
 	    cmocka_unit_test_teardown(test_buffer_overflow, teardown),
 	    cmocka_unit_test_teardown(test_buffer_disabled, teardown),
