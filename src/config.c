@@ -146,6 +146,8 @@ static const struct key keys[] = {
      .def = "AAPL,MSFT,GOOG,600519,BTCUSD"},
     U32("demo_feed.rate_per_s", demo_feed.rate_per_s, 1, 100000, "10"),
     ENUM("log.level", log_level, level_names, "info"),
+    BOOL("web.enabled", web.enabled, "true"),
+    STR("web.root", web.root, "", PLAIN),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

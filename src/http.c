@@ -138,6 +138,61 @@ out:
 	return ret;
 }
 
+/*
+ * What the console's pages may load: nothing but this server (scripts, styles, images, the
+ * WebSocket back to it); no inline script, no framing.
+ */
+static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
+                          "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+                          "manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+                          "frame-ancestors 'none'";
+
+static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+                      unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+	                                   (const unsigned char *)value, (int)strlen(value), p,
+	                                   end);
+}
+
+/*
+ * A static file (webfiles.c): revalidated on every use (Cache-Control: no-cache with a strong
+ * ETag, 304 when If-None-Match names it), so a new build shows at once and an unchanged file
+ * costs no body. @head: headers only.
+ */
+static int serve_file(struct lws *wsi, const struct qc_webfile *f, bool head)
+{
+	char inm[128];
+	bool same = lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
+	            strstr(inm, f->etag);
+	size_t blen = same || head ? 0 : f->len;
+	size_t cap = LWS_PRE + 2048 + blen;
+	unsigned char *buf = malloc(cap), *start, *p, *end;
+	int ret = -1;
+
+	if (!buf)
+		return -1;
+	start = p = buf + LWS_PRE;
+	end = buf + cap;
+	if (lws_add_http_common_headers(wsi, same ? 304 : 200, f->ctype,
+	                                same ? LWS_ILLEGAL_HTTP_CONTENT_LEN : (lws_filepos_t)f->len,
+	                                &p, end) ||
+	    add_header(wsi, "etag:", f->etag, &p, end) ||
+	    add_header(wsi, "cache-control:", "no-cache", &p, end) ||
+	    add_header(wsi, "content-security-policy:", csp, &p, end) ||
+	    add_header(wsi, "x-content-type-options:", "nosniff", &p, end) ||
+	    add_header(wsi, "referrer-policy:", "no-referrer", &p, end) ||
+	    lws_finalize_http_header(wsi, &p, end))
+		goto out;
+	memcpy(p, f->body, blen);
+	p += blen;
+	if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) >= 0)
+		ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
 /* Answer with @j (stolen) as JSON. */
 static int respond_json(struct lws *wsi, unsigned int status, json_t *j)
 {
@@ -518,6 +573,12 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 			}
 		}
 		return 0; /* the body follows in LWS_CALLBACK_HTTP_BODY */
+	}
+	if (get || method_is(wsi, WSI_TOKEN_HEAD_URI)) {
+		const struct qc_webfile *f = qc_webfiles_find(&srv->web, path);
+
+		if (f)
+			return done(wsi, serve_file(wsi, f, !get));
 	}
 	return done(wsi, respond_err(wsi, QC_E_NOT_FOUND, "no such endpoint"));
 

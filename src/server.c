@@ -254,6 +254,31 @@ static int start_store(struct qc_server *srv)
 	return 0;
 }
 
+/*
+ * The static files (web console, JavaScript client) into memory, before the loop serves
+ * anyone: serving them never reads the disk. A missing directory is said, not fatal.
+ */
+static void load_web(struct qc_server *srv)
+{
+	const char *root = srv->cfg->web.root[0] ? srv->cfg->web.root : QC_DATADIR;
+	static const struct {
+		const char *dir, *prefix;
+	} parts[] = {{"web", ""}, {"client", "/client"}};
+	char dir[PATH_MAX];
+	int n;
+
+	if (!srv->cfg->web.enabled)
+		return;
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		snprintf(dir, sizeof(dir), "%s/%s", root, parts[i].dir);
+		n = qc_webfiles_load_dir(&srv->web, dir, parts[i].prefix);
+		if (n < 0)
+			lwsl_warn("quotecast: web.root: cannot load %s: %s\n", dir, strerror(-n));
+	}
+	lwsl_notice("quotecast: %u static files (%zu bytes) from %s\n", srv->web.count,
+	            srv->web.bytes, root);
+}
+
 int qc_server_run(const struct qc_config *cfg)
 {
 	struct lws_protocols protocols[] = {
@@ -304,6 +329,8 @@ int qc_server_run(const struct qc_config *cfg)
 		free(srv);
 		return 1;
 	}
+
+	load_web(srv);
 
 	/* lws sizes its fd table from the soft limit: take the whole hard limit */
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
@@ -413,6 +440,7 @@ out:
 	qc_hub_free(srv->hub);
 	qc_pg_free(srv->pg);
 	qc_http_free(srv);
+	qc_webfiles_free(&srv->web);
 	qc_tally_free(&srv->http_by_ip);
 	qc_tally_free(&srv->by_ip);
 	qc_tally_free(&srv->by_user);

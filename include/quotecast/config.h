@@ -126,6 +126,11 @@ struct qc_config {
 	} demo_feed;
 
 	enum qc_log_level log_level; /* info */
+
+	struct {
+		bool enabled; /* true: GET / (the console) and /client/quotecast.js are served */
+		char *root;   /* "" = the data directory built in (QC_DATADIR): web/ and client/ */
+	} web;
 };
 
 /* What the command line asked for besides settings. */

@@ -14,6 +14,7 @@
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
 #include "quotecast/tally.h"
+#include "quotecast/webfiles.h"
 
 /*
  * The subprotocol of publisher connections (role publisher only, at most
@@ -60,6 +61,7 @@ struct qc_server {
 	struct qc_tally http_by_ip; /* the same, per source address */
 	struct qc_tally by_ip;      /* upgraded connections per source address */
 	struct qc_tally by_user;    /* connections per named user */
+	struct qc_webfiles web;     /* GET /, /client/quotecast.js (webfiles.c; web.root) */
 	uint64_t watchdog_usec;
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };
