@@ -214,6 +214,15 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 {
 	bool was_empty = qc_outq_empty(&c->outq);
 
+	/* a recovering Socket.IO session keeps every event it is sent, whatever its state */
+	if (m->offset && c->sio) {
+		qc_hub_sio_keep(h, c, m);
+		if (c->suspended)
+			return 0;
+		if (c->closing)
+			return -EPIPE;
+	}
+
 	if (c->suspended)
 		return qc_hub_buffer(h, c, m);
 	if (c->closing == QC_CLOSE_NOW) {
@@ -280,17 +289,28 @@ void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind)
 	f->kind = kind;
 }
 
-struct qc_msg *qc_frames_get(struct qc_frames *f, uint8_t enc)
+/* The next Socket.IO offset for an event of @kind, or 0 when it carries none. */
+static uint64_t next_offset(struct qc_hub *h, uint8_t kind)
 {
+	return kind != QC_MSG_CONTROL && qc_hub_sio_recovery(h) ? ++h->sio_offset : 0;
+}
+
+struct qc_msg *qc_frames_get(struct qc_hub *h, struct qc_frames *f, uint8_t enc)
+{
+	uint64_t offset = 0;
 	struct qc_msg *m;
 
 	if (enc > QC_ENC_SIO || !f->ev)
 		return NULL;
 	if (f->m[enc])
 		return f->m[enc];
-	m = enc == QC_ENC_SIO ? qc_sio_from_native(f->ev, -1) : qc_msg_new_json(f->ev);
+	/* one offset per message, in its one Socket.IO encoding shared by every receiver */
+	if (enc == QC_ENC_SIO)
+		offset = next_offset(h, f->kind);
+	m = enc == QC_ENC_SIO ? qc_sio_from_native_at(f->ev, offset) : qc_msg_new_json(f->ev);
 	if (!m)
 		return NULL;
+	m->offset = offset;
 	m->kind = f->kind;
 	m->stream_id = f->stream_id;
 	m->seq = f->seq;
@@ -309,13 +329,36 @@ void qc_frames_release(struct qc_frames *f)
 
 int qc_hub_send_frames(struct qc_hub *h, struct qc_conn *c, struct qc_frames *f)
 {
-	struct qc_msg *m = qc_frames_get(f, c->enc);
+	struct qc_msg *m = qc_frames_get(h, f, c->enc);
 
 	if (!m) {
 		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
 		return -ENOMEM;
 	}
 	return qc_hub_send(h, c, m);
+}
+
+/*
+ * Native message @j (borrowed) for Socket.IO receiver @c: an event other than "session" sent
+ * to one receiver (an offline delivery) is an event like any other, with an offset when @c
+ * recovers; answers, pongs, errors and the session event are not replayed and carry none.
+ */
+static struct qc_msg *sio_native(struct qc_hub *h, struct qc_conn *c, json_t *j, int64_t ack_id)
+{
+	const char *type = json_string_value(json_object_get(j, "type"));
+	const char *name = json_string_value(json_object_get(j, "event"));
+	uint64_t offset = 0;
+	struct qc_msg *m;
+
+	if (ack_id < 0 && c->sio && type && !strcmp(type, "event") && name &&
+	    strcmp(name, "session"))
+		offset = next_offset(h, QC_MSG_ROOM);
+	m = offset ? qc_sio_from_native_at(j, offset) : qc_sio_from_native(j, ack_id);
+	if (m && offset) {
+		m->kind = QC_MSG_ROOM;
+		m->offset = offset;
+	}
+	return m;
 }
 
 /* Queue native message @j (stolen) for @c; a Socket.IO ack when @ack_id >= 0. */
@@ -326,7 +369,7 @@ static int send_native(struct qc_hub *h, struct qc_conn *c, json_t *j, int64_t a
 
 	if (!j)
 		return -ENOMEM;
-	m = c->enc == QC_ENC_SIO ? qc_sio_from_native(j, ack_id) : qc_msg_new_json(j);
+	m = c->enc == QC_ENC_SIO ? sio_native(h, c, j, ack_id) : qc_msg_new_json(j);
 	json_decref(j);
 	if (!m) {
 		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
@@ -691,7 +734,12 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 		return ret;
 	if (c->enc == QC_ENC_SIO) {
 		/* the Socket.IO CONNECT answer comes before everything else */
-		struct qc_msg *m = qc_sio_connect_msg(c->session_id);
+		char pid[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+		struct qc_msg *m;
+
+		if (qc_hub_sio_open(h, c))
+			return -ENOMEM;
+		m = qc_sio_connect_msg(c->session_id, qc_hub_sio_pid(c, pid));
 
 		if (!m)
 			return -ENOMEM;
@@ -723,6 +771,7 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 	qc_outq_clear(&c->outq);
 	qc_outq_clear(&c->replay);
 	qc_msg_unref(&c->session_msg);
+	qc_hub_sio_free(c);
 	free(c->rx);
 	qc_conns_remove(&h->conns, c);
 	if (!qc_conns_user(&h->conns, c->user_id))
@@ -742,9 +791,9 @@ void qc_hub_closed(struct qc_hub *h, struct qc_conn *c)
 	}
 	h->st.closed_total++;
 	/* a session outlives its socket unless the server is going away */
-	/* Socket.IO sessions cannot be resumed: their user's messages go to the offline queue */
+	/* Socket.IO sessions without recovery cannot resume: their messages go offline */
 	if (h->cfg->sessions.ttl_s && !h->shutting_down && !c->no_resume &&
-	    c->enc == QC_ENC_NATIVE && !qc_hub_suspend(h, c))
+	    (c->enc == QC_ENC_NATIVE || c->sio) && !qc_hub_suspend(h, c))
 		return;
 	qc_hub_destroy(h, c);
 }
@@ -1052,6 +1101,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	uint64_t members = 0;
 	struct qc_user *u, *utmp;
 	struct qc_conn *c;
+	json_t *st;
 
 	/* cold path: walk users once for the figures the hot path does not keep */
 	HASH_ITER (hh, h->conns.users, u, utmp) {
@@ -1063,7 +1113,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	}
 	qc_hub_room_counts(h, &active, &members);
 
-	return json_pack(
+	st = json_pack(
 	    "{s:{s:s, s:I, s:s, s:I}, s:I, s:I, s:I,"
 	    " s:{s:I, s:I, s:I, s:I},"
 	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
@@ -1089,4 +1139,8 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    (json_int_t)h->st.replayed, "buffer_dropped", (json_int_t)h->st.buffer_dropped,
 	    "offline", qc_hub_offline_stats(h), "store", store_stats(h), "subscriptions",
 	    qc_hub_subs_stats(h), "limits", limits_stats(h));
+	/* Socket.IO reconnects that named a session (pid) and got a fresh one (hub_sio.c) */
+	json_object_set_new(json_object_get(st, "reconnection"), "not_recovered",
+	                    json_integer((json_int_t)h->sio_not_recovered));
+	return st;
 }

@@ -63,6 +63,10 @@ struct qc_hub {
 	uint32_t nbacklog;
 	size_t backlog_bytes;
 	bool freeing;
+
+	/* Socket.IO connection state recovery (hub_sio.c) */
+	uint64_t sio_offset;        /* the last offset given to an outgoing Socket.IO event */
+	uint64_t sio_not_recovered; /* reconnects with a pid that got a fresh session */
 };
 
 /*
@@ -80,8 +84,11 @@ struct qc_frames {
 
 /* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
 void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);
-/* The frame for @enc (borrowed), built on first use; NULL on ENOMEM. */
-struct qc_msg *qc_frames_get(struct qc_frames *f, uint8_t enc);
+/*
+ * The frame for @enc (borrowed), built on first use; NULL on ENOMEM. A Socket.IO frame of an
+ * event (kind not QC_MSG_CONTROL) takes the next offset when @h recovers Socket.IO sessions.
+ */
+struct qc_msg *qc_frames_get(struct qc_hub *h, struct qc_frames *f, uint8_t enc);
 void qc_frames_release(struct qc_frames *f);
 /* Queue @f's frame for @c's encoding. 0 or a negative errno, as qc_hub_send(). */
 int qc_hub_send_frames(struct qc_hub *h, struct qc_conn *c, struct qc_frames *f);
@@ -184,7 +191,12 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c);
 int qc_hub_slow_consumer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 
 /* hub_session.c */
+/* conn.replaying */
+#define QC_REPLAY_ON       1 /* live data waits behind the replay, held to max_send_queue_bytes */
+#define QC_REPLAY_BUILDING 2 /* a resume is queueing the replay itself */
 int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c);
+/* Take suspended @c out of the suspended set (it is resumed, or ends). */
+void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c);
 /*
  * What of @c's queues a resume needs: room messages stay (the unsent part of a replay
  * included, in order), ticks go (streams rewound), the rest is dropped.
@@ -194,6 +206,33 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 /* @m (not a control message) for @c while a resume's replay is under way: behind the replay */
 int qc_hub_replay_push(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 void qc_hub_sessions_free(struct qc_hub *h);
+
+/*
+ * hub_sio.c: Socket.IO connection state recovery. A Socket.IO session of a hub that recovers
+ * them (qc_hub_sio_recovery) has a pid (its session id and secret) and keeps references to the
+ * offset-bearing frames queued to it (struct qc_sio_state), live or suspended.
+ */
+struct qc_sio_state {
+	struct qc_outq hist; /* the frames queued to the session, oldest first, offsets ascending */
+	uint64_t floor;      /* the newest offset taken out of hist (evicted, or acknowledged) */
+	uint64_t last;       /* the newest offset put in */
+	bool broken;         /* hist lost a frame or its order: nothing can be recovered */
+};
+
+/* Whether Socket.IO sessions are recovered (sessions.ttl_s and sessions.buffer_messages). */
+bool qc_hub_sio_recovery(const struct qc_hub *h);
+/* A new Socket.IO session: its recovery state (0, or -ENOMEM); no-op when not recovering. */
+int qc_hub_sio_open(struct qc_hub *h, struct qc_conn *c);
+/* @c's pid into @out (QC_SESSION_ID_LEN + QC_SECRET_LEN + 1 bytes); NULL without recovery. */
+const char *qc_hub_sio_pid(const struct qc_conn *c, char *out);
+/* Keep @m (an offset-bearing frame queued to @c, live or suspended) for a reconnect. */
+void qc_hub_sio_keep(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
+/* @c's socket is gone: its queues go (hist holds what matters), the bytes count as suspended. */
+void qc_hub_sio_drop_queues(struct qc_conn *c);
+void qc_hub_sio_suspended(struct qc_hub *h, struct qc_conn *c);
+/* What a suspended @c holds (sessions.max_buffered_bytes). */
+size_t qc_hub_sio_bytes(const struct qc_conn *c);
+void qc_hub_sio_free(struct qc_conn *c);
 
 /*
  * hub_offline.c: the offline queue. A created room's offline log (struct qc_olog, one per

@@ -628,7 +628,7 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	                    (json_int_t)qc_now_ms());
 	qc_frames_init(&f, ev_data ? qc_codec_event("room_message", json_incref(ev_data)) : NULL,
 	               QC_MSG_ROOM);
-	if (!qc_frames_get(&f, QC_ENC_NATIVE)) {
+	if (!qc_frames_get(h, &f, QC_ENC_NATIVE)) {
 		qc_frames_release(&f);
 		json_decref(ev_data);
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");

@@ -24,9 +24,8 @@
 
 #include "hub_priv.h"
 
-/* conn.replaying */
-#define REPLAY_ON       1 /* live data waits behind the replay, held to max_send_queue_bytes */
-#define REPLAY_BUILDING 2 /* qc_hub_resume() is queueing the replay itself */
+#define REPLAY_ON       QC_REPLAY_ON
+#define REPLAY_BUILDING QC_REPLAY_BUILDING
 
 static void fifo_unlink(struct qc_hub *h, struct qc_conn *c)
 {
@@ -34,19 +33,18 @@ static void fifo_unlink(struct qc_hub *h, struct qc_conn *c)
 	c->susp_prev = c->susp_next = NULL;
 }
 
-/* Take @c out of the suspended set (it is resumed or ends). */
-static void unsuspend(struct qc_hub *h, struct qc_conn *c)
+void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c)
 {
 	fifo_unlink(h, c);
 	HASH_DELETE(hh_session, h->by_session, c);
 	h->nsuspended--;
-	h->buffered_bytes -= c->outq.bytes;
+	h->buffered_bytes -= c->outq.bytes + qc_hub_sio_bytes(c);
 	c->suspended = 0;
 }
 
 static void expire_one(struct qc_hub *h, struct qc_conn *c)
 {
-	unsuspend(h, c);
+	qc_hub_unsuspend(h, c);
 	h->st.expired++;
 	qc_hub_destroy(h, c);
 }
@@ -75,7 +73,7 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	const struct qc_config *cfg = h->cfg;
 
 	/* ticks are recovered from the rings on resume; responses have no one to answer */
-	if (m->kind != QC_MSG_ROOM)
+	if (m->kind != QC_MSG_ROOM || c->sio) /* Socket.IO: kept by qc_hub_sio_keep() */
 		return 0;
 	if (!cfg->sessions.buffer_messages) {
 		c->dropped = 1;
@@ -138,6 +136,10 @@ void qc_hub_keep_for_resume(struct qc_conn *c)
 {
 	struct qc_outq keep = {0};
 
+	if (c->sio) {
+		qc_hub_sio_drop_queues(c); /* what matters is in its history */
+		return;
+	}
 	session_event_check(c);
 
 	rewind_streams(c, &c->outq);
@@ -263,6 +265,8 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 		;
 	while (h->buffered_bytes > cfg->sessions.max_buffered_bytes && drop_oldest(h, c))
 		qc_hub_refused(h, QC_LIM_SESSION_BYTES);
+	if (c->sio)
+		qc_hub_sio_suspended(h, c);
 	return 0;
 }
 
@@ -339,7 +343,7 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections)
 		return NULL;
 
-	unsuspend(h, c);
+	qc_hub_unsuspend(h, c);
 	c->transport = transport;
 	c->roles = roles;
 	c->last_activity_ms = qc_now_ms();

@@ -178,7 +178,7 @@ static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream
 	/* a suspended session gets its missed ticks from the ring when it resumes */
 	if (c->closing || c->suspended)
 		return;
-	m = qc_frames_get(f, c->enc);
+	m = qc_frames_get(h, f, c->enc);
 	if (!m)
 		return;
 	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)

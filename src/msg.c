@@ -74,6 +74,7 @@ struct qc_msg *qc_msg_new_text(const void *payload, size_t len)
 	m->spare = 0;
 	m->stream_id = 0;
 	m->seq = 0;
+	m->offset = 0;
 	m->meta = NULL;
 	memcpy(m->buf + QC_MSG_HEADROOM + QC_WS_HDR_MAX - hdr_len, hdr, hdr_len);
 	/* memcpy with a NULL source is undefined even for 0 bytes. */

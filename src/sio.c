@@ -319,17 +319,33 @@ static struct qc_msg *prefixed(const char *prefix, json_t *j)
 	return m;
 }
 
-/* 42[@name,@arg] (42[@name] without @arg); @name a JSON string. */
-static struct qc_msg *event_frame(const json_t *name, const json_t *arg)
+/*
+ * 42[@name,@arg] (42[@name] without @arg); @name a JSON string. With an @offset (not 0) it
+ * goes last, as a string: 42[@name,@arg,"<offset>"] (@arg null when absent, so that the
+ * offset never takes the place of the data in the client's handler).
+ */
+static struct qc_msg *event_frame_at(const json_t *name, const json_t *arg, uint64_t offset)
 {
+	char off[32];
+
 	qc_msg_build_start();
 	if (put_str("42[") || qc_msg_build_json(name))
 		return NULL;
 	if (arg && (put_str(",") || qc_msg_build_json(arg)))
 		return NULL;
+	if (offset) {
+		snprintf(off, sizeof(off), "%s\"%" PRIu64 "\"", arg ? "," : ",null,", offset);
+		if (put_str(off))
+			return NULL;
+	}
 	if (put_str("]"))
 		return NULL;
 	return qc_msg_build_finish();
+}
+
+static struct qc_msg *event_frame(const json_t *name, const json_t *arg)
+{
+	return event_frame_at(name, arg, 0);
 }
 
 struct qc_msg *qc_eio_open_msg(const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,
@@ -344,10 +360,12 @@ struct qc_msg *qc_eio_open_msg(const char *sid, uint32_t ping_interval_ms, uint3
 	                               (json_int_t)max_payload));
 }
 
-struct qc_msg *qc_sio_connect_msg(const char *sid)
+struct qc_msg *qc_sio_connect_msg(const char *sid, const char *pid)
 {
 	if (!sid)
 		return NULL;
+	if (pid)
+		return prefixed("40", json_pack("{s:s, s:s}", "sid", sid, "pid", pid));
 	return prefixed("40", json_pack("{s:s}", "sid", sid));
 }
 
@@ -412,4 +430,16 @@ struct qc_msg *qc_sio_from_native(const json_t *native, int64_t ack_id)
 	if (!strcmp(t, "error"))
 		return event_frame(type, native);
 	return NULL;
+}
+
+struct qc_msg *qc_sio_from_native_at(const json_t *native, uint64_t offset)
+{
+	const char *t = json_string_value(json_object_get(native, "type"));
+	json_t *name = json_object_get(native, "event");
+
+	if (!offset || !t || strcmp(t, "event"))
+		return qc_sio_from_native(native, -1);
+	if (!json_is_string(name))
+		return NULL;
+	return event_frame_at(name, json_object_get(native, "data"), offset);
 }

@@ -330,7 +330,7 @@ static void sio_refuse(struct qc_server *srv, struct ws_pss *pss, const char *wh
 /* The Socket.IO CONNECT to "/": authenticate, admit, hand the connection to the hub. */
 static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 {
-	struct qc_conn *c = pss->c;
+	struct qc_conn *c = pss->c, *resumed;
 	const char *why = NULL;
 	char msg[256];
 	uint32_t limit;
@@ -370,7 +370,13 @@ static void sio_connect(struct qc_server *srv, struct ws_pss *pss, json_t *auth)
 	lws_sul_cancel(&pss->sul_connect);
 	handshake_done(srv, pss);
 	c->bad_messages = 0;
-	if (qc_hub_open(srv->hub, c)) {
+	/* connection state recovery: a pid (and offset) names the session to take over */
+	resumed = qc_hub_sio_resume(srv->hub, c, auth);
+	if (resumed) {
+		qc_ws_forget(srv, c);
+		free(c);
+		pss->c = resumed;
+	} else if (qc_hub_open(srv->hub, c)) {
 		close_with(srv, pss, 1011, NULL, QC_CLOSE_NOW);
 		return;
 	}
@@ -451,6 +457,8 @@ static void deliver(struct qc_server *srv, struct ws_pss *pss, const char *buf, 
 	/* Engine.IO close, or Socket.IO DISCONNECT from "/": the client is leaving */
 	if (pss->sio && !binary &&
 	    ((len == 1 && buf[0] == '1') || (len == 2 && buf[0] == '4' && buf[1] == '1'))) {
+		pss->c->no_resume =
+		    1; /* socket.disconnect(): the session ends, nothing to recover */
 		close_with(srv, pss, 1000, NULL, QC_CLOSE_AFTER_DRAIN);
 		return;
 	}
@@ -494,10 +502,14 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss
 	c->rx_len += len;
 	if (!complete)
 		return 0;
-	deliver(srv, pss, (const char *)c->rx, c->rx_len, lws_frame_is_binary(wsi));
-	free(c->rx);
+	/* the message is ours from here: a Socket.IO CONNECT may hand the socket to another record
+	 */
+	grown = c->rx;
+	len = c->rx_len;
 	c->rx = NULL;
 	c->rx_len = 0;
+	deliver(srv, pss, (const char *)grown, len, lws_frame_is_binary(wsi));
+	free(grown);
 	return 0;
 }
 
@@ -764,10 +776,11 @@ int qc_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 			if (!c->in_table)
 				qc_outq_clear(&c->outq);
 			/*
-			 * ?resume= takes native sessions only: a suspended Socket.IO session would
-			 * hold the user's messages away from the offline queue until it expired.
+			 * A Socket.IO session without connection state recovery cannot resume: it
+			 * would hold the user's messages away from the offline queue until it
+			 * expired.
 			 */
-			if (c->enc == QC_ENC_SIO)
+			if (c->enc == QC_ENC_SIO && !c->sio)
 				c->no_resume = 1;
 			qc_hub_closed(srv->hub, c); /* suspends or frees it */
 			qc_server_conn_gone(srv);

@@ -26,6 +26,7 @@
 #define QC_SECRET_LEN     32 /* hex characters of the secret half of a resume token */
 
 struct qc_user;
+struct qc_sio_state;
 
 enum qc_enc {
 	QC_ENC_NATIVE = 0, /* the native JSON protocol, /ws */
@@ -73,6 +74,8 @@ struct qc_conn {
 	char prev_secret[QC_SECRET_LEN + 1]; /* the secret of the token the last resume used */
 	struct qc_msg *session_msg; /* the resumed session's event, until the transport took it */
 	struct qc_rate rate;
+	/* Socket.IO with connection state recovery: what a reconnect may replay (hub_sio.c) */
+	struct qc_sio_state *sio;
 	uint32_t rate_warned; /* RATE_LIMITED answers since the bucket last had a token */
 
 	unsigned char *rx; /* reassembly of a fragmented message; NULL when none */

@@ -170,6 +170,17 @@ int qc_hub_demo_start(struct qc_hub *h);
 uint32_t qc_hub_demo_tick(struct qc_hub *h);
 
 /**
+ * qc_hub_sio_resume() - Socket.IO connection state recovery: a CONNECT whose @auth (borrowed)
+ * carries a pid and the client's last offset. When the pid names a suspended Socket.IO session
+ * of @fresh's user that still holds everything after that offset, it takes over @fresh's
+ * transport and queue: the CONNECT answer (same sid and pid), its session event, everything
+ * after the offset, then live data. Returns it (the hub owns it; @fresh stays the caller's, to
+ * free, its queue emptied). NULL otherwise: the caller opens @fresh as a new session (a named
+ * session that could not be recovered has ended).
+ */
+struct qc_conn *qc_hub_sio_resume(struct qc_hub *h, struct qc_conn *fresh, json_t *auth);
+
+/**
  * qc_hub_resume() - the suspended session named by resume @token, taken over by a new
  * transport @transport, when the token is valid, unexpired and belongs to @user_id: its
  * session event (resumed, with a new token) is queued, then its buffered messages and missed

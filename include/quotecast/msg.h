@@ -34,6 +34,7 @@ struct qc_msg {
 	uint16_t spare;
 	uint64_t stream_id;  /* QC_MSG_TICK: the stream id (one life of a symbol), for conflation */
 	uint64_t seq;        /* QC_MSG_TICK: the tick's seq */
+	uint64_t offset;     /* Socket.IO connection state recovery: the event's offset, or 0 */
 	struct json_t *meta; /* optional: a reference the message owns (a tick's data), or NULL */
 	unsigned char buf[]; /* QC_MSG_HEADROOM + QC_WS_HDR_MAX + payload */
 };

@@ -113,8 +113,12 @@ enum qc_err qc_sio_to_cmd(struct qc_sio_packet *p, struct qc_cmd *cmd, const cha
 struct qc_msg *qc_eio_open_msg(const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,
                                uint32_t max_payload);
 
-/** qc_sio_connect_msg() - accept the CONNECT to "/": 40{"sid":@sid} */
-struct qc_msg *qc_sio_connect_msg(const char *sid);
+/**
+ * qc_sio_connect_msg() - accept the CONNECT to "/": 40{"sid":@sid}, or with connection state
+ * recovery 40{"sid":@sid,"pid":@pid} (@pid: the private session id a reconnect presents; NULL
+ * without recovery).
+ */
+struct qc_msg *qc_sio_connect_msg(const char *sid, const char *pid);
 
 /** qc_sio_connect_error_msg() - refuse the CONNECT to "/": 44{"message":@message} */
 struct qc_msg *qc_sio_connect_error_msg(const char *message);
@@ -138,5 +142,15 @@ struct qc_msg *qc_sio_ack_msg(int64_t ack_id, const json_t *arg);
  * Returns NULL on ENOMEM, or when @native is not one of these shapes.
  */
 struct qc_msg *qc_sio_from_native(const json_t *native, int64_t ack_id);
+
+/**
+ * qc_sio_from_native_at() - a native event (SPEC 2.1; borrowed) as a Socket.IO event carrying
+ * @offset as its last argument, as Socket.IO's connection state recovery does:
+ *   {"type":"event","event":N,"data":D}  -> 42["N",D,"<offset>"]   (D null when absent)
+ * socket.io-client 4.6+ remembers the last argument of each event when the CONNECT answer gave
+ * it a pid, and presents it on reconnect. @offset 0 gives qc_sio_from_native(@native, -1).
+ * NULL on ENOMEM or when @native is not one of qc_sio_from_native()'s shapes.
+ */
+struct qc_msg *qc_sio_from_native_at(const json_t *native, uint64_t offset);
 
 #endif

@@ -580,12 +580,12 @@ static void test_encode_handshake(void **state)
 	expect_frame(qc_eio_open_msg("s", UINT32_MAX, 0, UINT32_MAX),
 	             "0{\"sid\":\"s\",\"upgrades\":[],\"pingInterval\":4294967295,"
 	             "\"pingTimeout\":0,\"maxPayload\":4294967295}");
-	expect_frame(qc_sio_connect_msg("wZX3oN0bSVIhsaknAAAI"),
+	expect_frame(qc_sio_connect_msg("wZX3oN0bSVIhsaknAAAI", NULL),
 	             "40{\"sid\":\"wZX3oN0bSVIhsaknAAAI\"}");
 	expect_frame(qc_sio_connect_error_msg("Not authorized"),
 	             "44{\"message\":\"Not authorized\"}");
 	assert_null(qc_eio_open_msg(NULL, 1, 1, 1));
-	assert_null(qc_sio_connect_msg(NULL));
+	assert_null(qc_sio_connect_msg(NULL, NULL));
 	assert_null(qc_sio_connect_error_msg(NULL));
 }
 
@@ -641,7 +641,7 @@ static void test_encode_hostile(void **state)
 	expect_frame(qc_sio_event_msg("a\"b\\c\n</x>\x1f", arg),
 	             "42[\"a\\\"b\\\\c\\n</x>\\u001F\",{\"k\\\"]\":"
 	             "\"\\\"],[\\\"x\\\\\\n\\u0001</script>\"}]");
-	expect_frame(qc_sio_connect_msg("\"},\"sid\":\"evil"),
+	expect_frame(qc_sio_connect_msg("\"},\"sid\":\"evil", NULL),
 	             "40{\"sid\":\"\\\"},\\\"sid\\\":\\\"evil\"}");
 	expect_frame(qc_sio_connect_error_msg("bad\r\n\t\"token\""),
 	             "44{\"message\":\"bad\\r\\n\\t\\\"token\\\"\"}");
@@ -650,7 +650,7 @@ static void test_encode_hostile(void **state)
 	             "\"maxPayload\":3}");
 	/* Invalid UTF-8 is refused rather than sent. */
 	assert_null(qc_sio_event_msg("\xff\xfe", NULL));
-	assert_null(qc_sio_connect_msg("\xc3"));
+	assert_null(qc_sio_connect_msg("\xc3", NULL));
 	assert_null(qc_sio_connect_error_msg("\x80"));
 
 	/* What we write parses back to the same event. */
