@@ -64,11 +64,13 @@ static void evict(struct qc_hub *h, struct qc_conn *c)
 	struct qc_sio_state *s = c->sio;
 	struct qc_msg *m = qc_outq_peek(&s->hist);
 
+	/*
+	 * Not counted as buffer_dropped: the client may well have had it. Whether it had is known
+	 * at the reconnect (reconnection.not_recovered).
+	 */
 	s->floor = m->offset;
-	if (c->suspended) {
+	if (c->suspended)
 		h->buffered_bytes -= m->len;
-		h->st.buffer_dropped++;
-	}
 	qc_outq_pop(&s->hist);
 }
 

@@ -232,3 +232,85 @@ test('after sessions.ttl_s a reconnect is not recovered: a fresh session, and a 
 	await admin.close();
 	await feed.close();
 });
+
+const CLIENTS = Number(process.env.QC_SIO_CHAOS_CLIENTS || 50);
+const ROOM_MESSAGES = Number(process.env.QC_SIO_CHAOS_ROOM_MESSAGES || 3000);
+const TICKS = Number(process.env.QC_SIO_CHAOS_TICKS || 600); /* per symbol */
+const RUN_MS = 12000;
+
+test(`acceptance: ${CLIENTS} socket.io clients dropped abruptly again and again while ` +
+	`${ROOM_MESSAGES} room messages and ${TICKS * 2} ticks flow: every reconnect recovered, ` +
+	'nothing lost, twice or out of order', { timeout: 180000 }, async (t) => {
+	const server = await startServer({ label: 'sio-rec-chaos', env: {
+		QUOTECAST_SESSIONS_TTL_S: '60', QUOTECAST_LIMITS_RATE_PER_S: '0' } });
+	const symbols = ['SRC1', 'SRC2'];
+	const clients = Array.from({ length: CLIENTS }, (_, i) =>
+		new RecClient(server, `src${i}`, { room: 'src-room', symbols }));
+	let stopped = false;
+	t.after(async () => {
+		stopped = true;
+		for (const c of clients)
+			c.close();
+		await stopServer(server);
+	});
+	await Promise.all(clients.map((c) => c.start()));
+	const { admin, feed } = await sources(server, 'src');
+
+	const until = Date.now() + RUN_MS;
+	/* each client: connected for a while, then its socket destroyed; it reconnects by itself */
+	const churn = Promise.all(clients.map(async (c) => {
+		while (!stopped && Date.now() < until) {
+			await sleep(300 + Math.random() * 1500);
+			if (Date.now() >= until)
+				break;
+			const connects = c.stats.connects;
+			c.drop();
+			await waitFor(() => c.stats.connects > connects, { timeoutMs: 20000,
+				intervalMs: 20, what: `${c.user} reconnected` });
+		}
+	}));
+	const room = (async () => {
+		for (let n = 1; n <= ROOM_MESSAGES; n++) {
+			await sendRoom(admin, 'src-room', n);
+			if (n % 30 === 0)
+				await sleep(RUN_MS / (ROOM_MESSAGES / 30));
+		}
+	})();
+	const ticks = (async () => {
+		for (let n = 1; n <= TICKS; n++) {
+			await publish(feed, symbols, n);
+			await sleep(RUN_MS / TICKS);
+		}
+	})();
+	await Promise.all([churn, room, ticks]);
+
+	await waitFor(() => clients.every((c) => c.socket.connected && c.lastRoom === ROOM_MESSAGES &&
+		symbols.every((s) => c.lastSeq[s] === TICKS)), {
+		timeoutMs: 30000, intervalMs: 100, what: 'every client at the last message and tick',
+	}).catch((e) => {
+		const behind = clients.filter((c) => c.lastRoom !== ROOM_MESSAGES ||
+			symbols.some((s) => c.lastSeq[s] !== TICKS)).slice(0, 5)
+			.map((c) => `${c.user}: room ${c.lastRoom} ${JSON.stringify(c.lastSeq)} ` +
+				`${JSON.stringify(c.stats)} ${c.problems.join('; ')}`);
+		throw new Error(`${e.message}: ${behind.join(' | ')}`);
+	});
+	const sum = {};
+	for (const c of clients)
+		for (const [k, v] of Object.entries(c.stats))
+			sum[k] = (sum[k] || 0) + v;
+	const st = await getStats(server);
+	t.diagnostic(`totals: ${JSON.stringify(sum)}; reconnection ${JSON.stringify(st.reconnection)}`);
+	const problems = clients.flatMap((c) => c.problems.map((p) => `${c.user} ${p}`));
+	assert.ok(sum.drops >= 2 * CLIENTS, `few drops: ${sum.drops}`);
+	assert.equal(sum.notRecovered, 0, 'a reconnect within the TTL and bounds that was not ' +
+		'recovered');
+	assert.equal(sum.recovered, sum.drops, 'every drop recovered');
+	assert.equal(sum.lost, 0, `room messages lost: ${problems.slice(0, 10).join('; ')}`);
+	assert.equal(sum.duplicated, 0, `room messages twice: ${problems.slice(0, 10).join('; ')}`);
+	assert.equal(sum.disorder, 0, `room messages out of order: ${problems.slice(0, 10)}`);
+	assert.equal(sum.tickGaps + sum.tickDup, 0, `ticks: ${problems.slice(0, 10).join('; ')}`);
+	assert.equal(st.reconnection.resumed, sum.drops);
+	assert.equal(st.reconnection.not_recovered, 0);
+	await admin.close();
+	await feed.close();
+});

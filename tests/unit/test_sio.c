@@ -582,6 +582,8 @@ static void test_encode_handshake(void **state)
 	             "\"pingTimeout\":0,\"maxPayload\":4294967295}");
 	expect_frame(qc_sio_connect_msg("wZX3oN0bSVIhsaknAAAI", NULL),
 	             "40{\"sid\":\"wZX3oN0bSVIhsaknAAAI\"}");
+	expect_frame(qc_sio_connect_msg("wZX3oN0bSVIhsaknAAAI", "e7f0"),
+	             "40{\"sid\":\"wZX3oN0bSVIhsaknAAAI\",\"pid\":\"e7f0\"}");
 	expect_frame(qc_sio_connect_error_msg("Not authorized"),
 	             "44{\"message\":\"Not authorized\"}");
 	assert_null(qc_eio_open_msg(NULL, 1, 1, 1));
@@ -630,6 +632,37 @@ static void test_encode_event_ack(void **state)
 	json_decref(arg);
 	json_decref(s);
 	json_decref(empty);
+}
+
+/* Connection state recovery: the offset goes last, as a string; only events carry one. */
+static void test_encode_offset(void **state)
+{
+	json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:i}}", "type", "event", "event", "room_message",
+	                       "data", "room", "r1", "n", 1);
+	json_t *bare = json_pack("{s:s, s:s}", "type", "event", "event", "tick");
+	json_t *resp =
+	    json_pack("{s:s, s:s, s:b}", "type", "response", "request_id", "q", "success", 1);
+
+	(void)state;
+	expect_frame(qc_sio_from_native_at(ev, 17),
+	             "42[\"room_message\",{\"room\":\"r1\",\"n\":1},\"17\"]");
+	expect_frame(qc_sio_from_native_at(ev, UINT64_MAX),
+	             "42[\"room_message\",{\"room\":\"r1\",\"n\":1},\"18446744073709551615\"]");
+	/* no data: null keeps the offset out of the data's place in the handler's arguments */
+	expect_frame(qc_sio_from_native_at(bare, 5), "42[\"tick\",null,\"5\"]");
+	/* offset 0: none, as qc_sio_from_native() */
+	expect_frame(qc_sio_from_native_at(ev, 0),
+	             "42[\"room_message\",{\"room\":\"r1\",\"n\":1}]");
+	/* not an event (a response): never an offset */
+	expect_frame(
+	    qc_sio_from_native_at(resp, 9),
+	    "42[\"response\",{\"type\":\"response\",\"request_id\":\"q\",\"success\":true}]");
+	assert_null(qc_sio_from_native_at(NULL, 3));
+	json_object_set_new(bare, "event", json_integer(1));
+	assert_null(qc_sio_from_native_at(bare, 3));
+	json_decref(ev);
+	json_decref(bare);
+	json_decref(resp);
 }
 
 static void test_encode_hostile(void **state)
@@ -753,6 +786,7 @@ int main(void)
 	    cmocka_unit_test(test_cmd_errors),
 	    cmocka_unit_test(test_encode_handshake),
 	    cmocka_unit_test(test_encode_event_ack),
+	    cmocka_unit_test(test_encode_offset),
 	    cmocka_unit_test(test_encode_hostile),
 	    cmocka_unit_test(test_from_native),
 	};
