@@ -161,6 +161,25 @@ static bool recoverable(struct qc_conn *c, uint64_t offset)
 	return true;
 }
 
+/* A live session of @fresh's user with the session id at the start of @pid, or NULL. */
+static struct qc_conn *live_session(struct qc_hub *h, const struct qc_conn *fresh, const char *pid)
+{
+	struct qc_user *u = fresh->user_id[0] ? qc_conns_user(&h->conns, fresh->user_id) : NULL;
+	struct qc_conn *c;
+
+	if (!fresh->user_id[0]) {
+		/* anonymous: its user id names its session */
+		char anon[QC_USER_ID_MAX + 1];
+
+		snprintf(anon, sizeof(anon), "anon-%.12s", pid);
+		u = qc_conns_user(&h->conns, anon);
+	}
+	for (c = u ? u->conns : NULL; c; c = c->user_next)
+		if (!c->suspended && !memcmp(c->session_id, pid, QC_SESSION_ID_LEN))
+			return c;
+	return NULL;
+}
+
 /* Whether @fresh (just identified) is @c's user: the same name, or both anonymous. */
 static bool same_user(const struct qc_conn *c, const struct qc_conn *fresh)
 {
@@ -170,17 +189,25 @@ static bool same_user(const struct qc_conn *c, const struct qc_conn *fresh)
 	       !strncmp(c->user_id + 5, c->session_id, strlen(c->user_id + 5));
 }
 
-/* The suspended recovering session @pid names, if @fresh may take it over; else NULL. */
+/*
+ * The recovering session @pid names, if @fresh may take it over; else NULL. Suspended, or
+ * still live: a client reconnects when its transport died, which the server may not have seen
+ * yet (a half-open TCP connection after a network change lasts until the ping timeout).
+ */
 static struct qc_conn *find(struct qc_hub *h, const struct qc_conn *fresh, const char *pid)
 {
 	struct qc_conn *c = NULL;
 
-	if (strlen(pid) != PID_LEN)
+	if (strlen(pid) != PID_LEN || strspn(pid, "0123456789abcdef") != PID_LEN)
 		return NULL;
 	HASH_FIND(hh_session, h->by_session, pid, QC_SESSION_ID_LEN, c);
-	if (!c || !c->sio || !c->suspended || c->enc != QC_ENC_SIO ||
+	if (!c)
+		c = live_session(h, fresh, pid);
+	if (!c || !c->sio || c->enc != QC_ENC_SIO ||
 	    CRYPTO_memcmp(c->secret, pid + QC_SESSION_ID_LEN, QC_SECRET_LEN) ||
-	    !same_user(c, fresh) || c->expires_ms <= qc_now_ms())
+	    !same_user(c, fresh))
+		return NULL;
+	if (c->suspended ? c->expires_ms <= qc_now_ms() : !c->transport || !h->t.abandon)
 		return NULL;
 	return c;
 }
@@ -237,15 +264,31 @@ struct qc_conn *qc_hub_sio_resume(struct qc_hub *h, struct qc_conn *fresh, json_
 	if (!c || !read_offset(json_object_get(auth, "offset"), &offset) ||
 	    !recoverable(c, offset)) {
 		/* the client will start afresh (recovered false): its old session has no use */
-		if (c) {
+		if (c && c->suspended) {
 			qc_hub_unsuspend(h, c);
 			qc_hub_destroy(h, c);
+		} else if (c) {
+			c->no_resume = 1;
+			qc_hub_close(h, c, 1000, QC_CLOSE_NOW);
 		}
 		h->sio_not_recovered++;
 		return NULL;
 	}
 
-	qc_hub_unsuspend(h, c);
+	if (c->suspended) {
+		qc_hub_unsuspend(h, c);
+	} else {
+		/* its old socket is let go: whatever it held unsent is in the history */
+		h->t.abandon(h->t.ctx, c);
+		qc_hub_sio_drop_queues(c);
+		free(c->rx);
+		c->rx = NULL;
+		c->rx_len = 0;
+		c->closing = 0;
+		c->close_code = 0;
+		c->close_sent = 0;
+		h->st.closed_total++;
+	}
 	take_over(h, c, fresh);
 	s = c->sio;
 	/* what the client has processed is acknowledged: only what came after it is kept */

@@ -127,9 +127,29 @@ static void ws_close(void *ctx, struct qc_conn *c)
 		lws_set_timeout(c->transport, PENDING_TIMEOUT_CLOSE_SEND, 3);
 }
 
+/*
+ * A Socket.IO reconnect took @c over while its old socket still looked alive (a client that
+ * changed networks: the old TCP connection may stay half-open until the ping timeout): that
+ * socket no longer has a record and is closed.
+ */
+static void ws_abandon(void *ctx, struct qc_conn *c)
+{
+	struct lws *wsi = c->transport;
+	struct ws_pss *pss = wsi ? lws_wsi_user(wsi) : NULL;
+
+	qc_ws_forget(ctx, c);
+	c->transport = NULL;
+	if (!wsi)
+		return;
+	if (pss && pss->c == c)
+		pss->c = NULL;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
 const struct qc_transport qc_ws_transport = {
     .want_write = ws_want_write,
     .close = ws_close,
+    .abandon = ws_abandon,
 };
 
 static bool is_publisher(struct lws *wsi)

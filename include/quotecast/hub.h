@@ -28,6 +28,12 @@ struct qc_transport {
 	/* c->closing and c->close_code are set: close it from its own writeable callback */
 	void (*close)(void *ctx, struct qc_conn *c);
 	void *ctx;
+	/*
+	 * optional: the client came back on another socket (a Socket.IO reconnect presenting the
+	 * pid of a session whose old socket has not closed yet): let go of c->transport (it is
+	 * closed without telling the hub) and set it to NULL
+	 */
+	void (*abandon)(void *ctx, struct qc_conn *c);
 };
 
 /* conn->closing */

@@ -195,6 +195,51 @@ async (t) => {
 	await feed.close();
 });
 
+test('a reconnect before the server saw the old socket die (half-open, as after a network ' +
+	'change) takes the session over: recovered, and the old socket is closed', { timeout: 60000 },
+async (t) => {
+	const server = await startServer({ label: 'sio-rec-half', env: {
+		QUOTECAST_SESSIONS_TTL_S: '30', QUOTECAST_LIMITS_RATE_PER_S: '0' } });
+	const c = new RecClient(server, 'rec-half', { room: 'half-room' });
+	const { admin, feed } = await sources(server, 'half');
+	t.after(async () => {
+		c.close();
+		await stopServer(server);
+	});
+	await c.start();
+	for (let n = 1; n <= 5; n++)
+		await sendRoom(admin, 'half-room', n);
+	await waitFor(() => c.lastRoom === 5, { what: 'the first 5' });
+	/*
+	 * The client gives up on its transport while the TCP connection stays open, unread: the
+	 * server sees nothing (until its ping timeout), the client reconnects.
+	 */
+	const tr = c.socket.io.engine.transport;
+	const oldSocket = tr.ws._socket;
+	const oldClosed = new Promise((resolve) => oldSocket.once('close', resolve));
+	oldSocket.pause();
+	tr.onClose({ description: 'simulated network change' });
+	for (let n = 6; n <= 15; n++)
+		await sendRoom(admin, 'half-room', n);
+	await waitFor(() => c.stats.connects === 2, { what: 'the reconnect', timeoutMs: 15000 });
+	assert.equal(c.socket.recovered, true, 'socket.recovered');
+	await waitFor(() => c.lastRoom === 15, { what: 'all 15', timeoutMs: 10000 });
+	oldSocket.resume(); /* reads again: sees the server's end of it */
+	await withTimeoutP(oldClosed, 5000, 'the old socket closed by the server');
+	const st = await getStats(server);
+	assert.equal(st.total_connections, 3, 'the client, the admin, the feed');
+	assert.equal(st.reconnection.resumed, 1);
+	await sleep(200);
+	assert.deepEqual(c.problems, []);
+	await admin.close();
+	await feed.close();
+});
+
+function withTimeoutP(p, ms, what) {
+	return Promise.race([p, new Promise((_, reject) =>
+		setTimeout(() => reject(new Error(`timeout: ${what}`)), ms))]);
+}
+
 test('after sessions.ttl_s a reconnect is not recovered: a fresh session, and a direct ' +
 	'message sent meanwhile comes from the offline queue', { timeout: 60000 }, async (t) => {
 	const server = await startServer({ label: 'sio-rec-ttl', env: {

@@ -82,6 +82,14 @@ static inline void fake_close(void *ctx, struct qc_conn *c)
 	f->nclose++;
 }
 
+/* A Socket.IO reconnect took the session over from its (still open) socket. */
+static inline void fake_abandon(void *ctx, struct qc_conn *c)
+{
+	(void)ctx;
+	assert_non_null(c->transport);
+	c->transport = NULL;
+}
+
 static inline unsigned wants(const struct fake *f, const struct qc_conn *c)
 {
 	for (size_t i = 0; i < MAX_CONNS * 2 && f->want[i].c; i++)
@@ -145,7 +153,7 @@ static inline struct env *env_new(void **state)
 /* Create the hub once the test has adjusted e->cfg. */
 static inline void env_start(struct env *e)
 {
-	struct qc_transport t = {fake_want_write, fake_close, &e->f};
+	struct qc_transport t = {fake_want_write, fake_close, &e->f, fake_abandon};
 	char err[256] = "";
 
 	/* only settings the server itself would accept */

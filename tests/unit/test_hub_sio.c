@@ -23,6 +23,9 @@ static struct qc_conn *track(struct env *e, struct qc_conn *c)
 {
 	size_t i;
 
+	for (i = 0; i < MAX_CONNS; i++)
+		if (e->conns[i] == c)
+			return c; /* taken over while live: tracked already */
 	for (i = 0; i < MAX_CONNS && e->conns[i]; i++)
 		;
 	assert_true(i < MAX_CONNS);
@@ -365,6 +368,41 @@ static void test_resume_refused(void **state)
 	assert_int_equal(stat_get(e, "reconnection", "resumed"), 0);
 }
 
+/*
+ * A reconnect before the server saw the old socket go (a half-open TCP connection after a
+ * network change): the session is taken over from that socket, which is let go.
+ */
+static void test_takeover_live(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+	char pid[PID_LEN + 1], off[24];
+	uint64_t o1, o;
+
+	env_start(e);
+	a = sio_open(e, "alice");
+	pid_of(a, pid);
+	subscribe(e, a, "r");
+	drain(a);
+	broadcast(e, "r", "m1");
+	broadcast(e, "r", "m2");
+	sio_event(a, 0, "room_message", &o1);
+	write_out(a);
+	broadcast(e, "r", "m3"); /* queued, never written */
+	snprintf(off, sizeof(off), "%" PRIu64, o1);
+	assert_ptr_equal(reconnect(e, "alice", pid, off), a);
+	assert_non_null(a->transport);
+	assert_int_equal(stat_get(e, "connections", "closed_total"), 1);
+	assert_int_equal(stat_get(e, "reconnection", "resumed"), 1);
+	while (qc_hub_refill(e->h, a))
+		;
+	/* 40, session, m2, m3: each once */
+	assert_int_equal(a->outq.count, 4);
+	assert_string_equal(sget(sio_event(a, 2, "room_message", &o), "content"), "m2");
+	assert_string_equal(sget(sio_event(a, 3, "room_message", &o), "content"), "m3");
+	assert_int_equal(qc_hub_nconns(e->h), 1);
+}
+
 /* socket.disconnect() (no_resume) ends the session; without a TTL nothing is kept at all. */
 static void test_no_recovery(void **state)
 {
@@ -392,6 +430,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_resume_after_offset, teardown),
 	    cmocka_unit_test_teardown(test_resume_without_offset, teardown),
 	    cmocka_unit_test_teardown(test_resume_refused, teardown),
+	    cmocka_unit_test_teardown(test_takeover_live, teardown),
 	    cmocka_unit_test_teardown(test_no_recovery, teardown),
 	};
 
