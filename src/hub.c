@@ -214,13 +214,13 @@ int qc_hub_send(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 {
 	bool was_empty = qc_outq_empty(&c->outq);
 
-	/* a recovering Socket.IO session keeps every event it is sent, whatever its state */
-	if (m->offset && c->sio) {
+	/*
+	 * a recovering Socket.IO session keeps the events it is sent while it has no socket (it
+	 * keeps what it is written as it is written: outq.written)
+	 */
+	if (m->offset && c->sio && (c->suspended || c->closing)) {
 		qc_hub_sio_keep(h, c, m);
-		if (c->suspended)
-			return 0;
-		if (c->closing)
-			return -EPIPE;
+		return c->suspended ? 0 : -EPIPE;
 	}
 
 	if (c->suspended)

@@ -213,10 +213,14 @@ void qc_hub_sessions_free(struct qc_hub *h);
  * offset-bearing frames queued to it (struct qc_sio_state), live or suspended.
  */
 struct qc_sio_state {
-	struct qc_outq hist; /* the frames queued to the session, oldest first, offsets ascending */
+	/*
+	 * what the session was written (outq.written), then, once its socket is gone, what was
+	 * still queued and what came since; oldest first, offsets ascending
+	 */
+	struct qc_outq hist;
+	struct qc_outq late; /* events for it while its socket closes (before it is suspended) */
 	uint64_t floor;      /* the newest offset taken out of hist (evicted, or acknowledged) */
-	uint64_t last;       /* the newest offset put in */
-	bool broken;         /* hist lost a frame or its order: nothing can be recovered */
+	bool broken;         /* hist lost a frame (ENOMEM): nothing can be recovered */
 };
 
 /* Whether Socket.IO sessions are recovered (sessions.ttl_s and sessions.buffer_messages). */
@@ -225,9 +229,9 @@ bool qc_hub_sio_recovery(const struct qc_hub *h);
 int qc_hub_sio_open(struct qc_hub *h, struct qc_conn *c);
 /* @c's pid into @out (QC_SESSION_ID_LEN + QC_SECRET_LEN + 1 bytes); NULL without recovery. */
 const char *qc_hub_sio_pid(const struct qc_conn *c, char *out);
-/* Keep @m (an offset-bearing frame queued to @c, live or suspended) for a reconnect. */
+/* Keep @m (an offset-bearing frame for @c, suspended or closing) for a reconnect. */
 void qc_hub_sio_keep(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
-/* @c's socket is gone: its queues go (hist holds what matters), the bytes count as suspended. */
+/* @c's socket is gone: the events of its queues join hist, in order; the rest goes. */
 void qc_hub_sio_drop_queues(struct qc_conn *c);
 void qc_hub_sio_suspended(struct qc_hub *h, struct qc_conn *c);
 /* What a suspended @c holds (sessions.max_buffered_bytes). */

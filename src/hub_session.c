@@ -72,8 +72,13 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 {
 	const struct qc_config *cfg = h->cfg;
 
+	if (c->sio) { /* Socket.IO with recovery: its events are kept in its history */
+		if (m->offset)
+			qc_hub_sio_keep(h, c, m);
+		return 0;
+	}
 	/* ticks are recovered from the rings on resume; responses have no one to answer */
-	if (m->kind != QC_MSG_ROOM || c->sio) /* Socket.IO: kept by qc_hub_sio_keep() */
+	if (m->kind != QC_MSG_ROOM)
 		return 0;
 	if (!cfg->sessions.buffer_messages) {
 		c->dropped = 1;

@@ -40,7 +40,11 @@ int qc_hub_sio_open(struct qc_hub *h, struct qc_conn *c)
 	if (!qc_hub_sio_recovery(h) || c->sio)
 		return 0;
 	c->sio = calloc(1, sizeof(*c->sio));
-	return c->sio ? 0 : -ENOMEM;
+	if (!c->sio)
+		return -ENOMEM;
+	/* what the transport writes moves to the history instead of being dropped */
+	c->outq.written = &c->sio->hist;
+	return 0;
 }
 
 const char *qc_hub_sio_pid(const struct qc_conn *c, char *out)
@@ -74,19 +78,25 @@ static void evict(struct qc_hub *h, struct qc_conn *c)
 	qc_outq_pop(&s->hist);
 }
 
-void qc_hub_sio_keep(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+/* Move @q's events to the end of @c's history, in order; drop the rest. */
+static void gather(struct qc_conn *c, struct qc_outq *q)
+{
+	struct qc_msg *m;
+
+	while ((m = qc_outq_peek(q))) {
+		if (m->offset && qc_outq_push(&c->sio->hist, m))
+			c->sio->broken = true;
+		qc_outq_pop(q);
+	}
+	qc_outq_clear(q);
+}
+
+/* Hold @c's history to sessions.buffer_messages (and, suspended, the bytes bound). */
+static void trim(struct qc_hub *h, struct qc_conn *c)
 {
 	const struct qc_config *cfg = h->cfg;
 	struct qc_sio_state *s = c->sio;
 
-	/* the order a resume relies on; a frame out of it (or lost) makes positions unreliable */
-	if (m->offset <= s->last || qc_outq_push(&s->hist, m)) {
-		s->broken = true;
-		return;
-	}
-	s->last = m->offset;
-	if (c->suspended)
-		h->buffered_bytes += m->len;
 	while (s->hist.count > cfg->sessions.buffer_messages)
 		evict(h, c);
 	while (c->suspended && h->buffered_bytes > cfg->sessions.max_buffered_bytes &&
@@ -96,11 +106,37 @@ void qc_hub_sio_keep(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 	}
 }
 
+void qc_hub_sio_keep(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
+{
+	struct qc_sio_state *s = c->sio;
+
+	if (!c->suspended) {
+		/* closing: it follows what the queues still hold (gathered at the suspension) */
+		if (qc_outq_push(&s->late, m))
+			s->broken = true;
+		return;
+	}
+	if (qc_outq_push(&s->hist, m)) {
+		s->broken = true;
+		return;
+	}
+	h->buffered_bytes += m->len;
+	trim(h, c);
+}
+
+void qc_hub_sio_written(struct qc_hub *h, struct qc_conn *c)
+{
+	if (c->sio)
+		trim(h, c);
+}
+
 void qc_hub_sio_drop_queues(struct qc_conn *c)
 {
-	/* every event in them is in hist; answers and the like are not replayed */
-	qc_outq_clear(&c->outq);
-	qc_outq_clear(&c->replay);
+	/* written, then queued, then the rest of a replay, then what came while closing */
+	gather(c, &c->outq);
+	gather(c, &c->replay);
+	gather(c, &c->sio->late);
+	c->sio->broken |= c->outq.written_lost;
 	c->replaying = 0;
 	c->replay_old = 0;
 	c->replay_live = 0;
@@ -110,18 +146,16 @@ void qc_hub_sio_drop_queues(struct qc_conn *c)
 void qc_hub_sio_suspended(struct qc_hub *h, struct qc_conn *c)
 {
 	h->buffered_bytes += c->sio->hist.bytes;
-	while (h->buffered_bytes > h->cfg->sessions.max_buffered_bytes &&
-	       !qc_outq_empty(&c->sio->hist)) {
-		qc_hub_refused(h, QC_LIM_SESSION_BYTES);
-		evict(h, c);
-	}
+	trim(h, c);
 }
 
 void qc_hub_sio_free(struct qc_conn *c)
 {
 	if (!c->sio)
 		return;
+	c->outq.written = NULL;
 	qc_outq_clear(&c->sio->hist);
+	qc_outq_clear(&c->sio->late);
 	free(c->sio);
 	c->sio = NULL;
 }
@@ -153,8 +187,19 @@ static bool recoverable(struct qc_conn *c, uint64_t offset)
 {
 	struct qc_sub *sub, *tmp;
 
+	const struct qc_outq *q = &c->sio->hist;
+	uint64_t prev = c->sio->floor;
+
 	if (c->sio->broken || offset < c->sio->floor)
 		return false;
+	/* offsets ascend in the order frames were queued; anything else makes positions unsure */
+	for (uint32_t i = 0; i < q->count; i++) {
+		uint64_t o = q->slot[(q->head + i) & (q->cap - 1)]->offset;
+
+		if (o <= prev)
+			return false;
+		prev = o;
+	}
 	HASH_ITER (hh, c->streams.by_stream, sub, tmp)
 		if (!qc_hub_stream_recoverable(sub->stream, sub->last_seq))
 			return false;
@@ -261,6 +306,9 @@ struct qc_conn *qc_hub_sio_resume(struct qc_hub *h, struct qc_conn *fresh, json_
 	if (!qc_hub_sio_recovery(h) || !json_is_string(jpid))
 		return NULL;
 	c = find(h, fresh, json_string_value(jpid));
+	/* a live session's socket is about to be let go: what it held joins the history */
+	if (c && !c->suspended)
+		qc_hub_sio_drop_queues(c);
 	if (!c || !read_offset(json_object_get(auth, "offset"), &offset) ||
 	    !recoverable(c, offset)) {
 		/* the client will start afresh (recovered false): its old session has no use */
@@ -280,7 +328,6 @@ struct qc_conn *qc_hub_sio_resume(struct qc_hub *h, struct qc_conn *fresh, json_
 	} else {
 		/* its old socket is let go: whatever it held unsent is in the history */
 		h->t.abandon(h->t.ctx, c);
-		qc_hub_sio_drop_queues(c);
 		free(c->rx);
 		c->rx = NULL;
 		c->rx_len = 0;
@@ -306,9 +353,12 @@ struct qc_conn *qc_hub_sio_resume(struct qc_hub *h, struct qc_conn *fresh, json_
 	 * bounded already (sessions.buffer_messages, the rings): it reaches the queue as the
 	 * socket takes it (qc_hub_refill) and is not held to max_send_queue_bytes.
 	 */
-	for (uint32_t i = 0; i < s->hist.count; i++)
-		if (qc_outq_push(&c->replay, s->hist.slot[(s->hist.head + i) & (s->hist.cap - 1)]))
+	/* they are kept again as they are written */
+	while (qc_outq_peek(&s->hist)) {
+		if (qc_outq_push(&c->replay, qc_outq_peek(&s->hist)))
 			goto fail;
+		qc_outq_pop(&s->hist);
+	}
 	replayed = c->replay.count;
 	c->replaying = QC_REPLAY_BUILDING;
 	c->replay_live = 0;

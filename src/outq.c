@@ -91,6 +91,15 @@ void qc_outq_pop(struct qc_outq *q)
 	qc_msg_unref(&m);
 }
 
+void qc_outq_pop_written(struct qc_outq *q)
+{
+	struct qc_msg *m = qc_outq_peek(q);
+
+	if (m && m->offset && q->written && qc_outq_push(q->written, m))
+		q->written_lost = true;
+	qc_outq_pop(q);
+}
+
 size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap)
 {
 	struct qc_msg *m;
@@ -105,7 +114,7 @@ size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap)
 		used += m->len;
 		if (m->kind != QC_MSG_CONTROL)
 			q->events_out++;
-		qc_outq_pop(q);
+		qc_outq_pop_written(q);
 	}
 	return used;
 }
@@ -138,8 +147,13 @@ void qc_outq_clear(struct qc_outq *q)
 {
 	uint32_t i;
 
+	struct qc_outq *written = q->written;
+	bool lost = q->written_lost;
+
 	for (i = 0; i < q->count; i++)
 		qc_msg_unref(&q->slot[slot_index(q, i)]);
 	free(q->slot);
 	memset(q, 0, sizeof(*q));
+	q->written = written;
+	q->written_lost = lost;
 }

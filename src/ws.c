@@ -554,10 +554,12 @@ static int write_queue(struct lws *wsi, struct qc_server *srv, struct qc_conn *c
 			return -1;
 		if (m->kind != QC_MSG_CONTROL)
 			c->outq.events_out++;
-		qc_outq_pop(&c->outq);
+		qc_outq_pop_written(&c->outq);
 	}
-	if (c->in_table)
+	if (c->in_table) {
+		qc_hub_sio_written(srv->hub, c);
 		qc_hub_refill(srv->hub, c);
+	}
 	return 0;
 }
 

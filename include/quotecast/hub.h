@@ -176,6 +176,12 @@ int qc_hub_demo_start(struct qc_hub *h);
 uint32_t qc_hub_demo_tick(struct qc_hub *h);
 
 /**
+ * qc_hub_sio_written() - the transport wrote some of @c's queue: a recovering Socket.IO
+ * session's history (what it was written) is held to its bound. No-op for others.
+ */
+void qc_hub_sio_written(struct qc_hub *h, struct qc_conn *c);
+
+/**
  * qc_hub_sio_resume() - Socket.IO connection state recovery: a CONNECT whose @auth (borrowed)
  * carries a pid and the client's last offset. When the pid names a suspended Socket.IO session
  * of @fresh's user that still holds everything after that offset, it takes over @fresh's

@@ -26,6 +26,13 @@ struct qc_outq {
 	 * single frames too)
 	 */
 	uint64_t events_out;
+	/*
+	 * optional: where frames with an offset (msg.h) go once handed out, instead of being
+	 * dropped (a Socket.IO session's history); kept by qc_outq_clear(). written_lost is set
+	 * when one could not be kept (ENOMEM).
+	 */
+	struct qc_outq *written;
+	bool written_lost;
 };
 
 /** qc_outq_init() - an empty queue (all zero is also valid). */
@@ -44,6 +51,12 @@ struct qc_msg *qc_outq_peek(const struct qc_outq *q);
 void qc_outq_pop(struct qc_outq *q);
 
 /**
+ * qc_outq_pop_written() - the oldest frame has been handed to the socket: pop it, moving it to
+ * q->written when it has an offset and the queue has one. No-op when empty.
+ */
+void qc_outq_pop_written(struct qc_outq *q);
+
+/**
  * qc_outq_fill() - copy as many whole frames as fit in @cap bytes into @buf, oldest first,
  * popping each one copied. If the oldest frame alone is larger than @cap, nothing is copied and
  * 0 is returned (the caller writes that frame on its own). Returns the bytes copied.
@@ -57,7 +70,7 @@ size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap);
  */
 uint32_t qc_outq_remove_stream(struct qc_outq *q, uint64_t stream_id);
 
-/** qc_outq_clear() - drop every reference and free the storage. */
+/** qc_outq_clear() - drop every reference and free the storage (q->written stays). */
 void qc_outq_clear(struct qc_outq *q);
 
 static inline bool qc_outq_empty(const struct qc_outq *q)
