@@ -248,7 +248,8 @@ static struct qc_conn *find(struct qc_hub *h, const struct qc_conn *fresh, const
 	HASH_FIND(hh_session, h->by_session, pid, QC_SESSION_ID_LEN, c);
 	if (!c)
 		c = live_session(h, fresh, pid);
-	if (!c || !c->sio || c->enc != QC_ENC_SIO ||
+	/* no_resume: ended for a reason a reconnect must not undo (socket.disconnect(), exp) */
+	if (!c || !c->sio || c->enc != QC_ENC_SIO || c->no_resume ||
 	    CRYPTO_memcmp(c->secret, pid + QC_SESSION_ID_LEN, QC_SECRET_LEN) ||
 	    !same_user(c, fresh))
 		return NULL;

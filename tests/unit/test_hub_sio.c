@@ -404,6 +404,92 @@ static void test_takeover_live(void **state)
 	assert_string_equal(sget(sio_event(a, 2, "room_message", &o), "content"), "m2");
 	assert_string_equal(sget(sio_event(a, 3, "room_message", &o), "content"), "m3");
 	assert_int_equal(qc_hub_nconns(e->h), 1);
+
+	/* a session closing for a reason a reconnect must not undo is not taken over */
+	a->no_resume = 1;
+	assert_null(reconnect(e, "alice", pid, NULL));
+	assert_ptr_equal(a->transport, e);
+}
+
+/*
+ * A socket closing (here a hard close, as for a slow consumer): what was written, what was
+ * still queued and what comes before the suspension are kept in that order.
+ */
+static void test_closing_keeps_order(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+	char pid[PID_LEN + 1], off[24];
+	uint64_t o1, o, prev;
+
+	env_start(e);
+	a = sio_open(e, "alice");
+	pid_of(a, pid);
+	subscribe(e, a, "r");
+	drain(a);
+	broadcast(e, "r", "m1");
+	broadcast(e, "r", "m2");
+	sio_event(a, 0, "room_message", &o1);
+	write_out(a);
+	broadcast(e, "r", "m3"); /* queued */
+	qc_hub_close(e->h, a, 4008, QC_CLOSE_NOW);
+	broadcast(e, "r", "m4"); /* while it closes */
+	env_drop(e, a);
+	broadcast(e, "r", "m5"); /* suspended */
+	assert_int_equal(a->sio->hist.count, 5);
+	snprintf(off, sizeof(off), "%" PRIu64, o1);
+	assert_ptr_equal(reconnect(e, "alice", pid, off), a);
+	while (qc_hub_refill(e->h, a))
+		;
+	assert_int_equal(a->outq.count, 6);
+	prev = o1;
+	for (int i = 2; i <= 5; i++) {
+		char want[8];
+
+		snprintf(want, sizeof(want), "m%d", i);
+		assert_string_equal(sget(sio_event(a, (uint32_t)i, "room_message", &o), "content"),
+		                    want);
+		assert_true(o > prev);
+		prev = o;
+	}
+}
+
+/* A slow consumer (4008): the message that did not fit is kept too, after what was queued. */
+static void test_slow_consumer(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+	char pid[PID_LEN + 1];
+	uint64_t o;
+	int n = 0;
+
+	e->cfg.limits.conflate_bytes = 100;
+	e->cfg.limits.max_send_queue_bytes = 400;
+	env_start(e);
+	a = sio_open(e, "alice");
+	pid_of(a, pid);
+	subscribe(e, a, "r");
+	write_out(a);
+	while (!a->closing) {
+		char m[16];
+
+		snprintf(m, sizeof(m), "m%d", ++n);
+		broadcast(e, "r", m);
+	}
+	assert_int_equal(last_close(&e->f, a)->code, 4008);
+	env_drop(e, a);
+	assert_int_equal(a->sio->hist.count, (uint32_t)n);
+	assert_ptr_equal(reconnect(e, "alice", pid, NULL), a);
+	while (qc_hub_refill(e->h, a))
+		;
+	assert_int_equal(a->outq.count, (uint32_t)n + 2);
+	for (int i = 1; i <= n; i++) {
+		char want[16];
+
+		snprintf(want, sizeof(want), "m%d", i);
+		assert_string_equal(
+		    sget(sio_event(a, (uint32_t)i + 1, "room_message", &o), "content"), want);
+	}
 }
 
 /* socket.disconnect() (no_resume) ends the session; without a TTL nothing is kept at all. */
@@ -434,6 +520,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_resume_without_offset, teardown),
 	    cmocka_unit_test_teardown(test_resume_refused, teardown),
 	    cmocka_unit_test_teardown(test_takeover_live, teardown),
+	    cmocka_unit_test_teardown(test_closing_keeps_order, teardown),
+	    cmocka_unit_test_teardown(test_slow_consumer, teardown),
 	    cmocka_unit_test_teardown(test_no_recovery, teardown),
 	};
 
