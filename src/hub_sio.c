@@ -110,10 +110,18 @@ void qc_hub_sio_keep(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 {
 	struct qc_sio_state *s = c->sio;
 
+	if (s->broken)
+		return; /* it cannot be recovered: nothing to keep */
 	if (!c->suspended) {
-		/* closing: it follows what the queues still hold (gathered at the suspension) */
-		if (qc_outq_push(&s->late, m))
+		/*
+		 * closing: it follows what the queues still hold (gathered at the suspension). A
+		 * drain that takes long (a peer that stopped reading) keeps at most the bound.
+		 */
+		if (s->late.count >= h->cfg->sessions.buffer_messages ||
+		    qc_outq_push(&s->late, m)) {
 			s->broken = true;
+			qc_outq_clear(&s->late);
+		}
 		return;
 	}
 	if (qc_outq_push(&s->hist, m)) {

@@ -422,6 +422,7 @@ static void test_closing_keeps_order(void **state)
 	char pid[PID_LEN + 1], off[24];
 	uint64_t o1, o, prev;
 
+	e->cfg.sessions.buffer_messages = 20;
 	env_start(e);
 	a = sio_open(e, "alice");
 	pid_of(a, pid);
@@ -452,6 +453,17 @@ static void test_closing_keeps_order(void **state)
 		assert_true(o > prev);
 		prev = o;
 	}
+	write_out(a);
+
+	/* a close that lasts: what arrives meanwhile is held to sessions.buffer_messages */
+	qc_hub_close(e->h, a, 4008, QC_CLOSE_NOW);
+	for (uint32_t i = 0; i <= e->cfg.sessions.buffer_messages; i++)
+		broadcast(e, "r", "late");
+	assert_int_equal(a->sio->late.count, 0);
+	assert_true(a->sio->broken);
+	env_drop(e, a);
+	assert_null(reconnect(e, "alice", pid, NULL));
+	assert_int_equal(stat_get(e, "reconnection", "not_recovered"), 1);
 }
 
 /* A slow consumer (4008): the message that did not fit is kept too, after what was queued. */
