@@ -24,6 +24,7 @@ class RecClient {
 		this.room = room;
 		this.symbols = symbols;
 		this.lastRoom = 0;
+		this.lastDirect = 0;
 		this.lastSeq = Object.fromEntries(symbols.map((s) => [s, 0]));
 		this.stats = { connects: 0, recovered: 0, notRecovered: 0, drops: 0, lost: 0,
 			duplicated: 0, disorder: 0, tickGaps: 0, tickDup: 0 };
@@ -55,6 +56,21 @@ class RecClient {
 				this.stats.lost += n - this.lastRoom - 1;
 				this.problem(`room: ${this.lastRoom} -> ${n}`);
 				this.lastRoom = n;
+			}
+		});
+		this.socket.on('direct_message', (m) => {
+			if (m.offline || !String(m.content).startsWith('d:'))
+				return;
+			const n = Number(String(m.content).slice(2));
+			if (n === this.lastDirect + 1) {
+				this.lastDirect = n;
+			} else if (n <= this.lastDirect) {
+				this.stats[n === this.lastDirect ? 'duplicated' : 'disorder']++;
+				this.problem(`direct: ${n} after ${this.lastDirect}`);
+			} else {
+				this.stats.lost += n - this.lastDirect - 1;
+				this.problem(`direct: ${this.lastDirect} -> ${n}`);
+				this.lastDirect = n;
 			}
 		});
 		this.socket.on('stream_data', (d) => {
@@ -284,8 +300,8 @@ const TICKS = Number(process.env.QC_SIO_CHAOS_TICKS || 600); /* per symbol */
 const RUN_MS = 12000;
 
 test(`acceptance: ${CLIENTS} socket.io clients dropped abruptly again and again while ` +
-	`${ROOM_MESSAGES} room messages and ${TICKS * 2} ticks flow: every reconnect recovered, ` +
-	'nothing lost, twice or out of order', { timeout: 180000 }, async (t) => {
+	`${ROOM_MESSAGES} room messages, ${ROOM_MESSAGES / 10} direct messages each and ` +
+	`${TICKS * 2} ticks flow: every reconnect recovered, nothing lost, twice or out of order`, { timeout: 180000 }, async (t) => {
 	const server = await startServer({ label: 'sio-rec-chaos', env: {
 		QUOTECAST_SESSIONS_TTL_S: '60', QUOTECAST_LIMITS_RATE_PER_S: '0' } });
 	const symbols = ['SRC1', 'SRC2'];
@@ -314,9 +330,16 @@ test(`acceptance: ${CLIENTS} socket.io clients dropped abruptly again and again 
 				intervalMs: 20, what: `${c.user} reconnected` });
 		}
 	}));
+	const users = clients.map((c) => c.user);
 	const room = (async () => {
 		for (let n = 1; n <= ROOM_MESSAGES; n++) {
 			await sendRoom(admin, 'src-room', n);
+			/* and a direct message to everyone every 10th */
+			if (n % 10 === 0) {
+				const r = await admin.request('send_to_user', { user_ids: users,
+					content: `d:${n / 10}` });
+				assert.equal(r.success, true, JSON.stringify(r));
+			}
 			if (n % 30 === 0)
 				await sleep(RUN_MS / (ROOM_MESSAGES / 30));
 		}
@@ -330,12 +353,14 @@ test(`acceptance: ${CLIENTS} socket.io clients dropped abruptly again and again 
 	await Promise.all([churn, room, ticks]);
 
 	await waitFor(() => clients.every((c) => c.socket.connected && c.lastRoom === ROOM_MESSAGES &&
-		symbols.every((s) => c.lastSeq[s] === TICKS)), {
+		c.lastDirect === ROOM_MESSAGES / 10 && symbols.every((s) => c.lastSeq[s] === TICKS)), {
 		timeoutMs: 30000, intervalMs: 100, what: 'every client at the last message and tick',
 	}).catch((e) => {
 		const behind = clients.filter((c) => c.lastRoom !== ROOM_MESSAGES ||
+			c.lastDirect !== ROOM_MESSAGES / 10 ||
 			symbols.some((s) => c.lastSeq[s] !== TICKS)).slice(0, 5)
-			.map((c) => `${c.user}: room ${c.lastRoom} ${JSON.stringify(c.lastSeq)} ` +
+			.map((c) => `${c.user}: room ${c.lastRoom} direct ${c.lastDirect} ` +
+				`${JSON.stringify(c.lastSeq)} ` +
 				`${JSON.stringify(c.stats)} ${c.problems.join('; ')}`);
 		throw new Error(`${e.message}: ${behind.join(' | ')}`);
 	});
@@ -350,9 +375,9 @@ test(`acceptance: ${CLIENTS} socket.io clients dropped abruptly again and again 
 	assert.equal(sum.notRecovered, 0, 'a reconnect within the TTL and bounds that was not ' +
 		'recovered');
 	assert.equal(sum.recovered, sum.drops, 'every drop recovered');
-	assert.equal(sum.lost, 0, `room messages lost: ${problems.slice(0, 10).join('; ')}`);
-	assert.equal(sum.duplicated, 0, `room messages twice: ${problems.slice(0, 10).join('; ')}`);
-	assert.equal(sum.disorder, 0, `room messages out of order: ${problems.slice(0, 10)}`);
+	assert.equal(sum.lost, 0, `room/direct messages lost: ${problems.slice(0, 10).join('; ')}`);
+	assert.equal(sum.duplicated, 0, `room/direct messages twice: ${problems.slice(0, 10)}`);
+	assert.equal(sum.disorder, 0, `room/direct messages out of order: ${problems.slice(0, 10)}`);
 	assert.equal(sum.tickGaps + sum.tickDup, 0, `ticks: ${problems.slice(0, 10).join('; ')}`);
 	assert.equal(st.reconnection.resumed, sum.drops);
 	assert.equal(st.reconnection.not_recovered, 0);
