@@ -165,7 +165,15 @@ test('the console: connects, demo prices move, chat between two pages, live conn
 		await shot(a.page, 'console-1280x800.png');
 		await shot(b.page, 'console-390.png');
 		if (process.env.QUOTECAST_DOCS_SCREENSHOT) {
-			await a.page.evaluate(() => document.activeElement?.blur());
+			/* for docs/console.png only: an alert, and a chart with half a minute in it */
+			await a.page.type('#alert-symbol', 'MSFT');
+			await a.page.select('#alert-cmp', 'gt');
+			await a.page.type('#alert-value', '1');
+			await a.page.click('#alert-form button[type="submit"]');
+			await a.page.waitForSelector('#alert-list li', { timeout: WAIT });
+			await a.page.waitForFunction(() => document.querySelector('#chart-line')
+				.getAttribute('points').split(' ').length >= 30, { timeout: 60000 });
+			await shot(a.page, 'console-docs.png');
 			await a.page.screenshot({ path: process.env.QUOTECAST_DOCS_SCREENSHOT });
 		}
 

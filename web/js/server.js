@@ -1,7 +1,7 @@
 // Server panel: GET /api/stats once a second (with the admin token when one is given);
 // deliveries/s and publishes/s are the counters' differences over the measured interval.
 
-import { $, linePoints, fmtInt, fmtRate, fmtBytes, fmtDuration } from './util.js';
+import { $, fmtInt, fmtRate, fmtBytes, fmtDuration } from './util.js';
 
 const HISTORY = 300; /* seconds on the chart */
 
@@ -139,18 +139,17 @@ export class ServerPanel {
 	drawChart() {
 		const W = 300, H = 80;
 		const max = Math.max(1, ...this.series);
-		/* right-aligned: the newest second at the right edge */
-		const n = this.series.length;
-		const pts = linePoints(this.series, ((n - 1) / (HISTORY - 1)) * W, H, { min: 0, max: max * 1.1 })
-			.split(' ').filter(Boolean).map((p) => {
-				const [x, y] = p.split(',').map(Number);
-				return `${(x + W - ((n - 1) / (HISTORY - 1)) * W).toFixed(1)},${y.toFixed(1)}`;
-			});
+		/* the newest second at the right edge; the first minute already spans the width */
+		const span = Math.max(60, this.series.length) - 1;
+		const dx = W / span;
+		const x0 = W - (this.series.length - 1) * dx;
+		const pts = this.series.map((v, i) =>
+			`${(x0 + i * dx).toFixed(1)},${(2 + (H - 4) * (1 - v / (max * 1.1))).toFixed(1)}`);
 		$('chart-line').setAttribute('points', pts.join(' '));
-		if (pts.length > 1) {
-			const first = pts[0].split(',')[0], last = pts[pts.length - 1].split(',')[0];
-			$('chart-area').setAttribute('d', `M${first},${H} L${pts.join(' L')} L${last},${H} Z`);
-		}
+		if (pts.length > 1)
+			$('chart-area').setAttribute('d', `M${x0.toFixed(1)},${H} L${pts.join(' L')} L${W},${H} Z`);
+		const mins = Math.round((span + 1) / 60);
+		$('chart-span').textContent = mins <= 1 ? 'last minute' : `last ${mins} minutes`;
 		$('chart-max').textContent = `(peak ${fmtRate(max)}/s)`;
 	}
 }
