@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
-import { REPO_ROOT, startServer, stopServer, test, before, after } from './lib/harness.mjs';
+import {
+	REPO_ROOT, startServer, stopServer, test, before, after, getStats, waitFor,
+} from './lib/harness.mjs';
 import { signJwt, TEST_SECRET, OTHER_SECRET } from './lib/jwt.mjs';
 
 const CHROMIUM = process.env.QUOTECAST_CHROMIUM || '/usr/bin/chromium';
@@ -232,4 +234,30 @@ test('auth mode jwt: no token and a bad token are refused in words, a good one c
 		} finally {
 			await stopServer(s);
 		}
+	});
+
+test('signing in again while the first socket is still opening: no browser error, one connection',
+	{ timeout: 60000 }, async () => {
+		const e = await openPage(demo);
+		await waitText(e.page, '#conn-state', /Connected as/, 'the first connection');
+		assertClean({ problems: e.problems.splice(0) }, [/status of 401/]);
+		/* slow handshakes, then two sign-ins in a row: the first socket is retired while it
+		 * is still connecting (closing it then is a console error in Chromium) */
+		const cdp = await e.page.createCDPSession();
+		await cdp.send('Network.enable');
+		await cdp.send('Network.emulateNetworkConditions',
+			{ offline: false, latency: 300, downloadThroughput: -1, uploadThroughput: -1 });
+		await e.page.$eval('#signin-user', (i) => { i.value = 'erin'; });
+		await e.page.evaluate(() => {
+			window.quotecast.signIn();
+			window.quotecast.signIn();
+		});
+		await waitText(e.page, '#conn-state', /Connected as erin/, 'erin connects');
+		await cdp.send('Network.emulateNetworkConditions',
+			{ offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+		/* the retired socket opened and was closed: erin holds one connection */
+		await waitFor(async () => (await getStats(demo, ADMIN)).total_users ===
+			(await getStats(demo, ADMIN)).total_connections, { timeoutMs: WAIT, what: 'one each' });
+		assertClean(e, [/status of 401/]);
+		await e.ctx.close();
 	});

@@ -97,8 +97,25 @@ class App {
 		this.connect(user, token);
 	}
 
+	/*
+	 * Close @qc for good. A socket still connecting is closed once it opens: closing it before
+	 * makes the browser log "closed before the connection is established" as an error.
+	 */
+	retire(qc) {
+		if (!qc)
+			return;
+		const ws = qc.ws;
+		if (ws && ws.readyState === 0) {
+			qc.closedByUser = true; /* no reconnect meanwhile */
+			ws.addEventListener('open', () => qc.close());
+			ws.addEventListener('error', () => qc.close());
+			return;
+		}
+		qc.close();
+	}
+
 	signOut() {
-		this.client?.close();
+		this.retire(this.client);
 		this.client = null;
 		this.setState('idle', 'Signed out');
 		$('signout').hidden = true;
@@ -106,8 +123,7 @@ class App {
 	}
 
 	async connect(user, token) {
-		if (this.client)
-			this.client.close();
+		this.retire(this.client);
 		this.clearNotice();
 		const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
 		const opts = { url: `${proto}//${location.host}/ws` };
