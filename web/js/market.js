@@ -65,7 +65,7 @@ export class MarketWatch {
 			symbol,
 			tr: el('tr', { 'data-symbol': symbol }),
 			last,
-			chg: cell('num chg'),
+			chg: cell('num hide-narrow chg'),
 			pct: cell('num pct'),
 			bid: cell('num hide-narrow bid'),
 			ask: cell('num hide-narrow ask'),
@@ -158,7 +158,7 @@ export class MarketWatch {
 				const dir = chg > 0 ? 'up' : chg < 0 ? 'down' : '';
 				r.chg.textContent = fmtSigned(chg);
 				r.pct.textContent = fmtSigned(r.first ? (chg / r.first) * 100 : 0, 2, '%');
-				r.chg.className = `num chg ${dir}`;
+				r.chg.className = `num hide-narrow chg ${dir}`;
 				r.pct.className = `num pct ${dir}`;
 				r.spark.setAttribute('class', `spark ${dir || 'flat'}`);
 				r.line.setAttribute('points', linePoints(r.history, 120, 28));
