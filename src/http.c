@@ -6,11 +6,13 @@
  * (long-polling) is refused with 400. Every answer is one small JSON or text document written with
  * its exact Content-Length, so keep-alive works.
  */
-#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "quotecast/auth.h"
 #include "quotecast/chunked.h"
+#include "quotecast/pg.h"
 #include "quotecast/server.h"
 
 enum route {
@@ -351,103 +353,305 @@ static bool authorized(struct lws *wsi, const struct qc_config *cfg, const char 
 	       (id.roles & role);
 }
 
-/* The stats fields that only ever grow; everything else is a gauge. */
-static bool is_counter(const char *key)
-{
-	static const char *const counters[] = {
-	    "accepted_total",
-	    "closed_total",
-	    "rejected_total",
-	    "rooms_created",
-	    "rooms_deleted",
-	    "total_join_events",
-	    "total_leave_events",
-	    "total_messages",
-	    "total_dropped",
-	    "total_deduplicated",
-	    "total_conflated",
-	    "total_deliveries",
-	    "total_published",
-	    "idle_freed",
-	    "subscribe_only_freed",
-	    "resumed",
-	    "expired",
-	    "replayed",
-	    "delivered",
-	    "evicted",
-	    "failed",
-	};
+/*
+ * /metrics: an explicit list of what is exported, each with its Prometheus name (units as
+ * suffixes, counters ending in _total), help and type, and where its value is in the stats
+ * document (which stays as it is: clients read it). A figure added to the stats document is
+ * exported only once it is listed here.
+ */
+enum mtype {
+	M_GAUGE,
+	M_COUNTER,
+};
 
-	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
-		if (!strcmp(key, counters[i]))
-			return true;
-	return false;
+struct mdef {
+	const char *name;
+	enum mtype type;
+	const char *path; /* in the stats document, parts joined with '.' */
+	const char *help;
+};
+
+static const struct mdef mdefs[] = {
+    {"quotecast_uptime_seconds", M_GAUGE, "server.uptime_s", "Seconds since the server started."},
+    {"quotecast_resident_memory_bytes", M_GAUGE, "server.rss_bytes",
+     "Resident memory of the process (from /proc/self/statm)."},
+    {"quotecast_connections", M_GAUGE, "total_connections",
+     "WebSocket connections open now (native and Socket.IO)."},
+    {"quotecast_users", M_GAUGE, "total_users", "Distinct user ids among the open connections."},
+    {"quotecast_connections_peak", M_GAUGE, "connections.peak",
+     "The most WebSocket connections open at once since start."},
+    {"quotecast_connections_accepted_total", M_COUNTER, "connections.accepted_total",
+     "WebSocket connections opened."},
+    {"quotecast_connections_closed_total", M_COUNTER, "connections.closed_total",
+     "WebSocket connections closed."},
+    {"quotecast_connections_rejected_total", M_COUNTER, "connections.rejected_total",
+     "Connections refused: at the upgrade, at the Socket.IO CONNECT or as they were accepted."},
+    {"quotecast_rooms", M_GAUGE, "rooms.total_rooms",
+     "Rooms that exist now, implicit and created."},
+    {"quotecast_rooms_active", M_GAUGE, "rooms.active_rooms",
+     "Implicit rooms plus created rooms whose status is active."},
+    {"quotecast_room_members", M_GAUGE, "rooms.total_members",
+     "Members of created rooms, counted by user per room."},
+    {"quotecast_room_subscriptions", M_GAUGE, "rooms.total_subscriptions",
+     "Room subscriptions now, counted by connection."},
+    {"quotecast_room_users", M_GAUGE, "rooms.total_users",
+     "Distinct users with a connection subscribed to a room."},
+    {"quotecast_rooms_created_total", M_COUNTER, "rooms.rooms_created",
+     "Rooms made: implicit (first subscribe) and create_room."},
+    {"quotecast_rooms_deleted_total", M_COUNTER, "rooms.rooms_deleted",
+     "Rooms gone: implicit rooms left empty and delete_room."},
+    {"quotecast_room_joins_total", M_COUNTER, "rooms.total_join_events",
+     "Connection subscribes to rooms."},
+    {"quotecast_room_leaves_total", M_COUNTER, "rooms.total_leave_events",
+     "Connection unsubscribes from rooms (unsubscribe, disconnect, kick, close, delete)."},
+    {"quotecast_streams", M_GAUGE, "streaming.active_streams",
+     "Symbols with a stream now (with ticks, or subscribed only)."},
+    {"quotecast_streams_subscribe_only", M_GAUGE, "streaming.subscribe_only",
+     "Symbols subscribed that have had no tick yet."},
+    {"quotecast_streams_idle", M_GAUGE, "streaming.idle_streams",
+     "Symbols with ticks and no subscriber, freed after streams.idle_ttl_s."},
+    {"quotecast_stream_subscriptions", M_GAUGE, "streaming.total_subscribers",
+     "Stream subscriptions now (connection-symbol pairs)."},
+    {"quotecast_ticks_published_total", M_COUNTER, "streaming.total_published",
+     "Ticks offered by publishers: accepted, duplicate and stale."},
+    {"quotecast_ticks_accepted_total", M_COUNTER, "streaming.total_messages", "Ticks accepted."},
+    {"quotecast_ticks_stale_total", M_COUNTER, "streaming.total_dropped",
+     "Ticks dropped as stale (version not above the last)."},
+    {"quotecast_ticks_duplicate_total", M_COUNTER, "streaming.total_deduplicated",
+     "Ticks dropped as duplicates (message_id seen)."},
+    {"quotecast_ticks_conflated_total", M_COUNTER, "streaming.total_conflated",
+     "Queued stream_data frames merged away for slow subscribers."},
+    {"quotecast_tick_deliveries_total", M_COUNTER, "streaming.total_deliveries",
+     "Live stream_data frames queued for subscribers."},
+    {"quotecast_streams_idle_freed_total", M_COUNTER, "streaming.idle_freed",
+     "Idle streams freed after streams.idle_ttl_s."},
+    {"quotecast_streams_subscribe_only_freed_total", M_COUNTER, "streaming.subscribe_only_freed",
+     "Subscribe-only streams freed by their last unsubscribe."},
+    {"quotecast_sessions_suspended", M_GAUGE, "reconnection.suspended",
+     "Sessions waiting for a resume."},
+    {"quotecast_sessions_resumed_total", M_COUNTER, "reconnection.resumed", "Sessions resumed."},
+    {"quotecast_sessions_expired_total", M_COUNTER, "reconnection.expired",
+     "Suspended sessions ended (TTL, or pushed out by a bound)."},
+    {"quotecast_session_messages_replayed_total", M_COUNTER, "reconnection.replayed",
+     "Buffered messages replayed on resume."},
+    {"quotecast_session_messages_dropped_total", M_COUNTER, "reconnection.buffer_dropped",
+     "Messages dropped because a session buffer was full."},
+    {"quotecast_offline_users", M_GAUGE, "offline.users", "Users with offline messages waiting."},
+    {"quotecast_offline_deliveries_waiting", M_GAUGE, "offline.queued",
+     "Offline deliveries waiting (one per recipient)."},
+    {"quotecast_offline_messages", M_GAUGE, "offline.messages",
+     "Messages stored for offline users, each once."},
+    {"quotecast_offline_bytes", M_GAUGE, "offline.bytes",
+     "What the offline messages weigh (bounded by offline.max_total_bytes)."},
+    {"quotecast_offline_delivered_total", M_COUNTER, "offline.delivered",
+     "Offline deliveries made."},
+    {"quotecast_offline_evicted_total", M_COUNTER, "offline.evicted",
+     "Offline deliveries lost to offline.max_per_user or offline.max_total_bytes."},
+    {"quotecast_store_configured", M_GAUGE, "store.configured", "1 when a store.url is set."},
+    {"quotecast_store_up", M_GAUGE, "store.connected", "1 while the PostgreSQL connection is up."},
+    {"quotecast_store_pending_statements", M_GAUGE, "store.pending",
+     "Store statements queued or in flight."},
+    {"quotecast_store_failed_statements_total", M_COUNTER, "store.failed",
+     "Store statements answered with an error (SQL error, timeout, connection lost)."},
+    {"quotecast_store_backlog_writes", M_GAUGE, "store.backlog",
+     "Writes waiting for the store (offline messages, alerts, their bookkeeping)."},
+    {"quotecast_store_dropped_writes_total", M_COUNTER, "store.dropped",
+     "Writes given up (the backlog was full)."},
+    {"quotecast_subscriptions", M_GAUGE, "subscriptions.subscriptions",
+     "Persisted subscriptions in memory."},
+    {"quotecast_subscription_users", M_GAUGE, "subscriptions.users",
+     "Users with persisted subscriptions."},
+    {"quotecast_alerts_raised_total", M_COUNTER, "subscriptions.alerts_raised", "Alerts raised."},
+    {"quotecast_alerts_dropped_total", M_COUNTER, "subscriptions.alerts_dropped",
+     "Alerts lost because the store refused their row."},
+};
+
+static const char *const store_states[] = {"connected", "connecting", "down", "stalled",
+                                           "memory-only"};
+
+/* The text being built: grows as needed; @oom once an allocation failed. */
+struct obuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void __attribute__((format(printf, 2, 3))) emit(struct obuf *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->oom = true;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len)
+			break;
+		size_t ncap = (o->cap + (size_t)n + 1) * 2;
+		char *grown = realloc(o->p, ncap);
+
+		if (!grown) {
+			o->oom = true;
+			return;
+		}
+		o->p = grown;
+		o->cap = ncap;
+	}
+	o->len += (size_t)n;
 }
 
-/* Prometheus text: every number of the stats document, flattened with '_' joins. */
-static void metrics_walk(json_t *j, char *name, size_t nlen, size_t cap, char **out, size_t *olen,
-                         size_t *ocap)
+static void header(struct obuf *o, const char *name, const char *type, const char *help)
 {
-	const char *key;
-	json_t *v;
+	emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
 
-	json_object_foreach (j, key, v) {
-		size_t klen = strlen(key);
-		char line[512];
-		int n;
+/* The value at @path ("a.b") of @j, or NULL. */
+static json_t *at_path(json_t *j, const char *path)
+{
+	char part[64];
 
-		if (nlen + 1 + klen + 1 > cap)
-			continue;
-		name[nlen] = '_';
-		memcpy(name + nlen + 1, key, klen + 1);
-		/* keys like "rooms.max_per_owner": Prometheus names are [a-zA-Z0-9_] */
-		for (char *p = name + nlen + 1; *p; p++)
-			if (!isalnum((unsigned char)*p))
-				*p = '_';
-		if (json_is_object(v)) {
-			metrics_walk(v, name, nlen + 1 + klen, cap, out, olen, ocap);
-			continue;
-		}
-		if (!json_is_number(v) && !json_is_boolean(v))
-			continue;
-		n = snprintf(line, sizeof(line), "# TYPE %s %s\n%s %.17g\n", name,
-		             is_counter(key) ? "counter" : "gauge", name,
-		             json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0)
-		                                : json_number_value(v));
-		if (n <= 0 || (size_t)n >= sizeof(line))
-			continue;
-		if (*olen + (size_t)n + 1 > *ocap) {
-			size_t ncap = (*ocap + (size_t)n) * 2;
-			char *grown = realloc(*out, ncap);
+	while (j && *path) {
+		size_t n = strcspn(path, ".");
 
-			if (!grown)
-				return;
-			*out = grown;
-			*ocap = ncap;
-		}
-		memcpy(*out + *olen, line, (size_t)n + 1);
-		*olen += (size_t)n;
+		if (n >= sizeof(part))
+			return NULL;
+		memcpy(part, path, n);
+		part[n] = '\0';
+		j = json_object_get(j, part);
+		path += n + (path[n] == '.');
+	}
+	return j;
+}
+
+static void value(struct obuf *o, json_t *v)
+{
+	if (json_is_integer(v))
+		emit(o, "%lld", (long long)json_integer_value(v));
+	else if (json_is_boolean(v))
+		emit(o, "%d", json_is_true(v) ? 1 : 0);
+	else
+		emit(o, "%.17g", json_number_value(v));
+}
+
+/* Microseconds as seconds, without trailing zeros ("0.00005", "2.5", "10"). */
+static void seconds(struct obuf *o, uint64_t us)
+{
+	char b[32];
+	size_t n = (size_t)snprintf(b, sizeof(b), "%llu.%06llu", (unsigned long long)(us / 1000000),
+	                            (unsigned long long)(us % 1000000));
+
+	while (n > 1 && b[n - 1] == '0')
+		n--;
+	if (b[n - 1] == '.')
+		n--;
+	emit(o, "%.*s", (int)n, b);
+}
+
+static void histogram(struct obuf *o, const char *name, const char *help, const struct qc_histo *h)
+{
+	static const struct qc_histo none;
+
+	if (!h)
+		h = &none;
+	header(o, name, "histogram", help);
+	for (unsigned int i = 0; i < QC_HISTO_BUCKETS; i++) {
+		emit(o, "%s_bucket{le=\"", name);
+		seconds(o, qc_histo_bounds_us[i]);
+		emit(o, "\"} %llu\n", (unsigned long long)qc_histo_cumulative(h, i));
+	}
+	emit(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name, (unsigned long long)h->count, name);
+	seconds(o, h->sum_us);
+	emit(o, "\n%s_count %llu\n", name, (unsigned long long)h->count);
+}
+
+/* A label value as the exposition format wants it: \\, \" and \n escaped. */
+static void label_value(struct obuf *o, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			emit(o, "\\%c", *s);
+		else if (*s == '\n')
+			emit(o, "\\n");
+		else
+			emit(o, "%c", *s);
 	}
 }
 
 static int serve_metrics(struct lws *wsi, struct qc_server *srv)
 {
-	json_t *stats = qc_hub_stats(srv->hub);
-	char name[256] = "quotecast";
-	size_t olen = 0, ocap = 4096;
-	char *out = malloc(ocap);
+	json_t *stats = qc_hub_stats(srv->hub), *v, *refused;
+	struct obuf o = {.cap = 16384};
+	const char *key, *state;
 	int ret;
 
-	if (!stats || !out) {
+	o.p = malloc(o.cap);
+	if (!stats || !o.p) {
 		json_decref(stats);
-		free(out);
+		free(o.p);
 		return respond_err(wsi, QC_E_INTERNAL, "out of memory");
 	}
-	out[0] = '\0';
-	metrics_walk(stats, name, strlen(name), sizeof(name), &out, &olen, &ocap);
+	o.p[0] = '\0';
+	header(&o, "quotecast_build_info", "gauge",
+	       "Always 1; the version and the event loop as labels.");
+	emit(&o, "quotecast_build_info{version=\"");
+	label_value(&o, QC_VERSION);
+	emit(&o, "\",event_loop=\"");
+	label_value(&o, srv->loop_name ? srv->loop_name : "");
+	emit(&o, "\"} 1\n");
+	for (size_t i = 0; i < sizeof(mdefs) / sizeof(mdefs[0]); i++) {
+		v = at_path(stats, mdefs[i].path);
+		if (!json_is_number(v) && !json_is_boolean(v))
+			continue;
+		header(&o, mdefs[i].name, mdefs[i].type == M_COUNTER ? "counter" : "gauge",
+		       mdefs[i].help);
+		emit(&o, "%s ", mdefs[i].name);
+		value(&o, v);
+		emit(&o, "\n");
+	}
+	header(&o, "quotecast_http_connections", "gauge",
+	       "TCP connections not (yet) upgraded to WebSocket (limits.max_http_connections).");
+	emit(&o, "quotecast_http_connections %u\n", srv->nhttp);
+
+	state = json_string_value(at_path(stats, "store.state"));
+	header(&o, "quotecast_store_state", "gauge",
+	       "1 for the store's current state (memory-only: no store.url), 0 for the others.");
+	for (size_t i = 0; i < sizeof(store_states) / sizeof(store_states[0]); i++)
+		emit(&o, "quotecast_store_state{state=\"%s\"} %d\n", store_states[i],
+		     state && !strcmp(state, store_states[i]));
+
+	refused = at_path(stats, "limits.refused");
+	header(&o, "quotecast_limit_refusals_total", "counter",
+	       "Requests refused by a bound, labelled with the setting that bit.");
+	json_object_foreach (refused, key, v) {
+		emit(&o, "quotecast_limit_refusals_total{limit=\"");
+		label_value(&o, key);
+		emit(&o, "\"} ");
+		value(&o, v);
+		emit(&o, "\n");
+	}
+	histogram(
+	    &o, "quotecast_publish_to_write_seconds",
+	    "From a tick's fan-out (its frame built, right after it was accepted) to the write "
+	    "of that frame to a subscriber's socket; one sample per write, its oldest tick.",
+	    &srv->lat_write);
+	histogram(
+	    &o, "quotecast_store_statement_seconds",
+	    "Store statements from submit to PostgreSQL's answer (answered ones; failures are "
+	    "in quotecast_store_failed_statements_total).",
+	    srv->pg ? qc_pg_latency(srv->pg) : NULL);
 	json_decref(stats);
-	ret = respond(wsi, 200, "text/plain; version=0.0.4", out, olen);
-	free(out);
+	if (o.oom) {
+		free(o.p);
+		return respond_err(wsi, QC_E_INTERNAL, "out of memory");
+	}
+	ret = respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", o.p, o.len);
+	free(o.p);
 	return ret;
 }
 

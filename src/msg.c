@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "quotecast/histo.h"
 #include "quotecast/msg.h"
 
 #define WS_FIN          0x80
@@ -75,6 +76,8 @@ struct qc_msg *qc_msg_new_text(const void *payload, size_t len)
 	m->stream_id = 0;
 	m->seq = 0;
 	m->offset = 0;
+	/* a vDSO clock read per frame built, not per receiver */
+	m->born_us = qc_histo_mono_us();
 	m->meta = NULL;
 	memcpy(m->buf + QC_MSG_HEADROOM + QC_WS_HDR_MAX - hdr_len, hdr, hdr_len);
 	/* memcpy with a NULL source is undefined even for 0 bytes. */

@@ -100,6 +100,17 @@ void qc_outq_pop_written(struct qc_outq *q)
 	qc_outq_pop(q);
 }
 
+const struct qc_msg *qc_outq_oldest_tick(const struct qc_outq *q, uint32_t max)
+{
+	for (uint32_t i = 0; i < q->count && i < max; i++) {
+		const struct qc_msg *m = q->slot[slot_index(q, i)];
+
+		if (m->kind == QC_MSG_TICK)
+			return m;
+	}
+	return NULL;
+}
+
 size_t qc_outq_fill(struct qc_outq *q, unsigned char *buf, size_t cap)
 {
 	struct qc_msg *m;

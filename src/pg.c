@@ -113,6 +113,7 @@ struct qc_pg {
 	bool attempt_logged;
 
 	uint64_t failed;
+	struct qc_histo lat; /* submit to answer of each statement the server answered */
 };
 
 static void lost(struct qc_pg *pg, const char *why);
@@ -497,6 +498,7 @@ static void complete(struct qc_pg *pg)
 		json_decref(rows);
 		rows = NULL;
 	}
+	qc_histo_observe(&pg->lat, lws_now_usecs() - s->queued_at);
 	if (pg->overdue_logged) {
 		lwsl_user("store: answering again\n");
 		pg->overdue_logged = false;
@@ -1081,6 +1083,11 @@ struct qc_store qc_pg_store(struct qc_pg *pg)
 	struct qc_store st = {.submit = submit, .ctx = pg};
 
 	return st;
+}
+
+const struct qc_histo *qc_pg_latency(const struct qc_pg *pg)
+{
+	return &pg->lat;
 }
 
 void qc_pg_stats(const struct qc_pg *pg, struct qc_store_stats *st)

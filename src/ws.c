@@ -540,9 +540,16 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss
  */
 static int write_queue(struct lws *wsi, struct qc_server *srv, struct qc_conn *c)
 {
+	const struct qc_msg *tick = qc_outq_oldest_tick(&c->outq, 8);
 	struct qc_msg *m;
 	size_t n;
 
+	/*
+	 * /metrics' publish-to-write latency: one sample per write (its oldest tick, the one that
+	 * waited longest), so one clock read per send(), never one per frame
+	 */
+	if (tick)
+		qc_histo_observe(&srv->lat_write, qc_histo_mono_us() - tick->born_us);
 	n = qc_outq_fill(&c->outq, srv->scratch + LWS_PRE, QC_TX_CHUNK);
 	if (n) {
 		if (lws_write(wsi, srv->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)

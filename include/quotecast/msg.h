@@ -32,9 +32,10 @@ struct qc_msg {
 	uint8_t kind;     /* enum qc_msg_kind */
 	uint8_t opcode;   /* 1 text, 2 binary */
 	uint16_t spare;
-	uint64_t stream_id;  /* QC_MSG_TICK: the stream id (one life of a symbol), for conflation */
-	uint64_t seq;        /* QC_MSG_TICK: the tick's seq */
-	uint64_t offset;     /* Socket.IO connection state recovery: the event's offset, or 0 */
+	uint64_t stream_id; /* QC_MSG_TICK: the stream id (one life of a symbol), for conflation */
+	uint64_t seq;       /* QC_MSG_TICK: the tick's seq */
+	uint64_t offset;    /* Socket.IO connection state recovery: the event's offset, or 0 */
+	int64_t born_us;    /* when it was built (qc_histo_mono_us()): /metrics' publish-to-write */
 	struct json_t *meta; /* optional: a reference the message owns (a tick's data), or NULL */
 	unsigned char buf[]; /* QC_MSG_HEADROOM + QC_WS_HDR_MAX + payload */
 };

@@ -47,6 +47,12 @@ int qc_outq_push(struct qc_outq *q, struct qc_msg *m);
 /** qc_outq_peek() - the oldest frame (borrowed) or NULL. */
 struct qc_msg *qc_outq_peek(const struct qc_outq *q);
 
+/**
+ * qc_outq_oldest_tick() - the oldest QC_MSG_TICK frame among the first @max queued (borrowed),
+ * or NULL: the sample /metrics' publish-to-write latency takes once per write.
+ */
+const struct qc_msg *qc_outq_oldest_tick(const struct qc_outq *q, uint32_t max);
+
 /** qc_outq_pop() - drop the oldest frame's reference. No-op when empty. */
 void qc_outq_pop(struct qc_outq *q);
 

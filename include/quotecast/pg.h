@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "quotecast/histo.h"
 #include "quotecast/store.h"
 
 struct qc_pg;
@@ -60,6 +61,13 @@ int qc_pg_go_async(struct qc_pg *pg, struct lws_vhost *vhost);
 
 /** qc_pg_store() - the submit interface for the hub. */
 struct qc_store qc_pg_store(struct qc_pg *pg);
+
+/**
+ * qc_pg_latency() - the histogram of statement latency, from submit to the answer, of every
+ * statement the server answered (success or SQL error); failed ones (timeout, connection
+ * lost) are in qc_pg_stats()'s failed. For /metrics.
+ */
+const struct qc_histo *qc_pg_latency(const struct qc_pg *pg);
 
 /** qc_pg_stats() - for /api/stats, /metrics and /readyz. */
 void qc_pg_stats(const struct qc_pg *pg, struct qc_store_stats *st);

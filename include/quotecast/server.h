@@ -11,6 +11,7 @@
 #include <libwebsockets.h>
 
 #include "quotecast/config.h"
+#include "quotecast/histo.h"
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
 #include "quotecast/tally.h"
@@ -63,6 +64,7 @@ struct qc_server {
 	struct qc_tally by_user;    /* connections per named user */
 	struct qc_webfiles web;     /* GET /, /client/quotecast.js (webfiles.c; web.root) */
 	uint64_t watchdog_usec;
+	struct qc_histo lat_write; /* a tick frame's build to its write (ws.c), for /metrics */
 	unsigned char scratch[LWS_PRE + QC_TX_CHUNK];
 };
 

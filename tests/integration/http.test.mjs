@@ -2,6 +2,7 @@
 // behaviour.md "HTTP").
 
 import assert from 'node:assert/strict';
+import { parseExposition, sample } from './lib/prom.mjs';
 import { test, before, after, startServer, stopServer, connect, httpRequest, waitFor } from
 	'./lib/harness.mjs';
 
@@ -171,48 +172,37 @@ test('GET /metrics needs the admin token, like /api/stats', async () => {
 	assertJsonError(await get('/metrics', { authorization: TOKEN }), 401, 'UNAUTHORIZED');
 	const r = await get('/metrics', AUTH);
 	assert.equal(r.status, 200, r.text);
-	assert.match(r.text, /^quotecast_total_connections \d+$/m);
+	assert.match(r.text, /^quotecast_connections \d+$/m);
 });
 
-test('GET /metrics: Prometheus text, quotecast_ prefix, a TYPE line for each',
+test('GET /metrics: Prometheus text (a strict reading), HELP and TYPE for each, live figures',
 	async () => {
 		const r = await get('/metrics', AUTH);
 		assert.equal(r.status, 200, r.text);
-		assert.match(String(r.headers['content-type']), /^text\/plain/);
-		const lines = r.text.split('\n').filter((l) => l.length > 0);
-		const typed = new Map();
-		const samples = new Map();
-		for (const l of lines) {
-			if (l.startsWith('# TYPE ')) {
-				const [, , name, kind] = l.split(' ');
-				assert.ok(['gauge', 'counter', 'untyped'].includes(kind), l);
-				typed.set(name, kind);
-				continue;
-			}
-			if (l.startsWith('#'))
-				continue;
-			const m = /^(quotecast_[a-z0-9_]+)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(l);
-			assert.ok(m, `sample line: "${l}"`);
-			samples.set(m[1], Number(m[3]));
-		}
-		for (const name of samples.keys())
-			assert.ok(typed.has(name), `# TYPE line for ${name}`);
-		for (const name of ['quotecast_total_connections', 'quotecast_total_users',
-			'quotecast_total_rooms', 'quotecast_connections_accepted_total',
-			'quotecast_connections_closed_total', 'quotecast_connections_rejected_total',
-			'quotecast_connections_peak', 'quotecast_rooms_total_rooms',
-			'quotecast_rooms_total_join_events', 'quotecast_server_uptime_s',
-			'quotecast_server_rss_bytes'])
-			assert.ok(samples.has(name), `${name} present`);
-		assert.ok(samples.get('quotecast_server_rss_bytes') > 0);
+		assert.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+		const fams = parseExposition(r.text);
+		for (const name of fams.keys())
+			assert.match(name, /^quotecast_/);
+		for (const name of ['quotecast_connections', 'quotecast_users', 'quotecast_rooms',
+			'quotecast_connections_accepted_total', 'quotecast_connections_closed_total',
+			'quotecast_connections_rejected_total', 'quotecast_connections_peak',
+			'quotecast_room_joins_total', 'quotecast_uptime_seconds',
+			'quotecast_resident_memory_bytes', 'quotecast_build_info',
+			'quotecast_publish_to_write_seconds', 'quotecast_store_statement_seconds',
+			'quotecast_limit_refusals_total', 'quotecast_store_state'])
+			assert.ok(fams.has(name), `${name} present`);
+		assert.ok(sample(fams, 'quotecast_resident_memory_bytes') > 0);
+		assert.equal(sample(fams, 'quotecast_store_state', { state: 'memory-only' }), 1);
+		assert.equal(sample(fams, 'quotecast_limit_refusals_total',
+			{ limit: 'limits.max_connections' }), 0);
+		assert.equal(fams.get('quotecast_publish_to_write_seconds').type, 'histogram');
 
 		/* the figures are live: a connection shows up */
-		const before_n = samples.get('quotecast_connections_accepted_total');
+		const before_n = sample(fams, 'quotecast_connections_accepted_total');
 		const c = await user('metrics');
 		const r2 = await get('/metrics', AUTH);
-		const m2 = /^quotecast_connections_accepted_total (\S+)$/m.exec(r2.text);
-		assert.ok(m2);
-		assert.equal(Number(m2[1]), before_n + 1);
+		assert.equal(sample(parseExposition(r2.text), 'quotecast_connections_accepted_total'),
+			before_n + 1);
 		await c.close();
 	});
 

@@ -74,9 +74,9 @@ test(`${ROUNDS} x (subscribe ${PER_ROUND} fresh symbols, unsubscribe them) leave
 
 	/* the new figures are in /metrics, the freed counts as counters */
 	const m = await metrics(churn);
-	assert.equal(m.types.get('quotecast_streaming_subscribe_only_freed'), 'counter');
-	assert.equal(m.types.get('quotecast_streaming_idle_freed'), 'counter');
-	assert.equal(m.types.get('quotecast_streaming_subscribe_only'), 'gauge');
+	assert.equal(m.types.get('quotecast_streams_subscribe_only_freed_total'), 'counter');
+	assert.equal(m.types.get('quotecast_streams_idle_freed_total'), 'counter');
+	assert.equal(m.types.get('quotecast_streams_subscribe_only'), 'gauge');
 	await x.close();
 	await b.close();
 });

@@ -8,7 +8,7 @@ import { test, before, after, startServer, stopServer, connect, waitFor } from
 	'./lib/harness.mjs';
 import {
 	uniqueSymbol, tick, publishOk, subscribeStream, streamRequest, isStreamData, anyStreamData,
-	nextTick, collectTicks, streaming, metrics, delta, STREAMING_KEYS,
+	nextTick, collectTicks, streaming, metrics, delta, STREAMING_KEYS, STREAMING_METRIC,
 } from './lib/streams.mjs';
 
 const BUFFER = 5;
@@ -748,13 +748,13 @@ test('stale versions: a version not above the last accepted one is dropped', asy
 	await a.close();
 });
 
-test('stats streaming block and /metrics quotecast_streaming_* follow the activity', async () => {
+test('stats streaming block and its /metrics figures follow the activity', async () => {
 	const s0 = await streaming(server);
 	for (const k of STREAMING_KEYS)
 		assert.equal(typeof s0[k], 'number', `streaming.${k} in ${JSON.stringify(s0)}`);
 	const m0 = await metrics(server);
 	for (const k of STREAMING_KEYS) {
-		const name = `quotecast_streaming_${k}`;
+		const name = STREAMING_METRIC[k];
 		assert.equal(m0.values.get(name), s0[k], `${name} equals stats streaming.${k}`);
 		assert.ok(m0.types.has(name), `# TYPE line for ${name}`);
 	}
@@ -787,9 +787,9 @@ test('stats streaming block and /metrics quotecast_streaming_* follow the activi
 		total_published: 5 });
 	const m1 = await metrics(server);
 	for (const k of STREAMING_KEYS)
-		assert.equal(m1.values.get(`quotecast_streaming_${k}`), s[k], `metrics ${k}`);
-	assert.equal(m1.values.get('quotecast_streaming_total_messages') -
-		m0.values.get('quotecast_streaming_total_messages'), 3);
+		assert.equal(m1.values.get(STREAMING_METRIC[k]), s[k], `metrics ${k}`);
+	assert.equal(m1.values.get('quotecast_ticks_accepted_total') -
+		m0.values.get('quotecast_ticks_accepted_total'), 3);
 
 	/* unsubscribing and closing release subscriptions; the symbols keep their state */
 	await streamRequest(a, 'unsubscribe_market_stream', { symbol: s2sym });

@@ -168,6 +168,18 @@ export const STREAMING_KEYS = ['active_streams', 'total_subscribers', 'total_mes
 	'total_dropped', 'total_deduplicated', 'total_conflated', 'total_deliveries',
 	'total_published'];
 
+/** The /metrics name of each streaming key (http.c's list). */
+export const STREAMING_METRIC = {
+	active_streams: 'quotecast_streams',
+	total_subscribers: 'quotecast_stream_subscriptions',
+	total_messages: 'quotecast_ticks_accepted_total',
+	total_dropped: 'quotecast_ticks_stale_total',
+	total_deduplicated: 'quotecast_ticks_duplicate_total',
+	total_conflated: 'quotecast_ticks_conflated_total',
+	total_deliveries: 'quotecast_tick_deliveries_total',
+	total_published: 'quotecast_ticks_published_total',
+};
+
 /** delta() - @after minus @before for every streaming key. */
 export function delta(before, after) {
 	const d = {};
