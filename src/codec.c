@@ -104,6 +104,10 @@ enum qc_err qc_codec_parse(const char *buf, size_t len, struct qc_cmd *cmd, cons
 		}
 		return QC_OK;
 	}
+	if (!strcmp(type, "resume")) {
+		cmd->type = QC_CMD_RESUME;
+		return QC_OK;
+	}
 	if (!strcmp(type, "request")) {
 		cmd->type = QC_CMD_REQUEST;
 		if (qc_codec_opt_string(cmd->root, "action", &cmd->action) || !cmd->action ||

@@ -91,6 +91,10 @@ void qc_hub_free(struct qc_hub *h)
 	backlog_drop(h);
 	qc_hub_sessions_free(h);
 	qc_hub_subs_free(h);
+	for (struct qc_user *u = h->conns.users; u; u = u->hh.next) {
+		qc_log_free(u->inbox);
+		u->inbox = NULL;
+	}
 	qc_conns_free(&h->conns);
 	qc_hub_streams_free(h);
 	qc_hub_rooms_teardown(h);
@@ -300,10 +304,16 @@ struct qc_msg *qc_frames_get(struct qc_hub *h, struct qc_frames *f, uint8_t enc)
 	uint64_t offset = 0;
 	struct qc_msg *m;
 
-	if (enc > QC_ENC_SIO || !f->ev)
+	if (enc > QC_ENC_SIO)
 		return NULL;
 	if (f->m[enc])
 		return f->m[enc];
+	/* a log entry keeps only its native frame (qc_log_compact): its JSON is parsed back */
+	if (!f->ev && f->m[QC_ENC_NATIVE])
+		f->ev = json_loadb((const char *)qc_msg_payload(f->m[QC_ENC_NATIVE]),
+		                   qc_msg_payload_len(f->m[QC_ENC_NATIVE]), 0, NULL);
+	if (!f->ev)
+		return NULL;
 	/* one offset per message, in its one Socket.IO encoding shared by every receiver */
 	if (enc == QC_ENC_SIO)
 		offset = next_offset(h, f->kind);
@@ -773,6 +783,11 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 	qc_msg_unref(&c->session_msg);
 	qc_hub_sio_free(c);
 	free(c->rx);
+	/* the user's last session: its inbox log goes with it (a new session, a new epoch) */
+	if (c->user && c->user->nconns == 1) {
+		qc_log_free(c->user->inbox);
+		c->user->inbox = NULL;
+	}
 	qc_conns_remove(&h->conns, c);
 	if (!qc_conns_user(&h->conns, c->user_id))
 		qc_hub_offline_gone(h, c->user_id);
@@ -805,12 +820,14 @@ static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc
 	enum qc_err e;
 
 	if (cmd->type == QC_CMD_SUBSCRIBE)
-		e = qc_hub_subscribe(h, c, cmd->room, cmd->password, &data, &emsg);
+		e = qc_hub_subscribe(h, c, cmd->room, cmd->password, cmd->root, &data, &emsg);
 	else
 		e = qc_hub_unsubscribe(h, c, cmd->room, &data, &emsg);
-	if (e == QC_OK)
+	if (e == QC_OK) {
 		reply_ok(h, c, cmd, data);
-	else if (e != QC_ASYNC)
+		if (cmd->type == QC_CMD_SUBSCRIBE)
+			qc_hub_room_readback(h, c, cmd->room, cmd->root);
+	} else if (e != QC_ASYNC)
 		reply_err(h, c, cmd, e, emsg);
 }
 
@@ -969,7 +986,14 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 	case QC_CMD_REQUEST:
 		handle_request(h, c, &cmd);
 		break;
+	case QC_CMD_RESUME:
+		/* @c may be gone after this: the session it names took its socket over */
+		qc_hub_resume_request(h, c, &cmd);
+		h->cur = NULL;
+		goto out;
 	}
+	if (cmd.type != QC_CMD_NONE && cmd.type != QC_CMD_PING)
+		c->requested = 1;
 	h->cur = NULL;
 out:
 	qc_cmd_release(&cmd);
@@ -1001,11 +1025,12 @@ void qc_hub_set_store(struct qc_hub *h, const struct qc_store *s)
 {
 	h->store = *s;
 	qc_hub_offline_store_ready(h);
+	qc_hub_rooms_store_ready(h);
 }
 
 static const char *const load_sql[] = {
-    "SELECT name, owner, type, status, password_hash, max_members, metadata::text, created_at"
-    " FROM rooms ORDER BY created_at, name",
+    "SELECT name, owner, type, status, password_hash, max_members, metadata::text, created_at,"
+    " log_epoch FROM rooms ORDER BY created_at, name",
     "SELECT room, user_id, role, joined_at FROM room_members ORDER BY joined_at",
     "SELECT id, user_id, name, symbol, fields::text, alert_priority, version, active, created_at,"
     " updated_at FROM subscriptions ORDER BY created_at, id",
@@ -1028,6 +1053,8 @@ static const char *const load_sql[] = {
     " UNION ALL SELECT 'r', NULL, room, event, data::text, NULL, NULL, gseq, target_role,"
     " target_users::text, 2, 0 FROM room_log) q ORDER BY gseq, k, n, alert_id",
     "SELECT user_id, gseq::text FROM offline_cursors",
+    "SELECT room, seq::text, event, data::text, target_role, target_users::text,"
+    " created_at::text FROM room_history ORDER BY room, seq",
 };
 
 int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, size_t errlen)
@@ -1042,6 +1069,7 @@ int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, 
 			goto out;
 	h->loading = true;
 	if (qc_hub_rooms_load(h, rows[0], rows[1], err, errlen) ||
+	    qc_hub_rooms_history_load(h, rows[0], rows[7], err, errlen) ||
 	    qc_hub_subs_load(h, rows[2], rows[3], rows[4], err, errlen) ||
 	    qc_hub_offline_load(h, rows[5], rows[6], err, errlen))
 		goto out;
@@ -1101,7 +1129,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	uint64_t members = 0;
 	struct qc_user *u, *utmp;
 	struct qc_conn *c;
-	json_t *st;
+	json_t *doc, *o;
 
 	/* cold path: walk users once for the figures the hot path does not keep */
 	HASH_ITER (hh, h->conns.users, u, utmp) {
@@ -1113,7 +1141,7 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	}
 	qc_hub_room_counts(h, &active, &members);
 
-	st = json_pack(
+	doc = json_pack(
 	    "{s:{s:s, s:I, s:s, s:I}, s:I, s:I, s:I,"
 	    " s:{s:I, s:I, s:I, s:I},"
 	    " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
@@ -1139,8 +1167,24 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	    (json_int_t)h->st.replayed, "buffer_dropped", (json_int_t)h->st.buffer_dropped,
 	    "offline", qc_hub_offline_stats(h), "store", store_stats(h), "subscriptions",
 	    qc_hub_subs_stats(h), "limits", limits_stats(h));
+	if (!doc)
+		return NULL;
+	/* the logs of SPEC 2.9 */
+	o = json_object_get(doc, "rooms");
+	json_object_set_new(o, "history_logs", json_integer(h->logs[QC_LOG_ROOM]));
+	json_object_set_new(o, "history_entries",
+	                    json_integer((json_int_t)h->log_entries[QC_LOG_ROOM]));
+	json_object_set_new(o, "history_replayed",
+	                    json_integer((json_int_t)h->log_replayed[QC_LOG_ROOM]));
+	json_object_set_new(doc, "inbox",
+	                    json_pack("{s:I, s:I, s:I}", "logs", (json_int_t)h->logs[QC_LOG_INBOX],
+	                              "history_entries", (json_int_t)h->log_entries[QC_LOG_INBOX],
+	                              "history_replayed",
+	                              (json_int_t)h->log_replayed[QC_LOG_INBOX]));
+	o = json_object_get(doc, "reconnection");
+	json_object_set_new(o, "resumed_positions", json_integer((json_int_t)h->resumed_positions));
+	json_object_set_new(o, "resume_refused", json_integer((json_int_t)h->resume_refused));
 	/* Socket.IO reconnects that named a session (pid) and got a fresh one (hub_sio.c) */
-	json_object_set_new(json_object_get(st, "reconnection"), "not_recovered",
-	                    json_integer((json_int_t)h->sio_not_recovered));
-	return st;
+	json_object_set_new(o, "not_recovered", json_integer((json_int_t)h->sio_not_recovered));
+	return doc;
 }

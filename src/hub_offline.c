@@ -698,6 +698,25 @@ static size_t json_bytes(json_t *data)
 	return json_dumpb(data, NULL, 0, QC_JSON_DUMP | JSON_ENCODE_ANY);
 }
 
+/*
+ * Send one stored event to @user's sessions, marked "offline":true, through the user's inbox
+ * log: its seq and epoch are the inbox's; a room message keeps its room position as room_seq
+ * and room_epoch.
+ */
+static void deliver_ev(struct qc_hub *h, const char *user, json_t *ev)
+{
+	json_t *data = json_deep_copy(json_object_get(ev, "data")), *v;
+
+	if (!data)
+		return;
+	if (json_object_get(data, "room") && (v = json_object_get(data, "seq")))
+		json_object_set(data, "room_seq", v);
+	if (json_object_get(data, "room") && (v = json_object_get(data, "epoch")))
+		json_object_set(data, "room_epoch", v);
+	json_object_set_new(data, "offline", json_true());
+	qc_hub_inbox_send(h, user, json_string_value(json_object_get(ev, "event")), data);
+}
+
 /* The row is committed: now the message counts as queued (or goes out, if the user is back). */
 static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
 {
@@ -714,19 +733,8 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 	json_object_set(w->ev, "id", json_array_get(json_array_get(rows, 0), 0));
 	u = qc_conns_user(&h->conns, w->user);
 	if (u) {
-		json_t *data = json_object_get(w->ev, "data");
-
 		/* the user came back while the row was being written */
-		for (struct qc_conn *c = u->conns; c; c = c->user_next) {
-			json_t *d = json_deep_copy(data);
-
-			if (!d)
-				continue;
-			json_object_set_new(d, "offline", json_true());
-			qc_hub_send_json(
-			    h, c,
-			    qc_codec_event(json_string_value(json_object_get(w->ev, "event")), d));
-		}
+		deliver_ev(h, w->user, w->ev);
 		h->st.offline_delivered++;
 		forget_init(&f);
 		forget_entry(&f, &(struct qc_oentry){.ev = w->ev});
@@ -796,16 +804,9 @@ void qc_hub_offline_push_alert(struct qc_hub *h, const char *user, const char *a
 
 /* ---- users come and go ------------------------------------------------------------------- */
 
-/* Send one entry's event to @c, marked "offline":true. */
 static void deliver_one(struct qc_hub *h, struct qc_conn *c, json_t *ev)
 {
-	json_t *data = json_deep_copy(json_object_get(ev, "data"));
-
-	if (!data)
-		return;
-	json_object_set_new(data, "offline", json_true());
-	qc_hub_send_json(h, c,
-	                 qc_codec_event(json_string_value(json_object_get(ev, "event")), data));
+	deliver_ev(h, c->user_id, ev);
 }
 
 /*

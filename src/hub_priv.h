@@ -67,6 +67,13 @@ struct qc_hub {
 	/* Socket.IO connection state recovery (hub_sio.c) */
 	uint64_t sio_offset;        /* the last offset given to an outgoing Socket.IO event */
 	uint64_t sio_not_recovered; /* reconnects with a pid that got a fresh session */
+	/* the logs of SPEC 2.9 (hub_log.c): rooms' and inboxes', by enum qc_log_kind */
+	uint64_t log_ids;
+	uint32_t logs[2];
+	uint64_t log_entries[2];
+	uint64_t log_replayed[2];   /* entries read back (resume, room subscribe with since_seq) */
+	uint64_t resumed_positions; /* resume requests with positions that took a session over */
+	uint64_t resume_refused;    /* resume requests refused (unknown token, not first) */
 };
 
 /*
@@ -92,6 +99,69 @@ struct qc_msg *qc_frames_get(struct qc_hub *h, struct qc_frames *f, uint8_t enc)
 void qc_frames_release(struct qc_frames *f);
 /* Queue @f's frame for @c's encoding. 0 or a negative errno, as qc_hub_send(). */
 int qc_hub_send_frames(struct qc_hub *h, struct qc_conn *c, struct qc_frames *f);
+
+/*
+ * hub_log.c: a bounded log of events with positions (SPEC 2.9). Entries are encoded once per
+ * encoding; their frames carry the log's id (stream_id) and the entry's seq, so a session
+ * buffer can tell which log position a queued frame is.
+ */
+#define QC_EPOCH_LEN 12
+
+enum qc_log_kind {
+	QC_LOG_ROOM = 0,
+	QC_LOG_INBOX = 1,
+};
+
+struct qc_lentry {
+	uint64_t seq;
+	int64_t at_ms;      /* the hub's steady clock when appended (the TTL) */
+	struct qc_frames f; /* the event, with seq and epoch in its data */
+	json_t *targets;    /* target_users (an array), or NULL */
+	uint64_t exclude;   /* exclude_self: the sending connection's id; 0 = none */
+	uint8_t role;       /* target_role; QC_ROLE_NONE = any */
+};
+
+struct qc_log {
+	struct qc_hub *h;
+	uint64_t id; /* unique in the process */
+	char epoch[QC_EPOCH_LEN + 1];
+	uint64_t last_seq; /* the newest seq given (0: none yet) */
+	struct qc_lentry **ring;
+	uint32_t cap, head, count;
+	uint32_t max;    /* entries kept */
+	uint32_t ttl_s;  /* 0: no age bound */
+	uint8_t kind;    /* enum qc_log_kind */
+	uint8_t unsaved; /* a created room's epoch the store does not have yet (made at load) */
+};
+
+/* A log whose next seq follows @last_seq, named @epoch (NULL: a new random one); NULL ENOMEM. */
+struct qc_log *qc_log_new(struct qc_hub *h, uint8_t kind, uint32_t max, uint32_t ttl_s,
+                          const char *epoch, uint64_t last_seq);
+void qc_log_free(struct qc_log *l);
+void qc_log_free_void(void *l);
+/*
+ * Append event @name with @data (stolen; "seq" and "epoch" are set in it) and its targeting
+ * (@targets borrowed). Returns the entry (the log's) or NULL on ENOMEM.
+ */
+struct qc_lentry *qc_log_append(struct qc_log *l, const char *name, json_t *data, json_t *targets,
+                                uint8_t role, uint64_t exclude);
+/* At start: the stored entry @seq (ascending) with @data (stolen), @age_ms old. 0 or -ENOMEM. */
+int qc_log_load(struct qc_log *l, uint64_t seq, const char *name, json_t *data, json_t *targets,
+                uint8_t role, int64_t age_ms);
+/*
+ * The live fan-out of @e is done: keep its native frame only (its JSON, several times the
+ * frame's size, is parsed back from it should another encoding be asked for).
+ */
+void qc_log_compact(struct qc_lentry *e);
+/* The oldest seq kept (last_seq + 1 when empty). */
+uint64_t qc_log_first(struct qc_log *l);
+/* Whether everything after (@epoch, @since) is still in the log. */
+bool qc_log_reaches(struct qc_log *l, const char *epoch, uint64_t since);
+/* The @i-th kept entry after seq @since, or NULL. */
+struct qc_lentry *qc_log_after(struct qc_log *l, uint64_t since, uint32_t i);
+
+/* The epoch of @s's current life (QC_EPOCH_LEN hex characters and a NUL into @out). */
+void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char *out);
 
 /* A handler's answer that is not ready yet: the store will decide (see qc_hub_durable). */
 #define QC_ASYNC QC_E__COUNT
@@ -203,6 +273,15 @@ void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c);
  */
 void qc_hub_keep_for_resume(struct qc_conn *c);
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
+/*
+ * A read-back paced like a resume's replay: what is sent between begin and end goes behind
+ * what is queued, at the pace the socket takes, never held to max_send_queue_bytes. Returns
+ * whether this call began it (pass that to end); a replay under way just takes more.
+ */
+bool qc_hub_replay_begin(struct qc_hub *h, struct qc_conn *c);
+void qc_hub_replay_end(struct qc_hub *h, struct qc_conn *c, bool began);
+/* the first request on a connection: {"type":"resume","token","positions"} (SPEC 2.9) */
+void qc_hub_resume_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd);
 /* @m (not a control message) for @c while a resume's replay is under way: behind the replay */
 int qc_hub_replay_push(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 void qc_hub_sessions_free(struct qc_hub *h);
@@ -298,8 +377,23 @@ int qc_hub_rooms_init(struct qc_hub *h);
 /* the offline log of created room @room, or NULL */
 struct qc_olog *qc_hub_room_log(struct qc_hub *h, const char *room);
 void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room);
+/* @opts (borrowed, may be NULL): since_seq and epoch of a read-back (SPEC 2.9) */
 enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
-                             const char *password, json_t **data, const char **emsg);
+                             const char *password, json_t *opts, json_t **data, const char **emsg);
+/* After the subscribe's answer: @c's missed entries of room @name after opts' since_seq */
+void qc_hub_room_readback(struct qc_hub *h, struct qc_conn *c, const char *name, json_t *opts);
+/* @room's log (made on first use), NULL on ENOMEM */
+struct qc_log *qc_hub_room_log_of(struct qc_hub *h, struct qc_room *room);
+/* whether entry @e of @room's log was addressed to @c */
+bool qc_hub_room_addressed(const struct qc_room *room, const struct qc_lentry *e,
+                           const struct qc_conn *c);
+/* @u's inbox log (made on first use), NULL on ENOMEM */
+struct qc_log *qc_hub_inbox(struct qc_hub *h, struct qc_user *u);
+/*
+ * Event @name with @data (stolen) into @user's inbox log and to every session of the user.
+ * Returns the sessions it was queued for (0: the user has none; nothing is kept then).
+ */
+uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name, json_t *data);
 enum qc_err qc_hub_unsubscribe(struct qc_hub *h, struct qc_conn *c, const char *name, json_t **data,
                                const char **emsg);
 enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, json_t **out,
@@ -309,6 +403,11 @@ void qc_hub_room_counts(struct qc_hub *h, uint32_t *active, uint64_t *members);
 void qc_hub_rooms_teardown(struct qc_hub *h);
 /* at start: the rows of rooms and room_members (see qc_hub_load) */
 int qc_hub_rooms_load(struct qc_hub *h, json_t *rooms, json_t *members, char *err, size_t errlen);
+/* the store has just been set: epochs made at load go to their rooms' rows */
+void qc_hub_rooms_store_ready(struct qc_hub *h);
+/* at start, after the rooms: the rows of room_history (created rooms' logs, SPEC 2.9) */
+int qc_hub_rooms_history_load(struct qc_hub *h, json_t *rooms, json_t *history, char *err,
+                              size_t errlen);
 enum qc_err qc_act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                 const char **e);
 enum qc_err qc_act_send_to_user(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,

@@ -269,6 +269,7 @@ static enum qc_err check_password(struct qc_hub *h, struct qc_conn *c, struct qc
 
 int qc_hub_rooms_init(struct qc_hub *h)
 {
+	qc_rooms_set_log_free(h->rooms, qc_log_free_void);
 	uint32_t rate = h->cfg->rooms.password_hashes_per_s;
 	/* twice the failures one window can hold: live records are never evicted */
 	uint64_t records = 2 * (uint64_t)rate * h->cfg->rooms.password_window_s;
@@ -286,36 +287,219 @@ int qc_hub_rooms_init(struct qc_hub *h)
 
 /* ---- events ------------------------------------------------------------------------------ */
 
-/* Queue event @name with @data (stolen) for every connection in @room, encoded once. */
-static void room_event(struct qc_hub *h, struct qc_room *room, const char *name, json_t *data,
-                       const struct qc_conn *skip)
+static bool in_users(json_t *users, const char *user)
 {
-	struct qc_frames f;
+	json_t *v;
+	size_t i;
 
-	qc_frames_init(&f, qc_codec_event(name, data), QC_MSG_ROOM);
-	for (struct qc_membership *mb = qc_room_members(room); mb; mb = mb->room_next)
-		if (mb->conn != skip)
-			qc_hub_send_frames(h, mb->conn, &f);
-	qc_frames_release(&f);
+	json_array_foreach (users, i, v)
+		if (!strcmp(json_string_value(v), user))
+			return true;
+	return false;
 }
 
-/* Queue event @name with @data (stolen) for every connection of @user, encoded once. */
-static uint32_t user_event(struct qc_hub *h, const char *user, const char *name, json_t *data)
+/* The log of @room (made on first use: memory only, a new epoch); NULL on ENOMEM. */
+static struct qc_log *room_log(struct qc_hub *h, struct qc_room *room)
+{
+	struct qc_log *l = qc_room_log(room);
+
+	if (!l) {
+		l = qc_log_new(h, QC_LOG_ROOM, h->cfg->rooms.history_size,
+		               h->cfg->rooms.history_ttl_s, NULL, 0);
+		qc_room_set_log(room, l);
+	}
+	return l;
+}
+
+/* Whether log entry @e of @room was addressed to @c (its targeting, roles as they are now). */
+static bool addressed(const struct qc_room *room, const struct qc_lentry *e,
+                      const struct qc_conn *c)
+{
+	const struct room_info *ri = info_of(room);
+
+	if (e->exclude && e->exclude == c->id)
+		return false;
+	if (e->targets && !in_users(e->targets, c->user_id))
+		return false;
+	if (e->role != QC_ROLE_NONE && (!ri || role_of(ri, c->user_id) != e->role))
+		return false;
+	return true;
+}
+
+static const char sql_history[] =
+    "INSERT INTO room_history (room, seq, event, data, target_role, target_users, created_at)"
+    " VALUES ($1, $2::bigint, $3, $4::json, $5, $6::json, $7::bigint) ON CONFLICT DO NOTHING";
+static const char sql_history_trim[] =
+    "DELETE FROM room_history WHERE room = $1 AND seq <= $2::bigint";
+static const char sql_log_epoch[] = "UPDATE rooms SET log_epoch = $2 WHERE name = $1";
+
+/* Trim a created room's stored log this often (entries), keeping rooms.history_size. */
+#define HISTORY_TRIM_EVERY 64
+
+/* A created room's log entry goes to the store too: read-back after a restart (SPEC 2.9). */
+static void persist_entry(struct qc_hub *h, struct qc_room *room, const char *name,
+                          const struct qc_lentry *e)
+{
+	json_t *data = json_object_get(e->f.ev, "data");
+	char seq[24], now[24], *jdata, *tlist;
+
+	if (!info_of(room) || !qc_hub_persistent(h) || h->loading)
+		return;
+	jdata = json_dumps(data, QC_JSON_DUMP);
+	tlist = e->targets ? json_dumps(e->targets, JSON_COMPACT) : NULL;
+	if (jdata) {
+		const char *params[] = {qc_room_name(room),
+		                        seq,
+		                        name,
+		                        jdata,
+		                        e->role != QC_ROLE_NONE ? qc_role_name(e->role) : NULL,
+		                        tlist,
+		                        now};
+
+		snprintf(seq, sizeof(seq), "%" PRIu64, e->seq);
+		snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
+		qc_hub_store_write(h, sql_history, 7, params);
+	}
+	free(jdata);
+	free(tlist);
+	if (e->seq % HISTORY_TRIM_EVERY == 0 && e->seq > h->cfg->rooms.history_size) {
+		const char *params[] = {qc_room_name(room), seq};
+
+		snprintf(seq, sizeof(seq), "%" PRIu64, e->seq - h->cfg->rooms.history_size);
+		qc_hub_store_write(h, sql_history_trim, 2, params);
+	}
+}
+
+/* The epoch of created room @room's log goes to its row. */
+static void persist_epoch(struct qc_hub *h, struct qc_room *room)
+{
+	struct qc_log *l = room_log(h, room);
+	const char *params[2];
+
+	if (!l || !qc_hub_persistent(h))
+		return;
+	params[0] = qc_room_name(room);
+	params[1] = l->epoch;
+	qc_hub_store_write(h, sql_log_epoch, 2, params);
+}
+
+/* Append event @name with @data (stolen) to @room's log (and the store's). NULL on ENOMEM. */
+static struct qc_lentry *log_append(struct qc_hub *h, struct qc_room *room, const char *name,
+                                    json_t *data, json_t *targets, uint8_t role, uint64_t exclude)
+{
+	struct qc_log *l = data ? room_log(h, room) : NULL;
+	struct qc_lentry *e;
+
+	if (!l) {
+		json_decref(data);
+		return NULL;
+	}
+	e = qc_log_append(l, name, data, targets, role, exclude);
+	if (e)
+		persist_entry(h, room, name, e);
+	return e;
+}
+
+/*
+ * Append event @name with @data (stolen) to @room's log and queue it for every connection in
+ * @room that it is addressed to, encoded once. Returns the entry, NULL on ENOMEM.
+ */
+static struct qc_lentry *room_append(struct qc_hub *h, struct qc_room *room, const char *name,
+                                     json_t *data, json_t *targets, uint8_t role, uint64_t exclude,
+                                     uint32_t *delivered)
+{
+	struct qc_lentry *e = log_append(h, room, name, data, targets, role, exclude);
+
+	if (!e)
+		return NULL;
+	for (struct qc_membership *mb = qc_room_members(room); mb; mb = mb->room_next) {
+		struct qc_conn *c = mb->conn;
+
+		if (!addressed(room, e, c))
+			continue;
+		/*
+		 * a suspended session keeps its position, not a copy (it reads the log back); a
+		 * Socket.IO one keeps its own history (hub_sio.c)
+		 */
+		if (c->suspended && !c->sio)
+			continue;
+		mb->seq = e->seq;
+		if (!qc_hub_send_frames(h, c, &e->f) && delivered)
+			(*delivered)++;
+	}
+	if (qc_frames_get(h, &e->f, QC_ENC_NATIVE))
+		qc_log_compact(e);
+	return e;
+}
+
+/* Queue event @name with @data (stolen) for every connection in @room, through its log. */
+static void room_event(struct qc_hub *h, struct qc_room *room, const char *name, json_t *data)
+{
+	room_append(h, room, name, data, NULL, QC_ROLE_NONE, 0, NULL);
+}
+
+/*
+ * Queue frames @f (an entry of @room's log) for every connection of @user; a suspended one in
+ * the room gets it from the log when it leaves the room (qc_hub_leave_room).
+ */
+static uint32_t user_frames(struct qc_hub *h, const char *user, struct qc_room *room,
+                            struct qc_frames *f)
 {
 	struct qc_user *u = qc_conns_user(&h->conns, user);
-	struct qc_frames f;
 	uint32_t n = 0;
 
-	if (!u) {
+	for (struct qc_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
+		if (c->suspended && !c->sio && qc_room_set_has(&c->rooms, room))
+			continue;
+		if (!qc_hub_send_frames(h, c, f))
+			n++;
+	}
+	return n;
+}
+
+uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name, json_t *data)
+{
+	struct qc_user *u = qc_conns_user(&h->conns, user);
+	struct qc_lentry *e;
+	uint32_t n = 0;
+
+	if (!u || !data || !qc_hub_inbox(h, u)) {
 		json_decref(data);
 		return 0;
 	}
-	qc_frames_init(&f, qc_codec_event(name, data), QC_MSG_ROOM);
-	for (struct qc_conn *c = u->conns; c; c = c->user_next)
-		if (!qc_hub_send_frames(h, c, &f))
+	/* an alert's own seq is its tick's: it keeps it as stream_seq */
+	if (!strcmp(name, "alert") && json_object_get(data, "seq") &&
+	    !json_object_get(data, "stream_seq"))
+		json_object_set(data, "stream_seq", json_object_get(data, "seq"));
+	e = qc_log_append(u->inbox, name, data, NULL, QC_ROLE_NONE, 0);
+	for (struct qc_conn *c = e ? u->conns : NULL; c; c = c->user_next) {
+		if (c->suspended && !c->sio)
+			continue; /* its position stays: a resume reads the inbox back */
+		c->inbox_seq = e->seq;
+		if (!qc_hub_send_frames(h, c, &e->f))
 			n++;
-	qc_frames_release(&f);
+	}
+	if (e && qc_frames_get(h, &e->f, QC_ENC_NATIVE))
+		qc_log_compact(e);
 	return n;
+}
+
+struct qc_log *qc_hub_inbox(struct qc_hub *h, struct qc_user *u)
+{
+	if (!u->inbox)
+		u->inbox = qc_log_new(h, QC_LOG_INBOX, h->cfg->inbox.history_size, 0, NULL, 0);
+	return u->inbox;
+}
+
+struct qc_log *qc_hub_room_log_of(struct qc_hub *h, struct qc_room *room)
+{
+	return room_log(h, room);
+}
+
+bool qc_hub_room_addressed(const struct qc_room *room, const struct qc_lentry *e,
+                           const struct qc_conn *c)
+{
+	return addressed(room, e, c);
 }
 
 /* ---- subscriptions ----------------------------------------------------------------------- */
@@ -324,6 +508,28 @@ static uint32_t user_event(struct qc_hub *h, const char *user, const char *name,
 void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room)
 {
 	bool last = qc_room_size(room) == 1 && !qc_room_kept(room);
+	struct qc_log *l = qc_room_log(room);
+
+	/*
+	 * A suspended session holds a position, not copies: leaving (kicked, the room closed), what
+	 * it has not read of the log is copied to its buffer now, or a resume would never see it.
+	 */
+	if (c->suspended && !c->sio && l) {
+		struct qc_membership *mb;
+		struct qc_lentry *e;
+
+		HASH_FIND_PTR(c->rooms.by_room, &room, mb);
+		/* the log no longer reaches back to its position: a resume cannot be complete */
+		if (mb && mb->seq + 1 < qc_log_first(l))
+			c->dropped = 1;
+		for (uint32_t i = 0; mb && (e = qc_log_after(l, mb->seq, i)); i++) {
+			struct qc_msg *m =
+			    addressed(room, e, c) ? qc_frames_get(h, &e->f, c->enc) : NULL;
+
+			if (m)
+				qc_hub_buffer(h, c, m);
+		}
+	}
 
 	if (qc_rooms_leave(h->rooms, room, &c->rooms))
 		return;
@@ -388,9 +594,76 @@ static enum qc_err admit_to_created(struct qc_hub *h, struct qc_conn *c, struct 
 	return QC_OK;
 }
 
+/* A room subscribe's since_seq and epoch (SPEC 2.9), when @opts has them. */
+static bool read_since(json_t *opts, uint64_t *since, const char **epoch)
+{
+	json_t *js = json_object_get(opts, "since_seq");
+
+	*epoch = json_string_value(json_object_get(opts, "epoch"));
+	if (!json_is_integer(js) || json_integer_value(js) < 0)
+		return false;
+	*since = (uint64_t)json_integer_value(js);
+	return true;
+}
+
+/*
+ * The answer to a room subscribe: the room, its members, the log's position (seq, epoch) and,
+ * with since_seq, whether the log still reaches back to it (no epoch: the current one).
+ */
+static json_t *subscribed(struct qc_hub *h, struct qc_room *room, json_t *opts, bool already)
+{
+	struct qc_log *l = room_log(h, room);
+	const char *epoch;
+	uint64_t since;
+	json_t *d = json_pack("{s:s, s:I}", "room", qc_room_name(room), "members",
+	                      (json_int_t)qc_room_size(room));
+
+	if (!d)
+		return NULL;
+	if (already)
+		json_object_set_new(d, "already", json_true());
+	if (!l)
+		return d;
+	json_object_set_new(d, "seq", json_integer((json_int_t)l->last_seq));
+	json_object_set_new(d, "epoch", json_string(l->epoch));
+	if (read_since(opts, &since, &epoch))
+		json_object_set_new(
+		    d, "recovered",
+		    json_boolean(qc_log_reaches(l, epoch ? epoch : l->epoch, since)));
+	return d;
+}
+
+void qc_hub_room_readback(struct qc_hub *h, struct qc_conn *c, const char *name, json_t *opts)
+{
+	struct qc_room *room = qc_rooms_find(h->rooms, name);
+	struct qc_membership *mb;
+	struct qc_lentry *e;
+	struct qc_log *l;
+	const char *epoch;
+	uint64_t since;
+	bool began;
+
+	if (!room || !read_since(opts, &since, &epoch) || !(l = qc_room_log(room)))
+		return;
+	HASH_FIND_PTR(c->rooms.by_room, &room, mb);
+	/* a log that no longer reaches back: live only (the answer said recovered:false) */
+	if (!mb || !qc_log_reaches(l, epoch ? epoch : l->epoch, since))
+		return;
+	began = qc_hub_replay_begin(h, c);
+	for (uint32_t i = 0; (e = qc_log_after(l, since, i)); i++) {
+		if (!addressed(room, e, c))
+			continue;
+		h->log_replayed[QC_LOG_ROOM]++;
+		qc_hub_send_frames(h, c, &e->f);
+	}
+	if (l->last_seq > mb->seq)
+		mb->seq = l->last_seq;
+	qc_hub_replay_end(h, c, began);
+}
+
 /* Subscribe @c to @room (made when NULL); *@data is the answer. */
 static enum qc_err join(struct qc_hub *h, struct qc_conn *c, struct qc_room *room, const char *name,
-                        json_t **data, const char **emsg)
+                        json_t *opts, json_t **data, const char **emsg)
 {
 	bool created = false;
 
@@ -408,7 +681,16 @@ static enum qc_err join(struct qc_hub *h, struct qc_conn *c, struct qc_room *roo
 	if (created)
 		h->st.rooms_created++;
 	h->st.join_events++;
-	*data = json_pack("{s:s, s:I}", "room", name, "members", (json_int_t)qc_room_size(room));
+	{
+		struct qc_log *l = room_log(h, room);
+		struct qc_membership *mb;
+
+		/* live from the log's end on: a read-back after the answer fills in before it */
+		HASH_FIND_PTR(c->rooms.by_room, &room, mb);
+		if (mb && l)
+			mb->seq = l->last_seq;
+	}
+	*data = subscribed(h, room, opts, false);
 	return QC_OK;
 }
 
@@ -431,35 +713,47 @@ static enum qc_err commit_join(struct qc_hub *h, struct qc_conn *c, json_t *args
 			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 		room_event(
 		    h, room, "member_joined",
-		    json_pack("{s:s, s:s, s:s}", "room", name, "user_id", user, "role", "member"),
-		    NULL);
+		    json_pack("{s:s, s:s, s:s}", "room", name, "user_id", user, "role", "member"));
 	}
 	if (!c)
 		return QC_OK;
 	if (qc_room_set_has(&c->rooms, room)) {
-		*data = json_pack("{s:s, s:I, s:b}", "room", name, "members",
-		                  (json_int_t)qc_room_size(room), "already", 1);
+		*data = subscribed(h, room, json_object_get(args, "opts"), true);
 		return QC_OK;
 	}
 	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
 		return qc_hub_limit(h, emsg, QC_LIM_ROOMS_PER_CONNECTION, "%u rooms joined",
 		                    h->cfg->limits.max_rooms_per_connection);
-	return join(h, c, room, name, data, emsg);
+	return join(h, c, room, name, json_object_get(args, "opts"), data, emsg);
+}
+
+/* After a subscribe that had to wait for the store: the read-back follows its answer. */
+static void join_after(struct qc_hub *h, struct qc_conn *c, json_t *args)
+{
+	qc_hub_room_readback(h, c, json_string_value(json_object_get(args, "room")),
+	                     json_object_get(args, "opts"));
 }
 
 enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
-                             const char *password, json_t **data, const char **emsg)
+                             const char *password, json_t *opts, json_t **data, const char **emsg)
 {
 	struct qc_room *room;
 	bool must_join = false;
 	enum qc_err e;
+	json_t *js;
 
 	if (strlen(name) > QC_ROOM_NAME_MAX)
 		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "room name longer than 128 bytes");
+	js = json_object_get(opts, "since_seq");
+	if (js && !json_is_null(js) && (!json_is_integer(js) || json_integer_value(js) < 0))
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "\"since_seq\" must be a non-negative integer");
+	js = json_object_get(opts, "epoch");
+	if (js && !json_is_null(js) && !json_is_string(js))
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "\"epoch\" must be a string");
 	room = qc_rooms_find(h->rooms, name);
 	if (room && qc_room_set_has(&c->rooms, room)) {
-		*data = json_pack("{s:s, s:I, s:b}", "room", name, "members",
-		                  (json_int_t)qc_room_size(room), "already", 1);
+		*data = subscribed(h, room, opts, true);
 		return QC_OK;
 	}
 	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
@@ -482,15 +776,18 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 		int64_t since = qc_now_ms();
 
 		snprintf(now, sizeof(now), "%" PRId64, since);
-		d.args = json_pack("{s:s, s:s, s:I}", "room", name, "user_id", c->user_id, "since",
-		                   (json_int_t)since);
+		d.args = json_pack("{s:s, s:s, s:I, s:{s:O?, s:O?}}", "room", name, "user_id",
+		                   c->user_id, "since", (json_int_t)since, "opts", "since_seq",
+		                   json_object_get(opts, "since_seq"), "epoch",
+		                   json_object_get(opts, "epoch"));
 		if (!d.args)
 			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 		info_of(room)->joining++;
 		d.settled = join_settled;
+		d.after = join_after;
 		return qc_hub_durable(h, c, &d);
 	}
-	return join(h, c, room, name, data, emsg);
+	return join(h, c, room, name, opts, data, emsg);
 }
 
 enum qc_err qc_hub_unsubscribe(struct qc_hub *h, struct qc_conn *c, const char *name, json_t **data,
@@ -552,17 +849,6 @@ static enum qc_err read_users(struct qc_hub *h, json_t *doc, const char *key, js
 	return QC_OK;
 }
 
-static bool in_users(json_t *users, const char *user)
-{
-	json_t *v;
-	size_t i;
-
-	json_array_foreach (users, i, v)
-		if (!strcmp(json_string_value(v), user))
-			return true;
-	return false;
-}
-
 /*
  * send_message / POST /api/broadcast with a room: validate, check the sender's right to write
  * (@c NULL: the server itself), then fan the room_message out to the connections that the
@@ -576,12 +862,11 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	const char *type, *from = c ? c->user_id : "system";
 	enum qc_role target_role = QC_ROLE_NONE;
 	struct room_info *ri;
-	struct qc_membership *mb;
+	struct qc_lentry *e;
 	struct qc_room *room;
-	struct qc_frames f;
 	bool exclude_self = false;
 	uint32_t delivered = 0;
-	enum qc_err e;
+	enum qc_err err;
 	char id[48];
 	json_t *ev_data;
 
@@ -590,11 +875,11 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 		                   "\"room\" must be a non-empty string");
 	if (!content || json_is_null(content))
 		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "\"content\" is required");
-	e = read_message_type(h, doc, &type, emsg);
-	if (e == QC_OK)
-		e = read_users(h, doc, "target_users", &targets, emsg);
-	if (e != QC_OK)
-		return e;
+	err = read_message_type(h, doc, &type, emsg);
+	if (err == QC_OK)
+		err = read_users(h, doc, "target_users", &targets, emsg);
+	if (err != QC_OK)
+		return err;
 	jrole = json_object_get(doc, "target_role");
 	if (jrole && !json_is_null(jrole) &&
 	    (!json_is_string(jrole) || !qc_role_parse(json_string_value(jrole), &target_role)))
@@ -626,26 +911,14 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	ev_data = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id", id,
 	                    "message_type", type, "from", from, "content", content, "timestamp",
 	                    (json_int_t)qc_now_ms());
-	qc_frames_init(&f, ev_data ? qc_codec_event("room_message", json_incref(ev_data)) : NULL,
-	               QC_MSG_ROOM);
-	if (!qc_frames_get(h, &f, QC_ENC_NATIVE)) {
-		qc_frames_release(&f);
+	/* one seq in the room's log, targeted or not: a read-back applies the targeting again */
+	e = ev_data ? room_append(h, room, "room_message", json_incref(ev_data), targets,
+	                          (uint8_t)target_role, exclude_self && c ? c->id : 0, &delivered)
+	            : NULL;
+	if (!e || !qc_frames_get(h, &e->f, QC_ENC_NATIVE)) {
 		json_decref(ev_data);
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
-	for (mb = qc_room_members(room); mb; mb = mb->room_next) {
-		struct qc_conn *rc = mb->conn;
-
-		if (exclude_self && rc == c)
-			continue;
-		if (targets && !in_users(targets, rc->user_id))
-			continue;
-		if (target_role != QC_ROLE_NONE && (!ri || role_of(ri, rc->user_id) != target_role))
-			continue;
-		if (!qc_hub_send_frames(h, rc, &f))
-			delivered++;
-	}
-	qc_frames_release(&f);
 	if (ri) {
 		ri->message_count++;
 		ri->last_activity = qc_now_ms();
@@ -692,7 +965,7 @@ static enum qc_err direct_send(struct qc_hub *h, const char *from, json_t *users
 			qc_hub_offline_push(h, user, "direct_message", data);
 			json_array_append(offline, v);
 		}
-		delivered += user_event(h, user, "direct_message", data);
+		delivered += qc_hub_inbox_send(h, user, "direct_message", data);
 	}
 	*out = json_pack("{s:s, s:I, s:o}", "message_id", id, "delivered", (json_int_t)delivered,
 	                 "offline", offline);
@@ -784,8 +1057,8 @@ static enum qc_err find_created(struct qc_hub *h, json_t *p, struct qc_room **ou
 
 static const char sql_create_room[] =
     "WITH r AS (INSERT INTO rooms (name, owner, type, password_hash, max_members, metadata,"
-    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5::integer, $6::json, $7::bigint,"
-    " $7::bigint))"
+    " created_at, updated_at, log_epoch) VALUES ($1, $2, $3, $4, $5::integer, $6::json,"
+    " $7::bigint, $7::bigint, $8))"
     " INSERT INTO room_members (room, user_id, role, joined_at)"
     " VALUES ($1, $2, 'owner', $7::bigint)";
 
@@ -866,6 +1139,16 @@ static enum qc_err commit_create_room(struct qc_hub *h, struct qc_conn *c, json_
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
 	h->st.rooms_created++;
+	{
+		const char *epoch = json_string_value(json_object_get(a, "log_epoch"));
+		struct qc_log *l = qc_room_log(room);
+
+		if (!l && epoch)
+			qc_room_set_log(room, qc_log_new(h, QC_LOG_ROOM, h->cfg->rooms.history_size,
+			                                 h->cfg->rooms.history_ttl_s, epoch, 0));
+		else if (!epoch || strcmp(l->epoch, epoch))
+			persist_epoch(h, room); /* the implicit room's log is not the one stored */
+	}
 	*data = qc_hub_room_json(h, room);
 	return QC_OK;
 }
@@ -923,13 +1206,14 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		return QC_E_RATE_LIMITED;
 
 	{
-		char pwhash[QC_PASSWORD_HASH_MAX] = "", max[16], now[24];
+		char pwhash[QC_PASSWORD_HASH_MAX] = "", max[16], now[24], epoch[QC_EPOCH_LEN + 1];
 		char *meta = json_is_object(jmeta) ? json_dumps(jmeta, QC_JSON_DUMP) : NULL;
+		struct qc_room *implicit = qc_rooms_find(h->rooms, name);
 		struct qc_durable dur = {
 		    .sql = sql_create_room,
-		    .nparams = 7,
+		    .nparams = 8,
 		    .params = {name, c->user_id, qc_room_type_name(type), NULL,
-		               json_is_integer(jmax) ? max : NULL, meta, now},
+		               json_is_integer(jmax) ? max : NULL, meta, now, epoch},
 		    .commit = commit_create_room,
 		    .settled = create_settled,
 		};
@@ -944,10 +1228,16 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		snprintf(max, sizeof(max), "%" JSON_INTEGER_FORMAT,
 		         json_is_integer(jmax) ? json_integer_value(jmax) : 0);
 		snprintf(now, sizeof(now), "%" PRId64, qc_now_ms());
-		dur.args =
-		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "name", name, "owner",
-		              c->user_id, "type", qc_room_type_name(type), "status", "active",
-		              "password_hash", pwhash, "max_members", max, "created_at", now);
+		/* an implicit room of that name keeps its log: its subscribers' positions stay */
+		if (implicit && qc_room_log(implicit))
+			memcpy(epoch, ((struct qc_log *)qc_room_log(implicit))->epoch,
+			       sizeof(epoch));
+		else
+			qc_random_hex(epoch, QC_EPOCH_LEN / 2);
+		dur.args = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "name", name,
+		                     "owner", c->user_id, "type", qc_room_type_name(type), "status",
+		                     "active", "password_hash", pwhash, "max_members", max,
+		                     "created_at", now, "log_epoch", epoch);
 		if (dur.args && json_is_object(jmeta))
 			json_object_set(dur.args, "metadata", jmeta);
 		if (!dur.args || owner_add(h, c->user_id, true)) {
@@ -965,7 +1255,7 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 static void close_room(struct qc_hub *h, struct qc_room *room, const char *reason)
 {
 	room_event(h, room, "room_closed",
-	           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", reason), NULL);
+	           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", reason));
 	unsubscribe_all(h, room);
 }
 
@@ -1237,8 +1527,7 @@ static enum qc_err commit_add_member(struct qc_hub *h, struct qc_conn *c, json_t
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	room_event(h, room, "member_joined",
 	           json_pack("{s:s, s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", user,
-	                     "role", rname, "by", json_object_get(a, "by")),
-	           NULL);
+	                     "role", rname, "by", json_object_get(a, "by")));
 	*data = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id", user, "role",
 	                  rname);
 	return QC_OK;
@@ -1298,9 +1587,11 @@ static enum qc_err commit_remove_member(struct qc_hub *h, struct qc_conn *c, jso
                                         json_t *rows, json_t **data, const char **emsg)
 {
 	const char *who = json_string_value(json_object_get(a, "user_id"));
+	struct qc_lentry *kicked;
 	struct room_info *ri;
 	struct qc_room *room;
 	struct member *m;
+	json_t *targets;
 	enum qc_err err = committed_room(h, a, &room, &ri, emsg);
 
 	if (err != QC_OK)
@@ -1309,14 +1600,23 @@ static enum qc_err commit_remove_member(struct qc_hub *h, struct qc_conn *c, jso
 	if (!m)
 		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "not a member");
 	member_del(ri, m);
-	user_event(
-	    h, who, "kicked",
-	    json_pack("{s:s, s:O}", "room", qc_room_name(room), "by", json_object_get(a, "by")));
+	/* kicked: a room event addressed to its user, on every connection of theirs */
+	targets = json_pack("[s]", who);
+	kicked = targets ? log_append(h, room, "kicked",
+	                              json_pack("{s:s, s:O}", "room", qc_room_name(room), "by",
+	                                        json_object_get(a, "by")),
+	                              targets, QC_ROLE_NONE, 0)
+	                 : NULL;
+	json_decref(targets);
+	if (kicked) {
+		user_frames(h, who, room, &kicked->f);
+		if (qc_frames_get(h, &kicked->f, QC_ENC_NATIVE))
+			qc_log_compact(kicked);
+	}
 	unsubscribe_user(h, room, who);
 	room_event(h, room, "member_left",
 	           json_pack("{s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", who, "by",
-	                     json_object_get(a, "by")),
-	           NULL);
+	                     json_object_get(a, "by")));
 	*data =
 	    json_pack("{s:s, s:s, s:b}", "room", qc_room_name(room), "user_id", who, "removed", 1);
 	return QC_OK;
@@ -1513,4 +1813,86 @@ int qc_hub_rooms_load(struct qc_hub *h, json_t *rooms, json_t *members, char *er
 		m->since = strtoll(col(row, 3), NULL, 10);
 	}
 	return 0;
+}
+
+int qc_hub_rooms_history_load(struct qc_hub *h, json_t *rooms, json_t *history, char *err,
+                              size_t errlen)
+{
+	int64_t now = qc_now_ms();
+	struct qc_room *room;
+	json_t *row;
+	size_t i;
+
+	/* each created room's log, named by its stored epoch (a new one when it has none) */
+	json_array_foreach (rooms, i, row) {
+		const char *epoch = json_array_size(row) > 8 ? col(row, 8) : NULL;
+		struct qc_log *l;
+
+		room = qc_rooms_find(h->rooms, col(row, 0));
+		if (!room || qc_room_log(room))
+			continue;
+		l = qc_log_new(h, QC_LOG_ROOM, h->cfg->rooms.history_size,
+		               h->cfg->rooms.history_ttl_s, epoch, 0);
+		if (!l) {
+			snprintf(err, errlen, "room \"%s\": out of memory", col(row, 0));
+			return -1;
+		}
+		qc_room_set_log(room, l);
+	}
+	/* room, seq, event, data, target_role, target_users, created_at: ascending per room */
+	json_array_foreach (history, i, row) {
+		json_t *data = json_loads(col(row, 3), 0, NULL);
+		json_t *targets = col(row, 5) ? json_loads(col(row, 5), 0, NULL) : NULL;
+		enum qc_role role = QC_ROLE_NONE;
+		struct qc_log *l;
+		int ret;
+
+		room = qc_rooms_find(h->rooms, col(row, 0));
+		l = room && info_of(room) ? qc_room_log(room) : NULL;
+		if (col(row, 4))
+			qc_role_parse(col(row, 4), &role);
+		ret = l && json_is_object(data)
+		          ? qc_log_load(l, strtoull(col(row, 1), NULL, 10), col(row, 2),
+		                        json_incref(data), json_is_array(targets) ? targets : NULL,
+		                        (uint8_t)role, now - strtoll(col(row, 6), NULL, 10))
+		          : 0;
+		json_decref(data);
+		json_decref(targets);
+		if (ret) {
+			snprintf(err, errlen, "the log of room \"%s\": out of memory", col(row, 0));
+			return -1;
+		}
+	}
+	/*
+	 * A stored epoch with nothing stored after it names a life whose entries are gone: a
+	 * new life (a new epoch), so no old position can be taken for one in it.
+	 */
+	json_array_foreach (rooms, i, row) {
+		struct qc_log *l;
+
+		room = qc_rooms_find(h->rooms, col(row, 0));
+		l = room ? qc_room_log(room) : NULL;
+		if (!l || (l->last_seq && json_array_size(row) > 8 && col(row, 8)))
+			continue;
+		if (l->last_seq == 0)
+			qc_random_hex(l->epoch, QC_EPOCH_LEN / 2);
+		l->unsaved = 1;
+	}
+	return 0;
+}
+
+static void save_epoch(struct qc_room *room, void *arg)
+{
+	struct qc_log *l = qc_room_log(room);
+
+	if (l && l->unsaved && info_of(room)) {
+		l->unsaved = 0;
+		persist_epoch(arg, room);
+	}
+}
+
+void qc_hub_rooms_store_ready(struct qc_hub *h)
+{
+	if (qc_hub_persistent(h))
+		qc_rooms_foreach(h->rooms, save_epoch, h);
 }

@@ -27,6 +27,9 @@
 #define REPLAY_ON       QC_REPLAY_ON
 #define REPLAY_BUILDING QC_REPLAY_BUILDING
 
+static void rewind_logs(struct qc_conn *c, const struct qc_outq *q);
+static bool in_read_logs(struct qc_conn *c, const struct qc_msg *m);
+
 static void fifo_unlink(struct qc_hub *h, struct qc_conn *c)
 {
 	DL_DELETE2(h->susp_head, c, susp_prev, susp_next);
@@ -189,7 +192,8 @@ bool qc_hub_refill(struct qc_hub *h, struct qc_conn *c)
 	struct qc_msg *m;
 
 	session_event_check(c);
-	if (!c->replaying || c->closing == QC_CLOSE_NOW)
+	/* while a replay is being built, its answer is not queued yet: nothing may overtake it */
+	if (!c->replaying || c->replaying == REPLAY_BUILDING || c->closing == QC_CLOSE_NOW)
 		return false;
 	while ((m = qc_outq_peek(&c->replay)) && c->outq.bytes < QC_REPLAY_CHUNK) {
 		if (qc_outq_push(&c->outq, m))
@@ -209,6 +213,29 @@ bool qc_hub_refill(struct qc_hub *h, struct qc_conn *c)
 		c->replay_live = 0;
 	}
 	return moved;
+}
+
+bool qc_hub_replay_begin(struct qc_hub *h, struct qc_conn *c)
+{
+	(void)h;
+	if (c->replaying || c->suspended || c->closing)
+		return false;
+	c->replaying = REPLAY_BUILDING;
+	c->replay_live = 0;
+	return true;
+}
+
+void qc_hub_replay_end(struct qc_hub *h, struct qc_conn *c, bool began)
+{
+	if (!began || c->replaying != REPLAY_BUILDING)
+		return;
+	/* all of it was bounded by its logs: none of it counts against the send queue bound */
+	c->replay_old = c->replay.count;
+	c->replay_live = 0;
+	c->replaying = REPLAY_ON;
+	qc_hub_refill(h, c);
+	if (!qc_outq_empty(&c->outq))
+		h->t.want_write(h->t.ctx, c);
 }
 
 /* The oldest suspended session of @c's user other than @c, and how many the user has. */
@@ -257,6 +284,23 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 		c->dropped = 1;
 	c->outq.events_out = 0;
 	qc_hub_keep_for_resume(c);
+	/*
+	 * Positions, not copies (SPEC 2.9): each log's position is what left for the socket, and
+	 * the buffer keeps only what no log of the session can give back.
+	 */
+	if (!c->sio) {
+		struct qc_outq keep = {0};
+		struct qc_msg *m;
+
+		rewind_logs(c, &c->outq);
+		while ((m = qc_outq_peek(&c->outq))) {
+			if (!in_read_logs(c, m) && qc_outq_push(&keep, m))
+				c->dropped = 1;
+			qc_outq_pop(&c->outq);
+		}
+		qc_outq_clear(&c->outq);
+		c->outq = keep;
+	}
 	c->closing = 0;
 	c->close_code = 0;
 	c->close_sent = 0;
@@ -323,11 +367,13 @@ void qc_hub_expire(struct qc_hub *h)
 	}
 }
 
+static json_t *read_all(struct qc_hub *h, struct qc_conn *c, json_t *positions, bool *all,
+                        uint32_t *msgs);
+
 struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
                               uint32_t roles, void *transport)
 {
 	const char *secret = token + QC_SESSION_ID_LEN;
-	struct qc_sub *sub, *stmp;
 	struct qc_conn *c = NULL;
 	struct qc_msg *m;
 	bool recovered;
@@ -364,21 +410,13 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 	c->prev_valid = 1;
 	qc_random_hex(c->secret, QC_SECRET_LEN / 2);
 
-	recovered = !c->dropped;
-	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
-		recovered = recovered && qc_hub_stream_recoverable(sub->stream, sub->last_seq);
-	replayed = c->outq.count;
-
 	/*
-	 * The session event first, then the replay: the buffer in order, then each stream's
-	 * missed ticks, then what arrives meanwhile. The replay is bounded already (the buffer by
-	 * sessions.*, the ticks by the rings): it reaches the queue as the socket takes it, and is
-	 * never held to max_send_queue_bytes.
+	 * The session event first, then the replay: what the buffer holds that no log gives back,
+	 * then each log from the server's record of what left for the socket (rooms, the inbox,
+	 * streams), then what arrives meanwhile. The replay is bounded already (by the logs): it
+	 * reaches the queue as the socket takes it, and is never held to max_send_queue_bytes.
 	 */
-	c->replay = c->outq;
-	memset(&c->outq, 0, sizeof(c->outq));
-	c->replaying = REPLAY_BUILDING;
-	c->replay_live = 0;
+	json_decref(read_all(h, c, NULL, &recovered, &replayed));
 	ev = qc_hub_session_event(h, c, true, recovered, replayed);
 	m = ev ? qc_msg_new_json(ev) : NULL;
 	json_decref(ev);
@@ -389,8 +427,6 @@ struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *u
 	}
 	m->kind = QC_MSG_CONTROL;
 	c->session_msg = m; /* the queue holds its own reference */
-	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
-		qc_hub_stream_catch_up(h, c, sub, true, true, sub->last_seq);
 	c->replay_old = c->replay.count;
 	c->replay_live = 0;
 	c->replaying = REPLAY_ON;
@@ -409,4 +445,342 @@ void qc_hub_sessions_free(struct qc_hub *h)
 {
 	while (h->susp_head)
 		expire_one(h, h->susp_head);
+}
+
+/* ---- resume with positions (SPEC 2.9) ---------------------------------------------------- */
+
+/* The suspended session that @token names for @user, or NULL. */
+static struct qc_conn *session_lookup(struct qc_hub *h, const char *token, const char *user)
+{
+	const char *secret = token + QC_SESSION_ID_LEN;
+	struct qc_conn *c = NULL;
+
+	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
+		return NULL;
+	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
+	if (!c || strcmp(c->user_id, user) || c->expires_ms <= qc_now_ms() ||
+	    c->enc != QC_ENC_NATIVE)
+		return NULL;
+	if (CRYPTO_memcmp(c->secret, secret, QC_SECRET_LEN) &&
+	    (!c->prev_valid || CRYPTO_memcmp(c->prev_secret, secret, QC_SECRET_LEN)))
+		return NULL;
+	return c;
+}
+
+/* A position {"seq":N,"epoch":"..."} of @positions[@kind][@name] (@name NULL: the inbox). */
+struct position {
+	bool given;
+	uint64_t seq;
+	const char *epoch;
+};
+
+static enum qc_err read_position(json_t *p, struct position *pos, const char **emsg)
+{
+	json_t *js, *je;
+
+	memset(pos, 0, sizeof(*pos));
+	if (!p || json_is_null(p))
+		return QC_OK;
+	js = json_object_get(p, "seq");
+	je = json_object_get(p, "epoch");
+	if (!json_is_object(p) || !json_is_integer(js) || json_integer_value(js) < 0 ||
+	    (je && !json_is_null(je) && !json_is_string(je))) {
+		*emsg = "a position must be {\"seq\": a non-negative integer, \"epoch\": a string}";
+		return QC_E_BAD_REQUEST;
+	}
+	pos->given = true;
+	pos->seq = (uint64_t)json_integer_value(js);
+	pos->epoch = json_string_value(je);
+	return QC_OK;
+}
+
+static enum qc_err check_positions(json_t *positions, const char **emsg)
+{
+	static const char *const kinds[] = {"streams", "rooms"};
+	struct position pos;
+	const char *k;
+	json_t *v;
+
+	if (!positions || json_is_null(positions))
+		return QC_OK;
+	if (!json_is_object(positions)) {
+		*emsg = "\"positions\" must be an object";
+		return QC_E_BAD_REQUEST;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		json_t *o = json_object_get(positions, kinds[i]);
+
+		if (o && !json_is_null(o) && !json_is_object(o)) {
+			*emsg = "\"positions.streams\" and \"positions.rooms\" must be objects";
+			return QC_E_BAD_REQUEST;
+		}
+		json_object_foreach (o, k, v)
+			if (read_position(v, &pos, emsg) != QC_OK)
+				return QC_E_BAD_REQUEST;
+	}
+	return read_position(json_object_get(positions, "inbox"), &pos, emsg);
+}
+
+/*
+ * What the server knows was handed to the socket for each log: the last seq queued, less what
+ * still waits in @q (never written).
+ */
+static void rewind_logs(struct qc_conn *c, const struct qc_outq *q)
+{
+	struct qc_log *inbox = c->user ? c->user->inbox : NULL;
+
+	for (uint32_t i = 0; i < q->count; i++) {
+		struct qc_msg *m = q->slot[(q->head + i) & (q->cap - 1)];
+		struct qc_membership *mb, *tmp;
+
+		if (m->kind != QC_MSG_ROOM || !m->stream_id || !m->seq)
+			continue;
+		if (inbox && m->stream_id == inbox->id) {
+			if (m->seq - 1 < c->inbox_seq)
+				c->inbox_seq = m->seq - 1;
+			continue;
+		}
+		HASH_ITER (hh, c->rooms.by_room, mb, tmp) {
+			struct qc_log *l = qc_room_log(mb->room);
+
+			if (l && l->id == m->stream_id && m->seq - 1 < mb->seq)
+				mb->seq = m->seq - 1;
+		}
+	}
+}
+
+/* Whether buffered frame @m is an entry of a log the resume reads back (so it goes). */
+static bool in_read_logs(struct qc_conn *c, const struct qc_msg *m)
+{
+	struct qc_membership *mb, *tmp;
+
+	if (m->kind != QC_MSG_ROOM || !m->stream_id)
+		return false;
+	if (c->user && c->user->inbox && c->user->inbox->id == m->stream_id)
+		return true;
+	HASH_ITER (hh, c->rooms.by_room, mb, tmp) {
+		struct qc_log *l = qc_room_log(mb->room);
+
+		if (l && l->id == m->stream_id)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Read one log back for @c after @pos (or the server's record @mine when the client gave none):
+ * its entries addressed to @c (@room NULL: the inbox, all of them) go to the replay. Returns
+ * the log's part of the answer.
+ */
+static json_t *read_back(struct qc_hub *h, struct qc_conn *c, struct qc_log *l,
+                         struct qc_room *room, const struct position *pos, uint64_t *mine,
+                         bool *all)
+{
+	uint64_t since = pos->given ? pos->seq : *mine;
+	const char *epoch = pos->given ? pos->epoch : l->epoch;
+	bool rec = qc_log_reaches(l, epoch ? epoch : "", since);
+	uint32_t n = 0;
+	struct qc_lentry *e;
+
+	/* the server's own record cannot know what a dead socket's reader got */
+	if (!pos->given && c->dropped)
+		rec = false;
+	/* a foreign epoch: nothing of this life can be placed after it, live only */
+	if (epoch && !strcmp(epoch, l->epoch) && since <= l->last_seq) {
+		for (uint32_t i = 0; (e = qc_log_after(l, since, i)); i++) {
+			if (room && !qc_hub_room_addressed(room, e, c))
+				continue;
+			qc_hub_send_frames(h, c, &e->f);
+			n++;
+		}
+	}
+	*mine = l->last_seq;
+	*all = *all && rec;
+	h->log_replayed[l->kind] += n;
+	return json_pack("{s:b, s:I, s:s, s:I}", "recovered", rec, "seq", (json_int_t)l->last_seq,
+	                 "epoch", l->epoch, "replayed", (json_int_t)n);
+}
+
+/* A stream's part of a resume: its ticks after the position, or a snapshot. */
+static json_t *stream_back(struct qc_hub *h, struct qc_conn *c, struct qc_sub *sub,
+                           const struct position *pos, bool *all)
+{
+	char epoch[QC_EPOCH_LEN + 1];
+	uint32_t before = c->replay.count;
+	bool rec;
+
+	qc_hub_stream_epoch(h, sub->stream, epoch);
+	if (pos->given && (!pos->epoch || !strcmp(pos->epoch, epoch))) {
+		rec = qc_hub_stream_catch_up(h, c, sub, true, true, pos->seq);
+	} else if (pos->given) {
+		/* another life of the stream: a snapshot of this one */
+		qc_hub_stream_catch_up(h, c, sub, true, false, 0);
+		rec = false;
+	} else {
+		rec = qc_hub_stream_catch_up(h, c, sub, true, true, sub->last_seq) && !c->dropped;
+	}
+	*all = *all && rec;
+	return json_pack("{s:b, s:I, s:s, s:I}", "recovered", rec, "seq",
+	                 (json_int_t)qc_stream_last_seq(sub->stream), "epoch", epoch, "replayed",
+	                 (json_int_t)(c->replay.count - before));
+}
+
+/* @s takes over @fresh's socket; @fresh goes without a trace. */
+static void take_over(struct qc_hub *h, struct qc_conn *fresh, struct qc_conn *s)
+{
+	qc_hub_unsuspend(h, s);
+	s->transport = fresh->transport;
+	s->roles = fresh->roles;
+	s->batch = fresh->batch;
+	s->token_exp_ms = fresh->token_exp_ms;
+	s->last_activity_ms = qc_now_ms();
+	s->bad_messages = 0;
+	s->rate_warned = 0;
+	s->rate = fresh->rate;
+	s->requested = 1;
+	if (h->t.rebind)
+		h->t.rebind(h->t.ctx, fresh, s);
+	fresh->transport = NULL;
+	qc_hub_destroy(h, fresh);
+}
+
+/*
+ * The replay of a resumed session @c, built in c->replay (REPLAY_BUILDING: nothing leaves until
+ * the caller has queued the answer): what its buffer holds that no log gives back, then each
+ * log after the client's position (@positions, or the server's record where it gives none):
+ * rooms, the inbox, streams. Returns the per-log report {rooms, streams, inbox}; *@all is
+ * false when any log did not reach back; *@msgs counts what is not a tick.
+ */
+static json_t *read_all(struct qc_hub *h, struct qc_conn *c, json_t *positions, bool *all,
+                        uint32_t *msgs)
+{
+	struct qc_membership *mb, *mtmp;
+	struct qc_sub *sub, *stmp;
+	struct qc_outq keep = {0};
+	struct position pos;
+	const char *emsg;
+	json_t *data, *rooms, *streams;
+	struct qc_msg *m;
+	uint32_t kept;
+
+	*all = true;
+	rewind_logs(c, &c->outq);
+	while ((m = qc_outq_peek(&c->outq))) {
+		if (!in_read_logs(c, m) && qc_outq_push(&keep, m))
+			c->dropped = 1;
+		qc_outq_pop(&c->outq);
+	}
+	qc_outq_clear(&c->outq);
+	kept = keep.count;
+	c->replay = keep;
+	c->replaying = REPLAY_BUILDING;
+	c->replay_live = 0;
+
+	data = json_pack("{s:o, s:o}", "rooms", json_object(), "streams", json_object());
+	rooms = json_object_get(data, "rooms");
+	streams = json_object_get(data, "streams");
+	HASH_ITER (hh, c->rooms.by_room, mb, mtmp) {
+		struct qc_log *l = qc_hub_room_log_of(h, mb->room);
+		const char *name = qc_room_name(mb->room);
+
+		if (!l)
+			continue;
+		read_position(json_object_get(json_object_get(positions, "rooms"), name), &pos,
+		              &emsg);
+		json_object_set_new(rooms, name, read_back(h, c, l, mb->room, &pos, &mb->seq, all));
+	}
+	if (c->user && qc_hub_inbox(h, c->user)) {
+		read_position(json_object_get(positions, "inbox"), &pos, &emsg);
+		json_object_set_new(
+		    data, "inbox", read_back(h, c, c->user->inbox, NULL, &pos, &c->inbox_seq, all));
+	}
+	*msgs = c->replay.count;
+	HASH_ITER (hh, c->streams.by_stream, sub, stmp) {
+		read_position(json_object_get(json_object_get(positions, "streams"),
+		                              qc_stream_symbol(sub->stream)),
+		              &pos, &emsg);
+		json_object_set_new(streams, qc_stream_symbol(sub->stream),
+		                    stream_back(h, c, sub, &pos, all));
+	}
+	if (c->dropped && kept)
+		*all = false;
+	return data;
+}
+
+void qc_hub_resume_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
+{
+	const char *token = json_string_value(json_object_get(cmd->root, "token"));
+	json_t *positions = json_object_get(cmd->root, "positions"), *data;
+	const char *emsg = NULL;
+	struct qc_conn *s;
+	struct qc_msg *m;
+	uint32_t msgs = 0;
+	bool all = true;
+	enum qc_err e;
+
+	if (c->requested || c->enc != QC_ENC_NATIVE) {
+		e = QC_E_BAD_REQUEST;
+		emsg = c->requested ? "resume must be the first request on a connection"
+		                    : "resume requests are for the native protocol";
+		goto fail;
+	}
+	if (!token || !token[0]) {
+		e = QC_E_BAD_REQUEST;
+		emsg = "\"token\" must be a resume token";
+		goto fail;
+	}
+	e = check_positions(positions, &emsg);
+	if (e != QC_OK)
+		goto fail;
+	s = session_lookup(h, token, c->user_id);
+	if (!s || s == c) {
+		e = QC_E_NOT_FOUND;
+		emsg = "no suspended session for that token (unknown, expired, or another user's)";
+		goto fail;
+	}
+	take_over(h, c, s);
+	c = s;
+	memcpy(c->prev_secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN);
+	c->prev_secret[QC_SECRET_LEN] = '\0';
+	c->prev_valid = 1;
+	qc_random_hex(c->secret, QC_SECRET_LEN / 2);
+	data = read_all(h, c, positions, &all, &msgs);
+	{
+		char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+
+		snprintf(tok, sizeof(tok), "%s%s", c->session_id, c->secret);
+		json_object_set_new(data, "session_id", json_string(c->session_id));
+		json_object_set_new(data, "user_id", json_string(c->user_id));
+		json_object_set_new(data, "resumed", json_true());
+		json_object_set_new(data, "resume_token", json_string(tok));
+		json_object_set_new(data, "recovered", json_boolean(all));
+		json_object_set_new(data, "replayed", json_integer(msgs));
+	}
+	/* the answer first: it carries the new token, and the old one works until it has left */
+	data = qc_codec_response_ok(cmd->request_id, cmd->trace_id, data, qc_now_ms());
+	m = data ? qc_msg_new_json(data) : NULL;
+	json_decref(data);
+	if (!m || qc_outq_push(&c->outq, m)) {
+		qc_msg_unref(&m);
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return;
+	}
+	m->kind = QC_MSG_CONTROL;
+	qc_msg_unref(&c->session_msg);
+	c->session_msg = m;
+	c->replay_old = c->replay.count;
+	c->replay_live = 0;
+	c->replaying = REPLAY_ON;
+	h->st.resumed++;
+	h->st.replayed += msgs;
+	h->resumed_positions++;
+	c->dropped = 0;
+	c->outq.events_out = 0;
+	qc_hub_refill(h, c);
+	h->t.want_write(h->t.ctx, c);
+	return;
+fail:
+	h->resume_refused++;
+	c->requested = 1;
+	qc_hub_answer(h, c, cmd->request_id, cmd->trace_id, cmd->ack_id, e, emsg, NULL);
 }

@@ -97,16 +97,37 @@ json_t *qc_hub_streaming_stats(struct qc_hub *h)
 /* ---- encoding ---------------------------------------------------------------------------- */
 
 /*
+ * A stream's epoch names one life of its log (SPEC 2.9): the stream id (never reused in this
+ * process) mixed with the process's random node id (splitmix64), 48 bits in hex. A restart or
+ * a stream freed and made again gives another; nothing needs storing.
+ */
+void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t z = strtoull(h->node, NULL, 16) + qc_stream_id(s) * 0x9e3779b97f4a7c15ULL;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	for (int i = QC_EPOCH_LEN - 1; i >= 0; i--, z >>= 4)
+		out[i] = hex[z & 15];
+	out[QC_EPOCH_LEN] = '\0';
+}
+
+/*
  * One stream_data event, framed per encoding on first use. @data is borrowed. Each frame's
  * meta keeps a reference to the (filtered) data so that conflation can merge queued ticks
  * without parsing them again.
  */
-static void stream_frames(struct qc_frames *f, const struct qc_stream *s, json_t *data,
-                          uint64_t seq, int64_t ts, const char *mid, const char *flag)
+static void stream_frames(const struct qc_hub *h, struct qc_frames *f, const struct qc_stream *s,
+                          json_t *data, uint64_t seq, int64_t ts, const char *mid, const char *flag)
 {
-	json_t *d = json_pack("{s:s, s:O, s:I, s:I}", "symbol", qc_stream_symbol(s), "data", data,
-	                      "timestamp", (json_int_t)ts, "seq", (json_int_t)seq);
+	char epoch[QC_EPOCH_LEN + 1];
+	json_t *d;
 
+	qc_hub_stream_epoch(h, s, epoch);
+	d = json_pack("{s:s, s:O, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s), "data", data,
+	              "timestamp", (json_int_t)ts, "seq", (json_int_t)seq, "epoch", epoch);
 	if (d && mid && mid[0])
 		json_object_set_new(d, "message_id", json_string(mid));
 	if (d && flag)
@@ -124,7 +145,7 @@ static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream
 	struct qc_frames f;
 	int ret;
 
-	stream_frames(&f, s, data, seq, ts, mid, flag);
+	stream_frames(h, &f, s, data, seq, ts, mid, flag);
 	ret = qc_hub_send_frames(h, c, &f);
 	qc_frames_release(&f);
 	return ret;
@@ -199,7 +220,7 @@ static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc
 
 		if (!data)
 			continue; /* the tick carries none of this group's fields */
-		stream_frames(&f, s, data, t->seq, t->timestamp, t->message_id, NULL);
+		stream_frames(h, &f, s, data, t->seq, t->timestamp, t->message_id, NULL);
 		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next)
 			deliver(h, sub, s, &f, t);
 		qc_frames_release(&f);
@@ -594,6 +615,17 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 	return 0;
 }
 
+/* Whether @jepoch (absent: any) names the current life of @s. */
+static bool same_life(const struct qc_hub *h, const struct qc_stream *s, json_t *jepoch)
+{
+	char epoch[QC_EPOCH_LEN + 1];
+
+	if (!json_is_string(jepoch))
+		return true;
+	qc_hub_stream_epoch(h, s, epoch);
+	return !strcmp(epoch, json_string_value(jepoch));
+}
+
 static json_t *list_of(json_t *result)
 {
 	return json_object_get(result, "streams");
@@ -605,6 +637,8 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	const char *fields[QC_FIELDS_MAX];
 	json_t *syms, *v, *jsince = json_object_get(p, "since_seq");
 	json_t *jsnap = json_object_get(p, "snapshot"), *result, *list;
+	json_t *jepoch = json_object_get(p, "epoch");
+	char epoch[QC_EPOCH_LEN + 1];
 	struct qc_streams_counts cnt;
 	uint32_t fresh = 0;
 	bool has_since = false;
@@ -623,6 +657,8 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		has_since = true;
 		since = (uint64_t)json_integer_value(jsince);
 	}
+	if (jepoch && !json_is_null(jepoch) && !json_is_string(jepoch))
+		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"epoch\" must be a string");
 	if (jsnap && !json_is_null(jsnap)) {
 		if (!json_is_boolean(jsnap))
 			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
@@ -682,10 +718,11 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 			qc_streams_release(h->streams, s);
 			goto nomem;
 		}
-		json_array_append_new(list,
-		                      json_pack("{s:s, s:I, s:I}", "symbol", qc_stream_symbol(s),
-		                                "last_seq", (json_int_t)qc_stream_last_seq(s),
-		                                "oldest_seq", (json_int_t)qc_stream_oldest_seq(s)));
+		qc_hub_stream_epoch(h, s, epoch);
+		json_array_append_new(
+		    list, json_pack("{s:s, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s),
+		                    "last_seq", (json_int_t)qc_stream_last_seq(s), "oldest_seq",
+		                    (json_int_t)qc_stream_oldest_seq(s), "epoch", epoch));
 	}
 	json_object_set_new(result, "subscribed", json_copy(syms));
 	json_object_set_new(result, "streams", list);
@@ -699,7 +736,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		json_array_foreach (list_of(result), i, ent) {
 			struct qc_stream *s = qc_streams_find(
 			    h->streams, json_string_value(json_object_get(ent, "symbol")));
-			bool rec = qc_hub_stream_recoverable(s, since);
+			bool rec = same_life(h, s, jepoch) && qc_hub_stream_recoverable(s, since);
 
 			json_object_set_new(ent, "recovered", json_boolean(rec));
 			all = all && rec;
@@ -734,7 +771,10 @@ void qc_after_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t *p)
 		struct qc_stream *s = qc_streams_find(h->streams, json_string_value(v));
 		struct qc_sub *sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
 
-		if (sub)
+		if (sub && json_is_integer(jsince) && !same_life(h, s, json_object_get(p, "epoch")))
+			/* a position in another life of the stream: a snapshot, no replay */
+			qc_hub_stream_catch_up(h, c, sub, !json_is_false(jsnap), false, 0);
+		else if (sub)
 			qc_hub_stream_catch_up(
 			    h, c, sub, !json_is_false(jsnap), json_is_integer(jsince),
 			    json_is_integer(jsince) ? (uint64_t)json_integer_value(jsince) : 0);
@@ -794,15 +834,18 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 }
 
 /* The stream_data shape (without the event envelope) of one ring entry, filtered. */
-static json_t *tick_json(const struct qc_stream *s, const struct qc_tick *t,
+static json_t *tick_json(const struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t,
                          const char *const *fields, size_t nfields)
 {
 	json_t *data = qc_fields_filter(fields, nfields, t->data), *j;
+	char epoch[QC_EPOCH_LEN + 1];
 
 	if (!data)
 		return NULL;
-	j = json_pack("{s:s, s:o, s:I, s:I}", "symbol", qc_stream_symbol(s), "data", data,
-	              "timestamp", (json_int_t)t->timestamp, "seq", (json_int_t)t->seq);
+	qc_hub_stream_epoch(h, s, epoch);
+	j = json_pack("{s:s, s:o, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s), "data", data,
+	              "timestamp", (json_int_t)t->timestamp, "seq", (json_int_t)t->seq, "epoch",
+	              epoch);
 	if (j && t->message_id[0])
 		json_object_set_new(j, "message_id", json_string(t->message_id));
 	return j;
@@ -816,6 +859,7 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	const char *const *fields = NULL;
 	uint64_t since = 0, last, oldest, from;
 	size_t nfields = 0, limit = BUFFERED_DEFAULT;
+	char epoch[QC_EPOCH_LEN + 1];
 	struct qc_stream *s;
 	struct qc_sub *sub;
 
@@ -854,13 +898,14 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	for (uint64_t seq = from; msgs && oldest && seq <= last && json_array_size(msgs) < limit;
 	     seq++) {
 		const struct qc_tick *t = qc_stream_tick(s, seq);
-		json_t *j = t ? tick_json(s, t, fields, nfields) : NULL;
+		json_t *j = t ? tick_json(h, s, t, fields, nfields) : NULL;
 
 		if (j)
 			json_array_append_new(msgs, j);
 	}
-	*d = json_pack("{s:O, s:o, s:I, s:I}", "symbol", sym, "messages", msgs, "oldest_seq",
-	               (json_int_t)oldest, "last_seq", (json_int_t)last);
+	qc_hub_stream_epoch(h, s, epoch);
+	*d = json_pack("{s:O, s:o, s:I, s:I, s:s}", "symbol", sym, "messages", msgs, "oldest_seq",
+	               (json_int_t)oldest, "last_seq", (json_int_t)last, "epoch", epoch);
 	return QC_OK;
 }
 

@@ -762,22 +762,16 @@ static const char sql_alert[] =
     "INSERT INTO alerts (id, subscription_id, user_id, symbol, priority, data, created_at, seq)"
     " VALUES ($1, $2, $3, $4, $5, $6::json, $7::bigint, $8::bigint)";
 
-/* The alert event @ev (borrowed) reaches its user's sessions, or the offline queue. */
+/* The alert event @ev (borrowed) reaches its user's sessions (inbox log), or the offline queue. */
 static void alert_deliver(struct qc_hub *h, const char *user, const char *alert_id, json_t *ev)
 {
-	struct qc_user *u = qc_conns_user(&h->conns, user);
-	struct qc_frames f;
-	uint32_t n = 0;
+	uint32_t n;
 
-	if (!u) {
+	if (!qc_conns_user(&h->conns, user)) {
 		qc_hub_offline_push_alert(h, user, alert_id, ev);
 		return;
 	}
-	qc_frames_init(&f, qc_codec_event("alert", json_incref(ev)), QC_MSG_ROOM);
-	for (struct qc_conn *c = u->conns; c; c = c->user_next)
-		if (!qc_hub_send_frames(h, c, &f))
-			n++;
-	qc_frames_release(&f);
+	n = qc_hub_inbox_send(h, user, "alert", json_copy(ev));
 	if (n) {
 		char now[24];
 		const char *params[] = {alert_id, now};

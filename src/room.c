@@ -28,6 +28,7 @@ struct qc_room {
 	uint32_t nmembers;
 	bool kept;
 	void *ext;
+	void *log;         /* the room's log, freed with the room by qc_rooms.log_free */
 	UT_hash_handle hh; /* in qc_rooms.by_name */
 	char name[];
 };
@@ -36,6 +37,7 @@ struct qc_rooms {
 	struct qc_room *by_name; /* uthash head */
 	uint32_t count;
 	uint64_t memberships;
+	void (*log_free)(void *log);
 };
 
 struct qc_rooms *qc_rooms_new(void)
@@ -47,6 +49,8 @@ static void remove_room(struct qc_rooms *rs, struct qc_room *r)
 {
 	HASH_DELETE(hh, rs->by_name, r);
 	rs->count--;
+	if (r->log && rs->log_free)
+		rs->log_free(r->log);
 	free(r);
 }
 
@@ -259,4 +263,19 @@ void qc_rooms_foreach(const struct qc_rooms *rs, void (*fn)(struct qc_room *r, v
 	HASH_ITER (hh, rs->by_name, r, tmp) {
 		fn(r, arg);
 	}
+}
+
+void qc_rooms_set_log_free(struct qc_rooms *rs, void (*log_free)(void *log))
+{
+	rs->log_free = log_free;
+}
+
+void qc_room_set_log(struct qc_room *r, void *log)
+{
+	r->log = log;
+}
+
+void *qc_room_log(const struct qc_room *r)
+{
+	return r->log;
 }

@@ -107,6 +107,22 @@ const struct qc_migration qc_migrations[] = {
      " user_id text PRIMARY KEY,"
      " gseq bigint NOT NULL);"
      "ALTER TABLE offline_messages ADD COLUMN gseq bigint;"},
+    /*
+     * A created room's log (SPEC 2.9): every room event with its seq, the newest
+     * rooms.history_size of them kept, and the log's epoch in its room's row, so that a
+     * subscribe with since_seq and epoch reads back across a restart.
+     */
+    {4, "room history",
+     "CREATE TABLE room_history ("
+     " room text NOT NULL REFERENCES rooms (name) ON DELETE CASCADE,"
+     " seq bigint NOT NULL,"
+     " event text NOT NULL,"
+     " data json NOT NULL,"
+     " target_role text CHECK (target_role IN ('owner', 'admin', 'moderator', 'member')),"
+     " target_users json,"
+     " created_at bigint NOT NULL,"
+     " PRIMARY KEY (room, seq));"
+     "ALTER TABLE rooms ADD COLUMN log_epoch text;"},
 };
 
 const int qc_nmigrations = sizeof(qc_migrations) / sizeof(qc_migrations[0]);

@@ -146,10 +146,21 @@ static void ws_abandon(void *ctx, struct qc_conn *c)
 	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
+/* A resume request: the suspended session @to takes over @from's socket (SPEC 2.9). */
+static void ws_rebind(void *ctx, struct qc_conn *from, struct qc_conn *to)
+{
+	struct ws_pss *pss = from->transport ? lws_wsi_user(from->transport) : NULL;
+
+	qc_ws_forget(ctx, from);
+	if (pss && pss->c == from)
+		pss->c = to;
+}
+
 const struct qc_transport qc_ws_transport = {
     .want_write = ws_want_write,
     .close = ws_close,
     .abandon = ws_abandon,
+    .rebind = ws_rebind,
 };
 
 static bool is_publisher(struct lws *wsi)
@@ -522,7 +533,9 @@ static int on_receive(struct lws *wsi, struct qc_server *srv, struct ws_pss *pss
 	c->rx_len += len;
 	if (!complete)
 		return 0;
-	/* the message is ours from here: a Socket.IO CONNECT may hand the socket to another record
+	/*
+	 * the message is ours from here: a Socket.IO CONNECT or a resume request may hand the
+	 * socket to another record
 	 */
 	grown = c->rx;
 	len = c->rx_len;

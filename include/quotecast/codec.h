@@ -46,6 +46,7 @@ enum qc_cmd_type {
 	QC_CMD_SUBSCRIBE,
 	QC_CMD_UNSUBSCRIBE,
 	QC_CMD_REQUEST,
+	QC_CMD_RESUME, /* {"type":"resume","token","positions"} (SPEC 2.9): the hub reads root */
 };
 
 struct qc_cmd {

@@ -116,7 +116,14 @@ struct qc_config {
 		uint32_t password_attempts;     /* 5 */
 		uint32_t password_window_s;     /* 60 */
 		uint32_t password_hashes_per_s; /* 10 password hashes a second, server-wide */
+		/* each room's log (SPEC 2.9): the newest entries kept for read-back and resume */
+		uint32_t history_size;  /* 1000 entries */
+		uint32_t history_ttl_s; /* 300: older entries go; 0 = kept until the size bound */
 	} rooms;
+
+	struct {
+		uint32_t history_size; /* 1000 entries of each user's inbox log (SPEC 2.9) */
+	} inbox;
 
 	struct {
 		bool enabled;   /* false */

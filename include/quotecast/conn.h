@@ -47,6 +47,7 @@ struct qc_conn {
 	uint8_t suspended;  /* no transport: the session waits for a resume (sessions.ttl_s) */
 	uint8_t dropped;    /* the session buffer lost messages: a resume is not complete */
 	uint8_t no_resume;  /* closed for a reason a resume must not undo (expired token) */
+	uint8_t requested;  /* it has made a request: a resume request is no longer taken */
 	uint16_t close_code;
 	uint32_t bad_messages;
 	int64_t connected_at_ms;
@@ -57,6 +58,7 @@ struct qc_conn {
 	int64_t sio_next_ping_ms;
 	uint64_t msgs_in;
 	uint64_t msgs_out;
+	uint64_t inbox_seq; /* the last seq of its user's inbox log queued to it */
 
 	struct qc_room_set rooms;
 	struct qc_sub_set streams;
@@ -104,8 +106,11 @@ struct qc_conn {
 #define QC_ROLE_ADMIN     0x1u
 #define QC_ROLE_PUBLISHER 0x2u
 
+struct qc_log;
+
 struct qc_user {
 	char id[QC_USER_ID_MAX + 1];
+	struct qc_log *inbox;  /* the hub's: the user's inbox log (SPEC 2.9), or NULL */
 	struct qc_conn *conns; /* head of the user's connections */
 	uint32_t nconns;
 	UT_hash_handle hh;

@@ -34,6 +34,11 @@ struct qc_transport {
 	 * closed without telling the hub) and set it to NULL
 	 */
 	void (*abandon)(void *ctx, struct qc_conn *c);
+	/*
+	 * optional: a resume request (SPEC 2.9): the suspended session @to takes over @from's
+	 * socket, and @from (discarded by the hub right after) must never be called back again
+	 */
+	void (*rebind)(void *ctx, struct qc_conn *from, struct qc_conn *to);
 };
 
 /* conn->closing */

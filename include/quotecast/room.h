@@ -29,6 +29,7 @@ struct qc_membership {
 	struct qc_membership
 	    *room_prev; /* the room's member list (utlist DL: head's prev = tail) */
 	struct qc_membership *room_next;
+	uint64_t seq;      /* the caller's: the last room-log seq queued to this membership */
 	UT_hash_handle hh; /* in the connection's set, keyed by room pointer */
 };
 
@@ -87,6 +88,14 @@ bool qc_room_kept(const struct qc_room *r);
 /** An opaque pointer the domain layer hangs on a room (e.g. owner, type); not freed here. */
 void qc_room_set_ext(struct qc_room *r, void *ext);
 void *qc_room_ext(const struct qc_room *r);
+
+/**
+ * A room's log (the caller's type): qc_room_set_log() hangs it on the room, and the room
+ * frees it with @log_free (set once on the index) when it is removed.
+ */
+void qc_rooms_set_log_free(struct qc_rooms *rs, void (*log_free)(void *log));
+void qc_room_set_log(struct qc_room *r, void *log);
+void *qc_room_log(const struct qc_room *r);
 
 /** Counters for the stats document. */
 uint32_t qc_rooms_count(const struct qc_rooms *rs);

@@ -367,8 +367,9 @@ test('publish_market_data over /ws: works with role publisher, FORBIDDEN without
 	assert.equal(r.success, true, JSON.stringify(r));
 	assert.deepEqual(r.data, { accepted: 1, duplicates: 0, stale: 0 });
 	const t = await nextTick(sub, sym);
+	assert.match(t.epoch, /^[0-9a-f]{12}$/, 'the stream\'s epoch (SPEC 2.9)');
 	assert.deepEqual(t, { symbol: sym, data: { price: 2 }, timestamp: 777, seq: 2,
-		message_id: 'ws-1' });
+		message_id: 'ws-1', epoch: t.epoch });
 	const rb = await streamRequest(p, 'publish_market_data', { ticks: [
 		tick(sym, { price: 3 }, { message_id: 'ws-1' }),
 		tick(sym, { price: 4 }, { message_id: 'ws-2' }),

@@ -177,8 +177,9 @@ test('market streams: subscribe_market_stream with fields; Socket.IO and /ws sub
 		{ message_id: 'sio-1', timestamp: 1699267202000 }));
 	const ds = await a.next('stream_data', { symbol: sym });
 	const dn = (await n.next(isStreamData(sym))).data;
+	assert.match(ds.epoch, /^[0-9a-f]{12}$/, 'the stream\'s epoch (SPEC 2.9)');
 	assert.deepEqual(ds, { symbol: sym, data: { price: 10.5, volume: 100 },
-		timestamp: 1699267202000, seq: 1, message_id: 'sio-1' });
+		timestamp: 1699267202000, seq: 1, message_id: 'sio-1', epoch: ds.epoch });
 	assert.deepEqual(ds, dn);
 
 	/* a tick with none of the fields reaches neither */

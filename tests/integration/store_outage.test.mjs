@@ -19,7 +19,10 @@ import {
 
 const STORE_TIMEOUT_MS = 1000;
 /* what migration 3 added, taken away again: a database as schema 2 left it */
-const SCHEMA_3_UNDONE = 'DROP TABLE room_log;\nDROP TABLE offline_cursors;\n' +
+/* and what migration 4 added (the rooms' logs, SPEC 2.9): a database as schema 3 left it */
+const SCHEMA_4_UNDONE = 'DROP TABLE room_history;\nALTER TABLE rooms DROP COLUMN log_epoch;\n' +
+	'DELETE FROM schema_migrations WHERE version = 4;\n';
+const SCHEMA_3_UNDONE = SCHEMA_4_UNDONE + 'DROP TABLE room_log;\nDROP TABLE offline_cursors;\n' +
 	'ALTER TABLE offline_messages DROP COLUMN gseq;\n' +
 	'DELETE FROM schema_migrations WHERE version = 3;\n';
 const SAMPLES = 50;
@@ -319,7 +322,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		const url = await sharedDb('outage_schema');
 		const s = await up(url);
 		await down(s);
-		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '3');
+		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '4');
 		await psql(url, 'INSERT INTO schema_migrations (version, name, applied_at) ' +
 			'VALUES (999, \'from the future\', 0);\n');
 		const r = await refusedStart(['--db', url]);
@@ -328,7 +331,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		assert.match(r.output, /newer/, r.output);
 		assert.match(r.output, /999/, r.output);
 		assert.deepEqual(await rows(url, 'SELECT version FROM schema_migrations ORDER BY 1'),
-			[['1'], ['2'], ['3'], ['999']], 'nothing changed');
+			[['1'], ['2'], ['3'], ['4'], ['999']], 'nothing changed');
 	});
 
 test('a database at an older schema version gets only the migrations it lacks, once',
@@ -340,13 +343,13 @@ test('a database at an older schema version gets only the migrations it lacks, o
 		await psql(url, SCHEMA_3_UNDONE + 'DELETE FROM schema_migrations WHERE version = 2;\n' +
 			'ALTER TABLE offline_messages DROP COLUMN key;\n');
 		s = await up(url);
-		assert.match(s.output(), /schema at version 3 \(applied: 2 offline message keys, 3 room offline logs\)/,
+		assert.match(s.output(), /schema at version 4 \(applied: 2 offline message keys, 3 room offline logs, 4 room history\)/,
 			s.output());
 		assert.equal(await one(url, "SELECT count(*) FROM information_schema.columns " +
 			"WHERE table_name = 'offline_messages' AND column_name = 'key'"), '1');
 		await down(s);
 		s = await up(url);
-		assert.match(s.output(), /schema at version 3 \(applied: none\)/, s.output());
+		assert.match(s.output(), /schema at version 4 \(applied: none\)/, s.output());
 		await down(s);
 	});
 
@@ -372,7 +375,7 @@ test('a database at schema 2 (a row per offline member) migrates to 3 (one row p
 	assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '2');
 
 	s = await up(url);
-	assert.match(s.output(), /schema at version 3 \(applied: 3 room offline logs\)/, s.output());
+	assert.match(s.output(), /schema at version 4 \(applied: 3 room offline logs, 4 room history\)/, s.output());
 	await waitStats(s, (st) => st.offline?.queued === 1, 'the old row is queued');
 	o = await open(s, owner);
 	await ok(o, 'send_message', { room, content: 'from schema 3' });

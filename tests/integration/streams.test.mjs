@@ -65,8 +65,11 @@ test('subscribe to one symbol without fields: response shape, then full live tic
 	const ev = await a.next(isStreamData(sym));
 	assert.equal(ev.type, 'event');
 	assert.equal(ev.event, 'stream_data');
+	/* the epoch names this life of the stream's log (SPEC 2.9): the subscribe answer's */
+	assert.match(ev.data.epoch, /^[0-9a-f]{12}$/);
+	assert.equal(ev.data.epoch, r.data.streams[0].epoch);
 	assert.deepEqual(ev.data, { symbol: sym, data, timestamp: 1699267202000, seq: 1,
-		message_id: 'sub-1' });
+		message_id: 'sub-1', epoch: ev.data.epoch });
 
 	/* without message_id and timestamp: no message_id key, timestamp = time accepted */
 	const t0 = Date.now();
@@ -532,7 +535,8 @@ test(`get_buffered_data: limit, since_seq, oldest_seq/last_seq after the ring ($
 		const all = await get({});
 		assert.deepEqual(seqs(all), [4, 5, 6, 7, 8]);
 		assert.deepEqual(all[0], { symbol: sym, data: { price: 4, bid: 3 }, timestamp: 1003,
-			seq: 4, message_id: 'buf-4' });
+			seq: 4, message_id: 'buf-4', epoch: all[0].epoch });
+		assert.match(all[0].epoch, /^[0-9a-f]{12}$/);
 		assert.deepEqual(seqs(await get({ limit: 2 })), [7, 8], 'the newest two, oldest first');
 		assert.deepEqual(seqs(await get({ limit: 1 })), [8]);
 		assert.deepEqual(seqs(await get({ limit: 1000 })), [4, 5, 6, 7, 8], 'capped at the ring');

@@ -150,10 +150,23 @@ static inline struct env *env_new(void **state)
 	return e;
 }
 
+/* A resume request: the suspended session @to takes @from's place (and socket). */
+static inline void fake_rebind(void *ctx, struct qc_conn *from, struct qc_conn *to)
+{
+	struct env *e = (struct env *)((char *)ctx - offsetof(struct env, f));
+
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (e->conns[i] == from)
+			e->conns[i] = to;
+	for (size_t i = 0; i < MAX_CONNS * 2; i++)
+		if (e->f.want[i].c == from)
+			e->f.want[i].n = 0;
+}
+
 /* Create the hub once the test has adjusted e->cfg. */
 static inline void env_start(struct env *e)
 {
-	struct qc_transport t = {fake_want_write, fake_close, &e->f, fake_abandon};
+	struct qc_transport t = {fake_want_write, fake_close, &e->f, fake_abandon, fake_rebind};
 	char err[256] = "";
 
 	/* only settings the server itself would accept */

@@ -706,7 +706,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 58);
+	assert_int_equal(json_object_size(defaults), 61);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);

@@ -23,6 +23,10 @@ struct fake_store {
 	int head;
 	int tail;
 	int refuse; /* submit returns this (0: accept) */
+	/* writes of the rooms' logs (SPEC 2.9): answered aside, tested in test_logs */
+	qc_store_cb log_cb[MAX_STMTS];
+	void *log_arg[MAX_STMTS];
+	int nlogs;
 };
 
 static struct fake_store fs;
@@ -35,6 +39,12 @@ static int fs_submit(void *ctx, const char *sql, int n, const char *const *param
 	(void)ctx;
 	if (fs.refuse)
 		return fs.refuse;
+	if (strstr(sql, "room_history") || strstr(sql, "log_epoch =")) {
+		assert_true(fs.nlogs < MAX_STMTS);
+		fs.log_cb[fs.nlogs] = cb;
+		fs.log_arg[fs.nlogs++] = arg;
+		return 0;
+	}
 	assert_true(fs.tail < MAX_STMTS && n <= 16);
 	s = &fs.q[fs.tail++];
 	s->sql = strdup(sql);
@@ -71,9 +81,22 @@ static struct stmt *pending_stmt(void)
 	return &fs.q[fs.head];
 }
 
+/* The rooms' log writes are committed. */
+static void logs_done(void)
+{
+	json_t *rows = json_array();
+
+	while (fs.nlogs) {
+		fs.nlogs--;
+		fs.log_cb[fs.nlogs](fs.log_arg[fs.nlogs], QC_OK, NULL, rows);
+	}
+	json_decref(rows);
+}
+
 /* Answer the oldest statement with @err and @rows (a JSON text or NULL). */
 static void complete(enum qc_err err, const char *rows)
 {
+	logs_done();
 	struct stmt *s = pending_stmt();
 	json_t *r = rows ? json_loads(rows, 0, NULL) : (err == QC_OK ? json_array() : NULL);
 
@@ -111,6 +134,7 @@ static int teardown_store(void **state)
 	/* what is still queued is answered as a shutdown would: UNAVAILABLE */
 	while (fs.head < fs.tail)
 		complete(QC_E_UNAVAILABLE, NULL);
+	logs_done();
 	return teardown(state);
 }
 
@@ -285,7 +309,8 @@ static void test_offline_written_first(void **state)
 	/* the message is answered at once; it is one row of the room's log, not one per member */
 	expect_ok(last(a), "s");
 	st = pending_stmt();
-	assert_non_null(strstr(st->sql, "INSERT INTO room_log"));
+	if (!strstr(st->sql, "INSERT INTO room_log"))
+		fail_msg("pending: %s", st->sql);
 	assert_non_null(strstr(st->sql, "ON CONFLICT (gseq) DO NOTHING"));
 	assert_string_equal(st->params[1], "club");
 	assert_non_null(strstr(st->params[3], "\"hi\""));
@@ -342,11 +367,12 @@ static void test_offline_written_first(void **state)
 	rx(e, a,
 	   "{\"type\":\"request\",\"request_id\":\"s3\",\"action\":\"send_message\","
 	   "\"payload\":{\"room\":\"club\",\"content\":\"third\"}}");
-	assert_int_equal(stat_get(e, "store", "backlog"), 3);
+	/* and "third"'s entry of the room's history (SPEC 2.9), answered aside */
+	assert_int_equal(stat_get(e, "store", "backlog"), 4);
 	/* the room messages count at once, the direct message once its row is there */
 	assert_int_equal(stat_get(e, "offline", "queued"), 2);
 	qc_hub_expire(e->h); /* still down: nothing moves */
-	assert_int_equal(stat_get(e, "store", "backlog"), 3);
+	assert_int_equal(stat_get(e, "store", "backlog"), 4);
 	fs.refuse = 0;
 	qc_hub_expire(e->h);
 	assert_int_equal(stat_get(e, "store", "backlog"), 0);
@@ -715,6 +741,8 @@ static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_
 		*rows = json_loads("[[\"sub-1\",\"0\",null,\"or\",\"0\"]]", 0, NULL);
 	else if (strstr(sql, "FROM filter_conditions"))
 		*rows = json_loads("[[\"sub-1\",\"0\",\"0\",\"price\",\"gt\",\"5\"]]", 0, NULL);
+	else if (strstr(sql, "FROM room_history"))
+		*rows = json_array();
 	else if (strstr(sql, "FROM offline_cursors"))
 		/* bob had everything up to 2 s when he left (order numbers are microseconds) */
 		*rows = json_loads("[[\"bob\",\"2000000\"]]", 0, NULL);
