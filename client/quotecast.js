@@ -76,6 +76,8 @@ export class QuotecastClient {
 		this.streams = new Map(); /* symbol -> {fields, max_hz} */
 		/* positions of what the handlers were given */
 		this.positions = { streams: {}, rooms: {}, inbox: null };
+		this.holding = null; /* events held while a resume is answered */
+		this.resumeId = null;
 	}
 
 	/* ---------------------------------------------------------------- events */
@@ -204,10 +206,21 @@ export class QuotecastClient {
 		/* a fresh session on a new socket: take the old one over with our positions */
 		const token = this.resumeToken;
 		let r;
+		/*
+		 * The fresh session is our user's until the resume takes over: a direct message, an
+		 * alert or a snapshot can reach it meanwhile. Hold such events; dispatch() drops them
+		 * when the resume succeeds (the read-back brings them again, in their place) and plays
+		 * them when it fails, deciding as the answer arrives (the replay may follow in the same
+		 * read).
+		 */
+		this.holding = [];
 		try {
 			r = await this.send({ type: 'resume', token, positions: this.positionsForResume() },
-				true);
+				true, (id) => {
+					this.resumeId = id;
+				});
 		} catch (e) {
+			this.holding = null;
 			if (e.code === 'DISCONNECTED' || e.code === 'TIMEOUT')
 				throw e;
 			r = null; /* the session is gone: keep this new one and restore onto it */
@@ -287,6 +300,7 @@ export class QuotecastClient {
 		if (ws !== this.ws)
 			return;
 		this.ws = null;
+		this.holding = null;
 		this.failPending('DISCONNECTED', `connection lost (${code ?? 'error'})`);
 		if (this.closedByUser || !this.opts.reconnect || code === 4001 || !this.resumeToken) {
 			this.setState('closed');
@@ -338,6 +352,18 @@ export class QuotecastClient {
 	}
 
 	dispatch(m) {
+		if (m.type === 'response' && this.holding && m.request_id === this.resumeId) {
+			const held = this.holding;
+			this.holding = null;
+			this.resumeId = null;
+			if (!m.success)
+				for (const e of held)
+					this.dispatch(e);
+		}
+		if (m.type === 'event' && this.holding) {
+			this.holding.push(m);
+			return;
+		}
 		if (m.type === 'response') {
 			const p = this.pending.get(m.request_id);
 			if (!p)
@@ -370,11 +396,12 @@ export class QuotecastClient {
 	 * Send @msg with a fresh request_id and wait for its response. @early: allowed while the
 	 * connection is not yet 'open' (the resume and restore steps).
 	 */
-	send(msg, early = false) {
+	send(msg, early = false, onId = null) {
 		const ws = this.ws;
 		if (!ws || ws.readyState !== 1 || (!early && this.state !== 'open'))
 			return Promise.reject(new QuotecastError('DISCONNECTED', 'not connected'));
 		const request_id = `q${++this.nextId}`;
+		onId?.(request_id);
 		return new Promise((resolve, reject) => {
 			const timer = setTimeout(() => {
 				this.pending.delete(request_id);
