@@ -92,9 +92,11 @@ void qc_hub_free(struct qc_hub *h)
 	qc_hub_sessions_free(h);
 	qc_hub_subs_free(h);
 	for (struct qc_user *u = h->conns.users; u; u = u->hh.next) {
-		qc_log_free(u->inbox);
+		if (u->inbox && !u->inbox->durable)
+			qc_log_free(u->inbox);
 		u->inbox = NULL;
 	}
+	qc_hub_inboxes_free(h);
 	qc_conns_free(&h->conns);
 	qc_hub_streams_free(h);
 	qc_hub_rooms_teardown(h);
@@ -728,7 +730,13 @@ static bool rate_take(struct qc_hub *h, struct qc_conn *c, int64_t now)
 
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 {
+	return qc_hub_open_at(h, c, NULL);
+}
+
+int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox)
+{
 	int64_t now = qc_now_ms();
+	json_t *ev;
 	int ret;
 
 	if (qc_random_hex(c->session_id, QC_SESSION_ID_LEN / 2) ||
@@ -761,9 +769,17 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 	h->st.accepted_total++;
 	if (qc_hub_nconns(h) > h->st.peak)
 		h->st.peak = qc_hub_nconns(h);
-	if (qc_hub_send_json(h, c, qc_hub_session_event(h, c, false, true, 0)) == -ENOMEM)
+	ev = qc_hub_session_event(h, c, false, true, 0);
+	/* a position in the user's inbox (SPEC 2.9): what followed it comes right after the event
+	 */
+	if (ev && inbox && c->enc == QC_ENC_NATIVE)
+		json_object_set_new(json_object_get(ev, "data"), "inbox",
+		                    qc_hub_inbox_report(h, c, inbox->seq, inbox->epoch));
+	if (qc_hub_send_json(h, c, ev) == -ENOMEM)
 		return -ENOMEM;
-	/* the user's first session: what waited for them comes first */
+	if (inbox && c->enc == QC_ENC_NATIVE)
+		qc_hub_inbox_readback(h, c, inbox->seq, inbox->epoch);
+	/* the user's first session: what waited for them comes first (after the inbox's past) */
 	if (c->user && c->user->nconns == 1)
 		qc_hub_offline_online(h, c);
 	qc_hub_subs_attach(h, c);
@@ -783,9 +799,13 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 	qc_msg_unref(&c->session_msg);
 	qc_hub_sio_free(c);
 	free(c->rx);
-	/* the user's last session: its inbox log goes with it (a new session, a new epoch) */
+	/*
+	 * the user's last session: a memory inbox log goes with it (a new session, a new epoch);
+	 * a durable one stays (hub_inbox.c)
+	 */
 	if (c->user && c->user->nconns == 1) {
-		qc_log_free(c->user->inbox);
+		if (c->user->inbox && !c->user->inbox->durable)
+			qc_log_free(c->user->inbox);
 		c->user->inbox = NULL;
 	}
 	qc_conns_remove(&h->conns, c);
@@ -1055,6 +1075,9 @@ static const char *const load_sql[] = {
     "SELECT user_id, gseq::text FROM offline_cursors",
     "SELECT room, seq::text, event, data::text, target_role, target_users::text,"
     " created_at::text FROM room_history ORDER BY room, seq",
+    "SELECT user_id, epoch, last_seq::text FROM inbox_logs",
+    "SELECT user_id, seq::text, event, data::text, created_at::text FROM inbox_history"
+    " ORDER BY user_id, seq",
 };
 
 int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, size_t errlen)
@@ -1071,6 +1094,7 @@ int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, 
 	if (qc_hub_rooms_load(h, rows[0], rows[1], err, errlen) ||
 	    qc_hub_rooms_history_load(h, rows[0], rows[7], err, errlen) ||
 	    qc_hub_subs_load(h, rows[2], rows[3], rows[4], err, errlen) ||
+	    qc_hub_inbox_load(h, rows[8], rows[9], err, errlen) ||
 	    qc_hub_offline_load(h, rows[5], rows[6], err, errlen))
 		goto out;
 	ret = 0;

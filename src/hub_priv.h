@@ -14,6 +14,7 @@
 #include "quotecast/throttle.h"
 
 struct qc_write;
+struct qc_inbox_rec;
 
 struct qc_hub {
 	const struct qc_config *cfg;
@@ -73,7 +74,8 @@ struct qc_hub {
 	uint64_t log_entries[2];
 	uint64_t log_replayed[2];   /* entries read back (resume, room subscribe with since_seq) */
 	uint64_t resumed_positions; /* resume requests with positions that took a session over */
-	uint64_t resume_refused;    /* resume requests refused (unknown token, not first) */
+	struct qc_inbox_rec *inboxes; /* with a store: every user's inbox log (hub_inbox.c) */
+	uint64_t resume_refused;      /* resume requests refused (unknown token, not first) */
 };
 
 /*
@@ -132,6 +134,7 @@ struct qc_log {
 	uint32_t ttl_s;  /* 0: no age bound */
 	uint8_t kind;    /* enum qc_log_kind */
 	uint8_t unsaved; /* a created room's epoch the store does not have yet (made at load) */
+	uint8_t durable; /* an inbox kept in the store: h->inboxes owns it (hub_inbox.c) */
 };
 
 /* A log whose next seq follows @last_seq, named @epoch (NULL: a new random one); NULL ENOMEM. */
@@ -394,6 +397,27 @@ struct qc_log *qc_hub_inbox(struct qc_hub *h, struct qc_user *u);
  * Returns the sessions it was queued for (0: the user has none; nothing is kept then).
  */
 uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name, json_t *data);
+
+/* ---- durable inboxes (hub_inbox.c) ---- */
+/*
+ * @user's durable inbox log: the loaded one, or with a store a new one (owned by h->inboxes,
+ * durable set); NULL memory only when none was loaded, or on ENOMEM.
+ */
+struct qc_log *qc_hub_inbox_durable(struct qc_hub *h, const char *user);
+/* Entry @e of @user's durable inbox @l goes to the store (repeatable, in order). */
+void qc_hub_inbox_persist(struct qc_hub *h, const char *user, struct qc_log *l,
+                          const struct qc_lentry *e);
+/* at start: the rows of inbox_logs and inbox_history */
+int qc_hub_inbox_load(struct qc_hub *h, json_t *logs, json_t *history, char *err, size_t errlen);
+void qc_hub_inboxes_free(struct qc_hub *h);
+/*
+ * A new connection @c that presented an inbox position (@since, @epoch): the inbox's entries
+ * after it are queued (a replay, in log order) and c->inbox_seq moves to the log's end. Returns
+ * the report {recovered, seq, epoch, replayed} for the session event, NULL on ENOMEM. Call
+ * after the session event is queued.
+ */
+json_t *qc_hub_inbox_report(struct qc_hub *h, struct qc_conn *c, uint64_t since, const char *epoch);
+void qc_hub_inbox_readback(struct qc_hub *h, struct qc_conn *c, uint64_t since, const char *epoch);
 enum qc_err qc_hub_unsubscribe(struct qc_hub *h, struct qc_conn *c, const char *name, json_t **data,
                                const char **emsg);
 enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, json_t **out,

@@ -472,6 +472,8 @@ uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name,
 	    !json_object_get(data, "stream_seq"))
 		json_object_set(data, "stream_seq", json_object_get(data, "seq"));
 	e = qc_log_append(u->inbox, name, data, NULL, QC_ROLE_NONE, 0);
+	if (e)
+		qc_hub_inbox_persist(h, user, u->inbox, e);
 	for (struct qc_conn *c = e ? u->conns : NULL; c; c = c->user_next) {
 		if (c->suspended && !c->sio)
 			continue; /* its position stays: a resume reads the inbox back */
@@ -486,7 +488,11 @@ uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name,
 
 struct qc_log *qc_hub_inbox(struct qc_hub *h, struct qc_user *u)
 {
+	/* with a store, the user's one durable log; memory only, one per life of the user's
+	 * sessions */
 	if (!u->inbox)
+		u->inbox = qc_hub_inbox_durable(h, u->id);
+	if (!u->inbox && !qc_hub_persistent(h))
 		u->inbox = qc_log_new(h, QC_LOG_INBOX, h->cfg->inbox.history_size, 0, NULL, 0);
 	return u->inbox;
 }

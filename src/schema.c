@@ -123,6 +123,23 @@ const struct qc_migration qc_migrations[] = {
      " created_at bigint NOT NULL,"
      " PRIMARY KEY (room, seq));"
      "ALTER TABLE rooms ADD COLUMN log_epoch text;"},
+    /*
+     * Each user's inbox log (SPEC 2.9: direct messages, alerts, offline deliveries): its epoch
+     * and last seq, and its entries, the newest inbox.history_size of them kept, so that a
+     * client's inbox position survives a restart.
+     */
+    {5, "inbox logs",
+     "CREATE TABLE inbox_logs ("
+     " user_id text PRIMARY KEY,"
+     " epoch text NOT NULL,"
+     " last_seq bigint NOT NULL DEFAULT 0);"
+     "CREATE TABLE inbox_history ("
+     " user_id text NOT NULL,"
+     " seq bigint NOT NULL,"
+     " event text NOT NULL,"
+     " data json NOT NULL,"
+     " created_at bigint NOT NULL,"
+     " PRIMARY KEY (user_id, seq));"},
 };
 
 const int qc_nmigrations = sizeof(qc_migrations) / sizeof(qc_migrations[0]);

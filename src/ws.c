@@ -13,6 +13,7 @@
  * hands it to the hub, which from then on serves it like a native one, in Socket.IO encoding.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <utlist.h>
@@ -656,6 +657,32 @@ const char *qc_ws_peer(struct lws *wsi, char *buf, size_t len)
 }
 
 /*
+ * ?inbox_seq=N&inbox_epoch=E (SPEC 2.9): the client's position in its user's inbox log, read
+ * back right after the session event. False when not both are there and well formed.
+ */
+#define INBOX_EPOCH_MAX 32 /* epochs are shorter: a longer one names no life of the log */
+
+static bool inbox_position(struct lws *wsi, struct qc_inbox_pos *pos, char *epoch)
+{
+	char arg[QC_ARG_MAX + 1], *end;
+	const char *v;
+
+	v = qc_http_arg(wsi, "inbox_epoch=", arg, sizeof(arg));
+	if (!v || !v[0] || strlen(v) > INBOX_EPOCH_MAX)
+		return false;
+	memcpy(epoch, v, strlen(v) + 1);
+	v = qc_http_arg(wsi, "inbox_seq=", arg, sizeof(arg));
+	if (!v || *v < '0' || *v > '9')
+		return false;
+	errno = 0;
+	pos->seq = strtoull(v, &end, 10);
+	if (errno || *end)
+		return false;
+	pos->epoch = epoch;
+	return true;
+}
+
+/*
  * A fresh connection record, or the suspended one that ?resume= names (then @c is freed).
  * *@named: the upgrade named the user (a JWT, ?user_id=); an anonymous one is its own user.
  */
@@ -663,6 +690,8 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv, bool *n
 {
 	struct qc_conn *c = calloc(1, sizeof(*c)), *old;
 	char arg[QC_ARG_MAX + 1]; /* the upgrade gate refused longer query parameters */
+	char epoch[INBOX_EPOCH_MAX + 1];
+	struct qc_inbox_pos pos;
 	const char *token;
 
 	if (!c)
@@ -682,7 +711,7 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv, bool *n
 		}
 	}
 	c->transport = wsi;
-	if (qc_hub_open(srv->hub, c)) {
+	if (qc_hub_open_at(srv->hub, c, inbox_position(wsi, &pos, epoch) ? &pos : NULL)) {
 		free(c);
 		return NULL;
 	}

@@ -137,6 +137,19 @@ void qc_hub_refused(struct qc_hub *h, enum qc_limit l);
  */
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c);
 
+/* A client's position in its user's inbox log (SPEC 2.9), given on the upgrade. */
+struct qc_inbox_pos {
+	uint64_t seq;
+	const char *epoch; /* NULL: none given (nothing is read back) */
+};
+
+/**
+ * qc_hub_open_at() - qc_hub_open() for a client that presented its inbox position @inbox
+ * (borrowed, may be NULL): the session event carries an "inbox" report and the log's entries
+ * after the position follow it, before what waited offline.
+ */
+int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox);
+
 /**
  * qc_hub_closed() - the connection's socket is gone. Its session is suspended for
  * sessions.ttl_s (rooms, streams and filters kept, messages buffered) or, with no TTL or

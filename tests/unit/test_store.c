@@ -8,7 +8,7 @@
 
 #include "quotecast/store.h"
 
-#define MAX_STMTS 64
+#define MAX_STMTS 256
 
 struct stmt {
 	char *sql;
@@ -27,6 +27,7 @@ struct fake_store {
 	qc_store_cb log_cb[MAX_STMTS];
 	void *log_arg[MAX_STMTS];
 	int nlogs;
+	bool inbox; /* the inboxes' writes (SPEC 2.9) queue with the rest, else they go aside */
 };
 
 static struct fake_store fs;
@@ -39,7 +40,8 @@ static int fs_submit(void *ctx, const char *sql, int n, const char *const *param
 	(void)ctx;
 	if (fs.refuse)
 		return fs.refuse;
-	if (strstr(sql, "room_history") || strstr(sql, "log_epoch =")) {
+	if (strstr(sql, "room_history") || strstr(sql, "log_epoch =") ||
+	    (!fs.inbox && strstr(sql, "inbox_history"))) {
 		assert_true(fs.nlogs < MAX_STMTS);
 		fs.log_cb[fs.nlogs] = cb;
 		fs.log_arg[fs.nlogs++] = arg;
@@ -719,6 +721,10 @@ static void test_subscription_caps_in_flight(void **state)
 
 /* ---- start-up load ----------------------------------------------------------------------- */
 
+/* the stored inboxes fake_load gives (user_id, epoch, last_seq; user_id, seq, event, data, at) */
+static const char *load_inbox_logs = "[]";
+static const char *load_inbox_history = "[]";
+
 static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_t errlen)
 {
 	(void)ctx;
@@ -743,6 +749,10 @@ static int fake_load(void *ctx, const char *sql, json_t **rows, char *err, size_
 		*rows = json_loads("[[\"sub-1\",\"0\",\"0\",\"price\",\"gt\",\"5\"]]", 0, NULL);
 	else if (strstr(sql, "FROM room_history"))
 		*rows = json_array();
+	else if (strstr(sql, "FROM inbox_logs"))
+		*rows = json_loads(load_inbox_logs, 0, NULL);
+	else if (strstr(sql, "FROM inbox_history"))
+		*rows = json_loads(load_inbox_history, 0, NULL);
 	else if (strstr(sql, "FROM offline_cursors"))
 		/* bob had everything up to 2 s when he left (order numbers are microseconds) */
 		*rows = json_loads("[[\"bob\",\"2000000\"]]", 0, NULL);
@@ -814,6 +824,227 @@ static void test_load(void **state)
 	assert_int_equal(json_array_size(get(expect_ok(last(b), "m"), "members")), 3);
 }
 
+/* ---- durable inboxes (SPEC 2.9) ---------------------------------------------------------- */
+
+/* A connection of @user that presents inbox position @seq/@epoch on its upgrade. */
+static struct qc_conn *env_open_at(struct env *e, const char *user, uint64_t seq, const char *epoch)
+{
+	struct qc_conn *c = calloc(1, sizeof(*c));
+	struct qc_inbox_pos pos = {seq, epoch};
+	size_t i;
+
+	assert_non_null(c);
+	snprintf(c->user_id, sizeof(c->user_id), "%s", user);
+	c->transport = e;
+	assert_int_equal(qc_hub_open_at(e->h, c, &pos), 0);
+	for (i = 0; i < MAX_CONNS && e->conns[i]; i++)
+		;
+	assert_true(i < MAX_CONNS);
+	e->conns[i] = c;
+	return c;
+}
+
+/* The session event's inbox report: @rec, the log's last @seq, @replayed entries. */
+static void check_inbox(json_t *d, bool rec, json_int_t seq, json_int_t replayed)
+{
+	char *dump = json_dumps(d, JSON_COMPACT);
+
+	assert_true(json_is_object(d));
+	if (bget(d, "recovered") != rec || iget(d, "seq") != seq || iget(d, "replayed") != replayed)
+		fail_msg("inbox report %s", dump ? dump : "?");
+	free(dump);
+	assert_int_equal(iget(d, "seq"), seq);
+	assert_int_equal(iget(d, "replayed"), replayed);
+	assert_int_equal(json_string_length(json_object_get(d, "epoch")), 12);
+}
+
+/* Everything @c was sent, its replay included, as parsed frames (the queue is emptied). */
+static json_t *collect(struct env *e, struct qc_conn *c)
+{
+	json_t *all = keep(json_array());
+
+	do {
+		while (!qc_outq_empty(&c->outq)) {
+			json_array_append(all, parse_msg(qc_outq_peek(&c->outq)));
+			qc_outq_pop(&c->outq);
+		}
+	} while (qc_hub_refill(e->h, c));
+	return all;
+}
+
+static void test_inbox_written(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *r;
+	char epoch[16];
+	struct stmt *st;
+	json_t *got, *d;
+
+	e->cfg.inbox.history_size = 10;
+	env_store(e);
+	fs.inbox = true;
+	a = env_open(e, "alice", 0);
+	r = env_open(e, "root", QC_ROLE_ADMIN);
+	complete_all();
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"send_to_user\","
+	   "\"payload\":{\"user_id\":\"alice\",\"content\":\"one\"}}");
+	d = expect_event(last(a), "direct_message");
+	assert_int_equal(iget(d, "seq"), 1);
+	snprintf(epoch, sizeof(epoch), "%s", sget(d, "epoch"));
+	/* one repeatable statement: the entry with its seq, and the log's epoch and last seq */
+	st = pending_stmt();
+	assert_non_null(strstr(st->sql, "INSERT INTO inbox_logs"));
+	assert_non_null(strstr(st->sql, "INSERT INTO inbox_history"));
+	assert_non_null(strstr(st->sql, "ON CONFLICT (user_id, seq) DO UPDATE"));
+	assert_string_equal(st->params[0], "alice");
+	assert_string_equal(st->params[1], epoch);
+	assert_string_equal(st->params[2], "1");
+	assert_string_equal(st->params[3], "direct_message");
+	assert_non_null(strstr(st->params[4], "\"content\":\"one\""));
+	assert_non_null(strstr(st->params[4], "\"seq\":1"));
+	complete(QC_OK, NULL);
+	/* the stored log is trimmed every 64 entries to inbox.history_size */
+	for (int i = 2; i <= 64; i++) {
+		rxf(e, r,
+		    "{\"type\":\"request\",\"request_id\":\"d%d\",\"action\":\"send_to_user\","
+		    "\"payload\":{\"user_id\":\"alice\",\"content\":\"m%d\"}}",
+		    i, i);
+		st = pending_stmt();
+		assert_non_null(strstr(st->sql, "INSERT INTO inbox_history"));
+		complete(QC_OK, NULL);
+		if (i < 64)
+			assert_int_equal(fs.tail - fs.head, 0);
+	}
+	st = pending_stmt();
+	assert_non_null(strstr(st->sql, "DELETE FROM inbox_history"));
+	assert_string_equal(st->params[0], "alice");
+	assert_string_equal(st->params[1], "54");
+	complete(QC_OK, NULL);
+	drain(a);
+
+	/* alice's last session ends: her log stays, with its epoch */
+	env_drop(e, a);
+	complete_all();
+	assert_int_equal(stat_get(e, "inbox", "logs"), 1);
+	a = env_open_at(e, "alice", 60, epoch);
+	got = collect(e, a);
+	d = expect_event(json_array_get(got, 0), "session");
+	check_inbox(get(d, "inbox"), true, 64, 4);
+	assert_int_equal(json_array_size(got), 5);
+	for (int i = 0; i < 4; i++) {
+		d = expect_event(json_array_get(got, (size_t)i + 1), "direct_message");
+		assert_int_equal(iget(d, "seq"), 61 + i);
+		assert_string_equal(sget(d, "epoch"), epoch);
+	}
+	/* older than what the log keeps (55..64): what it keeps, recovered false */
+	env_drop(e, a);
+	a = env_open_at(e, "alice", 3, epoch);
+	got = collect(e, a);
+	assert_false(
+	    bget(get(expect_event(json_array_get(got, 0), "session"), "inbox"), "recovered"));
+	/* another epoch: live only */
+	env_drop(e, a);
+	a = env_open_at(e, "alice", 60, "0123456789ab");
+	got = collect(e, a);
+	d = get(expect_event(json_array_get(got, 0), "session"), "inbox");
+	assert_false(bget(d, "recovered"));
+	assert_int_equal(iget(d, "replayed"), 0);
+	assert_string_equal(sget(d, "epoch"), epoch);
+	assert_int_equal(json_array_size(got), 1);
+	/* and the next entry goes on from the log's seq */
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"n\",\"action\":\"send_to_user\","
+	   "\"payload\":{\"user_id\":\"alice\",\"content\":\"next\"}}");
+	assert_int_equal(iget(expect_event(last(a), "direct_message"), "seq"), 65);
+	complete_all();
+}
+
+static void test_inbox_memory(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *r;
+	char epoch[16];
+	json_t *got, *d;
+
+	env_start(e);
+	a = env_open(e, "alice", 0);
+	r = env_open(e, "root", QC_ROLE_ADMIN);
+	rx(e, r,
+	   "{\"type\":\"request\",\"request_id\":\"d\",\"action\":\"send_to_user\","
+	   "\"payload\":{\"user_id\":\"alice\",\"content\":\"one\"}}");
+	d = expect_event(last(a), "direct_message");
+	snprintf(epoch, sizeof(epoch), "%s", sget(d, "epoch"));
+	/* a second session of alice's reads the inbox back while the first holds it */
+	got = collect(e, env_open_at(e, "alice", 0, epoch));
+	check_inbox(get(expect_event(json_array_get(got, 0), "session"), "inbox"), true, 1, 1);
+	assert_string_equal(sget(expect_event(json_array_get(got, 1), "direct_message"), "content"),
+	                    "one");
+	/* memory only, the log goes with the user's last session: a new epoch */
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (e->conns[i] && e->conns[i] != r)
+			env_drop(e, e->conns[i]);
+	got = collect(e, env_open_at(e, "alice", 1, epoch));
+	d = get(expect_event(json_array_get(got, 0), "session"), "inbox");
+	assert_false(bget(d, "recovered"));
+	assert_string_not_equal(sget(d, "epoch"), epoch);
+	assert_int_equal(stat_get(e, "inbox", "logs"), 1);
+}
+
+static void test_inbox_load(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *b;
+	char err[256];
+	json_t *got;
+
+	env_store(e);
+	fs.inbox = true;
+	load_inbox_logs = "[[\"bob\",\"abcdefabcdef\",\"3\"],[\"dan\",\"000000000000\",\"9\"]]";
+	load_inbox_history =
+	    "[[\"bob\",\"2\",\"direct_message\",\"{\\\"content\\\":\\\"two\\\"}\",\"1000\"],"
+	    "[\"bob\",\"3\",\"alert\",\"{\\\"alert_id\\\":\\\"al-0\\\"}\",\"1000\"],"
+	    "[\"dan\",\"7\",\"direct_message\",\"{\\\"content\\\":\\\"gone\\\"}\",\"1000\"]]";
+	assert_int_equal(qc_hub_load(e->h, fake_load, NULL, err, sizeof(err)), 0);
+	load_inbox_logs = load_inbox_history = "[]";
+	qc_hub_set_store(e->h, &(struct qc_store){fs_submit, fs_stats, NULL});
+	complete_all();
+	assert_int_equal(stat_get(e, "inbox", "logs"), 2);
+	assert_int_equal(stat_get(e, "inbox", "history_entries"), 2); /* dan's 8 and 9 are gone */
+	/*
+	 * bob comes back with his position 1: the inbox's 2 and 3 first, then what waited offline
+	 * (fake_load: a direct message, a room message of club, an alert), each appended to the
+	 * inbox as it is delivered: 4, 5, 6. Nothing twice.
+	 */
+	b = env_open_at(e, "bob", 1, "abcdefabcdef");
+	got = collect(e, b);
+	check_inbox(get(expect_event(json_array_get(got, 0), "session"), "inbox"), true, 3, 2);
+	assert_int_equal(json_array_size(got), 6);
+	assert_string_equal(sget(expect_event(json_array_get(got, 1), "direct_message"), "content"),
+	                    "two");
+	assert_int_equal(iget(get(json_array_get(got, 1), "data"), "seq"), 2);
+	assert_int_equal(iget(expect_event(json_array_get(got, 2), "alert"), "seq"), 3);
+	for (size_t i = 3; i < 6; i++) {
+		json_t *d = get(json_array_get(got, i), "data");
+
+		assert_true(bget(d, "offline"));
+		assert_int_equal(iget(d, "seq"), (json_int_t)i + 1);
+		assert_string_equal(sget(d, "epoch"), "abcdefabcdef");
+	}
+	/* the offline deliveries are written to the inbox with their seqs before their rows go */
+	assert_non_null(strstr(pending_stmt()->sql, "INSERT INTO inbox_history"));
+	assert_string_equal(pending_stmt()->params[2], "4");
+	complete_all();
+	/* dan's log goes on from its stored seq, though its newest entries are gone */
+	b = env_open_at(e, "dan", 9, "000000000000");
+	got = collect(e, b);
+	check_inbox(get(expect_event(json_array_get(got, 0), "session"), "inbox"), true, 9, 0);
+	b = env_open_at(e, "dan", 7, "000000000000");
+	got = collect(e, b);
+	assert_false(
+	    bget(get(expect_event(json_array_get(got, 0), "session"), "inbox"), "recovered"));
+}
+
 /* ---- encodings --------------------------------------------------------------------------- */
 
 static void test_frames_per_encoding(void **state)
@@ -880,6 +1111,9 @@ int main(void)
 	    cmocka_unit_test_teardown(test_subscription_caps_in_flight, teardown_store),
 	    cmocka_unit_test_teardown(test_load, teardown_store),
 	    cmocka_unit_test_teardown(test_frames_per_encoding, teardown),
+	    cmocka_unit_test_teardown(test_inbox_written, teardown_store),
+	    cmocka_unit_test_teardown(test_inbox_memory, teardown),
+	    cmocka_unit_test_teardown(test_inbox_load, teardown_store),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
