@@ -18,11 +18,12 @@
 // - automatic reconnect with exponential backoff and full jitter. It tracks the position
 //   (seq + epoch) of everything it has handed to your handlers: each market stream, each room,
 //   and the user's inbox (direct messages, alerts, offline deliveries). After a drop it opens a
-//   new connection and sends `resume` with those positions as its first request, so the server
-//   sends exactly what came after them (SPEC 2.9). If the session is gone (expired, server
-//   restarted) it starts a new one and subscribes its rooms and streams again, asking each log
-//   to read back from its position; what could not be recovered is reported with
-//   `recovered:false` in the 'recovery' event (streams then get a snapshot).
+//   new connection (its URL carries the inbox position) and sends `resume` with those
+//   positions as its first request, so the server sends exactly what came after them (SPEC
+//   2.9). If the session is gone (expired, server restarted) it keeps the new one, whose inbox
+//   was read back from the position on the upgrade, and subscribes its rooms and streams
+//   again, asking each log to read back from its position; what could not be recovered is
+//   reported with `recovered:false` in the 'recovery' event (streams then get a snapshot).
 
 const STATES = ['idle', 'connecting', 'open', 'reconnecting', 'closed'];
 
@@ -134,8 +135,19 @@ export class QuotecastClient {
 		this.setState('closed');
 	}
 
-	url() {
+	/*
+	 * The upgrade URL. On a reconnect (@again) it carries the inbox position: should the
+	 * session be gone (expired, the server restarted), the fresh one reads the inbox back
+	 * from it before anything else (SPEC 2.9); if the resume succeeds, that read-back is held
+	 * and dropped like any event that reached the fresh session.
+	 */
+	url(again = false) {
 		const u = new URL(this.opts.url);
+		const inbox = again ? this.positions.inbox : null;
+		if (inbox && inbox.epoch) {
+			u.searchParams.set('inbox_seq', String(inbox.seq));
+			u.searchParams.set('inbox_epoch', inbox.epoch);
+		}
 		if (this.opts.token)
 			u.searchParams.set('token', this.opts.token);
 		if (this.opts.userId)
@@ -154,7 +166,7 @@ export class QuotecastClient {
 		this.setState(again ? 'reconnecting' : 'connecting');
 		return new Promise((resolve, reject) => {
 			let settled = false;
-			const ws = new this.WS(this.url());
+			const ws = new this.WS(this.url(again));
 			this.ws = ws;
 			const fail = (e) => {
 				if (settled)
@@ -235,7 +247,7 @@ export class QuotecastClient {
 			return this.session;
 		}
 		this.resumeToken = session.resume_token;
-		const report = await this.restore();
+		const report = await this.restore(session);
 		this.attempt = 0;
 		this.setState('open');
 		this.emit('session', session);
@@ -243,9 +255,17 @@ export class QuotecastClient {
 		return session;
 	}
 
-	/* The rooms and streams this client had, subscribed again on a new session. */
-	async restore() {
+	/*
+	 * The rooms and streams this client had, subscribed again on a new session. The inbox was
+	 * read back on the upgrade: @session.inbox says how that went.
+	 */
+	async restore(session) {
 		const report = { resumed: false, recovered: true, streams: {}, rooms: {} };
+		if (this.positions.inbox) {
+			const ok = session?.inbox?.recovered === true;
+			report.inbox = { recovered: ok };
+			report.recovered &&= ok;
+		}
 		for (const [room, o] of this.rooms) {
 			const pos = this.positions.rooms[room];
 			const p = { room };

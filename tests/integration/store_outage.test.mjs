@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, afterEach, sleep, waitFor, withTimeout, Server, BIN, freePort,
+	test, afterEach, sleep, waitFor, withTimeout, Server, BIN, freePort, connect,
 } from './lib/harness.mjs';
 import { privateCluster, sharedDb, psql } from './lib/pg.mjs';
 import {
@@ -20,7 +20,11 @@ import {
 const STORE_TIMEOUT_MS = 1000;
 /* what migration 3 added, taken away again: a database as schema 2 left it */
 /* and what migration 4 added (the rooms' logs, SPEC 2.9): a database as schema 3 left it */
-const SCHEMA_4_UNDONE = 'DROP TABLE room_history;\nALTER TABLE rooms DROP COLUMN log_epoch;\n' +
+/* and what migration 5 added (the inboxes' logs, SPEC 2.9): a database as schema 4 left it */
+const SCHEMA_5_UNDONE = 'DROP TABLE inbox_history;\nDROP TABLE inbox_logs;\n' +
+	'DELETE FROM schema_migrations WHERE version = 5;\n';
+const SCHEMA_4_UNDONE = SCHEMA_5_UNDONE +
+	'DROP TABLE room_history;\nALTER TABLE rooms DROP COLUMN log_epoch;\n' +
 	'DELETE FROM schema_migrations WHERE version = 4;\n';
 const SCHEMA_3_UNDONE = SCHEMA_4_UNDONE + 'DROP TABLE room_log;\nDROP TABLE offline_cursors;\n' +
 	'ALTER TABLE offline_messages DROP COLUMN gseq;\n' +
@@ -322,7 +326,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		const url = await sharedDb('outage_schema');
 		const s = await up(url);
 		await down(s);
-		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '4');
+		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '5');
 		await psql(url, 'INSERT INTO schema_migrations (version, name, applied_at) ' +
 			'VALUES (999, \'from the future\', 0);\n');
 		const r = await refusedStart(['--db', url]);
@@ -331,7 +335,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		assert.match(r.output, /newer/, r.output);
 		assert.match(r.output, /999/, r.output);
 		assert.deepEqual(await rows(url, 'SELECT version FROM schema_migrations ORDER BY 1'),
-			[['1'], ['2'], ['3'], ['4'], ['999']], 'nothing changed');
+			[['1'], ['2'], ['3'], ['4'], ['5'], ['999']], 'nothing changed');
 	});
 
 test('a database at an older schema version gets only the migrations it lacks, once',
@@ -343,13 +347,13 @@ test('a database at an older schema version gets only the migrations it lacks, o
 		await psql(url, SCHEMA_3_UNDONE + 'DELETE FROM schema_migrations WHERE version = 2;\n' +
 			'ALTER TABLE offline_messages DROP COLUMN key;\n');
 		s = await up(url);
-		assert.match(s.output(), /schema at version 4 \(applied: 2 offline message keys, 3 room offline logs, 4 room history\)/,
+		assert.match(s.output(), /schema at version 5 \(applied: 2 offline message keys, 3 room offline logs, 4 room history, 5 inbox logs\)/,
 			s.output());
 		assert.equal(await one(url, "SELECT count(*) FROM information_schema.columns " +
 			"WHERE table_name = 'offline_messages' AND column_name = 'key'"), '1');
 		await down(s);
 		s = await up(url);
-		assert.match(s.output(), /schema at version 4 \(applied: none\)/, s.output());
+		assert.match(s.output(), /schema at version 5 \(applied: none\)/, s.output());
 		await down(s);
 	});
 
@@ -375,7 +379,7 @@ test('a database at schema 2 (a row per offline member) migrates to 3 (one row p
 	assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '2');
 
 	s = await up(url);
-	assert.match(s.output(), /schema at version 4 \(applied: 3 room offline logs, 4 room history\)/, s.output());
+	assert.match(s.output(), /schema at version 5 \(applied: 3 room offline logs, 4 room history, 5 inbox logs\)/, s.output());
 	await waitStats(s, (st) => st.offline?.queued === 1, 'the old row is queued');
 	o = await open(s, owner);
 	await ok(o, 'send_message', { room, content: 'from schema 3' });
@@ -398,6 +402,46 @@ test('a database at schema 2 (a row per offline member) migrates to 3 (one row p
 	s = await servers.bounce(s, url);
 	const c2 = await open(s, carol);
 	await c2.nothing(undefined, 250);
+	await down(s);
+});
+
+test('a database at schema 4 migrates to 5 (inbox logs): what waited offline is delivered ' +
+	'with inbox positions, and they survive a restart', async () => {
+	const url = await sharedDb('outage_migrate5');
+	let s = await up(url);
+	const dora = unique('dora');
+	let admin = await open(s, unique('admin'), 'admin');
+	await ok(admin, 'send_to_user', { user_id: dora, content: 'from schema 4' });
+	await waitStats(s, (st) => st.offline?.queued === 1 && st.store?.pending === 0,
+		'queued offline');
+	await admin.close();
+	await down(s);
+	await psql(url, SCHEMA_5_UNDONE);
+	assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '4');
+
+	s = await up(url);
+	assert.match(s.output(), /schema at version 5 \(applied: 5 inbox logs\)/, s.output());
+	let d = await open(s, dora);
+	const [m] = (await take(d, 1, (x) => x.event === 'direct_message'))
+		.filter((x) => x.event === 'direct_message');
+	assert.equal(m.data.content, 'from schema 4');
+	assert.equal(m.data.offline, true);
+	assert.equal(m.data.seq, 1);
+	await waitStats(s, (st) => st.offline?.queued === 0 && st.store?.pending === 0 &&
+		st.store?.backlog === 0, 'delivered and written');
+	await d.close();
+	assert.equal(await one(url, 'SELECT count(*) FROM offline_messages'), '0');
+	assert.equal(await one(url, `SELECT count(*) FROM inbox_history WHERE user_id = '${dora}'`),
+		'1');
+
+	s = await servers.bounce(s, url);
+	d = await connect(s, { query: { user_id: dora, inbox_seq: '0', inbox_epoch: m.data.epoch } });
+	assert.deepEqual(d.session.inbox, { recovered: true, seq: 1, epoch: m.data.epoch,
+		replayed: 1 }, show(d.session));
+	const [again] = await take(d, 1, (x) => x.event === 'direct_message');
+	assert.equal(again.data.content, 'from schema 4');
+	await d.nothing((x) => x.event === 'direct_message', 250);
+	await d.close();
 	await down(s);
 });
 
