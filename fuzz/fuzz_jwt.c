@@ -8,7 +8,8 @@
  *   2: header bytes, a newline, claims bytes, signed in here too.
  * Invariants: a refusal zeroes the identity and gives a reason and one of the documented
  * errors; a token signed with the secret is never refused for its signature; an accepted one
- * has a 1-64 byte user id without NULs, an exp after now and only known role bits.
+ * has a 1-64 byte user id without NULs, an exp after now, its exp_ms saturated (never an
+ * overflow of exp * 1000) and only known role bits.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -98,6 +99,8 @@ static void check(const char *token, bool signed_here)
 	n = strnlen(id.user_id, sizeof(id.user_id));
 	CHECK(n >= 1 && n <= QC_AUTH_USER_MAX);
 	CHECK(id.exp > NOW_S);
+	/* what ws.c closes the connection by: exp in ms, saturated instead of overflowing */
+	CHECK(id.exp > INT64_MAX / 1000 ? id.exp_ms == INT64_MAX : id.exp_ms == id.exp * 1000);
 	CHECK(!(id.roles & ~(QC_AUTH_ROLE_ADMIN | QC_AUTH_ROLE_PUBLISHER)));
 }
 
