@@ -69,6 +69,10 @@ static inline void check_cmd(const struct qc_cmd *cmd, enum qc_err e, const char
 		CHECK(cmd->action && cmd->action[0]);
 		CHECK(json_is_object(cmd->payload));
 		break;
+	case QC_CMD_RESUME:
+		/* the hub reads the token and the positions from root */
+		CHECK(json_is_object(cmd->root));
+		break;
 	default:
 		CHECK(!"unknown command type");
 	}

@@ -7,6 +7,12 @@
  *   a b c p   the rest of the line is a text frame from that connection (A B C P: binary)
  *   !N        connection N (0-3) goes away (suspended: sessions.ttl_s is on)
  *   @N[TOKEN] connection N comes back with ?resume=TOKEN (empty: the token it was given)
+ *   RN<frame> connection N (opened afresh if it is not there) sends <frame> with every "$TOK"
+ *             in it replaced by the resume token N was given when it went away: a resume
+ *             request with positions (SPEC 2.9), e.g. R0{"type":"resume","token":"$TOK"}
+ *   SN<auth>  connection N comes back as a Socket.IO CONNECT whose auth object is <auth>, "$TOK"
+ *             replaced as for R (by the live session's pid if N is connected): connection
+ *             state recovery when it names a session, e.g. S2{"pid":"$TOK","offset":"0"}
  *   ~         the once-a-second timer (qc_hub_expire)
  *   anything else: the whole line is a frame from alice
  * e.g.  a{"type":"subscribe","room":"desk"}
@@ -77,6 +83,71 @@ static void back(struct fake_hub *f, int i, const char *token, size_t len)
 	}
 }
 
+/* @frame with "$TOK" replaced by slot @i's last token, in *@outp (malloc'd); its length. */
+static size_t with_token(int i, const char *frame, size_t len, char **outp)
+{
+	size_t tlen = strlen(tokens[i]), n = 0;
+	char *out = malloc(len / 4 * (tlen + 4) + len + 1);
+
+	CHECK(out);
+	for (size_t k = 0; k < len;) {
+		if (len - k >= 4 && !memcmp(frame + k, "$TOK", 4)) {
+			memcpy(out + n, tokens[i], tlen);
+			n += tlen;
+			k += 4;
+		} else {
+			out[n++] = frame[k++];
+		}
+	}
+	out[n] = '\0';
+	*outp = out;
+	return n;
+}
+
+/* RN<frame>: a resume request, say, from a fresh connection. */
+static void resume_request(struct fake_hub *f, int i, const char *frame, size_t len)
+{
+	char *out;
+	size_t n = with_token(i, frame, len, &out);
+
+	qc_hub_rx(f->h, conn(f, i), out, n, false);
+	free(out);
+}
+
+/* SN<auth>: a Socket.IO CONNECT with @auth, as ws.c hands it to the hub. */
+static void sio_connect(struct fake_hub *f, int i, const char *auth, size_t len)
+{
+	struct qc_conn *c = calloc(1, sizeof(*c)), *resumed;
+	json_t *j;
+	char *out;
+
+	CHECK(c);
+	/* a live session's pid too: the client may come back before its old socket is seen gone */
+	if (f->c[i])
+		snprintf(tokens[i], sizeof(tokens[i]), "%s%s", f->c[i]->session_id,
+		         f->c[i]->secret);
+	with_token(i, auth, len, &out);
+	j = json_loads(out, JSON_REJECT_DUPLICATES, NULL);
+	free(out);
+	snprintf(c->user_id, sizeof(c->user_id), "%s", who[i].user);
+	c->roles = who[i].roles;
+	c->enc = QC_ENC_SIO;
+	c->transport = f;
+	resumed = json_is_object(j) ? qc_hub_sio_resume(f->h, c, j) : NULL;
+	json_decref(j);
+	/* a live session taken over was let go of (fake_abandon): any other one goes now */
+	if (f->c[i] && f->c[i] != resumed)
+		away(f, i);
+	if (resumed) {
+		CHECK(qc_outq_empty(&c->outq));
+		free(c);
+		f->c[i] = resumed;
+	} else {
+		CHECK(!qc_hub_open(f->h, c));
+		f->c[i] = c;
+	}
+}
+
 static int slot(char ch)
 {
 	switch (ch) {
@@ -125,6 +196,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			away(&f, (line[1] - '0') & 3);
 		} else if (line[0] == '@' && len >= 2) {
 			back(&f, (line[1] - '0') & 3, line + 2, len - 2);
+		} else if (line[0] == 'R' && len >= 2) {
+			resume_request(&f, (line[1] - '0') & 3, line + 2, len - 2);
+		} else if (line[0] == 'S' && len >= 2) {
+			sio_connect(&f, (line[1] - '0') & 3, line + 2, len - 2);
 		} else if (line[0] == '~') {
 			qc_hub_expire(f.h);
 		} else {

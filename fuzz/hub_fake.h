@@ -1,9 +1,10 @@
 /*
  * hub_fake.h: a hub for the fuzz targets that go through the domain layer, with a transport
- * that only records (no sockets), a few connections opened and subscribed the way clients do,
- * and a check of every frame the hub queued: each is a text frame whose payload is valid JSON
- * (native) or a valid Engine.IO / Socket.IO packet (Socket.IO). tests/unit/hub_env.h is the
- * cmocka counterpart; this one aborts through CHECK() instead.
+ * that only records (no sockets; it follows a session that takes another's socket over), a few
+ * connections opened and subscribed the way clients do, and a check of every frame the hub queued:
+ * each is a text frame whose payload is valid JSON (native) or a valid Engine.IO / Socket.IO packet
+ * (Socket.IO). tests/unit/hub_env.h is the cmocka counterpart; this one aborts through CHECK()
+ * instead.
  *
  * OpenSSL's random bytes come from a fixed sequence restarted for every input (session ids,
  * secrets, the hub's node id in message and subscription ids), so an input replays the same
@@ -78,6 +79,33 @@ static void fake_close(void *ctx, struct qc_conn *c)
 	f->closes++;
 }
 
+/* The hub let go of @c's socket (a Socket.IO reconnect took the session over): forget it. */
+static void fake_abandon(void *ctx, struct qc_conn *c)
+{
+	struct fake_hub *f = ctx;
+
+	CHECK(c->transport);
+	c->transport = NULL;
+	for (int i = 0; i < FAKE_CONNS; i++)
+		if (f->c[i] == c)
+			f->c[i] = NULL;
+}
+
+/* A resume request: the suspended session @to took over @from's socket (its slot). */
+static void fake_rebind(void *ctx, struct qc_conn *from, struct qc_conn *to)
+{
+	struct fake_hub *f = ctx;
+	int n = 0;
+
+	for (int i = 0; i < FAKE_CONNS; i++) {
+		if (f->c[i] == from) {
+			f->c[i] = to;
+			n++;
+		}
+	}
+	CHECK(n == 1);
+}
+
 /* Defaults, made smaller where only the speed of a run changes. */
 static inline void fake_config(struct fake_hub *f)
 {
@@ -89,7 +117,7 @@ static inline void fake_config(struct fake_hub *f)
 
 static inline void fake_start(struct fake_hub *f)
 {
-	struct qc_transport t = {fake_want_write, fake_close, f};
+	struct qc_transport t = {fake_want_write, fake_close, f, fake_abandon, fake_rebind};
 
 	fake_rand_state = 0x9e3779b97f4a7c15ULL;
 	f->h = qc_hub_new(&f->cfg, &t);
@@ -166,6 +194,7 @@ static inline void fake_drain(struct fake_hub *f)
 				qc_outq_pop(&c->outq);
 			}
 			CHECK(c->outq.bytes == 0);
+			qc_hub_sio_written(f->h, c);
 		} while (c->in_table && qc_hub_refill(f->h, c));
 	}
 }
