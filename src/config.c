@@ -10,6 +10,7 @@
  * before the event loop exists, so it reads the file with plain stdio.
  */
 #include "quotecast/config.h"
+#include "quotecast/utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -379,6 +380,14 @@ static int parse_text(const struct key *k, const char *text, struct val *v, cons
 	memset(v, 0, sizeof(*v));
 	switch (k->type) {
 	case T_STR:
+		/*
+		 * Only UTF-8, as a JSON file can give: the effective configuration is JSON
+		 * (--check-config), and jansson refuses to make a string of other bytes.
+		 */
+		if (!qc_utf8_valid(text, strlen(text))) {
+			seterr(err, errlen, origin, k, "expected a string of UTF-8 text");
+			return -EINVAL;
+		}
 		v->s = strdup(text);
 		if (!v->s) {
 			seterr(err, errlen, origin, k, "out of memory");

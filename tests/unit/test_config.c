@@ -630,6 +630,40 @@ static void test_set_text(void **state)
 	qc_config_free(&c);
 }
 
+/*
+ * Found by fuzz_config_set: a string setting given as bytes that are not UTF-8 (an environment
+ * variable or a flag; a JSON file cannot carry them) was taken, and then the effective
+ * configuration (--check-config) could not be built: qc_config_to_json() gave NULL.
+ */
+static void test_set_text_not_utf8(void **state)
+{
+	static const char *const keys[] = {"tls.cert", "listen.host", "auth.admin_token",
+	                                   "store.url"};
+	struct qc_config c;
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(qc_config_defaults(&c), 0);
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		assert_int_equal(set(&c, keys[i], "/etc/tls.cert=tls.key=/etc/hos\xfftname"),
+		                 -EINVAL);
+		assert_non_null(strstr(err, keys[i]));
+		assert_non_null(strstr(err, "UTF-8"));
+	}
+	assert_int_equal(set(&c, "tls.key", "\xc3("), -EINVAL);
+	assert_string_equal(c.tls_cert, "");
+	assert_string_equal(c.listen_host, "0.0.0.0");
+	/* UTF-8 that is not ASCII is fine */
+	assert_int_equal(set(&c, "tls.key", "/etc/cl\xc3\xa9.pem"), 0);
+	j = qc_config_to_json(&c);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "tls"), "key")),
+	                    "/etc/cl\xc3\xa9.pem");
+	json_decref(j);
+	qc_config_free(&c);
+}
+
 static void test_env(void **state)
 {
 	char *env[] = {
@@ -1270,6 +1304,7 @@ int main(void)
 	    cmocka_unit_test(test_json_symbols),
 	    cmocka_unit_test(test_json_syntax),
 	    cmocka_unit_test(test_set_text),
+	    cmocka_unit_test(test_set_text_not_utf8),
 	    cmocka_unit_test(test_env),
 	    cmocka_unit_test(test_env_errors),
 	    cmocka_unit_test(test_env_every_key),
