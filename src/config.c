@@ -23,6 +23,8 @@
 
 #include <jansson.h>
 
+#include "quotecast/shard.h"
+
 _Static_assert(sizeof(enum qc_event_loop) == sizeof(int), "enum keys are stored as int");
 _Static_assert(sizeof(enum qc_auth_mode) == sizeof(int), "enum keys are stored as int");
 _Static_assert(sizeof(enum qc_log_level) == sizeof(int), "enum keys are stored as int");
@@ -31,6 +33,7 @@ _Static_assert(sizeof(enum qc_log_level) == sizeof(int), "enum keys are stored a
 #define MAX_SYMBOL_CHARS 32
 #define JWT_SECRET_MIN   32
 #define KEY_NAME_MAX     64
+#define NODE_ID_MAX      64
 #define TIB              (UINT64_C(1) << 40)
 
 enum ktype {
@@ -57,6 +60,7 @@ struct key {
 	const char *const *names; /* T_ENUM, NULL-terminated, index = enum value */
 	const char *def;          /* the default in text form, as for qc_config_set() */
 	enum secrecy secrecy;
+	bool urls; /* T_LIST: Redis URLs (qc_redis_url_parse), not symbols */
 };
 
 static const char *const loop_names[] = {"auto", "libuv", "libev", "poll", NULL};
@@ -152,6 +156,15 @@ static const struct key keys[] = {
     ENUM("log.level", log_level, level_names, "info"),
     BOOL("web.enabled", web.enabled, "true"),
     STR("web.root", web.root, "", PLAIN),
+    {.name = "cluster.redis",
+     .type = T_LIST,
+     .off = OFF(cluster.redis),
+     .count_off = OFF(cluster.nredis),
+     .def = "",
+     .urls = true},
+    STR("cluster.node_id", cluster.node_id, "", PLAIN),
+    U32("cluster.max_inflight", cluster.max_inflight, 1, 1000000, "10000"),
+    U32("cluster.timeout_ms", cluster.timeout_ms, 50, 60000, "1000"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -255,7 +268,9 @@ static void expect_msg(const struct key *k, char *buf, size_t len)
 			                      k->names[i]);
 		break;
 	case T_LIST:
-		snprintf(buf, len, "expected a list of symbols");
+		snprintf(buf, len,
+		         k->urls ? "expected a list of redis://HOST:PORT URLs"
+		                 : "expected a list of symbols");
 		break;
 	}
 }
@@ -279,17 +294,32 @@ static bool symbol_char(char ch)
 static int list_add(struct val *v, const char *s, size_t len, const struct key *k,
                     const char *origin, char *err, size_t errlen)
 {
-	char **grown;
+	char **grown, host[256], url[512];
+	const char *why = "";
+	uint16_t port;
 	size_t i;
 
 	if (!len) {
-		seterr(err, errlen, origin, k, "empty symbol in the list");
+		seterr(err, errlen, origin, k, "empty %s in the list", k->urls ? "URL" : "symbol");
 		return -EINVAL;
 	}
-	for (i = 0; i < len; i++)
+	if (k->urls) {
+		if (len >= sizeof(url)) {
+			seterr(err, errlen, origin, k, "a URL of %zu bytes is too long", len);
+			return -EINVAL;
+		}
+		memcpy(url, s, len);
+		url[len] = '\0';
+		if (qc_redis_url_parse(url, host, sizeof(host), &port, &why)) {
+			seterr(err, errlen, origin, k, "\"%.*s\": %s", (int)(len > 80 ? 80 : len),
+			       s, why);
+			return -EINVAL;
+		}
+	}
+	for (i = 0; i < len && !k->urls; i++)
 		if (!symbol_char(s[i]))
 			break;
-	if (len > MAX_SYMBOL_CHARS || i < len) {
+	if (!k->urls && (len > MAX_SYMBOL_CHARS || i < len)) {
 		seterr(err, errlen, origin, k,
 		       "symbol \"%.*s\" is not 1 to %d characters of A-Z a-z 0-9 . _ -",
 		       (int)(len > 40 ? 40 : len), s, MAX_SYMBOL_CHARS);
@@ -297,8 +327,8 @@ static int list_add(struct val *v, const char *s, size_t len, const struct key *
 	}
 	for (i = 0; i < v->nlist; i++) {
 		if (strlen(v->list[i]) == len && !memcmp(v->list[i], s, len)) {
-			seterr(err, errlen, origin, k, "symbol \"%.*s\" is listed twice", (int)len,
-			       s);
+			seterr(err, errlen, origin, k, "%s \"%.*s\" is listed twice",
+			       k->urls ? "URL" : "symbol", (int)len, s);
 			return -EINVAL;
 		}
 	}
@@ -577,18 +607,23 @@ fail_free:
 
 void qc_config_free(struct qc_config *c)
 {
-	size_t i;
-	char *s;
+	size_t i, nlist;
+	char *s, **list;
 
 	if (!c)
 		return;
 	for (i = 0; i < NKEYS; i++) {
+		if (keys[i].type == T_LIST) {
+			memcpy(&list, (char *)c + keys[i].off, sizeof(list));
+			memcpy(&nlist, (char *)c + keys[i].count_off, sizeof(nlist));
+			free_list(list, nlist);
+			continue;
+		}
 		if (keys[i].type != T_STR)
 			continue;
 		memcpy(&s, (char *)c + keys[i].off, sizeof(s));
 		free(s);
 	}
-	free_list(c->demo_feed.symbols, c->demo_feed.nsymbols);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1037,6 +1072,18 @@ static int check_readable(const char *key, const char *path, char *err, size_t e
 	return -EINVAL;
 }
 
+static bool node_id_ok(const char *id)
+{
+	size_t i, len = strlen(id);
+
+	if (len > NODE_ID_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!symbol_char(id[i]) && id[i] != ':')
+			return false;
+	return true;
+}
+
 int qc_config_validate(const struct qc_config *c, char *err, size_t errlen)
 {
 	bool cert = c->tls_cert && c->tls_cert[0], key = c->tls_key && c->tls_key[0];
@@ -1060,6 +1107,11 @@ int qc_config_validate(const struct qc_config *c, char *err, size_t errlen)
 		seterr(err, errlen, NULL, find_key("limits.max_send_queue_bytes"),
 		       "%" PRIu64 " must be greater than \"limits.conflate_bytes\" (%" PRIu64 ")",
 		       c->limits.max_send_queue_bytes, c->limits.conflate_bytes);
+		return -EINVAL;
+	}
+	if (c->cluster.node_id && c->cluster.node_id[0] && !node_id_ok(c->cluster.node_id)) {
+		seterr(err, errlen, NULL, find_key("cluster.node_id"),
+		       "must be 1 to %d characters of A-Z a-z 0-9 . _ : -", NODE_ID_MAX);
 		return -EINVAL;
 	}
 	if (c->demo_feed.enabled && !c->demo_feed.nsymbols) {
@@ -1141,7 +1193,8 @@ static json_t *key_to_json(const struct qc_config *c, const struct key *k)
 	json_t *j, *arr;
 	int e;
 	bool b;
-	size_t i;
+	size_t i, nlist;
+	char **list;
 
 	switch (k->type) {
 	case T_STR:
@@ -1170,9 +1223,11 @@ static json_t *key_to_json(const struct qc_config *c, const struct key *k)
 				return json_string(k->names[i]);
 		return json_string("?");
 	case T_LIST:
+		memcpy(&list, (const char *)c + k->off, sizeof(list));
+		memcpy(&nlist, (const char *)c + k->count_off, sizeof(nlist));
 		arr = json_array();
-		for (i = 0; arr && i < c->demo_feed.nsymbols; i++) {
-			if (json_array_append_new(arr, json_string(c->demo_feed.symbols[i]))) {
+		for (i = 0; arr && i < nlist; i++) {
+			if (json_array_append_new(arr, json_string(list[i]))) {
 				json_decref(arr);
 				return NULL;
 			}

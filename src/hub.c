@@ -159,6 +159,7 @@ static const char *const limit_names[QC_LIM__COUNT] = {
     [QC_LIM_SESSIONS_PER_USER] = "sessions.max_per_user",
     [QC_LIM_SESSION_BYTES] = "sessions.max_buffered_bytes",
     [QC_LIM_HTTP_CONNECTIONS] = "limits.max_http_connections",
+    [QC_LIM_CLUSTER_INFLIGHT] = "cluster.max_inflight",
 };
 
 const char *qc_limit_name(enum qc_limit l)
@@ -1027,6 +1028,8 @@ bool qc_hub_ready(struct qc_hub *h, const char **reason)
 		*reason = "shutting down";
 		return false;
 	}
+	if (h->cluster.ready && !h->cluster.ready(h->cluster.ctx, reason))
+		return false;
 	if (!qc_hub_persistent(h))
 		return true;
 	h->store.stats(h->store.ctx, &st);
@@ -1210,5 +1213,12 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	json_object_set_new(o, "resume_refused", json_integer((json_int_t)h->resume_refused));
 	/* Socket.IO reconnects that named a session (pid) and got a fresh one (hub_sio.c) */
 	json_object_set_new(o, "not_recovered", json_integer((json_int_t)h->sio_not_recovered));
+	if (h->cluster.stats)
+		json_object_set_new(doc, "cluster", h->cluster.stats(h->cluster.ctx));
 	return doc;
+}
+
+void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops)
+{
+	h->cluster = *ops;
 }

@@ -57,9 +57,10 @@ struct qc_hub {
 
 	/* the durable store (store.url); store.submit is NULL when memory only */
 	struct qc_store store;
-	const struct qc_cmd *cur; /* the request being handled, for answers that must wait */
-	struct qc_psubs *psubs;   /* persisted subscriptions (hub_subs.c) */
-	uint64_t store_dropped;   /* writes (offline messages, alerts) given up */
+	struct qc_cluster_ops cluster; /* SPEC 2.10: stats and readiness; unset on one node */
+	const struct qc_cmd *cur;      /* the request being handled, for answers that must wait */
+	struct qc_psubs *psubs;        /* persisted subscriptions (hub_subs.c) */
+	uint64_t store_dropped;        /* writes (offline messages, alerts) given up */
 	struct qc_write *backlog; /* writes waiting for the store to come back (hub.c, utlist DL) */
 	uint32_t nbacklog;
 	size_t backlog_bytes;

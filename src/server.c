@@ -12,7 +12,9 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "quotecast/cluster.h"
 #include "quotecast/pg.h"
+#include "quotecast/redis.h"
 #include "quotecast/server.h"
 
 #define STOP_GRACE_MS 5000 /* how long a shutdown waits for connections to drain */
@@ -39,6 +41,7 @@ static void finish(struct qc_server *srv)
 	lws_sul_cancel(&srv->sul_expire);
 	if (srv->pg)
 		qc_pg_stop(srv->pg);
+	qc_cluster_stop(srv->cluster);
 	if (left)
 		lwsl_warn("quotecast: %u connection(s) still open after %d ms: dropping them, "
 		          "exiting\n",
@@ -297,6 +300,7 @@ int qc_server_run(const struct qc_config *cfg)
 	    {QC_PUBLISHER_PROTOCOL, qc_ws_callback, qc_ws_pss_size(), QC_PUBLISHER_RX, 0, NULL,
 	     QC_TX_CHUNK + LWS_PRE},
 	    qc_pg_protocol,
+	    qc_redis_protocol,
 	    {NULL, NULL, 0, 0, 0, NULL, 0},
 	};
 	lws_retry_bo_t retry = {
@@ -328,6 +332,20 @@ int qc_server_run(const struct qc_config *cfg)
 		qc_pg_free(srv->pg);
 		free(srv);
 		return 1;
+	}
+
+	if (cfg->cluster.nredis) {
+		char err[512];
+
+		srv->cluster = qc_cluster_new(cfg, srv->hub, err, sizeof(err));
+		if (!srv->cluster) {
+			lwsl_err("quotecast: %s\n", err);
+			the_server = NULL;
+			qc_hub_free(srv->hub);
+			qc_pg_free(srv->pg);
+			free(srv);
+			return 1;
+		}
 	}
 
 	load_web(srv);
@@ -375,6 +393,16 @@ int qc_server_run(const struct qc_config *cfg)
 	if (cfg->store_url[0] && start_store(srv)) {
 		status = 1;
 		goto out;
+	}
+	if (srv->cluster) {
+		struct lws_vhost *vh = lws_get_vhost_by_name(srv->ctx, "default");
+
+		if (!vh || qc_cluster_start(srv->cluster, srv->ctx, vh,
+		                            (unsigned int)lws_get_vhost_listen_port(vh))) {
+			lwsl_err("quotecast: cluster: cannot start\n");
+			status = 1;
+			goto out;
+		}
 	}
 	/*
 	 * libuv also watches SIGSEGV and SIGFPE; a watcher would turn a crash into a loop that
@@ -439,6 +467,7 @@ out:
 	the_server = NULL;
 	qc_hub_free(srv->hub);
 	qc_pg_free(srv->pg);
+	qc_cluster_free(srv->cluster);
 	qc_http_free(srv);
 	qc_webfiles_free(&srv->web);
 	qc_tally_free(&srv->http_by_ip);

@@ -138,6 +138,14 @@ struct qc_config {
 		bool enabled; /* true: GET / (the console) and /client/quotecast.js are served */
 		char *root;   /* "" = the data directory built in (QC_DATADIR): web/ and client/ */
 	} web;
+
+	struct {
+		char **redis; /* owned redis://HOST:PORT URLs; none = a single node (SPEC 2.10) */
+		size_t nredis;
+		char *node_id;         /* "" = HOST:PORT of this node (hostname and listen.port) */
+		uint32_t max_inflight; /* 10000 Redis commands sent and not answered, per shard */
+		uint32_t timeout_ms;   /* 1000: an answer later than this: the shard is down */
+	} cluster;
 };
 
 /* What the command line asked for besides settings. */

@@ -72,6 +72,7 @@ enum qc_limit {
 	QC_LIM_SESSIONS_PER_USER,      /* sessions.max_per_user */
 	QC_LIM_SESSION_BYTES,          /* sessions.max_buffered_bytes */
 	QC_LIM_HTTP_CONNECTIONS,       /* limits.max_http_connections */
+	QC_LIM_CLUSTER_INFLIGHT,       /* cluster.max_inflight */
 	QC_LIM__COUNT
 };
 
@@ -266,6 +267,19 @@ json_t *qc_hub_stats(struct qc_hub *h);
 
 /** qc_hub_store_state() - for /readyz: true when ready; *@reason otherwise. */
 bool qc_hub_ready(struct qc_hub *h, const char **reason);
+
+/*
+ * What the hub asks of the cluster (SPEC 2.10; cluster.c): its block in the stats and whether
+ * it lets the node be ready. Unset (a single node): no "cluster" block, always ready.
+ */
+struct qc_cluster_ops {
+	json_t *(*stats)(void *ctx);                   /* the "cluster" block, new reference */
+	bool (*ready)(void *ctx, const char **reason); /* false with a reason while Redis is down */
+	void *ctx;
+};
+
+/** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
+void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 
 /**
  * qc_hub_shutdown() - close every connection with 1001 after its queued output; refuse new

@@ -212,6 +212,11 @@ static void test_defaults(void **state)
 	assert_null(c.demo_feed.symbols[5]);
 	assert_int_equal(c.demo_feed.rate_per_s, 10);
 	assert_int_equal(c.log_level, QC_LOG_INFO);
+	assert_int_equal(c.cluster.nredis, 0);
+	assert_non_null(c.cluster.redis);
+	assert_string_equal(c.cluster.node_id, "");
+	assert_int_equal(c.cluster.max_inflight, 10000);
+	assert_int_equal(c.cluster.timeout_ms, 1000);
 	assert_int_equal(qc_config_validate(&c, err, sizeof(err)), 0);
 	qc_config_free(&c);
 	assert_null(c.listen_host);
@@ -740,11 +745,12 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 61);
+	assert_int_equal(json_object_size(defaults), 65);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);
 		var[o++] = '=';
+		var[o] = '\0'; /* an empty list writes nothing */
 		if (json_is_string(v)) {
 			o += (size_t)snprintf(var + o, sizeof(var) - o, "%s", json_string_value(v));
 		} else if (json_is_integer(v)) {
@@ -1226,6 +1232,50 @@ static void test_names_and_usage(void **state)
 }
 
 /* The shipped config/quotecast.json holds every key, each at its default, and loads. */
+/* cluster.redis takes redis:// URLs, refuses the rest naming the key; node_id is checked */
+static void test_cluster(void **state)
+{
+	struct qc_config c;
+		json_t *j;
+
+	(void)state;
+	assert_int_equal(qc_config_defaults(&c), 0);
+	assert_int_equal(qc_config_set(&c, "cluster.redis",
+	                               "redis://127.0.0.1:7001, redis://10.0.0.2", err,
+	                               sizeof(err)),
+	                 0);
+	assert_int_equal(c.cluster.nredis, 2);
+	assert_string_equal(c.cluster.redis[0], "redis://127.0.0.1:7001");
+	assert_string_equal(c.cluster.redis[1], "redis://10.0.0.2");
+	j = qc_config_to_json(&c);
+	assert_int_equal(json_array_size(json_object_get(json_object_get(j, "cluster"), "redis")),
+	                 2);
+	json_decref(j);
+	assert_int_equal(qc_config_set(&c, "cluster.redis", "http://x:1", err, sizeof(err)),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "\"cluster.redis\""));
+	assert_non_null(strstr(err, "must start with redis://"));
+	assert_int_equal(
+	    qc_config_set(&c, "cluster.redis", "redis://a:1,redis://a:1", err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "listed twice"));
+	assert_int_equal(qc_config_apply_json(&c, "{\"cluster\":{\"redis\":[\"redis://h:0\"]}}",
+	                                      "f.json", err, sizeof(err)),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "\"cluster.redis\""));
+	assert_int_equal(
+	    qc_config_apply_json(&c, "{\"cluster\":{\"redis\":[]}}", "f.json", err, sizeof(err)),
+	    0);
+	assert_int_equal(c.cluster.nredis, 0);
+	assert_int_equal(qc_config_set(&c, "cluster.node_id", "a b", err, sizeof(err)), 0);
+	assert_int_equal(qc_config_validate(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "\"cluster.node_id\""));
+	assert_int_equal(qc_config_set(&c, "cluster.node_id", "node-1:8080", err, sizeof(err)), 0);
+	assert_int_equal(qc_config_validate(&c, err, sizeof(err)), 0);
+	assert_int_equal(qc_config_set(&c, "cluster.timeout_ms", "10", err, sizeof(err)), -EINVAL);
+	qc_config_free(&c);
+}
+
 static void test_shipped_config(void **state)
 {
 	char *path = repo_path("config/quotecast.json");
@@ -1318,6 +1368,7 @@ int main(void)
 	    cmocka_unit_test(test_repeated_loads),
 	    cmocka_unit_test(test_err_buffer),
 	    cmocka_unit_test(test_names_and_usage),
+	    cmocka_unit_test(test_cluster),
 	    cmocka_unit_test(test_shipped_config),
 	    cmocka_unit_test(test_docs),
 	};

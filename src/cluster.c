@@ -1,0 +1,326 @@
+/*
+ * cluster: the shards of cluster.redis, each a command link on the loop (redis.c), and the
+ * membership beat (cluster.h). The beat's script runs on Redis' clock (TIME), so nodes whose
+ * clocks differ still agree on who is alive; its answer is the list every node shows in its
+ * stats. Nothing waits for Redis: a beat that gets no answer is dropped by the link's timeout,
+ * and the next one goes when the link is back.
+ */
+#include "quotecast/cluster.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "quotecast/redis.h"
+#include "quotecast/shard.h"
+
+#define NODES_KEY "{qc}:nodes"
+#define SEEN_KEY  "{qc}:nodes:seen"
+
+/*
+ * KEYS: the records and the times they were last written (Redis' clock, ms); ARGV: this node's
+ * id, its record, the time after which a node is gone. Returns the records of the live nodes.
+ */
+static const char beat_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], now)\n"
+    "local seen = redis.call('HGETALL', KEYS[2])\n"
+    "local out = {}\n"
+    "for i = 1, #seen, 2 do\n"
+    "  if tonumber(seen[i + 1]) < now - tonumber(ARGV[3]) then\n"
+    "    redis.call('HDEL', KEYS[1], seen[i])\n"
+    "    redis.call('HDEL', KEYS[2], seen[i])\n"
+    "  else\n"
+    "    local r = redis.call('HGET', KEYS[1], seen[i])\n"
+    "    if r then out[#out + 1] = r end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+struct shard {
+	char *url;
+	char ip[INET6_ADDRSTRLEN];
+	uint16_t port;
+	struct qc_redis *cmd;
+};
+
+struct qc_cluster {
+	const struct qc_config *cfg;
+	struct qc_hub *hub;
+	struct lws_context *ctx;
+	char node_id[128];
+	struct shard *shards;
+	uint32_t nshards;
+	struct qc_shard_ring ring;
+	uint32_t beat_shard; /* the shard that owns NODES_KEY */
+	bool beat_waiting;
+	bool stopped;
+	json_t *nodes; /* the live nodes' records from the last beat (array) */
+	lws_sorted_usec_list_t sul_beat;
+};
+
+static int resolve(struct shard *s, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[256];
+	const char *why = "";
+	void *addr;
+	int rc;
+
+	if (qc_redis_url_parse(s->url, host, sizeof(host), &s->port, &why)) {
+		snprintf(err, errlen, "\"cluster.redis\": \"%s\": %s", s->url, why);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc || !res) {
+		snprintf(err, errlen, "\"cluster.redis\": \"%s\": cannot resolve %s: %s", s->url,
+		         host, gai_strerror(rc));
+		return -1;
+	}
+	if (res->ai_family == AF_INET6)
+		addr = &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr;
+	else
+		addr = &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
+	inet_ntop(res->ai_family, addr, s->ip, sizeof(s->ip));
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void on_state(void *ud, bool up)
+{
+	struct qc_cluster *cl = ud;
+
+	/* a shard went down: what it knew of the others is no longer current */
+	if (!up && !qc_redis_up(cl->shards[cl->beat_shard].cmd)) {
+		json_decref(cl->nodes);
+		cl->nodes = json_array();
+	}
+}
+
+struct qc_cluster *qc_cluster_new(const struct qc_config *cfg, struct qc_hub *hub, char *err,
+                                  size_t errlen)
+{
+	struct qc_cluster *cl;
+	uint32_t i;
+
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		goto fail_nomem;
+	cl->cfg = cfg;
+	cl->hub = hub;
+	cl->nodes = json_array();
+	cl->nshards = (uint32_t)cfg->cluster.nredis;
+	cl->shards = calloc(cl->nshards, sizeof(*cl->shards));
+	if (!cl->nodes || !cl->shards)
+		goto fail_free;
+	if (qc_shard_ring_init(&cl->ring, (const char *const *)cfg->cluster.redis, cl->nshards))
+		goto fail_free;
+	for (i = 0; i < cl->nshards; i++) {
+		struct qc_redis_opts o = {
+		    .name = cfg->cluster.redis[i],
+		    .max_inflight = cfg->cluster.max_inflight,
+		    .timeout_ms = cfg->cluster.timeout_ms,
+		    .on_state = on_state,
+		    .ud = cl,
+		};
+
+		cl->shards[i].url = cfg->cluster.redis[i];
+		if (resolve(&cl->shards[i], err, errlen)) {
+			qc_cluster_free(cl);
+			return NULL;
+		}
+		o.ip = cl->shards[i].ip;
+		o.port = cl->shards[i].port;
+		cl->shards[i].cmd = qc_redis_new(&o);
+		if (!cl->shards[i].cmd)
+			goto fail_free;
+	}
+	cl->beat_shard = qc_shard_pick(&cl->ring, NODES_KEY, strlen(NODES_KEY));
+	return cl;
+
+fail_free:
+	qc_cluster_free(cl);
+fail_nomem:
+	snprintf(err, errlen, "cluster: out of memory");
+	return NULL;
+}
+
+static void beat_done(void *ud, const redisReply *r)
+{
+	struct qc_cluster *cl = ud;
+	json_t *nodes, *rec;
+	size_t i;
+
+	cl->beat_waiting = false;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the membership script failed: %s\n", r->str);
+		return;
+	}
+	nodes = json_array();
+	for (i = 0; nodes && i < r->elements; i++) {
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			continue;
+		rec = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+		if (json_is_object(rec))
+			json_array_append_new(nodes, rec);
+		else
+			json_decref(rec);
+	}
+	if (nodes) {
+		json_decref(cl->nodes);
+		cl->nodes = nodes;
+	}
+}
+
+static void beat(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, sul_beat);
+	char ttl[16], *rec;
+	const char *argv[8];
+	size_t lens[8];
+	json_t *j;
+	int i;
+
+	if (cl->stopped)
+		return;
+	lws_sul_schedule(cl->ctx, 0, &cl->sul_beat, beat, QC_CLUSTER_BEAT_MS * LWS_US_PER_MS);
+	if (cl->beat_waiting || !qc_redis_up(cl->shards[cl->beat_shard].cmd))
+		return;
+	j = json_pack("{s:s, s:I, s:s, s:I}", "node_id", cl->node_id, "connections",
+	              (json_int_t)qc_hub_nconns(cl->hub), "version", QC_VERSION, "seen_ms",
+	              (json_int_t)qc_now_ms());
+	rec = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!rec)
+		return;
+	snprintf(ttl, sizeof(ttl), "%d", QC_CLUSTER_NODE_TTL_MS);
+	argv[0] = "EVAL";
+	argv[1] = beat_lua;
+	argv[2] = "2";
+	argv[3] = NODES_KEY;
+	argv[4] = SEEN_KEY;
+	argv[5] = cl->node_id;
+	argv[6] = rec;
+	argv[7] = ttl;
+	for (i = 0; i < 8; i++)
+		lens[i] = strlen(argv[i]);
+	if (!qc_redis_cmd(cl->shards[cl->beat_shard].cmd, beat_done, cl, 8, argv, lens))
+		cl->beat_waiting = true;
+	free(rec);
+}
+
+static json_t *ops_stats(void *ctx)
+{
+	return qc_cluster_stats(ctx);
+}
+
+static bool ops_ready(void *ctx, const char **reason)
+{
+	return qc_cluster_ready(ctx, reason);
+}
+
+int qc_cluster_start(struct qc_cluster *cl, struct lws_context *ctx, struct lws_vhost *vh,
+                     unsigned int port)
+{
+	struct qc_cluster_ops ops = {.stats = ops_stats, .ready = ops_ready, .ctx = cl};
+	char host[64];
+	uint32_t i;
+
+	if (cl->cfg->cluster.node_id[0]) {
+		snprintf(cl->node_id, sizeof(cl->node_id), "%s", cl->cfg->cluster.node_id);
+	} else {
+		if (gethostname(host, sizeof(host)))
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		snprintf(cl->node_id, sizeof(cl->node_id), "%s:%u", host, port);
+	}
+	cl->ctx = ctx;
+	for (i = 0; i < cl->nshards; i++)
+		if (qc_redis_start(cl->shards[i].cmd, ctx, vh))
+			return -1;
+	lws_sul_schedule(cl->ctx, 0, &cl->sul_beat, beat, 1);
+	qc_hub_set_cluster(cl->hub, &ops);
+	lwsl_user("quotecast: cluster node \"%s\" on %u Redis shard(s)\n", cl->node_id,
+	          cl->nshards);
+	return 0;
+}
+
+void qc_cluster_stop(struct qc_cluster *cl)
+{
+	uint32_t i;
+
+	if (!cl || cl->stopped)
+		return;
+	cl->stopped = true;
+	if (cl->ctx)
+		lws_sul_cancel(&cl->sul_beat);
+	for (i = 0; i < cl->nshards; i++)
+		qc_redis_stop(cl->shards[i].cmd);
+}
+
+void qc_cluster_free(struct qc_cluster *cl)
+{
+	uint32_t i;
+
+	if (!cl)
+		return;
+	qc_cluster_stop(cl);
+	for (i = 0; cl->shards && i < cl->nshards; i++)
+		qc_redis_free(cl->shards[i].cmd);
+	free(cl->shards);
+	qc_shard_ring_free(&cl->ring);
+	json_decref(cl->nodes);
+	free(cl);
+}
+
+bool qc_cluster_ready(struct qc_cluster *cl, const char **reason)
+{
+	uint32_t i;
+
+	for (i = 0; i < cl->nshards; i++) {
+		if (!qc_redis_up(cl->shards[i].cmd)) {
+			*reason = "Redis (cluster.redis) is not connected or not answering";
+			return false;
+		}
+	}
+	return true;
+}
+
+json_t *qc_cluster_stats(struct qc_cluster *cl)
+{
+	struct qc_redis_stats st, sum = {0};
+	json_t *shards = json_array();
+	const char *reason;
+	uint32_t i;
+
+	for (i = 0; i < cl->nshards; i++) {
+		qc_redis_stats(cl->shards[i].cmd, &st);
+		sum.inflight += st.inflight;
+		sum.sent += st.sent;
+		sum.failed += st.failed;
+		sum.timeouts += st.timeouts;
+		sum.reconnects += st.reconnects;
+		json_array_append_new(
+		    shards,
+		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "url", cl->shards[i].url,
+		              "connected", st.up, "inflight", (json_int_t)st.inflight, "commands",
+		              (json_int_t)st.sent, "failed", (json_int_t)st.failed, "timeouts",
+		              (json_int_t)st.timeouts, "reconnects", (json_int_t)st.reconnects));
+	}
+	return json_pack("{s:b, s:s, s:b, s:I, s:O, s:o, s:I, s:I, s:I, s:I, s:I}", "enabled", 1,
+	                 "node_id", cl->node_id, "connected", qc_cluster_ready(cl, &reason),
+	                 "node_count", (json_int_t)json_array_size(cl->nodes), "nodes", cl->nodes,
+	                 "shards", shards, "inflight", (json_int_t)sum.inflight, "commands",
+	                 (json_int_t)sum.sent, "failed", (json_int_t)sum.failed, "timeouts",
+	                 (json_int_t)sum.timeouts, "reconnects", (json_int_t)sum.reconnects);
+}
