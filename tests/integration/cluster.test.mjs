@@ -1,0 +1,163 @@
+// Cluster mode (SPEC 2.10), the foundation: nodes on one Redis know each other (stats,
+// /metrics), a stalled Redis (SIGSTOP) never stalls a node (ping answers, /readyz says 503)
+// and the node comes back by itself (SIGCONT), a Redis restarted empty is rejoined, and
+// cluster.redis is checked at start-up. Cross-node streams, rooms and sessions are not built
+// yet (docs/operations.md "Running several nodes").
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+	test, after, afterEach, startServer, stopServer, getStats, httpRequest, connect,
+	closeAllClients, waitFor, BIN,
+} from './lib/harness.mjs';
+import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+
+const run = `${process.pid}-${Date.now()}`;
+
+async function node(url, id) {
+	return startServer({
+		label: id,
+		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+			QUOTECAST_CLUSTER_TIMEOUT_MS: '500' },
+	});
+}
+
+function ids(stats) {
+	return (stats.cluster?.nodes ?? []).map((n) => n.node_id).sort();
+}
+
+async function seesAll(server, want) {
+	await waitFor(async () => {
+		const s = await getStats(server);
+		return want.every((id) => ids(s).includes(id)) && s.cluster.connected;
+	}, { timeoutMs: 15000, what: `${server.label} to list ${want.join(', ')}` });
+}
+
+const servers = [];
+afterEach(async () => {
+	await closeAllClients();
+	for (const s of servers.splice(0))
+		await stopServer(s);
+});
+
+test('two nodes on one Redis list each other in stats and /metrics', async () => {
+	const url = await sharedRedisUrl();
+	const a = await node(url, `a-${run}`);
+	const b = await node(url, `b-${run}`);
+	servers.push(a, b);
+	await seesAll(a, [`a-${run}`, `b-${run}`]);
+	await seesAll(b, [`a-${run}`, `b-${run}`]);
+	const c = await connect(b);
+	await waitFor(async () => {
+		const s = await getStats(a);
+		return s.cluster.nodes.find((n) => n.node_id === `b-${run}`)?.connections === 1;
+	}, { timeoutMs: 15000, what: "a to see b's connection" });
+	await c.close();
+
+	const s = await getStats(a);
+	assert.equal(s.cluster.enabled, true);
+	assert.equal(s.cluster.node_id, `a-${run}`);
+	assert.equal(s.cluster.connected, true);
+	assert.equal(s.cluster.shards.length, 1);
+	assert.equal(s.cluster.shards[0].url, url);
+	const m = await httpRequest(a, 'GET', '/metrics');
+	assert.equal(m.status, 200);
+	assert.match(m.text, /^quotecast_cluster_up 1$/m);
+	assert.match(m.text, /^quotecast_cluster_nodes [2-9]\d*$/m);
+	assert.equal((await httpRequest(a, 'GET', '/readyz')).status, 200);
+
+	/* a node that stops leaves the others' list within the node TTL */
+	await stopServer(b);
+	servers.splice(servers.indexOf(b), 1);
+	await waitFor(async () => !ids(await getStats(a)).includes(`b-${run}`),
+		{ timeoutMs: 15000, what: 'b to leave the list' });
+});
+
+test('a single node has no cluster block and no cluster metrics', async () => {
+	const s1 = await startServer({ label: 'single' });
+	servers.push(s1);
+	const s = await getStats(s1);
+	assert.equal(s.cluster, undefined);
+	const m = await httpRequest(s1, 'GET', '/metrics');
+	assert.doesNotMatch(m.text, /quotecast_cluster_/);
+});
+
+test('Redis stopped (SIGSTOP): the nodes keep answering, /readyz 503; SIGCONT: back by itself', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const a = await node(redis.url, `sa-${run}`);
+	const b = await node(redis.url, `sb-${run}`);
+	servers.push(a, b);
+	await seesAll(a, [`sa-${run}`, `sb-${run}`]);
+	const c = await connect(a);
+
+	redis.signal('SIGSTOP');
+	try {
+		/* the loop never waits for Redis: pings and HTTP answer while it is frozen */
+		for (let i = 0; i < 5; i++) {
+			c.send({ type: 'ping', timestamp: i });
+			assert.equal((await c.next({ type: 'pong' }, 5000)).timestamp, i);
+		}
+		for (const s of [a, b]) {
+			const r = await waitFor(async () => {
+				const x = await httpRequest(s, 'GET', '/readyz');
+				return x.status === 503 && x;
+			}, { timeoutMs: 15000, what: `${s.label} /readyz 503` });
+			assert.match(r.json.reason, /Redis/);
+			const st = await getStats(s);
+			assert.equal(st.cluster.connected, false);
+			assert.ok(st.cluster.timeouts >= 1);
+		}
+		c.send({ type: 'ping', timestamp: 99 });
+		assert.equal((await c.next({ type: 'pong' }, 5000)).timestamp, 99);
+		const m = await httpRequest(a, 'GET', '/metrics');
+		assert.match(m.text, /^quotecast_cluster_up 0$/m);
+	} finally {
+		redis.signal('SIGCONT');
+	}
+	for (const s of [a, b])
+		await waitFor(async () => (await httpRequest(s, 'GET', '/readyz')).status === 200,
+			{ timeoutMs: 20000, what: `${s.label} ready again` });
+	await seesAll(a, [`sa-${run}`, `sb-${run}`]);
+	await seesAll(b, [`sa-${run}`, `sb-${run}`]);
+	assert.ok((await getStats(a)).cluster.reconnects >= 1);
+});
+
+test('Redis restarted empty: the nodes reconnect and announce themselves again', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const a = await node(redis.url, `ra-${run}`);
+	const b = await node(redis.url, `rb-${run}`);
+	servers.push(a, b);
+	await seesAll(a, [`ra-${run}`, `rb-${run}`]);
+	await redis.stop();
+	await waitFor(async () => (await httpRequest(a, 'GET', '/readyz')).status === 503,
+		{ timeoutMs: 15000, what: 'a not ready without Redis' });
+	await redis.start();
+	await seesAll(a, [`ra-${run}`, `rb-${run}`]);
+	await seesAll(b, [`ra-${run}`, `rb-${run}`]);
+	assert.equal((await httpRequest(b, 'GET', '/readyz')).status, 200);
+});
+
+/* the environment without the test runner's own QUOTECAST_* variables, which the binary refuses */
+function cleanEnv(extra) {
+	const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QUOTECAST_')));
+	return { ...env, ...extra };
+}
+
+test('cluster.redis is checked at start-up, naming the key', () => {
+	for (const [value, why] of [['http://127.0.0.1:6379', /must start with redis:\/\//],
+		['redis://127.0.0.1:0', /port/], ['redis://u:p@127.0.0.1', /no user, password/]]) {
+		const r = spawnSync(BIN, ['--check-config'], {
+			env: cleanEnv({ QUOTECAST_CLUSTER_REDIS: value }), encoding: 'utf8', timeout: 10000,
+		});
+		assert.notEqual(r.status, 0);
+		assert.match(r.stderr + r.stdout, /cluster\.redis/);
+		assert.match(r.stderr + r.stdout, why);
+	}
+	const bad = spawnSync(BIN, ['--check-config'], {
+		env: cleanEnv({ QUOTECAST_CLUSTER_NODE_ID: 'two words' }), encoding: 'utf8', timeout: 10000,
+	});
+	assert.notEqual(bad.status, 0);
+	assert.match(bad.stderr + bad.stdout, /cluster\.node_id/);
+});

@@ -1,0 +1,103 @@
+// Redis for the integration tests: a private redis-server (Debian's redis-server package) on a
+// free port in a temporary directory, nothing saved to disk. scripts/test starts one shared by
+// the test files and exports its URL in QUOTECAST_TEST_REDIS_URL (and its directory in
+// QUOTECAST_TEST_REDIS_DIR); tests that stop, freeze or restart Redis start their own with
+// startRedis(). Every server this process starts is killed when it exits.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, waitFor, sleep } from './harness.mjs';
+
+const started = new Set();
+
+process.on('exit', () => {
+	for (const r of started) {
+		try {
+			r.child.kill('SIGKILL');
+		} catch {
+			/* gone */
+		}
+		try {
+			rmSync(r.dir, { recursive: true, force: true });
+		} catch {
+			/* best effort */
+		}
+	}
+});
+
+export const REDIS_SERVER = process.env.QUOTECAST_TEST_REDIS_SERVER || 'redis-server';
+
+class Redis {
+	constructor(port, dir) {
+		this.port = port;
+		this.dir = dir;
+		this.url = `redis://127.0.0.1:${port}`;
+		this.child = null;
+		this.out = '';
+	}
+
+	/* Start (again, on the same port: a restarted Redis is empty). */
+	async start() {
+		this.out = '';
+		this.child = spawn(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1',
+			'--save', '', '--appendonly', 'no', '--dir', this.dir, '--daemonize', 'no'],
+		{ stdio: ['ignore', 'pipe', 'pipe'] });
+		this.exited = new Promise((resolve) => this.child.on('exit', resolve));
+		this.child.stdout.on('data', (b) => { this.out += b.toString('utf8'); });
+		this.child.stderr.on('data', (b) => { this.out += b.toString('utf8'); });
+		await waitFor(() => /Ready to accept connections/.test(this.out) || this.child.exitCode !== null,
+			{ timeoutMs: 10000, what: `redis-server on port ${this.port}` });
+		if (this.child.exitCode !== null)
+			throw new Error(`redis-server did not start:\n${this.out}`);
+	}
+
+	signal(sig) {
+		this.child.kill(sig);
+	}
+
+	async stop() {
+		if (!this.child || this.child.exitCode !== null)
+			return;
+		this.child.kill('SIGCONT');
+		this.child.kill('SIGKILL');
+		await this.exited;
+	}
+
+	async destroy() {
+		await this.stop();
+		started.delete(this);
+		rmSync(this.dir, { recursive: true, force: true });
+	}
+}
+
+/** startRedis() - a private redis-server; resolves the Redis object (url, port, signal, stop). */
+export async function startRedis() {
+	const base = process.env.QUOTECAST_TEST_REDIS_DIR ? path.dirname(process.env.QUOTECAST_TEST_REDIS_DIR) :
+		os.tmpdir();
+	for (let attempt = 0; attempt < 5; attempt++) {
+		const dir = mkdtempSync(path.join(base, 'quotecast-redis-'));
+		const r = new Redis(await freePort(), dir);
+		started.add(r);
+		try {
+			await r.start();
+			return r;
+		} catch (e) {
+			await r.destroy();
+			if (!/in use/i.test(String(e)))
+				throw e;
+			await sleep(50);
+		}
+	}
+	throw new Error('could not start redis-server');
+}
+
+/** sharedRedisUrl() - the one scripts/test started, else a private one of this process. */
+let own = null;
+export async function sharedRedisUrl() {
+	if (process.env.QUOTECAST_TEST_REDIS_URL)
+		return process.env.QUOTECAST_TEST_REDIS_URL;
+	own ??= await startRedis();
+	return own.url;
+}
