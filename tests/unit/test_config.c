@@ -1236,7 +1236,7 @@ static void test_names_and_usage(void **state)
 static void test_cluster(void **state)
 {
 	struct qc_config c;
-		json_t *j;
+	json_t *j;
 
 	(void)state;
 	assert_int_equal(qc_config_defaults(&c), 0);
