@@ -8,6 +8,7 @@
 #include "quotecast/cluster.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +190,7 @@ static void beat(lws_sorted_usec_list_t *sul)
 	const char *argv[8];
 	size_t lens[8];
 	json_t *j;
-	int i;
+	int i, rc;
 
 	if (cl->stopped)
 		return;
@@ -214,8 +215,11 @@ static void beat(lws_sorted_usec_list_t *sul)
 	argv[7] = ttl;
 	for (i = 0; i < 8; i++)
 		lens[i] = strlen(argv[i]);
-	if (!qc_redis_cmd(cl->shards[cl->beat_shard].cmd, beat_done, cl, 8, argv, lens))
+	rc = qc_redis_cmd(cl->shards[cl->beat_shard].cmd, beat_done, cl, 8, argv, lens);
+	if (!rc)
 		cl->beat_waiting = true;
+	else if (rc == -ENOSPC)
+		qc_hub_refused(cl->hub, QC_LIM_CLUSTER_INFLIGHT);
 	free(rec);
 }
 
