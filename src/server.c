@@ -462,6 +462,8 @@ int qc_server_run(const struct qc_config *cfg)
 			qc_server_begin_stop(srv);
 	}
 out:
+	/* its timers live in the context: cancelled before it goes (finish() may not have run) */
+	qc_cluster_stop(srv->cluster);
 	if (srv->ctx)
 		lws_context_destroy(srv->ctx);
 	the_server = NULL;

@@ -939,6 +939,62 @@ static void test_admit_and_shutdown(void **state)
 	assert_int_equal(qc_hub_admit(e->h, 0), -ESHUTDOWN);
 }
 
+/* A fake cluster behind struct qc_cluster_ops: its block in the stats, its say in readiness. */
+struct fake_cluster {
+	bool up;
+	int stats_calls;
+};
+
+static json_t *fake_cluster_stats(void *ctx)
+{
+	struct fake_cluster *fc = ctx;
+
+	fc->stats_calls++;
+	return json_pack("{s:b, s:b}", "enabled", 1, "connected", fc->up);
+}
+
+static bool fake_cluster_ready(void *ctx, const char **reason)
+{
+	struct fake_cluster *fc = ctx;
+
+	if (!fc->up)
+		*reason = "Redis (cluster.redis) is not connected or not answering";
+	return fc->up;
+}
+
+static void test_cluster_ops(void **state)
+{
+	struct env *e = env_new(state);
+	struct fake_cluster fc = {.up = true};
+	struct qc_cluster_ops ops = {
+	    .stats = fake_cluster_stats, .ready = fake_cluster_ready, .ctx = &fc};
+	const char *reason = NULL;
+	json_t *st;
+
+	env_start(e);
+	/* a single node: no block, ready */
+	st = qc_hub_stats(e->h);
+	assert_null(json_object_get(st, "cluster"));
+	json_decref(st);
+	assert_true(qc_hub_ready(e->h, &reason));
+
+	qc_hub_set_cluster(e->h, &ops);
+	st = qc_hub_stats(e->h);
+	assert_true(json_is_true(json_object_get(json_object_get(st, "cluster"), "connected")));
+	json_decref(st);
+	assert_int_equal(fc.stats_calls, 1);
+	assert_true(qc_hub_ready(e->h, &reason));
+
+	fc.up = false;
+	assert_false(qc_hub_ready(e->h, &reason));
+	assert_string_equal(reason, "Redis (cluster.redis) is not connected or not answering");
+	st = qc_hub_stats(e->h);
+	assert_true(json_is_false(json_object_get(json_object_get(st, "cluster"), "connected")));
+	json_decref(st);
+	fc.up = true;
+	assert_true(qc_hub_ready(e->h, &reason));
+}
+
 static void expect_publish_refused(struct env *e, const char *doc, enum qc_err want,
                                    const char *mention)
 {
@@ -1292,6 +1348,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_session_first_and_want_write_edge, teardown),
+	    cmocka_unit_test_teardown(test_cluster_ops, teardown),
 	    cmocka_unit_test_teardown(test_room_message_encoded_once, teardown),
 	    cmocka_unit_test_teardown(test_send_message_errors, teardown),
 	    cmocka_unit_test_teardown(test_stream_fanout_groups, teardown),
