@@ -29,6 +29,19 @@ struct qc_http_pss {
 	bool chunked; /* Transfer-Encoding: chunked: the body is framed by chunk sizes ... */
 	uint64_t raw; /* ... and this many raw bytes of it came so far */
 	struct qc_chunked dec;
+	/* a publish waiting for the broker (cluster mode): answered from HTTP_WRITEABLE */
+	struct pub_wait *wait;
+	bool answered;
+	bool close_after; /* a chunked body: lws would wait for more, so the answer ends it */
+	enum qc_err ans_e;
+	char ans_msg[256];
+	json_t *ans_out;
+};
+
+/* Links a publish in the broker to its request; the request may go first (wsi = NULL). */
+struct pub_wait {
+	struct lws *wsi;
+	struct qc_http_pss *pss;
 };
 
 /*
@@ -846,7 +859,10 @@ static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 		else
 			ret = qc_chunked_feed(&pss->dec, in, len, NULL, body_append, pss);
 		if (ret == 1) {
-			body_complete(wsi, srv, pss);
+			if (body_complete(wsi, srv, pss) == 1) {
+				pss->close_after = true;
+				return 0;
+			}
 			return -1; /* lws would wait for more: see done() */
 		}
 		if (ret == -EINVAL) {
@@ -859,9 +875,51 @@ static int on_body(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 	return ret ? -1 : 0;
 }
 
-/* The whole body is in: run the route, answer. 0, or -1 when the answer could not be written. */
+static void http_published(void *arg, enum qc_err e, const char *emsg, json_t *out)
+{
+	struct pub_wait *w = arg;
+	struct qc_http_pss *pss = w->pss;
+
+	if (!w->wsi) {
+		json_decref(out); /* the client went */
+		free(w);
+		return;
+	}
+	pss->wait = NULL;
+	pss->answered = true;
+	pss->ans_e = e;
+	snprintf(pss->ans_msg, sizeof(pss->ans_msg), "%s", emsg ? emsg : "");
+	pss->ans_out = out;
+	lws_callback_on_writable(w->wsi);
+	free(w);
+}
+
+/* The answer of a publish that waited for the broker. */
+static int answer_waited(struct lws *wsi, struct qc_http_pss *pss)
+{
+	json_t *out = pss->ans_out;
+	int wrote;
+
+	if (!pss->answered)
+		return 0;
+	pss->answered = false;
+	pss->ans_out = NULL;
+	if (pss->ans_e == QC_OK)
+		wrote = respond_json(wsi, 200, out);
+	else
+		wrote = respond_err(wsi, pss->ans_e, pss->ans_msg);
+	if (pss->close_after)
+		return -1;
+	return done(wsi, wrote);
+}
+
+/*
+ * The whole body is in: run the route, answer. 0, -1 when the answer could not be written, or
+ * 1 when the answer comes later (a publish waiting for the broker).
+ */
 static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *pss)
 {
+	struct pub_wait *w;
 	json_error_t jerr;
 	const char *msg = NULL;
 	json_t *body, *out = NULL;
@@ -880,7 +938,22 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
 		break;
 	case R_PUBLISH:
-		e = qc_hub_publish(srv->hub, body, &out, &msg);
+		w = calloc(1, sizeof(*w));
+		if (!w) {
+			e = QC_E_INTERNAL;
+			msg = "out of memory";
+			break;
+		}
+		w->wsi = wsi;
+		w->pss = pss;
+		e = qc_hub_publish_async(srv->hub, body, http_published, w, &out, &msg);
+		if (e == QC_ASYNC) {
+			pss->wait = w;
+			json_decref(body);
+			pss->route = R_NONE;
+			return 1;
+		}
+		free(w);
 		break;
 	default:
 		e = QC_E_NOT_FOUND;
@@ -1107,6 +1180,7 @@ int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 {
 	struct qc_server *srv = qc_server_get(wsi);
 	struct qc_http_pss *pss = user;
+	int n;
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -1121,7 +1195,12 @@ int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			return 0; /* answered already (a Content-Length: 0 POST that was refused) */
 		if (pss->chunked)
 			return -1;
-		return done(wsi, body_complete(wsi, srv, pss));
+		n = body_complete(wsi, srv, pss);
+		return n == 1 ? 0 : done(wsi, n);
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		if (pss && pss->answered)
+			return answer_waited(wsi, pss);
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
 	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
 		/* lws gives it to the vhost's default protocol ("quotecast", ws.c): not here */
 		return qc_http_accepted(wsi);
@@ -1135,6 +1214,12 @@ int qc_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			free(pss->body);
 			pss->body = NULL;
 			pss->len = 0;
+			if (pss->wait)
+				pss->wait->wsi = NULL; /* its answer finds nobody */
+			pss->wait = NULL;
+			json_decref(pss->ans_out);
+			pss->ans_out = NULL;
+			pss->answered = false;
 		}
 		return 0;
 	default:

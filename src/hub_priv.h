@@ -6,6 +6,7 @@
 #define QC_HUB_PRIV_H
 
 #include "quotecast/demo.h"
+#include "quotecast/broker.h"
 #include "quotecast/hub.h"
 #include "quotecast/msg.h"
 #include "quotecast/room.h"
@@ -58,6 +59,7 @@ struct qc_hub {
 	/* the durable store (store.url); store.submit is NULL when memory only */
 	struct qc_store store;
 	struct qc_cluster_ops cluster; /* SPEC 2.10: stats and readiness; unset on one node */
+	struct qc_broker broker;       /* broker.h; unset: ticks are numbered here */
 	const struct qc_cmd *cur;      /* the request being handled, for answers that must wait */
 	struct qc_psubs *psubs;        /* persisted subscriptions (hub_subs.c) */
 	uint64_t store_dropped;        /* writes (offline messages, alerts) given up */
@@ -167,8 +169,7 @@ struct qc_lentry *qc_log_after(struct qc_log *l, uint64_t since, uint32_t i);
 /* The epoch of @s's current life (QC_EPOCH_LEN hex characters and a NUL into @out). */
 void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char *out);
 
-/* A handler's answer that is not ready yet: the store will decide (see qc_hub_durable). */
-#define QC_ASYNC QC_E__COUNT
+/* A handler's answer that is not ready yet (QC_ASYNC, hub.h): see qc_hub_durable. */
 
 /*
  * Apply a committed change to memory. @c is the requester, NULL when it has gone; @args is what

@@ -322,7 +322,11 @@ static enum qc_err check_tick(struct qc_hub *h, json_t *tick, size_t i, const ch
  * Publish @ticks (an array, borrowed): validate all first, refuse the whole batch on the first
  * fault, then apply each and fan out what was accepted.
  */
-static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const char **emsg)
+static enum qc_err publish_broker(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done,
+                                  void *arg, const char **emsg);
+
+static enum qc_err publish(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done, void *arg,
+                           json_t **out, const char **emsg)
 {
 	size_t n = json_array_size(ticks), i, fresh = 0;
 	uint64_t accepted = 0, dup = 0, stale = 0;
@@ -343,6 +347,9 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 		if (!known(h, json_string_value(json_object_get(tick, "symbol")), true))
 			fresh++; /* an upper bound: a new symbol may repeat in the batch */
 	}
+	/* cluster mode: the broker numbers the ticks; they come back through qc_hub_broker_tick */
+	if (h->broker.append)
+		return publish_broker(h, ticks, done, arg, emsg);
 	/*
 	 * Symbols with ticks only: subscribe-only ones do not count. Count exactly (quadratic in
 	 * the batch) only when the upper bound says it might not fit.
@@ -391,15 +398,16 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 	return QC_OK;
 }
 
-enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **emsg)
+enum qc_err qc_hub_publish_async(struct qc_hub *h, json_t *doc, qc_publish_done_fn done, void *arg,
+                                 json_t **out, const char **emsg)
 {
 	enum qc_err e;
 	json_t *arr;
 
 	if (json_is_array(doc))
-		return publish(h, doc, out, emsg);
+		return publish(h, doc, done, arg, out, emsg);
 	if (json_is_object(doc) && json_is_array(json_object_get(doc, "ticks")))
-		return publish(h, json_object_get(doc, "ticks"), out, emsg);
+		return publish(h, json_object_get(doc, "ticks"), done, arg, out, emsg);
 	if (!json_is_object(doc))
 		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
 		                   "expected a tick, an array of ticks or "
@@ -409,17 +417,208 @@ enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const ch
 		json_decref(arr);
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
 	}
-	e = publish(h, arr, out, emsg);
+	e = publish(h, arr, done, arg, out, emsg);
 	json_decref(arr);
 	return e;
+}
+
+enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **emsg)
+{
+	return qc_hub_publish_async(h, doc, NULL, NULL, out, emsg);
+}
+
+/* A publish request waiting for the broker: who asked, found again by id when it answers. */
+struct pub_answer {
+	struct qc_hub *h;
+	uint64_t conn_id;
+	int64_t ack_id;
+	char *request_id;
+	char *trace_id;
+};
+
+static void pub_answered(void *arg, enum qc_err e, const char *emsg, json_t *out)
+{
+	struct pub_answer *pa = arg;
+	struct qc_conn *c = qc_conns_find(&pa->h->conns, pa->conn_id);
+
+	if (c && !c->suspended && !c->closing)
+		qc_hub_answer(pa->h, c, pa->request_id, pa->trace_id, pa->ack_id, e, emsg, out);
+	else
+		json_decref(out);
+	free(pa->request_id);
+	free(pa->trace_id);
+	free(pa);
 }
 
 enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                            const char **e)
 {
+	const struct qc_cmd *cmd = h->cur;
+	struct pub_answer *pa;
+	enum qc_err err;
+
 	if (!(c->roles & QC_ROLE_PUBLISHER))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "role publisher required");
-	return qc_hub_publish(h, p, d, e);
+	if (!h->broker.append || !cmd)
+		return qc_hub_publish(h, p, d, e);
+	pa = calloc(1, sizeof(*pa));
+	if (!pa)
+		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+	pa->h = h;
+	pa->conn_id = c->id;
+	pa->ack_id = cmd->ack_id;
+	pa->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
+	pa->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
+	err = qc_hub_publish_async(h, p, pub_answered, pa, d, e);
+	if (err != QC_ASYNC) {
+		free(pa->request_id);
+		free(pa->trace_id);
+		free(pa);
+	}
+	return err;
+}
+
+/* ---- through the broker (cluster mode, broker.h) ----------------------------------------- */
+
+/* One publish's ticks in the broker: answered when the last verdict is in. */
+struct pubbatch {
+	struct qc_hub *h;
+	qc_publish_done_fn done; /* NULL: nobody waits (the demo feed) */
+	void *arg;
+	uint32_t left;
+	bool submitting;
+	uint64_t n, accepted, dup, stale, lost;
+};
+
+static void pubbatch_finish(struct pubbatch *b)
+{
+	char msg[200];
+
+	if (b->done && b->lost) {
+		snprintf(msg, sizeof(msg),
+		         "Redis (cluster.redis) is unavailable: %llu of %llu tick(s) not confirmed "
+		         "(%llu accepted, %llu duplicates, %llu stale)",
+		         (unsigned long long)b->lost, (unsigned long long)b->n,
+		         (unsigned long long)b->accepted, (unsigned long long)b->dup,
+		         (unsigned long long)b->stale);
+		b->done(b->arg, QC_E_UNAVAILABLE, msg, NULL);
+	} else if (b->done) {
+		b->done(b->arg, QC_OK, NULL,
+		        json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)b->accepted,
+		                  "duplicates", (json_int_t)b->dup, "stale", (json_int_t)b->stale));
+	}
+	free(b);
+}
+
+static void appended(void *arg, int verdict, uint64_t seq)
+{
+	struct pubbatch *b = arg;
+	struct qc_hub *h = b->h;
+
+	(void)seq;
+	h->st.ticks_published++;
+	if (verdict == QC_TICK_ACCEPTED) {
+		b->accepted++;
+		h->st.ticks_accepted++;
+	} else if (verdict == QC_TICK_DUPLICATE) {
+		b->dup++;
+		h->st.ticks_duplicate++;
+	} else if (verdict == QC_TICK_STALE) {
+		b->stale++;
+		h->st.ticks_stale++;
+	} else {
+		b->lost++;
+	}
+	if (!--b->left && !b->submitting)
+		pubbatch_finish(b);
+}
+
+static enum qc_err publish_broker(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done,
+                                  void *arg, const char **emsg)
+{
+	struct pubbatch *b = calloc(1, sizeof(*b));
+	uint64_t refused = 0;
+	json_t *tick;
+	size_t i;
+	int rc;
+
+	if (!b)
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	b->h = h;
+	b->done = done;
+	b->arg = arg;
+	b->submitting = true;
+	json_array_foreach (ticks, i, tick) {
+		json_t *ver = json_object_get(tick, "version");
+		json_t *ts = json_object_get(tick, "timestamp");
+		struct qc_broker_tick bt = {
+		    .symbol = json_string_value(json_object_get(tick, "symbol")),
+		    .data = json_object_get(tick, "data"),
+		    .message_id = json_string_value(json_object_get(tick, "message_id")),
+		    .has_version = json_is_integer(ver),
+		    .version = json_integer_value(ver),
+		    .timestamp = json_is_integer(ts) ? json_integer_value(ts) : qc_now_ms(),
+		};
+
+		b->n++;
+		b->left++;
+		rc = h->broker.append(h->broker.ctx, &bt, appended, b);
+		if (rc) {
+			b->left--;
+			b->lost++;
+			h->st.ticks_published++;
+			if (rc == -ENOSPC) {
+				refused++;
+				qc_hub_refused(h, QC_LIM_CLUSTER_INFLIGHT);
+			}
+		}
+	}
+	b->submitting = false;
+	if (b->left)
+		return QC_ASYNC;
+	/* nothing reached the broker: answer now */
+	if (b->lost == b->n) {
+		uint64_t n = b->n;
+
+		free(b);
+		if (refused)
+			return qc_hub_fail(
+			    h, emsg, QC_E_LIMIT_EXCEEDED,
+			    "cluster.max_inflight: Redis has too many commands waiting");
+		return qc_hub_fail(
+		    h, emsg, QC_E_UNAVAILABLE,
+		    "Redis (cluster.redis) is unavailable: %llu tick(s) not published",
+		    (unsigned long long)n);
+	}
+	pubbatch_finish(b); /* cannot happen: every verdict comes later */
+	return QC_ASYNC;
+}
+
+void qc_hub_set_broker(struct qc_hub *h, const struct qc_broker *b)
+{
+	h->broker = *b;
+}
+
+void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, json_t *data, const char *message_id,
+                        uint64_t seq, int64_t timestamp)
+{
+	struct qc_stream *s = qc_streams_find(h->streams, symbol);
+	const struct qc_tick *t;
+
+	/* only what this node watches: a message may still come after its last unsubscribe */
+	if (!s || !qc_stream_nsubs(s))
+		return;
+	if (qc_stream_apply_seq(s, data, message_id, seq, timestamp, &t) != QC_TICK_ACCEPTED)
+		return;
+	fan_out(h, s, t);
+	qc_hub_subs_tick(h, s);
+}
+
+bool qc_hub_stream_watched(struct qc_hub *h, const char *symbol)
+{
+	struct qc_stream *s = qc_streams_find(h->streams, symbol);
+
+	return s && qc_stream_nsubs(s);
 }
 
 /* ---- the demo feed ----------------------------------------------------------------------- */
@@ -451,7 +650,7 @@ uint32_t qc_hub_demo_tick(struct qc_hub *h)
 		ticks = json_array();
 		for (uint32_t i = 0; ticks && i < due; i++)
 			json_array_append_new(ticks, qc_demo_next(h->demo, now));
-		if (ticks && publish(h, ticks, &out, &emsg) == QC_OK)
+		if (ticks && publish(h, ticks, NULL, NULL, &out, &emsg) == QC_OK)
 			json_decref(out);
 		json_decref(ticks);
 	}
@@ -612,6 +811,8 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 		return ret;
 	}
 	qc_hub_stream_catch_up(h, c, sub, true, false, 0);
+	if (h->broker.watch)
+		h->broker.watch(h->broker.ctx, symbol);
 	return 0;
 }
 
@@ -718,6 +919,8 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 			qc_streams_release(h->streams, s);
 			goto nomem;
 		}
+		if (h->broker.watch)
+			h->broker.watch(h->broker.ctx, qc_stream_symbol(s));
 		qc_hub_stream_epoch(h, s, epoch);
 		json_array_append_new(
 		    list, json_pack("{s:s, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s),

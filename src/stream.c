@@ -563,6 +563,53 @@ int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, b
 	return QC_TICK_ACCEPTED;
 }
 
+int qc_stream_apply_seq(struct qc_stream *s, json_t *data, const char *message_id, uint64_t seq,
+                        int64_t timestamp, const struct qc_tick **out)
+{
+	size_t idlen = message_id_len(message_id);
+	struct qc_streams *ss = s->ss;
+	struct qc_tick *t;
+	uint32_t i;
+	int err;
+
+	if (!json_is_object(data) || !json_object_size(data) || !seq)
+		return -EINVAL;
+	if (!s->ring) {
+		err = give_ticks(ss, s);
+		if (err)
+			return err;
+	}
+	if (merge_snapshot(s, data))
+		return -ENOMEM;
+	if (seq != s->last_seq + 1) {
+		/* a gap, or a log that began again: the ring keeps consecutive seqs only */
+		for (i = 0; i < s->ring_count; i++)
+			json_decref(s->ring[(s->ring_start + i) % ss->o.buffer_size].data);
+		s->ring_start = 0;
+		s->ring_count = 0;
+	}
+	s->last_seq = seq;
+	s->snapshot_time = timestamp;
+	t = ring_append(s);
+	t->seq = seq;
+	t->timestamp = timestamp;
+	t->data = json_incref(data);
+	memcpy(t->message_id, message_id ? message_id : "", idlen);
+	t->message_id[idlen] = '\0';
+	if (idlen)
+		qc_dedup_insert(s->dedup, message_id, idlen);
+	if (s->idle) {
+		s->idle_ms = now_ms(ss);
+		if (s->idle_next) {
+			DL_DELETE2(ss->idle_head, s, idle_prev, idle_next);
+			DL_APPEND2(ss->idle_head, s, idle_prev, idle_next);
+		}
+	}
+	if (out)
+		*out = t;
+	return QC_TICK_ACCEPTED;
+}
+
 bool qc_stream_seen(const struct qc_stream *s, const char *message_id)
 {
 	size_t idlen = message_id_len(message_id);

@@ -278,6 +278,40 @@ struct qc_cluster_ops {
 	void *ctx;
 };
 
+struct qc_broker;
+
+/* Not an error: the answer comes later (durable requests, publishes through the broker). */
+#ifndef QC_ASYNC
+#define QC_ASYNC QC_E__COUNT
+#endif
+
+/** qc_hub_set_broker() - number and spread ticks through @b (copied) from now on (broker.h). */
+void qc_hub_set_broker(struct qc_hub *h, const struct qc_broker *b);
+
+/**
+ * qc_hub_broker_tick() - a tick the broker numbered @seq: applied to the local stream of
+ * @symbol (if this node has one) and fanned out to its local subscribers. @data borrowed.
+ */
+void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, json_t *data, const char *message_id,
+                        uint64_t seq, int64_t timestamp);
+
+/** qc_hub_stream_watched() - whether this node has a local subscriber of @symbol. */
+bool qc_hub_stream_watched(struct qc_hub *h, const char *symbol);
+
+/**
+ * The answer to a publish that went through the broker: @e with @out (stolen; QC_OK) or @emsg
+ * (valid during the call).
+ */
+typedef void (*qc_publish_done_fn)(void *arg, enum qc_err e, const char *emsg, json_t *out);
+
+/**
+ * qc_hub_publish_async() - qc_hub_publish() that may wait for the broker: QC_OK with *@out
+ * (no broker: answered now), QC_ASYNC (@done will run once, later), or an error now (@done
+ * will not run).
+ */
+enum qc_err qc_hub_publish_async(struct qc_hub *h, json_t *doc, qc_publish_done_fn done, void *arg,
+                                 json_t **out, const char **emsg);
+
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 

@@ -158,6 +158,16 @@ int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, b
                     int64_t version, int64_t timestamp, const struct qc_tick **out);
 
 /**
+ * qc_stream_apply_seq() - a tick that a broker (cluster mode) accepted and numbered @seq, which
+ * checked duplicates and versions for the whole cluster: applied as qc_stream_apply() does
+ * with that seq. A @seq that does not follow the last one (this node was not listening to the
+ * symbol in between, or the broker's log started again) empties the ring first, so the ring
+ * still holds consecutive seqs. Returns QC_TICK_ACCEPTED, or -EINVAL / -ENOSPC / -ENOMEM.
+ */
+int qc_stream_apply_seq(struct qc_stream *s, json_t *data, const char *message_id, uint64_t seq,
+                        int64_t timestamp, const struct qc_tick **out);
+
+/**
  * qc_stream_seen() - whether @message_id is in the window (no change). For validating a batch
  * before applying it.
  */

@@ -1,8 +1,9 @@
 // Cluster mode (SPEC 2.10), the foundation: nodes on one Redis know each other (stats,
-// /metrics), a stalled Redis (SIGSTOP) never stalls a node (ping answers, /readyz says 503)
-// and the node comes back by itself (SIGCONT), a Redis restarted empty is rejoined, and
-// cluster.redis is checked at start-up. Cross-node streams, rooms and sessions are not built
-// yet (docs/operations.md "Running several nodes").
+// /metrics); a tick published on any node gets one seq and reaches subscribers on every node,
+// deduplicated cluster-wide; a stalled Redis (SIGSTOP) never stalls a node (ping answers,
+// publish answers UNAVAILABLE after cluster.timeout_ms, /readyz says 503) and the node comes
+// back by itself (SIGCONT); a Redis restarted empty is rejoined; cluster.redis is checked at
+// start-up. Rooms and sessions across nodes are not built yet (docs/operations.md).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -73,6 +74,88 @@ test('two nodes on one Redis list each other in stats and /metrics', async () =>
 		{ timeoutMs: 15000, what: 'b to leave the list' });
 });
 
+let symSeq = 0;
+const uniqueSymbol = (p) => `${p}${process.pid % 10000}x${Date.now() % 100000}x${++symSeq}`;
+const isTick = (sym) => (m) => m.type === 'event' && m.event === 'stream_data' && m.data.symbol === sym;
+
+async function publishHttp(server, body) {
+	return httpRequest(server, 'POST', '/api/publish', { body, timeoutMs: 15000 });
+}
+
+/* Subscribe @clients to @sym and publish probes until every one of them gets ticks: the nodes'
+ * SUBSCRIBE to the symbol's channel has taken effect. Returns the last probe's seq. */
+async function subscribeEverywhere(server, clients, sym) {
+	for (const c of clients) {
+		const r = await c.request('subscribe_market_stream', { symbols: [sym] });
+		assert.equal(r.success, true, JSON.stringify(r));
+	}
+	let n = 0;
+	let last = 0;
+	await waitFor(async () => {
+		const r = await publishHttp(server, { symbol: sym, data: { probe: ++n }, message_id: `probe-${sym}-${n}` });
+		assert.equal(r.status, 200, r.text);
+		for (const c of clients) {
+			const got = c.queue.filter(isTick(sym));
+			if (!got.some((m) => m.data.data.probe === n))
+				return false;
+		}
+		return true;
+	}, { timeoutMs: 15000, intervalMs: 200, what: 'every node to receive the probes' });
+	for (const c of clients) {
+		const ticks = c.queue.filter(isTick(sym));
+		last = ticks[ticks.length - 1].data.seq;
+		c.queue = c.queue.filter((m) => !isTick(sym)(m));
+	}
+	return last;
+}
+
+test('a tick published on any node has one seq everywhere and is deduplicated cluster-wide', async () => {
+	const url = await sharedRedisUrl();
+	const a = await node(url, `ta-${run}`);
+	const b = await node(url, `tb-${run}`);
+	servers.push(a, b);
+	const sym = uniqueSymbol('CL');
+	const ca = await connect(a, { query: { user_id: 'sa' } });
+	const cb = await connect(b, { query: { user_id: 'sb' } });
+	const base = await subscribeEverywhere(a, [ca, cb], sym);
+
+	/* one on A over HTTP, one on B over the WebSocket publish request, one more on A */
+	const pb = await connect(b, { query: { user_id: 'pub', roles: 'publisher' } });
+	let r = await publishHttp(a, { symbol: sym, data: { price: 1 }, message_id: `${sym}-1` });
+	assert.deepEqual(r.json, { accepted: 1, duplicates: 0, stale: 0 });
+	const w = await pb.request('publish_market_data', { symbol: sym, data: { price: 2 }, message_id: `${sym}-2` });
+	assert.equal(w.success, true, JSON.stringify(w));
+	assert.deepEqual(w.data, { accepted: 1, duplicates: 0, stale: 0 });
+	r = await publishHttp(a, { symbol: sym, data: { price: 3 }, message_id: `${sym}-3` });
+	assert.equal(r.json.accepted, 1);
+
+	/* the same message id again, on the other node: a duplicate, delivered nowhere */
+	r = await publishHttp(b, { symbol: sym, data: { price: 99 }, message_id: `${sym}-1` });
+	assert.deepEqual(r.json, { accepted: 0, duplicates: 1, stale: 0 });
+	/* a version not above the last one, on another node: stale */
+	r = await publishHttp(b, { symbol: sym, data: { price: 4 }, message_id: `${sym}-4`, version: 10 });
+	assert.equal(r.json.accepted, 1);
+	r = await publishHttp(a, { symbol: sym, data: { price: 5 }, message_id: `${sym}-5`, version: 10 });
+	assert.deepEqual(r.json, { accepted: 0, duplicates: 0, stale: 1 });
+
+	const seen = [];
+	for (const c of [ca, cb]) {
+		const got = [];
+		for (let i = 0; i < 4; i++)
+			got.push((await c.next(isTick(sym), 10000)).data);
+		await c.nothing(isTick(sym), 300);
+		seen.push(got.map((t) => [t.seq, t.message_id, t.data.price]));
+	}
+	assert.deepEqual(seen[0], [[base + 1, `${sym}-1`, 1], [base + 2, `${sym}-2`, 2],
+		[base + 3, `${sym}-3`, 3], [base + 4, `${sym}-4`, 4]]);
+	assert.deepEqual(seen[1], seen[0]);
+
+	/* a node whose last subscriber left stops listening to the symbol */
+	await cb.request('unsubscribe_market_stream', { symbols: [sym] });
+	await waitFor(async () => (await getStats(b)).cluster.watched_symbols === 0,
+		{ timeoutMs: 15000, what: 'b to leave the channel' });
+});
+
 test('a single node has no cluster block and no cluster metrics', async () => {
 	const s1 = await startServer({ label: 'single' });
 	servers.push(s1);
@@ -93,6 +176,10 @@ test('Redis stopped (SIGSTOP): the nodes keep answering, /readyz 503; SIGCONT: b
 
 	redis.signal('SIGSTOP');
 	try {
+		/* a publish sent to the frozen Redis answers UNAVAILABLE once cluster.timeout_ms is up */
+		const frozen = await publishHttp(a, { symbol: 'FROZEN', data: { price: 0 } });
+		assert.equal(frozen.status, 503, frozen.text);
+		assert.equal(frozen.json.error.code, 'UNAVAILABLE');
 		/* the loop never waits for Redis: pings and HTTP answer while it is frozen */
 		for (let i = 0; i < 5; i++) {
 			c.send({ type: 'ping', timestamp: i });
@@ -110,6 +197,10 @@ test('Redis stopped (SIGSTOP): the nodes keep answering, /readyz 503; SIGCONT: b
 		}
 		c.send({ type: 'ping', timestamp: 99 });
 		assert.equal((await c.next({ type: 'pong' }, 5000)).timestamp, 99);
+		/* what needs Redis answers UNAVAILABLE, at once now that the shard is known down */
+		const r = await publishHttp(a, { symbol: 'FROZEN', data: { price: 1 } });
+		assert.equal(r.status, 503, r.text);
+		assert.equal(r.json.error.code, 'UNAVAILABLE');
 		const m = await httpRequest(a, 'GET', '/metrics');
 		assert.match(m.text, /^quotecast_cluster_up 0$/m);
 	} finally {
@@ -121,6 +212,9 @@ test('Redis stopped (SIGSTOP): the nodes keep answering, /readyz 503; SIGCONT: b
 	await seesAll(a, [`sa-${run}`, `sb-${run}`]);
 	await seesAll(b, [`sa-${run}`, `sb-${run}`]);
 	assert.ok((await getStats(a)).cluster.reconnects >= 1);
+	const r = await publishHttp(a, { symbol: 'FROZEN', data: { price: 2 } });
+	assert.equal(r.status, 200, r.text);
+	assert.equal(r.json.accepted, 1);
 });
 
 test('Redis restarted empty: the nodes reconnect and announce themselves again', async () => {

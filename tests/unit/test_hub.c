@@ -8,6 +8,7 @@
  * is fixed.
  */
 #include "hub_env.h"
+#include "quotecast/broker.h"
 
 /* A failure: a response when @rid is set, else an "error" message. */
 static void expect_err(json_t *j, const char *rid, const char *code)
@@ -995,6 +996,126 @@ static void test_cluster_ops(void **state)
 	assert_true(qc_hub_ready(e->h, &reason));
 }
 
+/* A fake broker: keeps what it is given; the test answers for it. */
+#define FB_MAX 8
+struct fake_broker {
+	int fail; /* append returns this when not 0 */
+	int n;
+	char symbol[FB_MAX][16], mid[FB_MAX][16];
+	qc_broker_append_cb cb[FB_MAX];
+	void *arg[FB_MAX];
+	int watched;
+	char last_watch[16];
+};
+
+static int fb_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb, void *arg)
+{
+	struct fake_broker *fb = ctx;
+
+	if (fb->fail)
+		return fb->fail;
+	assert_true(fb->n < FB_MAX);
+	snprintf(fb->symbol[fb->n], sizeof(fb->symbol[0]), "%s", t->symbol);
+	snprintf(fb->mid[fb->n], sizeof(fb->mid[0]), "%s", t->message_id ? t->message_id : "");
+	fb->cb[fb->n] = cb;
+	fb->arg[fb->n] = arg;
+	fb->n++;
+	return 0;
+}
+
+static void fb_watch(void *ctx, const char *symbol)
+{
+	struct fake_broker *fb = ctx;
+
+	fb->watched++;
+	snprintf(fb->last_watch, sizeof(fb->last_watch), "%s", symbol);
+}
+
+static void test_broker_publish(void **state)
+{
+	struct env *e = env_new(state);
+	struct fake_broker fb = {0};
+	struct qc_broker b = {.append = fb_append, .watch = fb_watch, .ctx = &fb};
+	struct qc_conn *pub, *sub;
+	json_t *d, *data;
+
+	env_start(e);
+	qc_hub_set_broker(e->h, &b);
+	sub = env_open(e, "sub", 0);
+	pub = env_open(e, "pub", QC_ROLE_PUBLISHER);
+	drain(sub);
+	drain(pub);
+	rx(e, sub,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"ZZ\"}}");
+	expect_ok(last(sub), "s");
+	drain(sub);
+	assert_int_equal(fb.watched, 1);
+	assert_string_equal(fb.last_watch, "ZZ");
+	assert_true(qc_hub_stream_watched(e->h, "ZZ"));
+	assert_false(qc_hub_stream_watched(e->h, "YY"));
+
+	/* the publish waits for the broker: no answer, nothing delivered yet */
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"p\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"ticks\":[{\"symbol\":\"ZZ\",\"data\":{\"price\":1},"
+	   "\"message_id\":\"m1\"},{\"symbol\":\"ZZ\",\"data\":{\"price\":2},"
+	   "\"message_id\":\"m2\"}]}}");
+	assert_int_equal(pub->outq.count, 0);
+	assert_int_equal(sub->outq.count, 0);
+	assert_int_equal(fb.n, 2);
+	assert_string_equal(fb.mid[0], "m1");
+	/* verdicts: answered once the last is in */
+	fb.cb[0](fb.arg[0], QC_TICK_ACCEPTED, 7);
+	assert_int_equal(pub->outq.count, 0);
+	fb.cb[1](fb.arg[1], QC_TICK_DUPLICATE, 0);
+	d = expect_ok(last(pub), "p");
+	assert_int_equal(iget(d, "accepted"), 1);
+	assert_int_equal(iget(d, "duplicates"), 1);
+	drain(pub);
+	/* the tick comes back from the broker with its seq: delivered with it */
+	data = json_pack("{s:i}", "price", 1);
+	qc_hub_broker_tick(e->h, "ZZ", data, "m1", 7, 1000);
+	d = expect_event(last(sub), "stream_data");
+	assert_int_equal(iget(d, "seq"), 7);
+	assert_string_equal(sget(d, "message_id"), "m1");
+	drain(sub);
+	/* not watched here: ignored */
+	qc_hub_broker_tick(e->h, "YY", data, "m9", 3, 1000);
+	json_decref(data);
+
+	/* a broker that went away before answering: UNAVAILABLE */
+	fb.n = 0;
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"q\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"symbol\":\"ZZ\",\"data\":{\"price\":3}}}");
+	fb.cb[0](fb.arg[0], -ENOTCONN, 0);
+	expect_err(last(pub), "q", "UNAVAILABLE");
+	drain(pub);
+	/* a broker that is down: UNAVAILABLE at once; too many waiting: LIMIT_EXCEEDED */
+	fb.fail = -ENOTCONN;
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"symbol\":\"ZZ\",\"data\":{\"price\":3}}}");
+	expect_err(last(pub), "r", "UNAVAILABLE");
+	drain(pub);
+	fb.fail = -ENOSPC;
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"t\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"symbol\":\"ZZ\",\"data\":{\"price\":3}}}");
+	expect_err(last(pub), "t", "LIMIT_EXCEEDED");
+	assert_non_null(strstr(sget(get(last(pub), "error"), "message"), "cluster.max_inflight"));
+	drain(pub);
+	/* a publisher that left before the verdict: nothing to answer, nothing leaks */
+	fb.fail = 0;
+	fb.n = 0;
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"u\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"symbol\":\"ZZ\",\"data\":{\"price\":4}}}");
+	env_drop(e, pub);
+	fb.cb[0](fb.arg[0], QC_TICK_ACCEPTED, 8);
+}
+
 static void expect_publish_refused(struct env *e, const char *doc, enum qc_err want,
                                    const char *mention)
 {
@@ -1349,6 +1470,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_session_first_and_want_write_edge, teardown),
 	    cmocka_unit_test_teardown(test_cluster_ops, teardown),
+	    cmocka_unit_test_teardown(test_broker_publish, teardown),
 	    cmocka_unit_test_teardown(test_room_message_encoded_once, teardown),
 	    cmocka_unit_test_teardown(test_send_message_errors, teardown),
 	    cmocka_unit_test_teardown(test_stream_fanout_groups, teardown),

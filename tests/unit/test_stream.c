@@ -433,6 +433,52 @@ static void test_ring_wrap(void **state)
 	qc_streams_free(ss);
 }
 
+/* Ticks a broker numbered (cluster mode): consecutive, then a gap, then a log that restarted. */
+static void test_apply_seq(void **state)
+{
+	struct qc_streams *ss = new_reg(4, 16, 4);
+	struct qc_stream *s;
+	const struct qc_tick *t;
+	json_t *d[6];
+	int i;
+
+	(void)state;
+	assert_non_null(ss);
+	s = qc_streams_get(ss, "S"); /* subscribe-only: given its ring by the first tick */
+	assert_non_null(s);
+	for (i = 0; i < 6; i++) {
+		char text[16];
+
+		snprintf(text, sizeof(text), "{\"n\":%d}", i);
+		d[i] = obj(text);
+	}
+	assert_int_equal(qc_stream_apply_seq(s, d[0], "a", 41, 1000, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(t->seq, 41);
+	assert_int_equal(qc_stream_oldest_seq(s), 41);
+	assert_int_equal(qc_stream_apply_seq(s, d[1], "b", 42, 1001, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(qc_stream_last_seq(s), 42);
+	assert_int_equal(qc_stream_oldest_seq(s), 41);
+	assert_true(qc_stream_seen(s, "b"));
+	assert_ptr_equal(qc_stream_tick(s, 41)->data, d[0]);
+	/* a gap: the ring starts again at the new seq (it holds consecutive seqs only) */
+	assert_int_equal(qc_stream_apply_seq(s, d[2], NULL, 50, 1002, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(qc_stream_oldest_seq(s), 50);
+	assert_int_equal(qc_stream_last_seq(s), 50);
+	assert_null(qc_stream_tick(s, 42));
+	assert_int_equal(d[0]->refcount, 1); /* let go */
+	assert_int_equal(qc_stream_apply_seq(s, d[3], NULL, 51, 1003, &t), QC_TICK_ACCEPTED);
+	/* the broker's log began again (Redis restarted empty): so does the ring */
+	assert_int_equal(qc_stream_apply_seq(s, d[4], NULL, 1, 1004, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(qc_stream_oldest_seq(s), 1);
+	assert_int_equal(qc_stream_last_seq(s), 1);
+	/* the snapshot merged every tick */
+	assert_int_equal(json_integer_value(json_object_get(qc_stream_snapshot(s), "n")), 4);
+	assert_int_equal(qc_stream_apply_seq(s, d[5], NULL, 0, 1005, &t), -EINVAL);
+	for (i = 0; i < 6; i++)
+		json_decref(d[i]);
+	qc_streams_free(ss);
+}
+
 static void test_ring_of_one(void **state)
 {
 	struct qc_streams *ss = new_reg(1, 4, 4);
@@ -1232,6 +1278,7 @@ int main(void)
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_registry),
 	    cmocka_unit_test(test_seq_and_verdicts),
+	    cmocka_unit_test(test_apply_seq),
 	    cmocka_unit_test(test_versions_start_anywhere),
 	    cmocka_unit_test(test_dedup_window),
 	    cmocka_unit_test(test_long_message_id),

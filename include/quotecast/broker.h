@@ -1,0 +1,43 @@
+/*
+ * broker: where a stream's ticks are numbered and how they reach the other nodes (DESIGN.md
+ * "Logs, positions and the engine seam"). Without one the hub numbers ticks itself (one node,
+ * the memory broker: hub_stream.c's publish). With one (cluster.c on Redis), the hub hands
+ * each validated tick to append(); the broker checks duplicates and versions for the whole
+ * cluster, gives the tick its seq, logs it, and delivers it to every node that watches the
+ * symbol, this one included, through qc_hub_broker_tick(). A node watches a symbol while it
+ * has local subscribers.
+ */
+#ifndef QC_BROKER_H
+#define QC_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* One tick for append(), borrowed for the call. */
+struct qc_broker_tick {
+	const char *symbol;
+	json_t *data;
+	const char *message_id; /* NULL or "" = none */
+	bool has_version;
+	int64_t version;
+	int64_t timestamp;
+};
+
+/*
+ * The verdict on one appended tick: QC_TICK_ACCEPTED (with its @seq), QC_TICK_DUPLICATE or
+ * QC_TICK_STALE (stream.h), or -ENOTCONN (the broker went away before it answered: nothing is
+ * known) / -EIO (it refused).
+ */
+typedef void (*qc_broker_append_cb)(void *arg, int verdict, uint64_t seq);
+
+struct qc_broker {
+	/* 0: @cb runs later (never inside this call); -ENOTCONN or -ENOSPC: it will not run */
+	int (*append)(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb, void *arg);
+	/* this node has a local subscriber of @symbol now (called on every subscribe) */
+	void (*watch)(void *ctx, const char *symbol);
+	void *ctx;
+};
+
+#endif
