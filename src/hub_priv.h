@@ -80,7 +80,7 @@ struct qc_hub {
 
 /*
  * An outgoing message for many receivers, encoded at most once per encoding (native JSON,
- * Socket.IO), on first use. Ticks carry their kind, stream, seq and meta into every frame.
+ * Socket.IO), on first use. (Ticks are framed by hub_stream.c from their compact form.)
  */
 struct qc_frames {
 	json_t *ev;          /* the native message (owned) */
@@ -88,8 +88,10 @@ struct qc_frames {
 	uint8_t kind;
 	uint64_t stream_id;
 	uint64_t seq;
-	json_t *meta; /* borrowed; each frame takes its own reference */
 };
+
+/* The next Socket.IO offset for an event of @kind, or 0 when it carries none (hub.c). */
+uint64_t qc_hub_next_offset(struct qc_hub *h, uint8_t kind);
 
 /* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
 void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);

@@ -114,40 +114,151 @@ void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char
 	out[QC_EPOCH_LEN] = '\0';
 }
 
-/*
- * One stream_data event, framed per encoding on first use. @data is borrowed. Each frame's
- * meta keeps a reference to the (filtered) data so that conflation can merge queued ticks
- * without parsing them again.
- */
-static void stream_frames(const struct qc_hub *h, struct qc_frames *f, const struct qc_stream *s,
-                          json_t *data, uint64_t seq, int64_t ts, const char *mid, const char *flag)
+/* Decimal digits of @v into @out (at least 20 bytes); their count. */
+static size_t fmt_u64(char *out, uint64_t v)
 {
-	char epoch[QC_EPOCH_LEN + 1];
-	json_t *d;
+	char tmp[20];
+	size_t n = 0, i;
 
-	qc_hub_stream_epoch(h, s, epoch);
-	d = json_pack("{s:s, s:O, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s), "data", data,
-	              "timestamp", (json_int_t)ts, "seq", (json_int_t)seq, "epoch", epoch);
-	if (d && mid && mid[0])
-		json_object_set_new(d, "message_id", json_string(mid));
-	if (d && flag)
-		json_object_set_new(d, flag, json_true());
-	qc_frames_init(f, d ? qc_codec_event("stream_data", d) : NULL, QC_MSG_TICK);
-	f->stream_id = qc_stream_id(s);
-	f->seq = seq;
-	f->meta = data;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
 }
 
-/* One stream_data event for one receiver. */
-static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s, json_t *data,
-                     uint64_t seq, int64_t ts, const char *mid, const char *flag)
+static int put_i64(int64_t v)
 {
-	struct qc_frames f;
+	char buf[21];
+	size_t n = 0;
+
+	if (v < 0) {
+		buf[n++] = '-';
+		n += fmt_u64(buf + n, v == INT64_MIN ? (uint64_t)INT64_MAX + 1 : (uint64_t)-v);
+	} else {
+		n = fmt_u64(buf, (uint64_t)v);
+	}
+	return qc_msg_build_put(buf, n);
+}
+
+#define PUT(lit) qc_msg_build_put(lit, sizeof(lit) - 1)
+
+/*
+ * One stream_data event for @enc, written as jansson would print the tree the protocol
+ * describes (codec.c's event envelope around {"symbol","data","timestamp","seq","epoch",
+ * "message_id"?, @flag?}; sio.c's 42["stream_data",...[,"@offset"]] for Socket.IO): the
+ * symbol and the epoch need no escaping (qc_symbol_valid(), hex), the data and the message id
+ * are kept as they are sent. A new field of the event goes here, once for both encodings.
+ */
+static struct qc_msg *encode_tick(const struct qc_hub *h, uint8_t enc, const struct qc_stream *s,
+                                  const struct qc_cobj *data, uint64_t seq, int64_t ts,
+                                  const char *mid, const char *flag, uint64_t offset)
+{
+	const char *sym = qc_stream_symbol(s);
+	char epoch[QC_EPOCH_LEN + 1];
+
+	qc_hub_stream_epoch(h, s, epoch);
+	qc_msg_build_start();
+	if (enc == QC_ENC_SIO ? PUT("42[\"stream_data\",{\"symbol\":\"")
+	                      : PUT("{\"type\":\"event\",\"event\":\"stream_data\",\"data\":"
+	                            "{\"symbol\":\""))
+		return NULL;
+	if (qc_msg_build_put(sym, strlen(sym)) || PUT("\",\"data\":") ||
+	    qc_msg_build_put(data->text, data->len) || PUT(",\"timestamp\":") || put_i64(ts) ||
+	    PUT(",\"seq\":") || put_i64((int64_t)seq) || PUT(",\"epoch\":\"") ||
+	    qc_msg_build_put(epoch, QC_EPOCH_LEN) || PUT("\""))
+		return NULL;
+	if (mid && mid[0] &&
+	    (PUT(",\"message_id\":\"") || qc_msg_build_put(mid, strlen(mid)) || PUT("\"")))
+		return NULL;
+	if (flag && (PUT(",\"") || qc_msg_build_put(flag, strlen(flag)) || PUT("\":true")))
+		return NULL;
+	if (enc != QC_ENC_SIO)
+		return PUT("}}") ? NULL : qc_msg_build_finish();
+	/* Socket.IO connection state recovery: the event's offset as its last argument */
+	if (PUT("}") || (offset && (PUT(",\"") || put_i64((int64_t)offset) || PUT("\""))) ||
+	    PUT("]"))
+		return NULL;
+	return qc_msg_build_finish();
+}
+
+/*
+ * One stream_data event for many receivers, framed per encoding on first use. Each frame keeps
+ * a reference to the (filtered) data it carries, so that conflation can merge queued ticks
+ * without parsing them.
+ */
+struct tick_frames {
+	struct qc_hub *h;
+	const struct qc_stream *s;
+	struct qc_cobj *data; /* borrowed */
+	uint64_t seq;
+	int64_t ts;
+	const char *mid;
+	const char *flag;
+	struct qc_msg *m[2]; /* by enum qc_enc */
+};
+
+static void tick_frames_init(struct tick_frames *f, struct qc_hub *h, const struct qc_stream *s,
+                             struct qc_cobj *data, uint64_t seq, int64_t ts, const char *mid,
+                             const char *flag)
+{
+	*f = (struct tick_frames){
+	    .h = h, .s = s, .data = data, .seq = seq, .ts = ts, .mid = mid, .flag = flag};
+}
+
+static struct qc_msg *tick_frame(struct tick_frames *f, uint8_t enc)
+{
+	uint64_t offset = 0;
+	struct qc_msg *m;
+
+	if (enc > QC_ENC_SIO)
+		return NULL;
+	if (f->m[enc])
+		return f->m[enc];
+	/* one offset per event, in its one Socket.IO encoding shared by every receiver */
+	if (enc == QC_ENC_SIO)
+		offset = qc_hub_next_offset(f->h, QC_MSG_TICK);
+	m = encode_tick(f->h, enc, f->s, f->data, f->seq, f->ts, f->mid, f->flag, offset);
+	if (!m)
+		return NULL;
+	m->offset = offset;
+	m->kind = QC_MSG_TICK;
+	m->stream_id = qc_stream_id(f->s);
+	m->seq = f->seq;
+	m->meta = qc_cobj_filter(f->data, NULL, 0); /* a reference (a copy if not refcounted) */
+	if (!m->meta) {
+		qc_msg_unref(&m);
+		return NULL;
+	}
+	f->m[enc] = m;
+	return m;
+}
+
+static void tick_frames_release(struct tick_frames *f)
+{
+	qc_msg_unref(&f->m[0]);
+	qc_msg_unref(&f->m[1]);
+}
+
+/* One stream_data event for one receiver. @data is borrowed. */
+static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
+                     struct qc_cobj *data, uint64_t seq, int64_t ts, const char *mid,
+                     const char *flag)
+{
+	struct tick_frames f;
+	struct qc_msg *m;
 	int ret;
 
-	stream_frames(h, &f, s, data, seq, ts, mid, flag);
-	ret = qc_hub_send_frames(h, c, &f);
-	qc_frames_release(&f);
+	tick_frames_init(&f, h, s, data, seq, ts, mid, flag);
+	m = tick_frame(&f, c->enc);
+	if (!m) {
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return -ENOMEM;
+	}
+	ret = qc_hub_send(h, c, m);
+	tick_frames_release(&f);
 	return ret;
 }
 
@@ -159,38 +270,44 @@ static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream
  * alone. Room and direct messages in the queue are untouched.
  */
 static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
-                    struct qc_frames *f, const struct qc_tick *t)
+                    struct tick_frames *f, const struct qc_tick *t)
 {
 	struct qc_outq *q = &c->outq;
 	uint64_t sid = qc_stream_id(s);
+	struct qc_cobj *acc = NULL, *next;
 	uint32_t removed;
-	json_t *acc;
 	int ret;
 
-	acc = json_object();
-	if (!acc)
-		return -ENOMEM;
 	for (uint32_t i = 0; i < q->count; i++) {
 		struct qc_msg *qm = q->slot[(q->head + i) & (q->cap - 1)];
 
-		if (qm->kind == QC_MSG_TICK && qm->stream_id == sid && qm->meta)
-			json_object_update(acc, qm->meta);
+		if (qm->kind != QC_MSG_TICK || qm->stream_id != sid || !qm->meta)
+			continue;
+		next = qc_cobj_merge(acc, qm->meta);
+		qc_cobj_unref(&acc);
+		if (!next)
+			return -ENOMEM;
+		acc = next;
 	}
-	if (!json_object_size(acc)) {
+	if (!acc) {
 		/* nothing of this stream is queued: nothing to merge with */
-		json_decref(acc);
-		return qc_hub_send_frames(h, c, f);
+		struct qc_msg *m = tick_frame(f, c->enc);
+
+		return m ? qc_hub_send(h, c, m) : -ENOMEM;
 	}
-	json_object_update(acc, f->meta);
+	next = qc_cobj_merge(acc, f->data);
+	qc_cobj_unref(&acc);
+	if (!next)
+		return -ENOMEM;
 	removed = qc_outq_remove_stream(q, sid);
 	h->st.ticks_conflated += removed;
-	ret = send_tick(h, c, s, acc, t->seq, t->timestamp, t->message_id, "conflated");
-	json_decref(acc);
+	ret = send_tick(h, c, s, next, t->seq, t->timestamp, t->message_id, "conflated");
+	qc_cobj_unref(&next);
 	return ret;
 }
 
 static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream *s,
-                    struct qc_frames *f, const struct qc_tick *t)
+                    struct tick_frames *f, const struct qc_tick *t)
 {
 	struct qc_conn *c = sub->conn;
 	struct qc_msg *m;
@@ -199,7 +316,7 @@ static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream
 	/* a suspended session gets its missed ticks from the ring when it resumes */
 	if (c->closing || c->suspended)
 		return;
-	m = qc_frames_get(h, f, c->enc);
+	m = tick_frame(f, c->enc);
 	if (!m)
 		return;
 	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
@@ -215,16 +332,16 @@ static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream
 static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t)
 {
 	for (struct qc_group *g = qc_stream_groups(s); g; g = qc_group_next(g)) {
-		json_t *data = qc_group_filter(g, t->data);
-		struct qc_frames f;
+		struct qc_cobj *data = qc_group_filter(g, t->data);
+		struct tick_frames f;
 
 		if (!data)
 			continue; /* the tick carries none of this group's fields */
-		stream_frames(h, &f, s, data, t->seq, t->timestamp, t->message_id, NULL);
+		tick_frames_init(&f, h, s, data, t->seq, t->timestamp, t->message_id, NULL);
 		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next)
 			deliver(h, sub, s, &f, t);
-		qc_frames_release(&f);
-		json_decref(data);
+		tick_frames_release(&f);
+		qc_cobj_unref(&data);
 	}
 }
 
@@ -358,7 +475,7 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 		    h->streams, json_string_value(json_object_get(tick, "symbol")));
 		json_t *ver = json_object_get(tick, "version");
 		json_t *ts = json_object_get(tick, "timestamp");
-		const struct qc_tick *t;
+		struct qc_tick t;
 		int v;
 
 		/* the check above makes this unreachable; if it ever is not, still a counted
@@ -368,15 +485,24 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 			                    h->cfg->streams.max_symbols);
 		if (!s)
 			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
-		v = qc_stream_apply(s, json_object_get(tick, "data"),
-		                    json_string_value(json_object_get(tick, "message_id")),
-		                    json_is_integer(ver), json_integer_value(ver),
-		                    json_is_integer(ts) ? json_integer_value(ts) : now, &t);
+		{
+			struct qc_cobj *data = qc_cobj_from_json(json_object_get(tick, "data"));
+			struct qc_tick_in in = {
+			    .data = data,
+			    .message_id = json_string_value(json_object_get(tick, "message_id")),
+			    .has_version = json_is_integer(ver),
+			    .version = json_integer_value(ver),
+			    .timestamp = json_is_integer(ts) ? json_integer_value(ts) : now,
+			};
+
+			v = data ? qc_stream_apply(s, &in, &t) : -ENOMEM;
+			qc_cobj_unref(&data);
+		}
 		h->st.ticks_published++;
 		if (v == QC_TICK_ACCEPTED) {
 			accepted++;
 			h->st.ticks_accepted++;
-			fan_out(h, s, t);
+			fan_out(h, s, &t);
 			qc_hub_subs_tick(h, s);
 		} else if (v == QC_TICK_DUPLICATE) {
 			dup++;
@@ -551,7 +677,7 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 	size_t nfields = qc_group_nfields(sub->group);
 	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
 	bool recovered = true;
-	json_t *d;
+	struct qc_cobj *d;
 
 	if (has_since && since != last) {
 		uint64_t from = since + 1;
@@ -560,23 +686,23 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 		if (!recovered)
 			from = oldest ? oldest : last + 1;
 		for (uint64_t seq = from; seq && seq <= last; seq++) {
-			const struct qc_tick *t = qc_stream_tick(s, seq);
+			struct qc_tick t;
 
-			if (!t)
+			if (!qc_stream_tick(s, seq, &t))
 				continue;
-			d = qc_fields_filter(fields, nfields, t->data);
+			d = qc_cobj_filter(t.data, fields, nfields);
 			if (!d)
 				continue;
-			send_tick(h, c, s, d, t->seq, t->timestamp, t->message_id, "replay");
-			json_decref(d);
+			send_tick(h, c, s, d, t.seq, t.timestamp, t.message_id, "replay");
+			qc_cobj_unref(&d);
 		}
 	}
 	/* a snapshot when asked for, unless a complete replay made it pointless */
 	if (snapshot && last && (!has_since || !recovered)) {
-		d = qc_fields_filter(fields, nfields, qc_stream_snapshot(s));
+		d = qc_cobj_filter((struct qc_cobj *)qc_stream_snapshot(s), fields, nfields);
 		if (d) {
 			send_tick(h, c, s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot");
-			json_decref(d);
+			qc_cobj_unref(&d);
 		}
 	}
 	sub->last_seq = last; /* everything up to here is queued or summed up by the snapshot */
@@ -833,13 +959,31 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	return QC_OK;
 }
 
+/* A ring entry's message id (kept as it is sent, JSON-escaped) as a jansson string. */
+static json_t *message_id_json(const char *esc)
+{
+	char buf[6 * QC_MESSAGE_ID_MAX + 2];
+	size_t n = strlen(esc);
+
+	if (!strchr(esc, '\\'))
+		return json_string(esc);
+	if (n > sizeof(buf) - 2)
+		return NULL;
+	buf[0] = '"';
+	memcpy(buf + 1, esc, n);
+	buf[n + 1] = '"';
+	return json_loadb(buf, n + 2, JSON_DECODE_ANY, NULL);
+}
+
 /* The stream_data shape (without the event envelope) of one ring entry, filtered. */
 static json_t *tick_json(const struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t,
                          const char *const *fields, size_t nfields)
 {
-	json_t *data = qc_fields_filter(fields, nfields, t->data), *j;
+	struct qc_cobj *d = qc_cobj_filter(t->data, fields, nfields);
+	json_t *data = d ? qc_cobj_to_json(d) : NULL, *j;
 	char epoch[QC_EPOCH_LEN + 1];
 
+	qc_cobj_unref(&d);
 	if (!data)
 		return NULL;
 	qc_hub_stream_epoch(h, s, epoch);
@@ -847,7 +991,7 @@ static json_t *tick_json(const struct qc_hub *h, const struct qc_stream *s, cons
 	              "timestamp", (json_int_t)t->timestamp, "seq", (json_int_t)t->seq, "epoch",
 	              epoch);
 	if (j && t->message_id[0])
-		json_object_set_new(j, "message_id", json_string(t->message_id));
+		json_object_set_new(j, "message_id", message_id_json(t->message_id));
 	return j;
 }
 
@@ -897,8 +1041,9 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	msgs = json_array();
 	for (uint64_t seq = from; msgs && oldest && seq <= last && json_array_size(msgs) < limit;
 	     seq++) {
-		const struct qc_tick *t = qc_stream_tick(s, seq);
-		json_t *j = t ? tick_json(h, s, t, fields, nfields) : NULL;
+		struct qc_tick t;
+		json_t *j =
+		    qc_stream_tick(s, seq, &t) ? tick_json(h, s, &t, fields, nfields) : NULL;
 
 		if (j)
 			json_array_append_new(msgs, j);
@@ -915,6 +1060,7 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	const char *fields[QC_FIELDS_MAX];
 	json_t *sym = json_object_get(p, "symbol"), *data;
 	struct qc_stream *s;
+	struct qc_cobj *cd;
 	int nfields;
 
 	if (!symbol_ok(sym))
@@ -925,9 +1071,9 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	if (!s || !qc_stream_last_seq(s))
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
-	data = qc_fields_filter(fields, (size_t)nfields, qc_stream_snapshot(s));
-	if (!data)
-		data = json_object();
+	cd = qc_cobj_filter((struct qc_cobj *)qc_stream_snapshot(s), fields, (size_t)nfields);
+	data = cd ? qc_cobj_to_json(cd) : json_object();
+	qc_cobj_unref(&cd);
 	*d = json_pack("{s:O, s:o, s:I, s:I}", "symbol", sym, "data", data, "seq",
 	               (json_int_t)qc_stream_last_seq(s), "timestamp",
 	               (json_int_t)qc_stream_snapshot_time(s));
