@@ -586,7 +586,8 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 	esclen = qc_json_escape(esc, idlen ? in->message_id : "", idlen);
 	esc[esclen] = '\0';
 	t = qc_cobj_copy(in->data, sizeof(int64_t) + esclen + 1);
-	if (!t || ring_reserve(s) || merge_snapshot(s, in->data)) {
+	if (!t || ring_reserve(s) || (idlen && qc_dedup_reserve(s->dedup)) ||
+	    merge_snapshot(s, in->data)) {
 		qc_cobj_unref(&t);
 		return -ENOMEM;
 	}
