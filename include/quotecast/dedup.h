@@ -59,6 +59,15 @@ int qc_dedup_reserve(struct qc_dedup *d);
  */
 int qc_dedup_insert(struct qc_dedup *d, const char *id, size_t len);
 
+/** qc_dedup_hash() - the hash the window keeps of the @len bytes at @id. */
+uint64_t qc_dedup_hash(const char *id, size_t len);
+/** qc_dedup_seen_hash(), qc_dedup_insert_hash() - the same with the id's hash already made. */
+bool qc_dedup_seen_hash(const struct qc_dedup *d, uint64_t h);
+int qc_dedup_insert_hash(struct qc_dedup *d, uint64_t h);
+
+/** qc_dedup_prefetch() - start loading what a look-up and insert of @h will touch. */
+void qc_dedup_prefetch(const struct qc_dedup *d, uint64_t h);
+
 /** qc_dedup_count() - ids in the window (copies of one id each count), at most the window. */
 uint32_t qc_dedup_count(const struct qc_dedup *d);
 

@@ -288,6 +288,8 @@ static void test_stress_against_model(void **state)
 	run_model(7, 20, 20000, 3);
 	run_model(1, 3, 5000, 4);
 	run_model(64, 64, 20000, 5); /* every value fits: long runs of repeats */
+	/* past 32767 slots the home slot no longer fits an entry's tag: read from the ring */
+	run_model(40000, 120000, 200000, 6);
 }
 
 int main(void)
