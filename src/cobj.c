@@ -49,7 +49,8 @@ struct qc_cobj *qc_cobj_pack(void *dst, const char *text, size_t len, size_t n,
 	o->n = (uint16_t)n;
 	o->flags = len > UINT16_MAX ? QC_COBJ_WIDE : 0;
 	o->spare = 0;
-	memcpy(o->text, text, len);
+	if (o->text != text) /* the text may have been written in place */
+		memcpy(o->text, text, len);
 	idx = o->text + len;
 	for (i = 0; i < n; i++) {
 		if (o->flags & QC_COBJ_WIDE) {
@@ -428,6 +429,21 @@ struct qc_cobj *qc_cobj_filter(struct qc_cobj *o, const char *const *names, size
 	*p = '}';
 	out->refs = 1;
 	return out;
+}
+
+bool qc_cobj_same_keys(const struct qc_cobj *a, const struct qc_cobj *b)
+{
+	size_t i, ka, kb;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++) {
+		const char *x = qc_cobj_key(a, i, &ka), *y = qc_cobj_key(b, i, &kb);
+
+		if (ka != kb || memcmp(x, y, ka))
+			return false;
+	}
+	return true;
 }
 
 /* Text length and member count of @a updated with @b; false when too large. */

@@ -853,6 +853,16 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 	enum qc_err e;
 	int wrote;
 
+	if (pss->route == R_PUBLISH) {
+		/* read without a tree when the ingest scanner can (hub_stream.c) */
+		e = qc_hub_publish_text(srv->hub, pss->body ? pss->body : "", pss->len, &out, &msg);
+		free(pss->body);
+		pss->body = NULL;
+		pss->len = 0;
+		pss->route = R_NONE;
+		return done(wsi,
+		            e != QC_OK ? respond_err(wsi, e, msg) : respond_json(wsi, 200, out));
+	}
 	body = json_loadb(pss->body ? pss->body : "", pss->len,
 	                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	free(pss->body);
@@ -863,9 +873,6 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 	switch (pss->route) {
 	case R_BROADCAST:
 		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
-		break;
-	case R_PUBLISH:
-		e = qc_hub_publish(srv->hub, body, &out, &msg);
 		break;
 	default:
 		e = QC_E_NOT_FOUND;

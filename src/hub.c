@@ -972,6 +972,8 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 			return;
 		}
 		e = sio_parse(buf, len, &cmd, &emsg);
+	} else if ((c->roles & QC_ROLE_PUBLISHER) && qc_hub_scan_publish(h, buf, len, &cmd)) {
+		e = QC_OK; /* a publish read without a tree (hub_stream.c) */
 	} else {
 		e = qc_codec_parse(buf, len, &cmd, &emsg);
 	}

@@ -507,7 +507,14 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
                                 const char **e);
 enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                    const char **e);
+/* @p NULL: publish the batch qc_hub_scan_publish() read */
 enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                            const char **e);
+/*
+ * A publisher's frame: when it is a plain publish_market_data request that the ingest scanner
+ * reads (ingest.h), fill @cmd for it (payload NULL, ids borrowed from the batch) and return
+ * true; false: parse it as any frame.
+ */
+bool qc_hub_scan_publish(struct qc_hub *h, const char *buf, size_t len, struct qc_cmd *cmd);
 
 #endif

@@ -18,9 +18,10 @@
 #include <time.h>
 
 #include "hub_priv.h"
+#include "quotecast/ingest.h"
 
-#define PUBLISH_MAX_BATCH 10000 /* ticks in one publish */
-#define BUFFERED_DEFAULT  100   /* get_buffered_data without limit */
+#define BUFFERED_DEFAULT 100 /* get_buffered_data without limit */
+#define PREFETCH_AHEAD   4   /* ticks between the stages of qc_stream_prefetch() */
 /*
  * Ring entries released per sweep (once a second): freeing a full ring of 1000 three-field
  * ticks took 0.2 ms here, so a pass stays near 4 ms and frees ~20 such streams.
@@ -66,10 +67,18 @@ void qc_hub_streams_sweep(struct qc_hub *h)
 	qc_streams_sweep(h->streams, SWEEP_BUDGET);
 }
 
+/*
+ * The batch being published (single-threaded: one at a time): read by the scanner from a
+ * publisher's frame or an HTTP body, or converted from checked tick trees. Its memory is kept
+ * for the next one.
+ */
+static struct qc_ingest batch = {.request_id = SIZE_MAX, .trace_id = SIZE_MAX};
+
 void qc_hub_streams_free(struct qc_hub *h)
 {
 	qc_streams_free(h->streams);
 	qc_demo_free(h->demo);
+	qc_ingest_free(&batch); /* the next publish grows it again */
 }
 
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c)
@@ -435,29 +444,44 @@ static enum qc_err check_tick(struct qc_hub *h, json_t *tick, size_t i, const ch
 	return QC_OK;
 }
 
-/*
- * Publish @ticks (an array, borrowed): validate all first, refuse the whole batch on the first
- * fault, then apply each and fan out what was accepted.
- */
-static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const char **emsg)
+/* How many distinct symbols of @in have no stream with ticks yet (quadratic: rarely needed). */
+static uint32_t new_batch_symbols(struct qc_hub *h, const struct qc_ingest *in)
 {
-	size_t n = json_array_size(ticks), i, fresh = 0;
+	uint32_t fresh = 0;
+	size_t i, j;
+
+	for (i = 0; i < in->n; i++) {
+		const char *sym = qc_ingest_symbol(in, i);
+
+		if (known(h, sym, true))
+			continue;
+		for (j = 0; j < i; j++)
+			if (!strcmp(sym, qc_ingest_symbol(in, j)))
+				break;
+		if (j == i)
+			fresh++;
+	}
+	return fresh;
+}
+
+/*
+ * Publish the checked ticks of @in: refuse the whole batch when it would take more symbols
+ * than streams.max_symbols allows, else apply each and fan out what was accepted.
+ */
+static enum qc_err publish_batch(struct qc_hub *h, struct qc_ingest *in, json_t **out,
+                                 const char **emsg)
+{
 	uint64_t accepted = 0, dup = 0, stale = 0;
 	int64_t now = qc_now_ms();
 	struct qc_streams_counts cnt;
-	json_t *tick;
+	size_t i, fresh = 0;
 
-	if (!n)
-		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
-	if (n > PUBLISH_MAX_BATCH)
-		return qc_hub_fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
-		                   PUBLISH_MAX_BATCH);
-	json_array_foreach (ticks, i, tick) {
-		enum qc_err e = check_tick(h, tick, i, emsg);
+	/* each tick's stream, when it has one with ticks: looked up once, used below */
+	for (i = 0; i < in->n; i++) {
+		struct qc_stream *s = qc_streams_find(h->streams, qc_ingest_symbol(in, i));
 
-		if (e != QC_OK)
-			return e;
-		if (!known(h, json_string_value(json_object_get(tick, "symbol")), true))
+		in->ticks[i].stream = s && qc_stream_has_ticks(s) ? s : NULL;
+		if (!in->ticks[i].stream)
 			fresh++; /* an upper bound: a new symbol may repeat in the batch */
 	}
 	/*
@@ -466,17 +490,27 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 	 */
 	qc_streams_counts(h->streams, &cnt);
 	if (fresh && cnt.with_ticks + fresh > h->cfg->streams.max_symbols &&
-	    cnt.with_ticks + new_symbols(h, ticks, "symbol", true) > h->cfg->streams.max_symbols)
+	    cnt.with_ticks + new_batch_symbols(h, in) > h->cfg->streams.max_symbols)
 		return qc_hub_limit(h, emsg, QC_LIM_MAX_SYMBOLS, "%u symbols would be exceeded",
 		                    h->cfg->streams.max_symbols);
 
-	json_array_foreach (ticks, i, tick) {
-		struct qc_stream *s = qc_streams_get_live(
-		    h->streams, json_string_value(json_object_get(tick, "symbol")));
-		json_t *ver = json_object_get(tick, "version");
-		json_t *ts = json_object_get(tick, "timestamp");
+	for (i = 0; i < in->n; i++) {
+		struct qc_stream *s = in->ticks[i].stream;
+		struct qc_tick_in tin;
 		struct qc_tick t;
 		int v;
+
+		/* over many symbols each tick's stream is cold: load the next ones' meanwhile */
+		for (size_t k = 0; k < 3; k++) {
+			size_t ahead = i + PREFETCH_AHEAD * (3 - k);
+
+			if (ahead < in->n && in->ticks[ahead].stream)
+				qc_stream_prefetch(in->ticks[ahead].stream, (int)k,
+				                   qc_ingest_message_id(in, ahead));
+		}
+		/* a symbol new to this batch: made by its first tick, found by the next ones */
+		if (!s)
+			s = qc_streams_get_live(h->streams, qc_ingest_symbol(in, i));
 
 		/* the check above makes this unreachable; if it ever is not, still a counted
 		 * refusal */
@@ -485,19 +519,8 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 			                    h->cfg->streams.max_symbols);
 		if (!s)
 			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
-		{
-			struct qc_cobj *data = qc_cobj_from_json(json_object_get(tick, "data"));
-			struct qc_tick_in in = {
-			    .data = data,
-			    .message_id = json_string_value(json_object_get(tick, "message_id")),
-			    .has_version = json_is_integer(ver),
-			    .version = json_integer_value(ver),
-			    .timestamp = json_is_integer(ts) ? json_integer_value(ts) : now,
-			};
-
-			v = data ? qc_stream_apply(s, &in, &t) : -ENOMEM;
-			qc_cobj_unref(&data);
-		}
+		qc_ingest_tick_in(in, i, now, &tin);
+		v = qc_stream_apply(s, &tin, &t);
 		h->st.ticks_published++;
 		if (v == QC_TICK_ACCEPTED) {
 			accepted++;
@@ -515,6 +538,34 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const 
 	*out = json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)accepted, "duplicates",
 	                 (json_int_t)dup, "stale", (json_int_t)stale);
 	return QC_OK;
+}
+
+/*
+ * Publish @ticks (an array of trees, borrowed): validate all first, refuse the whole batch on
+ * the first fault, then publish them as a batch.
+ */
+static enum qc_err publish(struct qc_hub *h, json_t *ticks, json_t **out, const char **emsg)
+{
+	size_t n = json_array_size(ticks), i;
+	json_t *tick;
+
+	if (!n)
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
+	if (n > QC_INGEST_MAX_TICKS)
+		return qc_hub_fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
+		                   QC_INGEST_MAX_TICKS);
+	json_array_foreach (ticks, i, tick) {
+		enum qc_err e = check_tick(h, tick, i, emsg);
+
+		if (e != QC_OK)
+			return e;
+	}
+	qc_ingest_reset(&batch);
+	json_array_foreach (ticks, i, tick) {
+		if (qc_ingest_add_json(&batch, tick))
+			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
+	return publish_batch(h, &batch, out, emsg);
 }
 
 enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **emsg)
@@ -540,11 +591,43 @@ enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const ch
 	return e;
 }
 
+enum qc_err qc_hub_publish_text(struct qc_hub *h, const char *body, size_t len, json_t **out,
+                                const char **emsg)
+{
+	enum qc_err e;
+	json_t *doc;
+
+	if (qc_ingest_scan_body(&batch, body, len))
+		return publish_batch(h, &batch, out, emsg);
+	doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+	if (!doc)
+		return qc_hub_fail(h, emsg, QC_E_BAD_JSON, "body is not valid JSON");
+	e = qc_hub_publish(h, doc, out, emsg);
+	json_decref(doc);
+	return e;
+}
+
+bool qc_hub_scan_publish(struct qc_hub *h, const char *buf, size_t len, struct qc_cmd *cmd)
+{
+	(void)h;
+	if (!qc_ingest_scan_request(&batch, buf, len))
+		return false;
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->type = QC_CMD_REQUEST;
+	cmd->action = "publish_market_data";
+	cmd->request_id = qc_ingest_id(&batch, batch.request_id);
+	cmd->trace_id = qc_ingest_id(&batch, batch.trace_id);
+	cmd->ack_id = -1;
+	return true; /* payload NULL: the batch above (qc_act_publish) */
+}
+
 enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                            const char **e)
 {
 	if (!(c->roles & QC_ROLE_PUBLISHER))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "role publisher required");
+	if (!p)
+		return publish_batch(h, &batch, d, e); /* scanned by qc_hub_scan_publish() */
 	return qc_hub_publish(h, p, d, e);
 }
 

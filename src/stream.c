@@ -490,9 +490,25 @@ static size_t message_id_len(const char *message_id)
 static int merge_snapshot(struct qc_stream *s, const struct qc_cobj *data)
 {
 	struct qc_streams *ss = s->ss;
-	size_t need = qc_cobj_merge_size(s->snapshot, data);
+	size_t need;
 	void *p;
 
+	if (qc_cobj_same_keys(s->snapshot, data)) {
+		/* the usual tick: every field of the snapshot, in its order; it is the new one */
+		need = qc_cobj_size(data->len, data->n);
+		if (need > s->snapshot_cap) {
+			p = realloc(s->snapshot, need + need / 4);
+			if (!p)
+				return -ENOMEM;
+			s->snapshot = p;
+			s->snapshot_cap = (uint32_t)(need + need / 4);
+		}
+		memcpy(s->snapshot, data, need);
+		s->snapshot->refs = 0;
+		s->snapshot->spare = 0;
+		goto changed;
+	}
+	need = qc_cobj_merge_size(s->snapshot, data);
 	if (!need)
 		return -ENOMEM;
 	if (need > ss->merge_cap) {
@@ -513,6 +529,7 @@ static int merge_snapshot(struct qc_stream *s, const struct qc_cobj *data)
 		s->snapshot_cap = (uint32_t)cap;
 	}
 	memcpy(s->snapshot, ss->merge, need);
+changed:
 	json_decref(s->snapshot_json);
 	s->snapshot_json = NULL;
 	return 0;
@@ -566,6 +583,7 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 {
 	size_t idlen = message_id_len(in->message_id), esclen;
 	char esc[6 * QC_MESSAGE_ID_MAX + 1];
+	uint64_t hash = 0;
 	struct qc_streams *ss = s->ss;
 	struct qc_cobj *t;
 	char *x;
@@ -578,8 +596,11 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 		if (err)
 			return err;
 	}
-	if (idlen && qc_dedup_seen(s->dedup, in->message_id, idlen))
-		return QC_TICK_DUPLICATE;
+	if (idlen) {
+		hash = qc_dedup_hash(in->message_id, idlen);
+		if (qc_dedup_seen_hash(s->dedup, hash))
+			return QC_TICK_DUPLICATE;
+	}
 	if (in->has_version && s->has_version && in->version <= s->last_version)
 		return QC_TICK_STALE;
 
@@ -604,7 +625,7 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 	ring_append(s, t);
 
 	if (idlen)
-		qc_dedup_insert(s->dedup, in->message_id, idlen);
+		qc_dedup_insert_hash(s->dedup, hash);
 	if (s->idle) {
 		/* nobody subscribes: the TTL counts from this tick */
 		s->idle_ms = now_ms(ss);
@@ -616,6 +637,31 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 	if (out)
 		tick_view(t, s->last_seq, out);
 	return QC_TICK_ACCEPTED;
+}
+
+void qc_stream_prefetch(const struct qc_stream *s, int stage, const char *message_id)
+{
+	size_t idlen;
+
+	switch (stage) {
+	case 0:
+		__builtin_prefetch(s);
+		__builtin_prefetch((const char *)s + 64);
+		return;
+	case 1:
+		if (!s->ring)
+			return;
+		__builtin_prefetch(s->dedup);
+		__builtin_prefetch(s->snapshot, 1);
+		__builtin_prefetch(&s->ring[(s->ring_start + s->ring_count) % s->ss->o.buffer_size],
+		                   1);
+		return;
+	default:
+		idlen = message_id_len(message_id);
+		if (s->ring && idlen)
+			qc_dedup_prefetch(s->dedup, qc_dedup_hash(message_id, idlen));
+		return;
+	}
 }
 
 bool qc_stream_seen(const struct qc_stream *s, const char *message_id)

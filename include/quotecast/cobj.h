@@ -53,8 +53,8 @@ size_t qc_cobj_size(size_t len, size_t n);
 /**
  * qc_cobj_pack() - lay out an object at @dst (qc_cobj_size() bytes, 4-byte aligned) from @len
  * bytes of compact object text and its @n members' key offsets and key lengths (as in the
- * layout above). Returns @dst as an object with refs 0. Nothing is checked: @text must be what
- * jansson prints, or splices of it.
+ * layout above); @text may already be in place at @dst's text. Returns @dst as an object with
+ * refs 0. Nothing is checked: @text must be what jansson prints, or splices of it.
  */
 struct qc_cobj *qc_cobj_pack(void *dst, const char *text, size_t len, size_t n,
                              const uint32_t *koff, const uint8_t *klen);
@@ -170,6 +170,12 @@ struct qc_cobj *qc_cobj_merge_to(void *dst, const struct qc_cobj *a, const struc
 
 /** qc_cobj_merge() - the same into a new object (one reference), or NULL (ENOMEM, too big). */
 struct qc_cobj *qc_cobj_merge(const struct qc_cobj *a, const struct qc_cobj *b);
+
+/**
+ * qc_cobj_same_keys() - whether @a and @b have the same keys in the same order (then @a
+ * updated with @b is @b).
+ */
+bool qc_cobj_same_keys(const struct qc_cobj *a, const struct qc_cobj *b);
 
 /** qc_cobj_ref() - one more reference (not for refs 0); returns @o. */
 static inline struct qc_cobj *qc_cobj_ref(struct qc_cobj *o)

@@ -184,6 +184,14 @@ enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const
  */
 enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **msg);
 
+/**
+ * qc_hub_publish_text() - the same from the body's @len bytes of text: read by the ingest
+ * scanner (ingest.h) without a jansson tree when it can, else parsed (BAD_JSON "body is not
+ * valid JSON" when it is not JSON).
+ */
+enum qc_err qc_hub_publish_text(struct qc_hub *h, const char *body, size_t len, json_t **out,
+                                const char **msg);
+
 /** qc_hub_demo_start() - start the demo feed when demo_feed.enabled. 0 or -ENOMEM. */
 int qc_hub_demo_start(struct qc_hub *h);
 

@@ -172,6 +172,14 @@ void qc_streams_counts(const struct qc_streams *ss, struct qc_streams_counts *ou
 int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_tick *out);
 
 /**
+ * qc_stream_prefetch() - start loading what qc_stream_apply() of a tick with @message_id will
+ * touch, in three stages a few ticks apart (0: the stream, 1: its window, snapshot and ring
+ * slot, 2: the window's table slot of the id), so that a batch over many symbols does not wait
+ * for memory tick after tick. Changes nothing.
+ */
+void qc_stream_prefetch(const struct qc_stream *s, int stage, const char *message_id);
+
+/**
  * qc_stream_seen() - whether @message_id is in the window (no change). For validating a batch
  * before applying it.
  */

@@ -423,6 +423,31 @@ static void test_escape_like_jansson(void **state)
 	assert_int_equal(n, 5);
 }
 
+static void test_same_keys(void **state)
+{
+	struct qc_cobj *a = from_text("{\"p\":1,\"v\":2}"), *b = from_text("{\"p\":3,\"v\":\"x\"}");
+	struct qc_cobj *c = from_text("{\"v\":1,\"p\":2}"), *d = from_text("{\"p\":1}");
+	struct qc_cobj *f = from_text("{\"p\":1,\"w\":2}"), *g = from_text("{}"), *m;
+
+	(void)state;
+	assert_true(qc_cobj_same_keys(a, b));
+	assert_false(qc_cobj_same_keys(a, c)); /* same keys, another order */
+	assert_false(qc_cobj_same_keys(a, d));
+	assert_false(qc_cobj_same_keys(a, f));
+	assert_true(qc_cobj_same_keys(g, g));
+	/* then the merge is the second one */
+	m = qc_cobj_merge(a, b);
+	assert_int_equal(m->len, b->len);
+	assert_memory_equal(m->text, b->text, b->len);
+	qc_cobj_unref(&m);
+	qc_cobj_unref(&a);
+	qc_cobj_unref(&b);
+	qc_cobj_unref(&c);
+	qc_cobj_unref(&d);
+	qc_cobj_unref(&f);
+	qc_cobj_unref(&g);
+}
+
 static void test_copy_extra_and_refs(void **state)
 {
 	struct qc_cobj *o = from_text("{\"a\":1}"), *c, *o2;
@@ -472,6 +497,7 @@ int main(void)
 	    cmocka_unit_test(test_random_against_jansson),
 	    cmocka_unit_test(test_wide),
 	    cmocka_unit_test(test_escape_like_jansson),
+	    cmocka_unit_test(test_same_keys),
 	    cmocka_unit_test(test_copy_extra_and_refs),
 	};
 

@@ -26,11 +26,16 @@ static const char *const datas[] = {
     "{\"volume\":7,\"price\":100.000,\"x\":1E3,\"y\":0.00001}",
     "{\"nested\":{\"a\":[\"}\",\"]\",\",\"]},\"price\":-1.5,\"b\\\\s\":\"\"}",
     "{\"price\":0.30000000000000004,\"ask\":1850.33}",
+    /* these two are in the ingest scanner's form: read without a tree when framed */
+    "{\"price\":1850.30,\"volume\":100,\"é\":\"贵州茅台\",\"flag\":true,\"none\":null,"
+    "\"r\":0.0001}",
+    "{ \"price\" : 1.5 ,\n\t\"bid\" :2, \"ask\": -0.0, \"k\":\"}{,:\" }",
 };
 #define NDATA (sizeof(datas) / sizeof(datas[0]))
 
 /* Message ids, some needing escapes; NULL: none. */
-static const char *const mids[] = {"m1", "q\\\"2", NULL, "é4", "back\\\\5", "ctl\\t6", "m7"};
+static const char *const mids[] = {"m1",      "q\\\"2", NULL, "é4", "back\\\\5",
+                                   "ctl\\t6", "m7",     "m8", NULL};
 
 /* Subscriber field sets (the canonical group order is sorted, deduplicated). */
 static const char *const f_none[] = {NULL};
@@ -312,6 +317,8 @@ static void run_fanout(void **state, enum how how, uint32_t ttl_s)
 
 	/* a new subscriber: the snapshot; with since_seq: the replay from the ring of five */
 	for (size_t k = 0; k < NSETS; k++) {
+		char since[32];
+
 		json_t *want = tree_filter(canonf[k], ncanon[k], md.snap);
 
 		for (uint8_t enc = 0; enc < 2; enc++) {
@@ -331,8 +338,10 @@ static void run_fanout(void **state, enum how how, uint32_t ttl_s)
 			env_drop(e, late);
 
 			late = open_enc(e, "late", enc, 0);
-			subscribe(e, late, k, ",\"since_seq\":3");
-			for (size_t i = 3; i < NDATA; i++) {
+			/* the ring holds seq NDATA - 4 .. NDATA: after NDATA - 4, all there */
+			snprintf(since, sizeof(since), ",\"since_seq\":%zu", NDATA - 4);
+			subscribe(e, late, k, since);
+			for (size_t i = NDATA - 4; i < NDATA; i++) {
 				json_t *w = tree_filter(canonf[k], ncanon[k], md.data[i]);
 
 				if (!w)
@@ -366,9 +375,10 @@ static void run_fanout(void **state, enum how how, uint32_t ttl_s)
 		want = json_pack("{s:s, s:o, s:I, s:I, s:s}", "symbol", SYM, "messages", msgs,
 		                 "oldest_seq", (json_int_t)(NDATA - 4), "last_seq",
 		                 (json_int_t)NDATA, "epoch", epoch);
-		rx(e, c,
-		   "{\"type\":\"request\",\"request_id\":\"b\",\"action\":\"get_buffered_data\","
-		   "\"payload\":{\"symbol\":\"" SYM "\",\"since_seq\":3}}");
+		rxf(e, c,
+		    "{\"type\":\"request\",\"request_id\":\"b\",\"action\":\"get_buffered_data\","
+		    "\"payload\":{\"symbol\":\"" SYM "\",\"since_seq\":%zu}}",
+		    NDATA - 4);
 		got = expect_ok(last(c), "b");
 		assert_same_dump(got, want);
 		json_decref(want);
@@ -521,6 +531,64 @@ static void test_conflation_by_frame(void **state)
 	run_conflation(state, BY_FRAME);
 }
 
+/*
+ * A publisher's frames: a plain publish is read by the scanner and answered like any request
+ * (ids echoed, verdicts counted); everything else takes the usual path with its usual answers.
+ */
+static void test_publisher_frames(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *pub, *other;
+	json_t *j, *err;
+
+	env_start(e);
+	pub = open_enc(e, "pub", QC_ENC_NATIVE, QC_ROLE_PUBLISHER);
+	other = open_enc(e, "other", QC_ENC_NATIVE, 0);
+
+	rx(e, pub,
+	   "{\"type\":\"request\",\"action\":\"publish_market_data\",\"request_id\":\"r1\","
+	   "\"trace_id\":\"t1\",\"payload\":{\"ticks\":[{\"symbol\":\"A\",\"data\":{\"p\":1},"
+	   "\"message_id\":\"m1\",\"version\":2},{\"symbol\":\"A\",\"data\":{\"p\":2},"
+	   "\"message_id\":\"m1\"},{\"symbol\":\"A\",\"data\":{\"p\":3},\"version\":2}]}}");
+	j = last(pub);
+	assert_string_equal(sget(j, "trace_id"), "t1");
+	assert_json(expect_ok(j, "r1"), "{\"accepted\":1,\"duplicates\":1,\"stale\":1}");
+	drain(pub);
+
+	/* refused by the publish checks: the tree path's own error, for the whole batch */
+	rx(e, pub,
+	   "{\"type\":\"request\",\"action\":\"publish_market_data\",\"request_id\":\"r2\","
+	   "\"payload\":{\"ticks\":[{\"symbol\":\"B\",\"data\":{\"p\":1}},{\"symbol\":\"bad one\","
+	   "\"data\":{\"p\":1}}]}}");
+	j = last(pub);
+	assert_string_equal(sget(j, "request_id"), "r2");
+	assert_false(bget(j, "success"));
+	err = get(j, "error");
+	assert_string_equal(sget(err, "code"), "BAD_REQUEST");
+	assert_string_equal(sget(err, "message"),
+	                    "ticks[1]: \"symbol\" must be 1-32 characters of A-Z a-z 0-9 . _ : -");
+	drain(pub);
+	assert_int_equal(stat_get(e, "streaming", "active_streams"), 1); /* A only */
+
+	/* other requests and pings of a publisher */
+	rx(e, pub, "{\"type\":\"ping\",\"timestamp\":5}");
+	assert_string_equal(sget(last(pub), "type"), "pong");
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_market_data\","
+	   "\"payload\":{\"symbol\":\"A\"}}");
+	assert_json(get(expect_ok(last(pub), "g"), "data"), "{\"p\":1}");
+	rx(e, pub, "{\"type\":\"request\",\"action\":\"publish_market_data\"");
+	assert_string_equal(sget(get(last(pub), "error"), "code"), "BAD_JSON");
+	drain(pub);
+
+	/* the same plain publish from a connection without the role: refused, nothing applied */
+	rx(e, other,
+	   "{\"type\":\"request\",\"action\":\"publish_market_data\",\"request_id\":\"r3\","
+	   "\"payload\":{\"symbol\":\"A\",\"data\":{\"p\":9}}}");
+	assert_string_equal(sget(get(last(other), "error"), "code"), "FORBIDDEN");
+	assert_int_equal(stat_get(e, "streaming", "total_messages"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,6 +597,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_fanout_with_sio_offsets, teardown),
 	    cmocka_unit_test_teardown(test_conflation_by_tree, teardown),
 	    cmocka_unit_test_teardown(test_conflation_by_frame, teardown),
+	    cmocka_unit_test_teardown(test_publisher_frames, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
