@@ -34,11 +34,11 @@ size_t qc_cobj_size(size_t len, size_t n)
 
 	if (len > UINT32_MAX - 1024 || n > QC_COBJ_MAX_MEMBERS)
 		return 0;
-	return sizeof(struct qc_cobj) + len + n * (w + 1);
+	return sizeof(struct qc_cobj) + len + n * w;
 }
 
 struct qc_cobj *qc_cobj_pack(void *dst, const char *text, size_t len, size_t n,
-                             const uint32_t *koff, const uint8_t *klen)
+                             const uint32_t *koff)
 {
 	struct qc_cobj *o = dst;
 	char *idx;
@@ -63,7 +63,6 @@ struct qc_cobj *qc_cobj_pack(void *dst, const char *text, size_t len, size_t n,
 			idx += 2;
 		}
 	}
-	memcpy(idx, klen, n);
 	return o;
 }
 
@@ -78,13 +77,6 @@ static void put_koff(struct qc_cobj *o, size_t i, uint32_t v)
 
 		memcpy(idx + 2 * i, &s, 2);
 	}
-}
-
-static void put_klen(struct qc_cobj *o, size_t i, size_t v)
-{
-	size_t w = o->flags & QC_COBJ_WIDE ? 4 : 2;
-
-	o->text[o->len + (size_t)o->n * w + i] = (char)(uint8_t)v;
 }
 
 /* An object of @len bytes of text and @n members with header filled, text and index not. */
@@ -167,15 +159,13 @@ static long index_text(const char *t, size_t len, struct qc_cobj *o)
 		if (t[i] != '"')
 			return -1;
 		k = skip_string(t, i, len);
-		if (!k || k - i - 2 > QC_COBJ_KEY_MAX || k >= len || t[k] != ':')
+		if (!k || k >= len || t[k] != ':')
 			return -1;
 		v = skip_value(t, k + 1, len);
 		if (!v || n == QC_COBJ_MAX_MEMBERS)
 			return -1;
-		if (o) {
+		if (o)
 			put_koff(o, (size_t)n, (uint32_t)i);
-			put_klen(o, (size_t)n, k - i - 2);
-		}
 		n++;
 		if (t[v] == '}' && v == len - 1)
 			return n;
@@ -330,8 +320,14 @@ static int find_raw(const struct qc_cobj *o, const char *key, size_t klen, size_
 	if (hint >= n)
 		hint = 0;
 	for (k = 0, i = hint; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
-		if (qc_cobj_klen(o, i) == klen &&
-		    !memcmp(o->text + qc_cobj_koff(o, i) + 1, key, klen))
+		size_t at = qc_cobj_koff(o, i) + 1;
+
+		/*
+		 * @key is a whole escaped string, so the quote after it, if there is one, is not
+		 * escaped: the member's key ends there and is @key.
+		 */
+		if (at + klen < o->len && !memcmp(o->text + at, key, klen) &&
+		    o->text[at + klen] == '"')
 			return (int)i;
 	}
 	return -1;
@@ -421,7 +417,6 @@ struct qc_cobj *qc_cobj_filter(struct qc_cobj *o, const char *const *names, size
 			*p++ = ',';
 		m = qc_cobj_member(o, (size_t)i, &mlen);
 		put_koff(out, n, (uint32_t)(p - out->text));
-		put_klen(out, n, qc_cobj_klen(o, (size_t)i));
 		memcpy(p, m, mlen);
 		p += mlen;
 		n++;
@@ -500,7 +495,6 @@ struct qc_cobj *qc_cobj_merge_to(void *dst, const struct qc_cobj *a, const struc
 		if (k)
 			*p++ = ',';
 		put_koff(out, k, (uint32_t)(p - out->text));
-		put_klen(out, k, klen);
 		*p++ = '"';
 		memcpy(p, key, klen);
 		p += klen;
@@ -528,7 +522,6 @@ struct qc_cobj *qc_cobj_merge_to(void *dst, const struct qc_cobj *a, const struc
 		if (k)
 			*p++ = ',';
 		put_koff(out, k, (uint32_t)(p - out->text));
-		put_klen(out, k, klen);
 		v = qc_cobj_member(b, j, &mlen);
 		memcpy(p, v, mlen);
 		p += mlen;

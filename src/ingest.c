@@ -437,7 +437,7 @@ static bool data(struct scan *s, size_t *off)
 	i = qc_cobj_size(len, n);
 	if (!i || reserve(in, i - sizeof(struct qc_cobj) - len))
 		return false;
-	qc_cobj_pack(in->buf + *off, in->buf + text, len, n, koff, klen);
+	qc_cobj_pack(in->buf + *off, in->buf + text, len, n, koff);
 	in->used = *off + i;
 	return true;
 }

@@ -9,15 +9,13 @@
  * would print an object holding those members in that order.
  *
  * Layout: struct qc_cobj, @len bytes of text ("{...}", not NUL-terminated), then @n key
- * offsets (uint16_t each, or uint32_t when QC_COBJ_WIDE: text of 64 KiB or more), then @n key
- * lengths (uint8_t each), then whatever the owner put after the index (qc_cobj_copy()'s
- * @extra: a tick's timestamp and message id). Member i's key starts with its opening quote at
- * offset koff[i] and is klen[i] bytes long between the quotes, JSON-escaped; its value follows
- * the closing quote and the colon and ends before the ',' of member i+1 (or the final '}').
- * Key order is the object's order (jansson keeps insertion order).
- *
- * A key must be at most 255 bytes escaped (a field name is at most 64 bytes, 128 escaped) and
- * an object has at most QC_COBJ_MAX_MEMBERS members.
+ * offsets (uint16_t each, or uint32_t when QC_COBJ_WIDE: text of 64 KiB or more), then
+ * whatever the owner put after the index (qc_cobj_copy()'s @extra: a tick's timestamp and
+ * message id). Member i's key starts with its opening quote at offset koff[i] and ends at the
+ * next quote that no backslash escapes (a key is short: finding its end costs less than storing
+ * it); it is JSON-escaped. Its value follows the closing quote and the colon and ends before
+ * the ',' of member i+1 (or the final '}'). Key order is the object's order (jansson keeps
+ * insertion order). An object has at most QC_COBJ_MAX_MEMBERS members.
  *
  * Ownership: refcounted. refs 0 marks an object built in someone else's memory
  * (qc_cobj_pack(), a stream's snapshot); ref and unref leave those alone. An object is not
@@ -35,7 +33,7 @@
 
 #define QC_COBJ_WIDE        0x01 /* 32-bit key offsets */
 #define QC_COBJ_MAX_MEMBERS 65535
-#define QC_COBJ_KEY_MAX     255 /* bytes of one escaped key */
+#define QC_COBJ_KEY_MAX     255 /* bytes of an escaped name qc_cobj_find() looks up */
 
 struct qc_cobj {
 	uint32_t refs; /* 0: not refcounted (lives in its owner's memory) */
@@ -52,17 +50,17 @@ size_t qc_cobj_size(size_t len, size_t n);
 
 /**
  * qc_cobj_pack() - lay out an object at @dst (qc_cobj_size() bytes, 4-byte aligned) from @len
- * bytes of compact object text and its @n members' key offsets and key lengths (as in the
- * layout above); @text may already be in place at @dst's text. Returns @dst as an object with
- * refs 0. Nothing is checked: @text must be what jansson prints, or splices of it.
+ * bytes of compact object text and its @n members' key offsets (as in the layout above);
+ * @text may already be in place at @dst's text. Returns @dst as an object with refs 0.
+ * Nothing is checked: @text must be what jansson prints, or splices of it.
  */
 struct qc_cobj *qc_cobj_pack(void *dst, const char *text, size_t len, size_t n,
-                             const uint32_t *koff, const uint8_t *klen);
+                             const uint32_t *koff);
 
 /**
  * qc_cobj_from_json() - the compact form of @obj (borrowed): its text as jansson prints it
  * with QC_JSON_DUMP flags, indexed. Returns a new object (one reference), or NULL when @obj is
- * not an object, a key is longer than QC_COBJ_KEY_MAX escaped, or on ENOMEM.
+ * not an object, has too many members, or on ENOMEM.
  */
 struct qc_cobj *qc_cobj_from_json(const json_t *obj);
 
@@ -86,7 +84,7 @@ static inline char *qc_cobj_extra(const struct qc_cobj *o)
 {
 	size_t w = o->flags & QC_COBJ_WIDE ? 4 : 2;
 
-	return (char *)o->text + o->len + (size_t)o->n * (w + 1);
+	return (char *)o->text + o->len + (size_t)o->n * w;
 }
 
 static inline uint32_t qc_cobj_koff(const struct qc_cobj *o, size_t i)
@@ -106,11 +104,14 @@ static inline uint32_t qc_cobj_koff(const struct qc_cobj *o, size_t i)
 	}
 }
 
-static inline uint8_t qc_cobj_klen(const struct qc_cobj *o, size_t i)
+/* The bytes of member @i's key between its quotes. */
+static inline size_t qc_cobj_klen(const struct qc_cobj *o, size_t i)
 {
-	size_t w = o->flags & QC_COBJ_WIDE ? 4 : 2;
+	const char *k = o->text + qc_cobj_koff(o, i) + 1, *p = k;
 
-	return (uint8_t)o->text[o->len + (size_t)o->n * w + i];
+	while (*p != '"')
+		p += *p == '\\' ? 2 : 1;
+	return (size_t)(p - k);
 }
 
 /** qc_cobj_key() - member @i's key, JSON-escaped, without quotes; its length in *@klen. */

@@ -472,8 +472,7 @@ static void test_copy_extra_and_refs(void **state)
 	{
 		char buf[64] __attribute__((aligned(8)));
 		uint32_t koff[] = {1};
-		uint8_t klen[] = {1};
-		struct qc_cobj *p = qc_cobj_pack(buf, "{\"a\":1}", 7, 1, koff, klen), *q = p;
+		struct qc_cobj *p = qc_cobj_pack(buf, "{\"a\":1}", 7, 1, koff), *q = p;
 		size_t vlen;
 
 		assert_int_equal(p->refs, 0);
