@@ -70,7 +70,7 @@
 #define HIST_TOP_EXP  25 /* 2^25 <= 60 s in us < 2^26 */
 #define HIST_BUCKETS  (HIST_LINEAR + (HIST_TOP_EXP - HIST_SUB_BITS) * HIST_SUB)
 
-enum mode { MODE_STREAM, MODE_ROOM };
+enum mode { MODE_STREAM, MODE_ROOM, MODE_INGEST };
 
 enum phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_CLOSE, PH_DONE };
 
@@ -118,6 +118,7 @@ struct conn {
 	bool is_pub;
 	bool resolved;
 	bool want_out;
+	unsigned nsyms;  /* symbols this subscriber asked for (1 without --subs-per-conn) */
 	char accept[32]; /* expected Sec-WebSocket-Accept */
 	struct buf in;   /* unparsed bytes left over from the last read */
 	struct buf out;
@@ -164,6 +165,11 @@ struct opts {
 	bool verbose;
 	char fields_json[1024]; /* `,"fields":[...,"ts"]` or empty */
 	long pid;
+	unsigned subs_lo;     /* stream mode: symbols per subscriber, at least */
+	unsigned subs_hi;     /* and at most (0: one, B<i % S>) */
+	unsigned batch_ticks; /* ingest mode: ticks per request */
+	unsigned inflight;    /* ingest mode: requests in flight */
+	uint64_t total_ticks; /* ingest mode: publish this many, then stop (0: for the window) */
 };
 
 struct bench {
@@ -204,6 +210,11 @@ struct bench {
 	uint64_t no_ts;
 	uint64_t pub_stalls;
 	uint64_t pub_responses;
+	uint64_t subscriptions; /* stream subscriptions that succeeded (symbols, not connections) */
+	unsigned inflight;      /* ingest: requests sent and not answered */
+	uint64_t accepted;      /* ingest: ticks the server accepted, in all */
+	uint64_t accepted_win;  /* ingest: ... answered inside the window */
+	int64_t filled_at;      /* ingest with --ticks: when the last answer came */
 	uint64_t last_recv;
 	uint64_t last_sent;
 	uint64_t errs[E_COUNT];
@@ -535,8 +546,10 @@ static void conn_resolve(struct bench *b, struct conn *c, bool ok)
 	c->resolved = true;
 	b->in_flight--;
 	b->resolved++;
-	if (ok)
+	if (ok) {
 		b->subscribed++;
+		b->subscriptions += c->nsyms ? c->nsyms : 1;
+	}
 }
 
 static void conn_fail(struct bench *b, struct conn *c, enum err_kind kind)
@@ -725,9 +738,35 @@ static size_t handshake_input(struct bench *b, struct conn *c, const char *p, si
 	return hlen;
 }
 
+/*
+ * Subscriber @idx's own symbols with --subs-per-conn: a count in [lo, hi] and that many
+ * distinct symbols, drawn from a generator seeded by @idx (the same every run). Writes them as
+ * a JSON array body ("B1","B7",...) into @out; returns the count.
+ */
+static unsigned own_symbols(const struct opts *o, unsigned idx, char *out, size_t cap)
+{
+	uint64_t st = 0x9e3779b97f4a7c15ULL * (idx + 1) + 1;
+	unsigned k, n, i, j, picked[256];
+	size_t len = 0;
+
+	n = o->subs_lo + (unsigned)(rng_next(&st) % (o->subs_hi - o->subs_lo + 1));
+	if (n > o->symbols)
+		n = o->symbols;
+	for (i = 0; i < n; i++) {
+		do {
+			k = (unsigned)(rng_next(&st) % o->symbols);
+			for (j = 0; j < i && picked[j] != k; j++)
+				;
+		} while (j < i);
+		picked[i] = k;
+		len += (size_t)snprintf(out + len, cap - len, "%s\"B%u\"", i ? "," : "", k);
+	}
+	return n;
+}
+
 static void on_session(struct bench *b, struct conn *c)
 {
-	char req[1280];
+	char req[4096], syms[3072];
 	unsigned k;
 	int n, rc;
 
@@ -743,7 +782,14 @@ static void on_session(struct bench *b, struct conn *c)
 		    req, sizeof(req),
 		    "{\"type\":\"subscribe\",\"request_id\":\"s%u\",\"room\":\"bench.B%u\"}",
 		    c->idx, k);
-	else
+	else if (b->o.subs_hi) {
+		c->nsyms = own_symbols(&b->o, c->idx, syms, sizeof(syms));
+		n = snprintf(req, sizeof(req),
+		             "{\"type\":\"request\",\"request_id\":\"s%u\","
+		             "\"action\":\"subscribe_market_stream\","
+		             "\"payload\":{\"symbols\":[%s],\"snapshot\":false%s}}",
+		             c->idx, syms, b->o.filter_mix && (c->idx & 1) ? "" : b->o.fields_json);
+	} else
 		n = snprintf(req, sizeof(req),
 		             "{\"type\":\"request\",\"request_id\":\"s%u\","
 		             "\"action\":\"subscribe_market_stream\","
@@ -753,6 +799,89 @@ static void on_session(struct bench *b, struct conn *c)
 	rc = ws_send(b, c, WS_TEXT, req, (size_t)n);
 	if (rc)
 		conn_lost(b, c, -rc);
+}
+
+/*
+ * Ingest mode: one request of up to --batch-ticks ticks, round robin over the symbols, each
+ * tick five fields of about 100 bytes of JSON and a unique message id.
+ */
+static int publish_ingest(struct bench *b)
+{
+	static const char head[] =
+	    "{\"type\":\"request\",\"action\":\"publish_market_data\",\"payload\":{\"ticks\":[";
+	struct buf *pb = &b->pubbuf;
+	uint64_t k, seq, n = b->o.batch_ticks;
+	unsigned cents;
+	int len;
+
+	if (b->o.total_ticks && b->sent + n > b->o.total_ticks)
+		n = b->o.total_ticks - b->sent;
+	if (!n)
+		return 0;
+	pb->off = pb->len = 0;
+	if (buf_append(pb, head, sizeof(head) - 1))
+		return -ENOMEM;
+	for (k = 0; k < n; k++) {
+		seq = b->sent + k;
+		cents = 100000 + (unsigned)((seq * 7919) % 100000);
+		if (buf_reserve(pb, 320))
+			return -ENOMEM;
+		len = snprintf(pb->data + pb->len, 320,
+		               "%s{\"symbol\":\"B%u\",\"data\":{\"price\":%u.%02u,\"bid_price\":"
+		               "%u.%02u,\"ask_price\":%u.%02u,\"volume\":%u,\"ts\":%" PRId64 "},"
+		               "\"message_id\":\"m%08x-%" PRIu64 "\"}",
+		               k ? "," : "", (unsigned)(seq % b->o.symbols), cents / 100,
+		               cents % 100, (cents - 3) / 100, (cents - 3) % 100, (cents + 4) / 100,
+		               (cents + 4) % 100, (unsigned)(seq % 1000000) + 1000000, b->now_rt,
+		               b->run_id, seq);
+		pb->len += (size_t)len;
+	}
+	if (buf_append(pb, "]}}", 3))
+		return -ENOMEM;
+	b->sent += n;
+	b->inflight++;
+	return ws_send(b, b->pub, WS_TEXT, pb->data, pb->len);
+}
+
+/* Ingest mode: keep --inflight requests on the way while there is something to send. */
+static void ingest_top_up(struct bench *b)
+{
+	int rc;
+
+	while (b->phase == PH_RUN && b->pub && b->pub->state == CS_READY &&
+	       b->inflight < b->o.inflight && b->now < b->meas_end &&
+	       (!b->o.total_ticks || b->sent < b->o.total_ticks)) {
+		if (buf_pending(&b->pub->out) > PUB_MAX_BACKLOG) {
+			b->pub_stalls++;
+			break;
+		}
+		rc = publish_ingest(b);
+		if (rc) {
+			conn_lost(b, b->pub, -rc);
+			return;
+		}
+	}
+}
+
+/* Ingest mode: an answer to a publish, {"accepted":N,...}. */
+static void on_ingest_answer(struct bench *b, const char *p, size_t n)
+{
+	const char *v = JSON_VALUE(p, n, "accepted"), *end = p + n;
+	uint64_t a = 0;
+
+	if (b->inflight)
+		b->inflight--;
+	while (v && v < end && *v >= '0' && *v <= '9')
+		a = a * 10 + (uint64_t)(*v++ - '0');
+	b->accepted += a;
+	if (b->now >= b->meas_start && b->now < b->meas_end)
+		b->accepted_win += a;
+	if (b->o.total_ticks && b->sent >= b->o.total_ticks && !b->inflight && !b->filled_at) {
+		b->filled_at = b->now;
+		if (b->o.pid)
+			b->rss_after = read_rss_kb(b->o.pid);
+	}
+	ingest_top_up(b);
 }
 
 static void on_response(struct bench *b, struct conn *c, const char *p, size_t n)
@@ -770,6 +899,8 @@ static void on_response(struct bench *b, struct conn *c, const char *p, size_t n
 			b->errs[E_PUBLISH]++;
 			note_code(b, p, n);
 		}
+		if (b->o.mode == MODE_INGEST)
+			on_ingest_answer(b, p, n);
 		return;
 	}
 	if (c->state == CS_SUBSCRIBING) {
@@ -832,6 +963,8 @@ static void on_text(struct bench *b, struct conn *c, const char *p, size_t n)
 	} else if (JSON_STR_IS(type, end, "error")) {
 		b->errs[c->is_pub ? E_PUBLISH : E_RESPONSE]++;
 		note_code(b, p, n);
+		if (c->is_pub && b->o.mode == MODE_INGEST)
+			on_ingest_answer(b, p, n);
 	}
 }
 
@@ -1188,7 +1321,7 @@ static void begin_run(struct bench *b)
 	int64_t dur = (int64_t)(b->o.duration * 1e6);
 
 	b->now_rt = clock_us(CLOCK_REALTIME);
-	if (b->o.pid)
+	if (b->o.pid && !(b->o.mode == MODE_INGEST && b->o.total_ticks))
 		b->rss_after = read_rss_kb(b->o.pid);
 	fprintf(stderr, "qcbench: setup done in %.1f s: %u/%u subscribed, %" PRIu64 " errors\n",
 	        (double)(b->now - b->setup_start) / 1e6, b->subscribed, b->o.conns,
@@ -1207,9 +1340,15 @@ static void begin_run(struct bench *b)
 		begin_close(b);
 		return;
 	}
+	b->phase = PH_RUN;
+	if (b->o.mode == MODE_INGEST) {
+		if (b->o.total_ticks) /* fill: no warmup, the window is the whole fill */
+			b->meas_start = b->now;
+		ingest_top_up(b);
+		return;
+	}
 	if (!b->o.idle && b->o.rate)
 		start_timer(b);
-	b->phase = PH_RUN;
 }
 
 static void setup_timeout(struct bench *b)
@@ -1295,10 +1434,18 @@ static void step(struct bench *b)
 			b->last_sent = b->sent;
 			b->next_progress += 1000000;
 		}
+		if (b->o.mode == MODE_INGEST && b->filled_at) {
+			/* --ticks: everything answered; the window ends here */
+			b->meas_end = b->filled_at;
+			begin_close(b);
+			break;
+		}
+		if (b->o.mode == MODE_INGEST && b->now < b->meas_end)
+			ingest_top_up(b);
 		if (b->now < b->meas_end)
 			break;
 		stop_timer(b);
-		if (b->o.idle) {
+		if (b->o.idle || b->o.mode == MODE_INGEST) {
 			begin_close(b);
 			break;
 		}
@@ -1409,7 +1556,9 @@ static void report(const struct bench *b)
 	          : 0;
 	dps = win > 0 ? (double)b->delivered / win : 0;
 	pps = win > 0 ? (double)b->published / win : 0;
-	expect = o->idle ? 0 : (double)o->rate * o->conns / o->symbols;
+	expect = o->idle || o->mode == MODE_INGEST ? 0
+	         : o->subs_hi ? (double)o->rate * (double)b->subscriptions / o->symbols
+	                      : (double)o->rate * o->conns / o->symbols;
 	pct = expect > 0 ? 100.0 * dps / expect : 0;
 	if (o->pid && o->conns && b->rss_before >= 0 && b->rss_after >= 0)
 		per_conn = (b->rss_after - b->rss_before) * 1024 / (long)o->conns;
@@ -1427,7 +1576,7 @@ static void report(const struct bench *b)
 		if (b->proto_why)
 			fprintf(stderr, "qcbench: first protocol error: %s\n", b->proto_why);
 	}
-	if (!o->idle && !b->hist.count)
+	if (!o->idle && o->mode != MODE_INGEST && !b->hist.count)
 		fprintf(stderr,
 		        "qcbench: no latency samples: no tick published in the window arrived "
 		        "before the drain ended (p50/p99/max print 0)\n");
@@ -1438,6 +1587,31 @@ static void report(const struct bench *b)
 		        "qcbench: publisher held back %" PRIu64 " times (server not reading)\n",
 		        b->pub_stalls);
 
+	if (o->mode == MODE_INGEST) {
+		double aps = win > 0 ? (double)b->accepted_win / win : 0;
+		long per_tick = o->pid && b->accepted && b->rss_after >= 0
+		                    ? (long)((double)(b->rss_after - b->rss_before) * 1024 /
+		                             (double)b->accepted)
+		                    : 0;
+
+		printf(
+		    o->json ? "{\"mode\":\"ingest\",\"symbols\":%u,\"batch_ticks\":%u,"
+		              "\"inflight\":%u,\"sent\":%" PRIu64 ",\"accepted\":%" PRIu64
+		              ",\"accepted_in_window\":%" PRIu64 ",\"window_s\":%.3f,"
+		              "\"accepted_per_s\":%.0f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
+		              "\"rss_per_tick_b\":%ld,\"errors\":%" PRIu64 ",\"closes\":%s,"
+		              "\"rss_end_kb\":%ld}\n"
+		            : "mode=ingest symbols=%u batch_ticks=%u inflight=%u sent=%" PRIu64
+		              " accepted=%" PRIu64 " accepted_in_window=%" PRIu64
+		              " window_s=%.3f accepted_per_s=%.0f rss_before_kb=%ld"
+		              " rss_after_kb=%ld rss_per_tick_b=%ld errors=%" PRIu64
+		              " closes=%s rss_end_kb=%ld\n",
+		    o->symbols, o->batch_ticks, o->inflight, b->sent, b->accepted, b->accepted_win,
+		    win, aps, o->pid ? b->rss_before : 0, o->pid ? b->rss_after : 0, per_tick,
+		    errors, closes, o->pid ? b->rss_end : 0);
+		fflush(stdout);
+		return;
+	}
 	if (o->json)
 		printf("{\"conns\":%u,\"symbols\":%u,\"rate\":%u,\"mode\":\"%s\",\"delivered\":"
 		       "%" PRIu64
@@ -1446,13 +1620,13 @@ static void report(const struct bench *b)
 		       ",\"rss_after_kb\":%ld,\"rss_per_conn_b\":%ld,\"errors\":%" PRIu64
 		       ",\"closes\":%s,\"idle\":%s,\"subscribed\":%u,\"published\":%" PRIu64
 		       ",\"published_per_s\":%.0f,\"late\":%" PRIu64 ",\"samples\":%" PRIu64
-		       ",\"rss_end_kb\":%ld}\n",
+		       ",\"rss_end_kb\":%ld,\"subscriptions\":%" PRIu64 "}\n",
 		       o->conns, o->symbols, o->rate, o->mode == MODE_ROOM ? "room" : "stream",
 		       b->delivered, dps, expect, pct, hist_pct(&b->hist, 0.50) / 1000.0,
 		       hist_pct(&b->hist, 0.99) / 1000.0, (double)b->hist.max / 1000.0,
 		       o->pid ? b->rss_before : 0, o->pid ? b->rss_after : 0, per_conn, errors,
 		       closes, o->idle ? "true" : "false", b->subscribed, b->published, pps,
-		       b->late, b->hist.count, o->pid ? b->rss_end : 0);
+		       b->late, b->hist.count, o->pid ? b->rss_end : 0, b->subscriptions);
 	else
 		printf("conns=%u symbols=%u rate=%u mode=%s delivered=%" PRIu64
 		       " deliveries_per_s=%.0f expected_per_s=%.0f delivered_pct=%.1f p50_ms=%.3f"
@@ -1480,7 +1654,12 @@ static void usage(FILE *f)
 	        "  --rate R             ticks per second in total (1000)\n"
 	        "  --duration SECS      measurement time (10)\n"
 	        "  --warmup SECS        publishing before the measurement (2)\n"
-	        "  --mode stream|room   market streams or rooms (stream)\n"
+	        "  --mode MODE          stream (market streams), room, or ingest (the publisher\n"
+	        "                       alone, as fast as the server answers) (stream)\n"
+	        "  --subs-per-conn L-H  stream: each subscriber takes its own L..H symbols\n"
+	        "  --batch-ticks N      ingest: ticks per publish request (1000)\n"
+	        "  --inflight K         ingest: publish requests awaiting their answer (4)\n"
+	        "  --ticks N            ingest: publish N ticks, then stop; RSS per tick\n"
 	        "  --fields F1,F2       field filter of the stream subscriptions (plus ts)\n"
 	        "  --filter-mix         only even subscribers use the field filter\n"
 	        "  --idle               connect and subscribe only; no publishing\n"
@@ -1597,7 +1776,16 @@ refuse:
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-	enum { O_FILTER_MIX = 256, O_SOURCES, O_BATCH, O_SETUP_TIMEOUT };
+	enum {
+		O_FILTER_MIX = 256,
+		O_SOURCES,
+		O_BATCH,
+		O_SETUP_TIMEOUT,
+		O_SUBS,
+		O_BATCH_TICKS,
+		O_INFLIGHT,
+		O_TICKS,
+	};
 	static const struct option lopts[] = {
 	    {"host", required_argument, NULL, 'H'},
 	    {"port", required_argument, NULL, 'p'},
@@ -1614,6 +1802,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	    {"sources", required_argument, NULL, O_SOURCES},
 	    {"connect-batch", required_argument, NULL, O_BATCH},
 	    {"setup-timeout", required_argument, NULL, O_SETUP_TIMEOUT},
+	    {"subs-per-conn", required_argument, NULL, O_SUBS},
+	    {"batch-ticks", required_argument, NULL, O_BATCH_TICKS},
+	    {"inflight", required_argument, NULL, O_INFLIGHT},
+	    {"ticks", required_argument, NULL, O_TICKS},
 	    {"json", no_argument, NULL, 'j'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -1621,7 +1813,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	};
 	const char *host = "127.0.0.1";
 	bool fields_given = false;
-	unsigned pid = 0;
+	unsigned pid = 0, ticks = 0;
+	char *dash;
 	int ch, rc = 0;
 
 	memset(o, 0, sizeof(*o));
@@ -1634,6 +1827,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	o->warmup = 2;
 	o->setup_timeout = 120;
 	o->mode = MODE_STREAM;
+	o->batch_ticks = 1000;
+	o->inflight = 4;
 	while (!rc && (ch = getopt_long(argc, argv, "hv", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 'H':
@@ -1665,10 +1860,31 @@ static int parse_args(struct opts *o, int argc, char **argv)
 				o->mode = MODE_STREAM;
 			} else if (!strcmp(optarg, "room")) {
 				o->mode = MODE_ROOM;
+			} else if (!strcmp(optarg, "ingest")) {
+				o->mode = MODE_INGEST;
 			} else {
-				fprintf(stderr, "qcbench: --mode is stream or room\n");
+				fprintf(stderr, "qcbench: --mode is stream, room or ingest\n");
 				rc = -EINVAL;
 			}
+			break;
+		case O_SUBS:
+			dash = strchr(optarg, '-');
+			if (dash)
+				*dash = '\0';
+			rc = parse_uint("subs-per-conn", optarg, 1, 256, &o->subs_lo);
+			if (!rc)
+				rc = parse_uint("subs-per-conn", dash ? dash + 1 : optarg,
+				                o->subs_lo, 256, &o->subs_hi);
+			break;
+		case O_BATCH_TICKS:
+			rc = parse_uint("batch-ticks", optarg, 1, 100000, &o->batch_ticks);
+			break;
+		case O_INFLIGHT:
+			rc = parse_uint("inflight", optarg, 1, 1000, &o->inflight);
+			break;
+		case O_TICKS:
+			rc = parse_uint("ticks", optarg, 1, 4000000000u, &ticks);
+			o->total_ticks = ticks;
 			break;
 		case 'f':
 			rc = parse_fields(o, optarg);
@@ -1718,6 +1934,21 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	}
 	if (o->filter_mix && !fields_given && o->mode == MODE_STREAM)
 		parse_fields(o, "price");
+	if (o->mode != MODE_STREAM && o->subs_hi) {
+		fprintf(stderr, "qcbench: --subs-per-conn applies to stream mode only\n");
+		return -EINVAL;
+	}
+	if (o->mode != MODE_INGEST && o->total_ticks) {
+		fprintf(stderr, "qcbench: --ticks applies to ingest mode only\n");
+		return -EINVAL;
+	}
+	if (o->mode == MODE_INGEST) {
+		if (o->idle) {
+			fprintf(stderr, "qcbench: --idle does not go with ingest mode\n");
+			return -EINVAL;
+		}
+		o->conns = 0; /* the publisher alone */
+	}
 	if (o->family == AF_INET) {
 		((struct sockaddr_in *)&o->addr)->sin_port = htons((uint16_t)o->port);
 		snprintf(o->hosthdr, sizeof(o->hosthdr), "%s:%u", o->host, o->port);
@@ -1855,9 +2086,11 @@ int main(int argc, char **argv)
 	fprintf(stderr,
 	        "qcbench: %s mode, %u subscribers over %u symbols%s, %u ticks/s, warmup %.1f s, "
 	        "measure %.1f s, %u source address%s\n",
-	        b->o.mode == MODE_ROOM ? "room" : "stream", b->o.conns, b->o.symbols,
-	        b->o.idle ? " (idle)" : "", b->o.idle ? 0 : b->o.rate, b->o.warmup, b->o.duration,
-	        b->o.sources, b->o.sources > 1 ? "es" : "");
+	        b->o.mode == MODE_ROOM     ? "room"
+	        : b->o.mode == MODE_INGEST ? "ingest"
+	                                   : "stream",
+	        b->o.conns, b->o.symbols, b->o.idle ? " (idle)" : "", b->o.idle ? 0 : b->o.rate,
+	        b->o.warmup, b->o.duration, b->o.sources, b->o.sources > 1 ? "es" : "");
 	rc = run(b);
 	if (!rc)
 		report(b);

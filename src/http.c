@@ -926,6 +926,31 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 	enum qc_err e;
 	int wrote;
 
+	if (pss->route == R_PUBLISH) {
+		/* read without a tree when the ingest scanner can (hub_stream.c); in cluster mode
+		 * the answer may wait for the broker */
+		w = calloc(1, sizeof(*w));
+		if (!w) {
+			e = QC_E_INTERNAL;
+			msg = "out of memory";
+		} else {
+			w->wsi = wsi;
+			w->pss = pss;
+			e = qc_hub_publish_text_async(srv->hub, pss->body ? pss->body : "",
+			                              pss->len, http_published, w, &out, &msg);
+		}
+		free(pss->body);
+		pss->body = NULL;
+		pss->len = 0;
+		pss->route = R_NONE;
+		if (e == QC_ASYNC) {
+			pss->wait = w;
+			return 1;
+		}
+		free(w);
+		return done(wsi,
+		            e != QC_OK ? respond_err(wsi, e, msg) : respond_json(wsi, 200, out));
+	}
 	body = json_loadb(pss->body ? pss->body : "", pss->len,
 	                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	free(pss->body);
@@ -936,24 +961,6 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 	switch (pss->route) {
 	case R_BROADCAST:
 		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
-		break;
-	case R_PUBLISH:
-		w = calloc(1, sizeof(*w));
-		if (!w) {
-			e = QC_E_INTERNAL;
-			msg = "out of memory";
-			break;
-		}
-		w->wsi = wsi;
-		w->pss = pss;
-		e = qc_hub_publish_async(srv->hub, body, http_published, w, &out, &msg);
-		if (e == QC_ASYNC) {
-			pss->wait = w;
-			json_decref(body);
-			pss->route = R_NONE;
-			return 1;
-		}
-		free(w);
 		break;
 	default:
 		e = QC_E_NOT_FOUND;

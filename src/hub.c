@@ -296,8 +296,7 @@ void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind)
 	f->kind = kind;
 }
 
-/* The next Socket.IO offset for an event of @kind, or 0 when it carries none. */
-static uint64_t next_offset(struct qc_hub *h, uint8_t kind)
+uint64_t qc_hub_next_offset(struct qc_hub *h, uint8_t kind)
 {
 	return kind != QC_MSG_CONTROL && qc_hub_sio_recovery(h) ? ++h->sio_offset : 0;
 }
@@ -319,7 +318,7 @@ struct qc_msg *qc_frames_get(struct qc_hub *h, struct qc_frames *f, uint8_t enc)
 		return NULL;
 	/* one offset per message, in its one Socket.IO encoding shared by every receiver */
 	if (enc == QC_ENC_SIO)
-		offset = next_offset(h, f->kind);
+		offset = qc_hub_next_offset(h, f->kind);
 	m = enc == QC_ENC_SIO ? qc_sio_from_native_at(f->ev, offset) : qc_msg_new_json(f->ev);
 	if (!m)
 		return NULL;
@@ -327,7 +326,6 @@ struct qc_msg *qc_frames_get(struct qc_hub *h, struct qc_frames *f, uint8_t enc)
 	m->kind = f->kind;
 	m->stream_id = f->stream_id;
 	m->seq = f->seq;
-	m->meta = f->meta ? json_incref(f->meta) : NULL;
 	f->m[enc] = m;
 	return m;
 }
@@ -365,7 +363,7 @@ static struct qc_msg *sio_native(struct qc_hub *h, struct qc_conn *c, json_t *j,
 
 	if (ack_id < 0 && c->sio && type && !strcmp(type, "event") && name &&
 	    strcmp(name, "session"))
-		offset = next_offset(h, QC_MSG_ROOM);
+		offset = qc_hub_next_offset(h, QC_MSG_ROOM);
 	m = offset ? qc_sio_from_native_at(j, offset) : qc_sio_from_native(j, ack_id);
 	if (m && offset) {
 		m->kind = QC_MSG_ROOM;
@@ -975,6 +973,8 @@ void qc_hub_rx(struct qc_hub *h, struct qc_conn *c, const char *buf, size_t len,
 			return;
 		}
 		e = sio_parse(buf, len, &cmd, &emsg);
+	} else if ((c->roles & QC_ROLE_PUBLISHER) && qc_hub_scan_publish(h, buf, len, &cmd)) {
+		e = QC_OK; /* a publish read without a tree (hub_stream.c) */
 	} else {
 		e = qc_codec_parse(buf, len, &cmd, &emsg);
 	}

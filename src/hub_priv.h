@@ -83,7 +83,7 @@ struct qc_hub {
 
 /*
  * An outgoing message for many receivers, encoded at most once per encoding (native JSON,
- * Socket.IO), on first use. Ticks carry their kind, stream, seq and meta into every frame.
+ * Socket.IO), on first use. (Ticks are framed by hub_stream.c from their compact form.)
  */
 struct qc_frames {
 	json_t *ev;          /* the native message (owned) */
@@ -91,8 +91,10 @@ struct qc_frames {
 	uint8_t kind;
 	uint64_t stream_id;
 	uint64_t seq;
-	json_t *meta; /* borrowed; each frame takes its own reference */
 };
+
+/* The next Socket.IO offset for an event of @kind, or 0 when it carries none (hub.c). */
+uint64_t qc_hub_next_offset(struct qc_hub *h, uint8_t kind);
 
 /* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
 void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);
@@ -507,7 +509,14 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
                                 const char **e);
 enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                    const char **e);
+/* @p NULL: publish the batch qc_hub_scan_publish() read */
 enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                            const char **e);
+/*
+ * A publisher's frame: when it is a plain publish_market_data request that the ingest scanner
+ * reads (ingest.h), fill @cmd for it (payload NULL, ids borrowed from the batch) and return
+ * true; false: parse it as any frame.
+ */
+bool qc_hub_scan_publish(struct qc_hub *h, const char *buf, size_t len, struct qc_cmd *cmd);
 
 #endif

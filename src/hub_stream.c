@@ -18,9 +18,10 @@
 #include <time.h>
 
 #include "hub_priv.h"
+#include "quotecast/ingest.h"
 
-#define PUBLISH_MAX_BATCH 10000 /* ticks in one publish */
-#define BUFFERED_DEFAULT  100   /* get_buffered_data without limit */
+#define BUFFERED_DEFAULT 100 /* get_buffered_data without limit */
+#define PREFETCH_AHEAD   4   /* ticks between the stages of qc_stream_prefetch() */
 /*
  * Ring entries released per sweep (once a second): freeing a full ring of 1000 three-field
  * ticks took 0.2 ms here, so a pass stays near 4 ms and frees ~20 such streams.
@@ -66,10 +67,18 @@ void qc_hub_streams_sweep(struct qc_hub *h)
 	qc_streams_sweep(h->streams, SWEEP_BUDGET);
 }
 
+/*
+ * The batch being published (single-threaded: one at a time): read by the scanner from a
+ * publisher's frame or an HTTP body, or converted from checked tick trees. Its memory is kept
+ * for the next one.
+ */
+static struct qc_ingest batch = {.request_id = SIZE_MAX, .trace_id = SIZE_MAX};
+
 void qc_hub_streams_free(struct qc_hub *h)
 {
 	qc_streams_free(h->streams);
 	qc_demo_free(h->demo);
+	qc_ingest_free(&batch); /* the next publish grows it again */
 }
 
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c)
@@ -114,40 +123,151 @@ void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char
 	out[QC_EPOCH_LEN] = '\0';
 }
 
-/*
- * One stream_data event, framed per encoding on first use. @data is borrowed. Each frame's
- * meta keeps a reference to the (filtered) data so that conflation can merge queued ticks
- * without parsing them again.
- */
-static void stream_frames(const struct qc_hub *h, struct qc_frames *f, const struct qc_stream *s,
-                          json_t *data, uint64_t seq, int64_t ts, const char *mid, const char *flag)
+/* Decimal digits of @v into @out (at least 20 bytes); their count. */
+static size_t fmt_u64(char *out, uint64_t v)
 {
-	char epoch[QC_EPOCH_LEN + 1];
-	json_t *d;
+	char tmp[20];
+	size_t n = 0, i;
 
-	qc_hub_stream_epoch(h, s, epoch);
-	d = json_pack("{s:s, s:O, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s), "data", data,
-	              "timestamp", (json_int_t)ts, "seq", (json_int_t)seq, "epoch", epoch);
-	if (d && mid && mid[0])
-		json_object_set_new(d, "message_id", json_string(mid));
-	if (d && flag)
-		json_object_set_new(d, flag, json_true());
-	qc_frames_init(f, d ? qc_codec_event("stream_data", d) : NULL, QC_MSG_TICK);
-	f->stream_id = qc_stream_id(s);
-	f->seq = seq;
-	f->meta = data;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
 }
 
-/* One stream_data event for one receiver. */
-static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s, json_t *data,
-                     uint64_t seq, int64_t ts, const char *mid, const char *flag)
+static int put_i64(int64_t v)
 {
-	struct qc_frames f;
+	char buf[21];
+	size_t n = 0;
+
+	if (v < 0) {
+		buf[n++] = '-';
+		n += fmt_u64(buf + n, v == INT64_MIN ? (uint64_t)INT64_MAX + 1 : (uint64_t)-v);
+	} else {
+		n = fmt_u64(buf, (uint64_t)v);
+	}
+	return qc_msg_build_put(buf, n);
+}
+
+#define PUT(lit) qc_msg_build_put(lit, sizeof(lit) - 1)
+
+/*
+ * One stream_data event for @enc, written as jansson would print the tree the protocol
+ * describes (codec.c's event envelope around {"symbol","data","timestamp","seq","epoch",
+ * "message_id"?, @flag?}; sio.c's 42["stream_data",...[,"@offset"]] for Socket.IO): the
+ * symbol and the epoch need no escaping (qc_symbol_valid(), hex), the data and the message id
+ * are kept as they are sent. A new field of the event goes here, once for both encodings.
+ */
+static struct qc_msg *encode_tick(const struct qc_hub *h, uint8_t enc, const struct qc_stream *s,
+                                  const struct qc_cobj *data, uint64_t seq, int64_t ts,
+                                  const char *mid, const char *flag, uint64_t offset)
+{
+	const char *sym = qc_stream_symbol(s);
+	char epoch[QC_EPOCH_LEN + 1];
+
+	qc_hub_stream_epoch(h, s, epoch);
+	qc_msg_build_start();
+	if (enc == QC_ENC_SIO ? PUT("42[\"stream_data\",{\"symbol\":\"")
+	                      : PUT("{\"type\":\"event\",\"event\":\"stream_data\",\"data\":"
+	                            "{\"symbol\":\""))
+		return NULL;
+	if (qc_msg_build_put(sym, strlen(sym)) || PUT("\",\"data\":") ||
+	    qc_msg_build_put(data->text, data->len) || PUT(",\"timestamp\":") || put_i64(ts) ||
+	    PUT(",\"seq\":") || put_i64((int64_t)seq) || PUT(",\"epoch\":\"") ||
+	    qc_msg_build_put(epoch, QC_EPOCH_LEN) || PUT("\""))
+		return NULL;
+	if (mid && mid[0] &&
+	    (PUT(",\"message_id\":\"") || qc_msg_build_put(mid, strlen(mid)) || PUT("\"")))
+		return NULL;
+	if (flag && (PUT(",\"") || qc_msg_build_put(flag, strlen(flag)) || PUT("\":true")))
+		return NULL;
+	if (enc != QC_ENC_SIO)
+		return PUT("}}") ? NULL : qc_msg_build_finish();
+	/* Socket.IO connection state recovery: the event's offset as its last argument */
+	if (PUT("}") || (offset && (PUT(",\"") || put_i64((int64_t)offset) || PUT("\""))) ||
+	    PUT("]"))
+		return NULL;
+	return qc_msg_build_finish();
+}
+
+/*
+ * One stream_data event for many receivers, framed per encoding on first use. Each frame keeps
+ * a reference to the (filtered) data it carries, so that conflation can merge queued ticks
+ * without parsing them.
+ */
+struct tick_frames {
+	struct qc_hub *h;
+	const struct qc_stream *s;
+	struct qc_cobj *data; /* borrowed */
+	uint64_t seq;
+	int64_t ts;
+	const char *mid;
+	const char *flag;
+	struct qc_msg *m[2]; /* by enum qc_enc */
+};
+
+static void tick_frames_init(struct tick_frames *f, struct qc_hub *h, const struct qc_stream *s,
+                             struct qc_cobj *data, uint64_t seq, int64_t ts, const char *mid,
+                             const char *flag)
+{
+	*f = (struct tick_frames){
+	    .h = h, .s = s, .data = data, .seq = seq, .ts = ts, .mid = mid, .flag = flag};
+}
+
+static struct qc_msg *tick_frame(struct tick_frames *f, uint8_t enc)
+{
+	uint64_t offset = 0;
+	struct qc_msg *m;
+
+	if (enc > QC_ENC_SIO)
+		return NULL;
+	if (f->m[enc])
+		return f->m[enc];
+	/* one offset per event, in its one Socket.IO encoding shared by every receiver */
+	if (enc == QC_ENC_SIO)
+		offset = qc_hub_next_offset(f->h, QC_MSG_TICK);
+	m = encode_tick(f->h, enc, f->s, f->data, f->seq, f->ts, f->mid, f->flag, offset);
+	if (!m)
+		return NULL;
+	m->offset = offset;
+	m->kind = QC_MSG_TICK;
+	m->stream_id = qc_stream_id(f->s);
+	m->seq = f->seq;
+	m->meta = qc_cobj_filter(f->data, NULL, 0); /* a reference (a copy if not refcounted) */
+	if (!m->meta) {
+		qc_msg_unref(&m);
+		return NULL;
+	}
+	f->m[enc] = m;
+	return m;
+}
+
+static void tick_frames_release(struct tick_frames *f)
+{
+	qc_msg_unref(&f->m[0]);
+	qc_msg_unref(&f->m[1]);
+}
+
+/* One stream_data event for one receiver. @data is borrowed. */
+static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
+                     struct qc_cobj *data, uint64_t seq, int64_t ts, const char *mid,
+                     const char *flag)
+{
+	struct tick_frames f;
+	struct qc_msg *m;
 	int ret;
 
-	stream_frames(h, &f, s, data, seq, ts, mid, flag);
-	ret = qc_hub_send_frames(h, c, &f);
-	qc_frames_release(&f);
+	tick_frames_init(&f, h, s, data, seq, ts, mid, flag);
+	m = tick_frame(&f, c->enc);
+	if (!m) {
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return -ENOMEM;
+	}
+	ret = qc_hub_send(h, c, m);
+	tick_frames_release(&f);
 	return ret;
 }
 
@@ -159,38 +279,44 @@ static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream
  * alone. Room and direct messages in the queue are untouched.
  */
 static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
-                    struct qc_frames *f, const struct qc_tick *t)
+                    struct tick_frames *f, const struct qc_tick *t)
 {
 	struct qc_outq *q = &c->outq;
 	uint64_t sid = qc_stream_id(s);
+	struct qc_cobj *acc = NULL, *next;
 	uint32_t removed;
-	json_t *acc;
 	int ret;
 
-	acc = json_object();
-	if (!acc)
-		return -ENOMEM;
 	for (uint32_t i = 0; i < q->count; i++) {
 		struct qc_msg *qm = q->slot[(q->head + i) & (q->cap - 1)];
 
-		if (qm->kind == QC_MSG_TICK && qm->stream_id == sid && qm->meta)
-			json_object_update(acc, qm->meta);
+		if (qm->kind != QC_MSG_TICK || qm->stream_id != sid || !qm->meta)
+			continue;
+		next = qc_cobj_merge(acc, qm->meta);
+		qc_cobj_unref(&acc);
+		if (!next)
+			return -ENOMEM;
+		acc = next;
 	}
-	if (!json_object_size(acc)) {
+	if (!acc) {
 		/* nothing of this stream is queued: nothing to merge with */
-		json_decref(acc);
-		return qc_hub_send_frames(h, c, f);
+		struct qc_msg *m = tick_frame(f, c->enc);
+
+		return m ? qc_hub_send(h, c, m) : -ENOMEM;
 	}
-	json_object_update(acc, f->meta);
+	next = qc_cobj_merge(acc, f->data);
+	qc_cobj_unref(&acc);
+	if (!next)
+		return -ENOMEM;
 	removed = qc_outq_remove_stream(q, sid);
 	h->st.ticks_conflated += removed;
-	ret = send_tick(h, c, s, acc, t->seq, t->timestamp, t->message_id, "conflated");
-	json_decref(acc);
+	ret = send_tick(h, c, s, next, t->seq, t->timestamp, t->message_id, "conflated");
+	qc_cobj_unref(&next);
 	return ret;
 }
 
 static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream *s,
-                    struct qc_frames *f, const struct qc_tick *t)
+                    struct tick_frames *f, const struct qc_tick *t)
 {
 	struct qc_conn *c = sub->conn;
 	struct qc_msg *m;
@@ -199,7 +325,7 @@ static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream
 	/* a suspended session gets its missed ticks from the ring when it resumes */
 	if (c->closing || c->suspended)
 		return;
-	m = qc_frames_get(h, f, c->enc);
+	m = tick_frame(f, c->enc);
 	if (!m)
 		return;
 	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
@@ -215,16 +341,16 @@ static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream
 static void fan_out(struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t)
 {
 	for (struct qc_group *g = qc_stream_groups(s); g; g = qc_group_next(g)) {
-		json_t *data = qc_group_filter(g, t->data);
-		struct qc_frames f;
+		struct qc_cobj *data = qc_group_filter(g, t->data);
+		struct tick_frames f;
 
 		if (!data)
 			continue; /* the tick carries none of this group's fields */
-		stream_frames(h, &f, s, data, t->seq, t->timestamp, t->message_id, NULL);
+		tick_frames_init(&f, h, s, data, t->seq, t->timestamp, t->message_id, NULL);
 		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next)
 			deliver(h, sub, s, &f, t);
-		qc_frames_release(&f);
-		json_decref(data);
+		tick_frames_release(&f);
+		qc_cobj_unref(&data);
 	}
 }
 
@@ -318,55 +444,81 @@ static enum qc_err check_tick(struct qc_hub *h, json_t *tick, size_t i, const ch
 	return QC_OK;
 }
 
-/*
- * Publish @ticks (an array, borrowed): validate all first, refuse the whole batch on the first
- * fault, then apply each and fan out what was accepted.
- */
-static enum qc_err publish_broker(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done,
+static enum qc_err publish_broker(struct qc_hub *h, struct qc_ingest *in, qc_publish_done_fn done,
                                   void *arg, const char **emsg);
 
-static enum qc_err publish(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done, void *arg,
-                           json_t **out, const char **emsg)
+/* How many distinct symbols of @in have no stream with ticks yet (quadratic: rarely needed). */
+static uint32_t new_batch_symbols(struct qc_hub *h, const struct qc_ingest *in)
 {
-	size_t n = json_array_size(ticks), i, fresh = 0;
+	uint32_t fresh = 0;
+	size_t i, j;
+
+	for (i = 0; i < in->n; i++) {
+		const char *sym = qc_ingest_symbol(in, i);
+
+		if (known(h, sym, true))
+			continue;
+		for (j = 0; j < i; j++)
+			if (!strcmp(sym, qc_ingest_symbol(in, j)))
+				break;
+		if (j == i)
+			fresh++;
+	}
+	return fresh;
+}
+
+/*
+ * Publish the checked ticks of @in: refuse the whole batch when it would take more symbols
+ * than streams.max_symbols allows, else apply each and fan out what was accepted. In cluster
+ * mode the broker numbers them instead: QC_ASYNC, @done answers when it has (NULL: nobody
+ * waits).
+ */
+static enum qc_err publish_batch(struct qc_hub *h, struct qc_ingest *in, qc_publish_done_fn done,
+                                 void *arg, json_t **out, const char **emsg)
+{
 	uint64_t accepted = 0, dup = 0, stale = 0;
 	int64_t now = qc_now_ms();
 	struct qc_streams_counts cnt;
-	json_t *tick;
+	size_t i, fresh = 0;
 
-	if (!n)
-		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
-	if (n > PUBLISH_MAX_BATCH)
-		return qc_hub_fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
-		                   PUBLISH_MAX_BATCH);
-	json_array_foreach (ticks, i, tick) {
-		enum qc_err e = check_tick(h, tick, i, emsg);
+	/* each tick's stream, when it has one with ticks: looked up once, used below */
+	for (i = 0; i < in->n; i++) {
+		struct qc_stream *s = qc_streams_find(h->streams, qc_ingest_symbol(in, i));
 
-		if (e != QC_OK)
-			return e;
-		if (!known(h, json_string_value(json_object_get(tick, "symbol")), true))
+		in->ticks[i].stream = s && qc_stream_has_ticks(s) ? s : NULL;
+		if (!in->ticks[i].stream)
 			fresh++; /* an upper bound: a new symbol may repeat in the batch */
 	}
 	/* cluster mode: the broker numbers the ticks; they come back through qc_hub_broker_tick */
 	if (h->broker.append)
-		return publish_broker(h, ticks, done, arg, emsg);
+		return publish_broker(h, in, done, arg, emsg);
 	/*
 	 * Symbols with ticks only: subscribe-only ones do not count. Count exactly (quadratic in
 	 * the batch) only when the upper bound says it might not fit.
 	 */
 	qc_streams_counts(h->streams, &cnt);
 	if (fresh && cnt.with_ticks + fresh > h->cfg->streams.max_symbols &&
-	    cnt.with_ticks + new_symbols(h, ticks, "symbol", true) > h->cfg->streams.max_symbols)
+	    cnt.with_ticks + new_batch_symbols(h, in) > h->cfg->streams.max_symbols)
 		return qc_hub_limit(h, emsg, QC_LIM_MAX_SYMBOLS, "%u symbols would be exceeded",
 		                    h->cfg->streams.max_symbols);
 
-	json_array_foreach (ticks, i, tick) {
-		struct qc_stream *s = qc_streams_get_live(
-		    h->streams, json_string_value(json_object_get(tick, "symbol")));
-		json_t *ver = json_object_get(tick, "version");
-		json_t *ts = json_object_get(tick, "timestamp");
-		const struct qc_tick *t;
+	for (i = 0; i < in->n; i++) {
+		struct qc_stream *s = in->ticks[i].stream;
+		struct qc_tick_in tin;
+		struct qc_tick t;
 		int v;
+
+		/* over many symbols each tick's stream is cold: load the next ones' meanwhile */
+		for (size_t k = 0; k < 3; k++) {
+			size_t ahead = i + PREFETCH_AHEAD * (3 - k);
+
+			if (ahead < in->n && in->ticks[ahead].stream)
+				qc_stream_prefetch(in->ticks[ahead].stream, (int)k,
+				                   qc_ingest_message_id(in, ahead));
+		}
+		/* a symbol new to this batch: made by its first tick, found by the next ones */
+		if (!s)
+			s = qc_streams_get_live(h->streams, qc_ingest_symbol(in, i));
 
 		/* the check above makes this unreachable; if it ever is not, still a counted
 		 * refusal */
@@ -375,15 +527,13 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, qc_publish_done_fn d
 			                    h->cfg->streams.max_symbols);
 		if (!s)
 			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
-		v = qc_stream_apply(s, json_object_get(tick, "data"),
-		                    json_string_value(json_object_get(tick, "message_id")),
-		                    json_is_integer(ver), json_integer_value(ver),
-		                    json_is_integer(ts) ? json_integer_value(ts) : now, &t);
+		qc_ingest_tick_in(in, i, now, &tin);
+		v = qc_stream_apply(s, &tin, &t);
 		h->st.ticks_published++;
 		if (v == QC_TICK_ACCEPTED) {
 			accepted++;
 			h->st.ticks_accepted++;
-			fan_out(h, s, t);
+			fan_out(h, s, &t);
 			qc_hub_subs_tick(h, s);
 		} else if (v == QC_TICK_DUPLICATE) {
 			dup++;
@@ -396,6 +546,35 @@ static enum qc_err publish(struct qc_hub *h, json_t *ticks, qc_publish_done_fn d
 	*out = json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)accepted, "duplicates",
 	                 (json_int_t)dup, "stale", (json_int_t)stale);
 	return QC_OK;
+}
+
+/*
+ * Publish @ticks (an array of trees, borrowed): validate all first, refuse the whole batch on
+ * the first fault, then publish them as a batch.
+ */
+static enum qc_err publish(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done, void *arg,
+                           json_t **out, const char **emsg)
+{
+	size_t n = json_array_size(ticks), i;
+	json_t *tick;
+
+	if (!n)
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST, "no ticks");
+	if (n > QC_INGEST_MAX_TICKS)
+		return qc_hub_fail(h, emsg, QC_E_TOO_LARGE, "at most %d ticks in one publish",
+		                   QC_INGEST_MAX_TICKS);
+	json_array_foreach (ticks, i, tick) {
+		enum qc_err e = check_tick(h, tick, i, emsg);
+
+		if (e != QC_OK)
+			return e;
+	}
+	qc_ingest_reset(&batch);
+	json_array_foreach (ticks, i, tick) {
+		if (qc_ingest_add_json(&batch, tick))
+			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
+	return publish_batch(h, &batch, done, arg, out, emsg);
 }
 
 enum qc_err qc_hub_publish_async(struct qc_hub *h, json_t *doc, qc_publish_done_fn done, void *arg,
@@ -425,6 +604,43 @@ enum qc_err qc_hub_publish_async(struct qc_hub *h, json_t *doc, qc_publish_done_
 enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **emsg)
 {
 	return qc_hub_publish_async(h, doc, NULL, NULL, out, emsg);
+}
+
+enum qc_err qc_hub_publish_text_async(struct qc_hub *h, const char *body, size_t len,
+                                      qc_publish_done_fn done, void *arg, json_t **out,
+                                      const char **emsg)
+{
+	enum qc_err e;
+	json_t *doc;
+
+	if (qc_ingest_scan_body(&batch, body, len))
+		return publish_batch(h, &batch, done, arg, out, emsg);
+	doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+	if (!doc)
+		return qc_hub_fail(h, emsg, QC_E_BAD_JSON, "body is not valid JSON");
+	e = qc_hub_publish_async(h, doc, done, arg, out, emsg);
+	json_decref(doc);
+	return e;
+}
+
+enum qc_err qc_hub_publish_text(struct qc_hub *h, const char *body, size_t len, json_t **out,
+                                const char **emsg)
+{
+	return qc_hub_publish_text_async(h, body, len, NULL, NULL, out, emsg);
+}
+
+bool qc_hub_scan_publish(struct qc_hub *h, const char *buf, size_t len, struct qc_cmd *cmd)
+{
+	(void)h;
+	if (!qc_ingest_scan_request(&batch, buf, len))
+		return false;
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->type = QC_CMD_REQUEST;
+	cmd->action = "publish_market_data";
+	cmd->request_id = qc_ingest_id(&batch, batch.request_id);
+	cmd->trace_id = qc_ingest_id(&batch, batch.trace_id);
+	cmd->ack_id = -1;
+	return true; /* payload NULL: the batch above (qc_act_publish) */
 }
 
 /* A publish request waiting for the broker: who asked, found again by id when it answers. */
@@ -459,8 +675,11 @@ enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_
 
 	if (!(c->roles & QC_ROLE_PUBLISHER))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "role publisher required");
-	if (!h->broker.append || !cmd)
+	if (!h->broker.append || !cmd) {
+		if (!p)
+			return publish_batch(h, &batch, NULL, NULL, d, e); /* qc_hub_scan_publish */
 		return qc_hub_publish(h, p, d, e);
+	}
 	pa = calloc(1, sizeof(*pa));
 	if (!pa)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
@@ -469,7 +688,8 @@ enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_
 	pa->ack_id = cmd->ack_id;
 	pa->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
 	pa->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
-	err = qc_hub_publish_async(h, p, pub_answered, pa, d, e);
+	err = p ? qc_hub_publish_async(h, p, pub_answered, pa, d, e)
+	        : publish_batch(h, &batch, pub_answered, pa, d, e);
 	if (err != QC_ASYNC) {
 		free(pa->request_id);
 		free(pa->trace_id);
@@ -533,12 +753,12 @@ static void appended(void *arg, int verdict, uint64_t seq)
 		pubbatch_finish(b);
 }
 
-static enum qc_err publish_broker(struct qc_hub *h, json_t *ticks, qc_publish_done_fn done,
+static enum qc_err publish_broker(struct qc_hub *h, struct qc_ingest *in, qc_publish_done_fn done,
                                   void *arg, const char **emsg)
 {
 	struct pubbatch *b = calloc(1, sizeof(*b));
+	int64_t now = qc_now_ms();
 	uint64_t refused = 0;
-	json_t *tick;
 	size_t i;
 	int rc;
 
@@ -548,21 +768,27 @@ static enum qc_err publish_broker(struct qc_hub *h, json_t *ticks, qc_publish_do
 	b->done = done;
 	b->arg = arg;
 	b->submitting = true;
-	json_array_foreach (ticks, i, tick) {
-		json_t *ver = json_object_get(tick, "version");
-		json_t *ts = json_object_get(tick, "timestamp");
-		struct qc_broker_tick bt = {
-		    .symbol = json_string_value(json_object_get(tick, "symbol")),
-		    .data = json_object_get(tick, "data"),
-		    .message_id = json_string_value(json_object_get(tick, "message_id")),
-		    .has_version = json_is_integer(ver),
-		    .version = json_integer_value(ver),
-		    .timestamp = json_is_integer(ts) ? json_integer_value(ts) : qc_now_ms(),
-		};
+	for (i = 0; i < in->n; i++) {
+		struct qc_tick_in tin;
+		struct qc_broker_tick bt;
 
+		/* the broker's messages carry the data as a tree: made from the compact form */
+		qc_ingest_tick_in(in, i, now, &tin);
+		bt = (struct qc_broker_tick){
+		    .symbol = qc_ingest_symbol(in, i),
+		    .data = qc_cobj_to_json(tin.data),
+		    .message_id = tin.message_id,
+		    .has_version = tin.has_version,
+		    .version = tin.version,
+		    .timestamp = tin.timestamp,
+		};
+		if (!bt.data)
+			rc = -ENOMEM;
+		else
+			rc = h->broker.append(h->broker.ctx, &bt, appended, b);
+		json_decref(bt.data);
 		b->n++;
 		b->left++;
-		rc = h->broker.append(h->broker.ctx, &bt, appended, b);
 		if (rc) {
 			b->left--;
 			b->lost++;
@@ -603,14 +829,24 @@ void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, json_t *data, cons
                         uint64_t seq, int64_t timestamp)
 {
 	struct qc_stream *s = qc_streams_find(h->streams, symbol);
-	const struct qc_tick *t;
+	struct qc_tick_in tin = {.message_id = message_id, .timestamp = timestamp};
+	struct qc_cobj *d;
+	struct qc_tick t;
+	int v;
 
 	/* only what this node watches: a message may still come after its last unsubscribe */
 	if (!s || !qc_stream_nsubs(s))
 		return;
-	if (qc_stream_apply_seq(s, data, message_id, seq, timestamp, &t) != QC_TICK_ACCEPTED)
+	/* the channel's data is a tree: compact, as a publish here makes it (ingest.c) */
+	d = json_is_object(data) ? qc_cobj_from_json(data) : NULL;
+	if (!d)
 		return;
-	fan_out(h, s, t);
+	tin.data = d;
+	v = qc_stream_apply_seq(s, &tin, seq, &t);
+	qc_cobj_unref(&d);
+	if (v != QC_TICK_ACCEPTED)
+		return;
+	fan_out(h, s, &t);
 	qc_hub_subs_tick(h, s);
 }
 
@@ -750,7 +986,7 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 	size_t nfields = qc_group_nfields(sub->group);
 	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
 	bool recovered = true;
-	json_t *d;
+	struct qc_cobj *d;
 
 	if (has_since && since != last) {
 		uint64_t from = since + 1;
@@ -759,23 +995,23 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 		if (!recovered)
 			from = oldest ? oldest : last + 1;
 		for (uint64_t seq = from; seq && seq <= last; seq++) {
-			const struct qc_tick *t = qc_stream_tick(s, seq);
+			struct qc_tick t;
 
-			if (!t)
+			if (!qc_stream_tick(s, seq, &t))
 				continue;
-			d = qc_fields_filter(fields, nfields, t->data);
+			d = qc_cobj_filter(t.data, fields, nfields);
 			if (!d)
 				continue;
-			send_tick(h, c, s, d, t->seq, t->timestamp, t->message_id, "replay");
-			json_decref(d);
+			send_tick(h, c, s, d, t.seq, t.timestamp, t.message_id, "replay");
+			qc_cobj_unref(&d);
 		}
 	}
 	/* a snapshot when asked for, unless a complete replay made it pointless */
 	if (snapshot && last && (!has_since || !recovered)) {
-		d = qc_fields_filter(fields, nfields, qc_stream_snapshot(s));
+		d = qc_cobj_filter((struct qc_cobj *)qc_stream_snapshot(s), fields, nfields);
 		if (d) {
 			send_tick(h, c, s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot");
-			json_decref(d);
+			qc_cobj_unref(&d);
 		}
 	}
 	sub->last_seq = last; /* everything up to here is queued or summed up by the snapshot */
@@ -1036,13 +1272,31 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	return QC_OK;
 }
 
+/* A ring entry's message id (kept as it is sent, JSON-escaped) as a jansson string. */
+static json_t *message_id_json(const char *esc)
+{
+	char buf[6 * QC_MESSAGE_ID_MAX + 2];
+	size_t n = strlen(esc);
+
+	if (!strchr(esc, '\\'))
+		return json_string(esc);
+	if (n > sizeof(buf) - 2)
+		return NULL;
+	buf[0] = '"';
+	memcpy(buf + 1, esc, n);
+	buf[n + 1] = '"';
+	return json_loadb(buf, n + 2, JSON_DECODE_ANY, NULL);
+}
+
 /* The stream_data shape (without the event envelope) of one ring entry, filtered. */
 static json_t *tick_json(const struct qc_hub *h, const struct qc_stream *s, const struct qc_tick *t,
                          const char *const *fields, size_t nfields)
 {
-	json_t *data = qc_fields_filter(fields, nfields, t->data), *j;
+	struct qc_cobj *d = qc_cobj_filter(t->data, fields, nfields);
+	json_t *data = d ? qc_cobj_to_json(d) : NULL, *j;
 	char epoch[QC_EPOCH_LEN + 1];
 
+	qc_cobj_unref(&d);
 	if (!data)
 		return NULL;
 	qc_hub_stream_epoch(h, s, epoch);
@@ -1050,7 +1304,7 @@ static json_t *tick_json(const struct qc_hub *h, const struct qc_stream *s, cons
 	              "timestamp", (json_int_t)t->timestamp, "seq", (json_int_t)t->seq, "epoch",
 	              epoch);
 	if (j && t->message_id[0])
-		json_object_set_new(j, "message_id", json_string(t->message_id));
+		json_object_set_new(j, "message_id", message_id_json(t->message_id));
 	return j;
 }
 
@@ -1100,8 +1354,9 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	msgs = json_array();
 	for (uint64_t seq = from; msgs && oldest && seq <= last && json_array_size(msgs) < limit;
 	     seq++) {
-		const struct qc_tick *t = qc_stream_tick(s, seq);
-		json_t *j = t ? tick_json(h, s, t, fields, nfields) : NULL;
+		struct qc_tick t;
+		json_t *j =
+		    qc_stream_tick(s, seq, &t) ? tick_json(h, s, &t, fields, nfields) : NULL;
 
 		if (j)
 			json_array_append_new(msgs, j);
@@ -1118,6 +1373,7 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	const char *fields[QC_FIELDS_MAX];
 	json_t *sym = json_object_get(p, "symbol"), *data;
 	struct qc_stream *s;
+	struct qc_cobj *cd;
 	int nfields;
 
 	if (!symbol_ok(sym))
@@ -1128,9 +1384,9 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	if (!s || !qc_stream_last_seq(s))
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
-	data = qc_fields_filter(fields, (size_t)nfields, qc_stream_snapshot(s));
-	if (!data)
-		data = json_object();
+	cd = qc_cobj_filter((struct qc_cobj *)qc_stream_snapshot(s), fields, (size_t)nfields);
+	data = cd ? qc_cobj_to_json(cd) : json_object();
+	qc_cobj_unref(&cd);
 	*d = json_pack("{s:O, s:o, s:I, s:I}", "symbol", sym, "data", data, "seq",
 	               (json_int_t)qc_stream_last_seq(s), "timestamp",
 	               (json_int_t)qc_stream_snapshot_time(s));

@@ -825,7 +825,7 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 	json_array_foreach (ps->fields, i, v)
 		if (n < QC_FIELDS_MAX)
 			names[n++] = json_string_value(v);
-	data = qc_fields_filter(names, n, qc_stream_snapshot(s));
+	data = qc_fields_filter(names, n, qc_stream_snapshot_json(s));
 	if (!data)
 		data = json_object();
 	snprintf(id, sizeof(id), "al-%s-%" PRIu64, h->node, ++h->psubs->counter);
@@ -876,7 +876,7 @@ void qc_hub_subs_tick(struct qc_hub *h, struct qc_stream *s)
 	DL_FOREACH2 (sl->head, ps, s_next) {
 		if (!ps->active || !ps->expr)
 			continue;
-		if (qc_expr_step(ps->expr, qc_stream_snapshot(s)) && ps->priority >= 0)
+		if (qc_expr_step(ps->expr, qc_stream_snapshot_json(s)) && ps->priority >= 0)
 			alert_raise(h, ps, s);
 	}
 }

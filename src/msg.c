@@ -6,14 +6,15 @@
  * written right before it, so the frame is contiguous and its start moves with the header size.
  * The static scratch buffer is owned here and reused by every message built from pieces
  * (qc_msg_build_*: qc_msg_new_json(), the Socket.IO encoders), the server being single-threaded.
- * `meta` is a jansson value the producer may hang on the message (a tick's filtered data); the
- * message owns that reference and drops it when it is freed.
+ * `meta` is a compact object (cobj.h) the producer may hang on the message (a tick's filtered
+ * data); the message owns that reference and drops it when it is freed.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "quotecast/cobj.h"
 #include "quotecast/histo.h"
 #include "quotecast/msg.h"
 
@@ -159,7 +160,7 @@ void qc_msg_unref(struct qc_msg **pm)
 	m = *pm;
 	*pm = NULL;
 	if (--m->refs == 0) {
-		json_decref(m->meta);
+		qc_cobj_unref(&m->meta);
 		free(m);
 	}
 }

@@ -1,9 +1,10 @@
 /*
  * stream: per-symbol market streams.
  *
- * Owns the streams (a uthash by symbol), and in each stream with ticks its ring of ticks (one
- * array of buffer_size slots, allocated with the first tick), its message-id window
- * (src/dedup.c), its snapshot object; in every stream its filter groups (a uthash keyed by the
+ * Owns the streams (a uthash by symbol), and in each stream with ticks its ring of ticks (an
+ * array of pointers, allocated with the first tick and grown by doubling up to buffer_size
+ * slots, so a stream that has had few ticks holds little), the ticks themselves, its message-id
+ * window (src/dedup.c) and its snapshot; in every stream its filter groups (a uthash keyed by the
  * canonical field set) and the subscriptions in them. A subscription is also linked into the
  * connection's struct qc_sub_set (a uthash keyed by the stream pointer), which is the caller's
  * memory but whose hash table uthash allocates here. Connections are borrowed.
@@ -16,10 +17,14 @@
  * publish path pays one list move (no allocation) per tick of a stream nobody subscribes to;
  * the fan-out pays nothing.
  *
- * Ticks' data are shared, not copied: the ring holds a reference to each tick's object and
- * the snapshot holds references to the newest value of every field. So a tick's data, and
- * every value in it, must be treated as immutable once applied (nothing in quotecast mutates
- * a parsed tick afterwards); only the snapshot object itself is changed here.
+ * A tick is one allocation: its data as a compact object (cobj.h: the compact JSON text and
+ * an index of its members), then its timestamp (8 bytes) and its message id as it is sent
+ * (JSON-escaped, NUL-terminated) after the index. Its seq is its place in the ring (the seqs in
+ * the ring are consecutive). Frames take references to a tick's data (conflation reads them),
+ * so a tick outlives its slot while queued; it never changes. The snapshot is a compact object
+ * the stream owns alone (refs 0) with room to grow: each accepted tick is merged into a scratch
+ * buffer and copied back, so a failed merge leaves it as it was, and nothing is allocated while
+ * it fits. Its jansson form, for the alert filters, is made only when asked for.
  *
  * A group's canonical key is one byte with the number of fields followed by the fields,
  * sorted by bytes, deduplicated, each with its NUL; the group's field array points into it.
@@ -63,10 +68,13 @@ struct qc_stream {
 	uint64_t last_seq;
 	bool has_version;
 	int64_t last_version;
-	json_t *snapshot; /* NULL while subscribe-only */
+	struct qc_cobj *snapshot; /* NULL while subscribe-only; refs 0, snapshot_cap bytes */
+	uint32_t snapshot_cap;
 	int64_t snapshot_time;
-	struct qc_tick *ring; /* NULL while subscribe-only */
-	uint32_t ring_start;  /* slot of the oldest tick */
+	json_t *snapshot_json; /* qc_stream_snapshot_json(), until the next change */
+	struct qc_cobj **ring; /* NULL while subscribe-only */
+	uint32_t ring_cap;     /* slots allocated: grows to buffer_size */
+	uint32_t ring_start;   /* slot of the oldest tick */
 	uint32_t ring_count;
 	struct qc_dedup *dedup;
 	struct qc_group *groups; /* uthash head, insertion order */
@@ -85,9 +93,14 @@ struct qc_streams {
 	uint64_t nsubs;
 	uint64_t idle_freed;
 	uint64_t subscribe_only_freed;
-	json_t *placeholder; /* marks snapshot keys added by an apply in progress */
-	json_t *empty;       /* the snapshot of a subscribe-only stream */
+	struct qc_cobj *empty; /* the snapshot of a subscribe-only stream */
+	json_t *empty_json;
+	void *merge;      /* scratch for snapshot merges */
+	size_t merge_cap; /* its bytes */
 };
+
+#define RING_FIRST     8   /* slots of a new ring */
+#define SNAPSHOT_FIRST 256 /* bytes of a new snapshot */
 
 /* A canonical field set, built on the stack before anything changes. */
 struct fieldset {
@@ -152,20 +165,21 @@ struct qc_streams *qc_streams_new(const struct qc_streams_opts *o)
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		goto fail;
-	ss->placeholder = json_object();
-	if (!ss->placeholder)
-		goto fail_free;
-	ss->empty = json_object();
+	ss->empty = qc_cobj_from_text("{}", 2);
 	if (!ss->empty)
-		goto fail_placeholder;
+		goto fail_free;
+	ss->empty->refs = 0; /* the registry's: filters copy it */
+	ss->empty_json = json_object();
+	if (!ss->empty_json)
+		goto fail_empty;
 	ss->o = *o;
 	if (!ss->o.clock)
 		ss->o.clock = monotonic_ms;
 	ss->next_id = 1;
 	return ss;
 
-fail_placeholder:
-	json_decref(ss->placeholder);
+fail_empty:
+	free(ss->empty);
 fail_free:
 	free(ss);
 fail:
@@ -248,7 +262,7 @@ static void free_stream(struct qc_streams *ss, struct qc_stream *s)
 			remove_sub(g->subs);
 	}
 	for (i = 0; i < s->ring_count; i++)
-		json_decref(s->ring[(s->ring_start + i) % ss->o.buffer_size].data);
+		qc_cobj_unref(&s->ring[(s->ring_start + i) % ss->o.buffer_size]);
 	if (s->idle)
 		idle_leave(ss, s);
 	if (s->ring)
@@ -256,7 +270,8 @@ static void free_stream(struct qc_streams *ss, struct qc_stream *s)
 	HASH_DELETE(hh, ss->by_symbol, s);
 	ss->count--;
 	qc_dedup_free(s->dedup);
-	json_decref(s->snapshot);
+	free(s->snapshot);
+	json_decref(s->snapshot_json);
 	free(s->ring);
 	free(s);
 }
@@ -270,8 +285,9 @@ void qc_streams_free(struct qc_streams *ss)
 	HASH_ITER (hh, ss->by_symbol, s, tmp) {
 		free_stream(ss, s);
 	}
-	json_decref(ss->placeholder);
-	json_decref(ss->empty);
+	free(ss->empty);
+	json_decref(ss->empty_json);
+	free(ss->merge);
 	free(ss);
 }
 
@@ -316,15 +332,18 @@ static int give_ticks(struct qc_streams *ss, struct qc_stream *s)
 {
 	if (ss->nticks >= ss->o.max_symbols)
 		return -ENOSPC;
-	s->ring = calloc(ss->o.buffer_size, sizeof(*s->ring));
+	s->ring_cap = ss->o.buffer_size < RING_FIRST ? ss->o.buffer_size : RING_FIRST;
+	s->ring = calloc(s->ring_cap, sizeof(*s->ring));
 	if (!s->ring)
 		goto fail;
 	s->dedup = qc_dedup_new(ss->o.dedup_window);
 	if (!s->dedup)
 		goto fail_ring;
-	s->snapshot = json_object();
+	s->snapshot = malloc(SNAPSHOT_FIRST);
 	if (!s->snapshot)
 		goto fail_dedup;
+	s->snapshot_cap = SNAPSHOT_FIRST;
+	memcpy(s->snapshot, ss->empty, qc_cobj_size(2, 0));
 	ss->nticks++;
 	if (!s->nsubs)
 		idle_enter(ss, s);
@@ -336,6 +355,7 @@ fail_dedup:
 fail_ring:
 	free(s->ring);
 	s->ring = NULL;
+	s->ring_cap = 0;
 fail:
 	return -ENOMEM;
 }
@@ -464,92 +484,148 @@ static size_t message_id_len(const char *message_id)
 }
 
 /*
- * json_object_update() can fail half way and leave the snapshot half merged. So first add
- * the fields the snapshot lacks, holding the placeholder (the only step that allocates, and
- * undone if it fails), then replace every value in place through iterators, which cannot
- * fail. In the steady state (no new field) nothing is allocated.
+ * Merge @data into the snapshot: written into the registry's scratch, then copied over the
+ * snapshot (grown when it must), so that a failure changes nothing.
  */
-static int merge_snapshot(struct qc_stream *s, json_t *data)
+static int merge_snapshot(struct qc_stream *s, const struct qc_cobj *data)
 {
-	json_t *snap = s->snapshot, *placeholder = s->ss->placeholder, *value;
-	const char *key;
-	void *it;
+	struct qc_streams *ss = s->ss;
+	size_t need;
+	void *p;
 
-	json_object_foreach (data, key, value) {
-		if (json_object_iter_at(snap, key))
-			continue;
-		if (json_object_set_nocheck(snap, key, placeholder))
-			goto fail_undo;
+	if (qc_cobj_same_keys(s->snapshot, data)) {
+		/* the usual tick: every field of the snapshot, in its order; it is the new one */
+		need = qc_cobj_size(data->len, data->n);
+		if (need > s->snapshot_cap) {
+			p = realloc(s->snapshot, need + need / 4);
+			if (!p)
+				return -ENOMEM;
+			s->snapshot = p;
+			s->snapshot_cap = (uint32_t)(need + need / 4);
+		}
+		memcpy(s->snapshot, data, need);
+		s->snapshot->refs = 0;
+		s->snapshot->spare = 0;
+		goto changed;
 	}
-	json_object_foreach (data, key, value) {
-		it = json_object_iter_at(snap, key);
-		json_object_iter_set(snap, it, value);
+	need = qc_cobj_merge_size(s->snapshot, data);
+	if (!need)
+		return -ENOMEM;
+	if (need > ss->merge_cap) {
+		p = realloc(ss->merge, need);
+		if (!p)
+			return -ENOMEM;
+		ss->merge = p;
+		ss->merge_cap = need;
 	}
+	qc_cobj_merge_to(ss->merge, s->snapshot, data);
+	if (need > s->snapshot_cap) {
+		size_t cap = need + need / 4;
+
+		p = realloc(s->snapshot, cap);
+		if (!p)
+			return -ENOMEM;
+		s->snapshot = p;
+		s->snapshot_cap = (uint32_t)cap;
+	}
+	memcpy(s->snapshot, ss->merge, need);
+changed:
+	json_decref(s->snapshot_json);
+	s->snapshot_json = NULL;
 	return 0;
-
-fail_undo:
-	json_object_foreach (data, key, value) {
-		if (json_object_get(snap, key) == placeholder)
-			json_object_del(snap, key);
-	}
-	return -ENOMEM;
 }
 
-static struct qc_tick *ring_append(struct qc_stream *s)
+/* Make room for one more tick while the ring is still filling up; 0 or -ENOMEM. */
+static int ring_reserve(struct qc_stream *s)
+{
+	uint32_t size = s->ss->o.buffer_size, cap;
+	struct qc_cobj **p;
+
+	if (s->ring_count < s->ring_cap || s->ring_cap == size)
+		return 0;
+	/* not yet full, so never wrapped: the slots are in order from 0 */
+	cap = s->ring_cap > size / 2 ? size : s->ring_cap * 2;
+	p = realloc(s->ring, (size_t)cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	s->ring = p;
+	s->ring_cap = cap;
+	return 0;
+}
+
+/* Store @t as the newest tick (the ring has room: ring_reserve()), dropping the oldest if full. */
+static void ring_append(struct qc_stream *s, struct qc_cobj *t)
 {
 	uint32_t size = s->ss->o.buffer_size;
-	struct qc_tick *t;
 
 	if (s->ring_count < size) {
-		t = &s->ring[(s->ring_start + s->ring_count) % size];
+		s->ring[(s->ring_start + s->ring_count) % size] = t;
 		s->ring_count++;
-	} else {
-		t = &s->ring[s->ring_start];
-		json_decref(t->data);
-		s->ring_start = s->ring_start + 1 == size ? 0 : s->ring_start + 1;
+		return;
 	}
-	return t;
+	qc_cobj_unref(&s->ring[s->ring_start]);
+	s->ring[s->ring_start] = t;
+	s->ring_start = s->ring_start + 1 == size ? 0 : s->ring_start + 1;
 }
 
-int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, bool has_version,
-                    int64_t version, int64_t timestamp, const struct qc_tick **out)
+/* The view of ring entry @t of @seq. */
+static void tick_view(struct qc_cobj *t, uint64_t seq, struct qc_tick *out)
 {
-	size_t idlen = message_id_len(message_id);
+	const char *x = qc_cobj_extra(t);
+
+	out->seq = seq;
+	memcpy(&out->timestamp, x, sizeof(out->timestamp));
+	out->message_id = x + sizeof(out->timestamp);
+	out->data = t;
+}
+
+int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_tick *out)
+{
+	size_t idlen = message_id_len(in->message_id), esclen;
+	char esc[6 * QC_MESSAGE_ID_MAX + 1];
+	uint64_t hash = 0;
 	struct qc_streams *ss = s->ss;
-	struct qc_tick *t;
+	struct qc_cobj *t;
+	char *x;
 	int err;
 
-	if (!json_is_object(data) || !json_object_size(data))
+	if (!in->data || !in->data->n)
 		return -EINVAL;
 	if (!s->ring) {
 		err = give_ticks(ss, s);
 		if (err)
 			return err;
 	}
-	if (idlen && qc_dedup_seen(s->dedup, message_id, idlen))
-		return QC_TICK_DUPLICATE;
-	if (has_version && s->has_version && version <= s->last_version)
+	if (idlen) {
+		hash = qc_dedup_hash(in->message_id, idlen);
+		if (qc_dedup_seen_hash(s->dedup, hash))
+			return QC_TICK_DUPLICATE;
+	}
+	if (in->has_version && s->has_version && in->version <= s->last_version)
 		return QC_TICK_STALE;
 
-	if (merge_snapshot(s, data))
+	esclen = qc_json_escape(esc, idlen ? in->message_id : "", idlen);
+	esc[esclen] = '\0';
+	t = qc_cobj_copy(in->data, sizeof(int64_t) + esclen + 1);
+	if (!t || ring_reserve(s) || (idlen && qc_dedup_reserve(s->dedup)) ||
+	    merge_snapshot(s, in->data)) {
+		qc_cobj_unref(&t);
 		return -ENOMEM;
+	}
+	x = qc_cobj_extra(t);
+	memcpy(x, &in->timestamp, sizeof(in->timestamp));
+	memcpy(x + sizeof(in->timestamp), esc, esclen + 1);
 
 	s->last_seq++;
-	if (has_version) {
+	if (in->has_version) {
 		s->has_version = true;
-		s->last_version = version;
+		s->last_version = in->version;
 	}
-	s->snapshot_time = timestamp;
-
-	t = ring_append(s);
-	t->seq = s->last_seq;
-	t->timestamp = timestamp;
-	t->data = json_incref(data);
-	memcpy(t->message_id, message_id ? message_id : "", idlen);
-	t->message_id[idlen] = '\0';
+	s->snapshot_time = in->timestamp;
+	ring_append(s, t);
 
 	if (idlen)
-		qc_dedup_insert(s->dedup, message_id, idlen);
+		qc_dedup_insert_hash(s->dedup, hash);
 	if (s->idle) {
 		/* nobody subscribes: the TTL counts from this tick */
 		s->idle_ms = now_ms(ss);
@@ -559,45 +635,60 @@ int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, b
 		}
 	}
 	if (out)
-		*out = t;
+		tick_view(t, s->last_seq, out);
 	return QC_TICK_ACCEPTED;
 }
 
-int qc_stream_apply_seq(struct qc_stream *s, json_t *data, const char *message_id, uint64_t seq,
-                        int64_t timestamp, const struct qc_tick **out)
+int qc_stream_apply_seq(struct qc_stream *s, const struct qc_tick_in *in, uint64_t seq,
+                        struct qc_tick *out)
 {
-	size_t idlen = message_id_len(message_id);
+	size_t idlen = message_id_len(in->message_id), esclen;
+	char esc[6 * QC_MESSAGE_ID_MAX + 1];
+	uint64_t hash = 0;
 	struct qc_streams *ss = s->ss;
-	struct qc_tick *t;
+	struct qc_cobj *t;
 	uint32_t i;
 	int err;
 
-	if (!json_is_object(data) || !json_object_size(data) || !seq)
+	if (!in->data || !in->data->n || !seq)
 		return -EINVAL;
 	if (!s->ring) {
 		err = give_ticks(ss, s);
 		if (err)
 			return err;
 	}
-	if (merge_snapshot(s, data))
+	if (idlen)
+		hash = qc_dedup_hash(in->message_id, idlen);
+
+	/* the broker checked duplicates and versions for the cluster: the tick is taken as is */
+	esclen = qc_json_escape(esc, idlen ? in->message_id : "", idlen);
+	esc[esclen] = '\0';
+	t = qc_cobj_copy(in->data, sizeof(int64_t) + esclen + 1);
+	if (!t || ring_reserve(s) || (idlen && qc_dedup_reserve(s->dedup)) ||
+	    merge_snapshot(s, in->data)) {
+		qc_cobj_unref(&t);
 		return -ENOMEM;
+	}
+	memcpy(qc_cobj_extra(t), &in->timestamp, sizeof(in->timestamp));
+	memcpy(qc_cobj_extra(t) + sizeof(in->timestamp), esc, esclen + 1);
+
 	if (seq != s->last_seq + 1) {
 		/* a gap, or a log that began again: the ring keeps consecutive seqs only */
 		for (i = 0; i < s->ring_count; i++)
-			json_decref(s->ring[(s->ring_start + i) % ss->o.buffer_size].data);
+			qc_cobj_unref(&s->ring[(s->ring_start + i) % ss->o.buffer_size]);
 		s->ring_start = 0;
 		s->ring_count = 0;
 	}
 	s->last_seq = seq;
-	s->snapshot_time = timestamp;
-	t = ring_append(s);
-	t->seq = seq;
-	t->timestamp = timestamp;
-	t->data = json_incref(data);
-	memcpy(t->message_id, message_id ? message_id : "", idlen);
-	t->message_id[idlen] = '\0';
-	if (idlen)
-		qc_dedup_insert(s->dedup, message_id, idlen);
+	if (in->has_version) {
+		s->has_version = true;
+		s->last_version = in->version;
+	}
+	s->snapshot_time = in->timestamp;
+	ring_append(s, t);
+
+	if (idlen && !qc_dedup_seen_hash(s->dedup, hash))
+		qc_dedup_insert_hash(s->dedup, hash);
 	if (s->idle) {
 		s->idle_ms = now_ms(ss);
 		if (s->idle_next) {
@@ -606,8 +697,33 @@ int qc_stream_apply_seq(struct qc_stream *s, json_t *data, const char *message_i
 		}
 	}
 	if (out)
-		*out = t;
+		tick_view(t, seq, out);
 	return QC_TICK_ACCEPTED;
+}
+
+void qc_stream_prefetch(const struct qc_stream *s, int stage, const char *message_id)
+{
+	size_t idlen;
+
+	switch (stage) {
+	case 0:
+		__builtin_prefetch(s);
+		__builtin_prefetch((const char *)s + 64);
+		return;
+	case 1:
+		if (!s->ring)
+			return;
+		__builtin_prefetch(s->dedup);
+		__builtin_prefetch(s->snapshot, 1);
+		__builtin_prefetch(&s->ring[(s->ring_start + s->ring_count) % s->ss->o.buffer_size],
+		                   1);
+		return;
+	default:
+		idlen = message_id_len(message_id);
+		if (s->ring && idlen)
+			qc_dedup_prefetch(s->dedup, qc_dedup_hash(message_id, idlen));
+		return;
+	}
 }
 
 bool qc_stream_seen(const struct qc_stream *s, const char *message_id)
@@ -637,9 +753,18 @@ uint64_t qc_stream_last_seq(const struct qc_stream *s)
 	return s->last_seq;
 }
 
-json_t *qc_stream_snapshot(const struct qc_stream *s)
+const struct qc_cobj *qc_stream_snapshot(const struct qc_stream *s)
 {
 	return s->snapshot ? s->snapshot : s->ss->empty;
+}
+
+json_t *qc_stream_snapshot_json(struct qc_stream *s)
+{
+	if (!s->snapshot)
+		return s->ss->empty_json;
+	if (!s->snapshot_json)
+		s->snapshot_json = qc_cobj_to_json(s->snapshot);
+	return s->snapshot_json;
 }
 
 int64_t qc_stream_snapshot_time(const struct qc_stream *s)
@@ -653,13 +778,14 @@ uint64_t qc_stream_oldest_seq(const struct qc_stream *s)
 	return s->ring_count ? s->last_seq - s->ring_count + 1 : 0;
 }
 
-const struct qc_tick *qc_stream_tick(const struct qc_stream *s, uint64_t seq)
+bool qc_stream_tick(const struct qc_stream *s, uint64_t seq, struct qc_tick *out)
 {
 	uint64_t oldest = qc_stream_oldest_seq(s);
 
 	if (!s->ring_count || seq < oldest || seq > s->last_seq)
-		return NULL;
-	return &s->ring[(s->ring_start + (seq - oldest)) % s->ss->o.buffer_size];
+		return false;
+	tick_view(s->ring[(s->ring_start + (seq - oldest)) % s->ss->o.buffer_size], seq, out);
+	return true;
 }
 
 /*
@@ -923,7 +1049,7 @@ fail_out:
 	return NULL;
 }
 
-json_t *qc_group_filter(const struct qc_group *g, json_t *data)
+struct qc_cobj *qc_group_filter(const struct qc_group *g, struct qc_cobj *data)
 {
-	return qc_fields_filter(g->fields, g->nfields, data);
+	return qc_cobj_filter(data, g->fields, g->nfields);
 }

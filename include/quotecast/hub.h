@@ -185,6 +185,14 @@ enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const
  */
 enum qc_err qc_hub_publish(struct qc_hub *h, json_t *doc, json_t **out, const char **msg);
 
+/**
+ * qc_hub_publish_text() - the same from the body's @len bytes of text: read by the ingest
+ * scanner (ingest.h) without a jansson tree when it can, else parsed (BAD_JSON "body is not
+ * valid JSON" when it is not JSON).
+ */
+enum qc_err qc_hub_publish_text(struct qc_hub *h, const char *body, size_t len, json_t **out,
+                                const char **msg);
+
 /** qc_hub_demo_start() - start the demo feed when demo_feed.enabled. 0 or -ENOMEM. */
 int qc_hub_demo_start(struct qc_hub *h);
 
@@ -311,6 +319,15 @@ typedef void (*qc_publish_done_fn)(void *arg, enum qc_err e, const char *emsg, j
  */
 enum qc_err qc_hub_publish_async(struct qc_hub *h, json_t *doc, qc_publish_done_fn done, void *arg,
                                  json_t **out, const char **emsg);
+
+/**
+ * qc_hub_publish_text_async() - qc_hub_publish_text() that may wait for the broker, answering
+ * as qc_hub_publish_async() does. The scanner's batch goes to the broker as it does to the
+ * streams (each tick's compact data as the tree the broker sends on).
+ */
+enum qc_err qc_hub_publish_text_async(struct qc_hub *h, const char *body, size_t len,
+                                      qc_publish_done_fn done, void *arg, json_t **out,
+                                      const char **emsg);
 
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 struct json_t;
+struct qc_cobj;
 
 /* Spare bytes before the frame; ws.c checks at compile time that this covers LWS_PRE. */
 #define QC_MSG_HEADROOM 16
@@ -36,8 +37,8 @@ struct qc_msg {
 	uint64_t seq;       /* QC_MSG_TICK: the tick's seq */
 	uint64_t offset;    /* Socket.IO connection state recovery: the event's offset, or 0 */
 	int64_t born_us;    /* when it was built (qc_histo_mono_us()): /metrics' publish-to-write */
-	struct json_t *meta; /* optional: a reference the message owns (a tick's data), or NULL */
-	unsigned char buf[]; /* QC_MSG_HEADROOM + QC_WS_HDR_MAX + payload */
+	struct qc_cobj *meta; /* optional: a reference the message owns (a tick's data), or NULL */
+	unsigned char buf[];  /* QC_MSG_HEADROOM + QC_WS_HDR_MAX + payload */
 };
 
 /**

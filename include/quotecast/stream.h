@@ -32,6 +32,8 @@
 #include <jansson.h>
 #include <uthash.h>
 
+#include "quotecast/cobj.h"
+
 #define QC_SYMBOL_MAX     32 /* bytes: [A-Za-z0-9._:-]+ */
 #define QC_FIELD_MAX      64 /* bytes of one field name */
 #define QC_FIELDS_MAX     32 /* fields in one filter */
@@ -41,12 +43,26 @@ struct qc_streams;
 struct qc_stream;
 struct qc_group;
 
-/* One accepted tick, as kept in the ring. */
+/*
+ * One accepted tick as the ring holds it, seen through a view filled by qc_stream_tick() or
+ * qc_stream_apply() (valid until the next apply on that stream). The ring keeps each tick in one
+ * allocation: its data as a compact object (cobj.h) with the timestamp and the message id
+ * after the index; the seq is its place in the ring.
+ */
 struct qc_tick {
 	uint64_t seq;
-	int64_t timestamp;                      /* ms, from the tick or the time it was accepted */
-	json_t *data;                           /* a reference owned by the ring */
-	char message_id[QC_MESSAGE_ID_MAX + 1]; /* "" when the tick had none */
+	int64_t timestamp;      /* ms, from the tick or the time it was accepted */
+	const char *message_id; /* as it is sent: JSON-escaped, without quotes; "" when none */
+	struct qc_cobj *data;   /* the ring's (borrowed): qc_cobj_ref() it to keep it */
+};
+
+/* A tick offered to a stream (borrowed; what the ring needs is copied). */
+struct qc_tick_in {
+	const struct qc_cobj *data; /* a non-empty object */
+	const char *message_id; /* NULL or "" when none; at most QC_MESSAGE_ID_MAX bytes count */
+	bool has_version;       /* whether @version counts */
+	int64_t version;
+	int64_t timestamp; /* ms */
 };
 
 struct qc_sub_set;
@@ -145,27 +161,35 @@ uint64_t qc_streams_nsubs(const struct qc_streams *ss); /* subscriptions, all st
 void qc_streams_counts(const struct qc_streams *ss, struct qc_streams_counts *out);
 
 /**
- * qc_stream_apply() - offer one tick. @data must be a non-empty object (borrowed; the ring
- * takes its own reference). @message_id may be NULL; @has_version says whether @version
- * counts. On QC_TICK_ACCEPTED: seq assigned, data merged into the snapshot, appended to the
- * ring (the oldest dropped when full), message id entered in the window, and *@out (if not
- * NULL) points to the ring entry (valid until the next apply on this stream). A subscribe-only
- * stream is first given its ring, window and snapshot, as by qc_streams_get_live(). An idle
- * stream's TTL starts again.
- * Returns the verdict, or -ENOSPC (max_symbols) / -ENOMEM with no tick applied.
+ * qc_stream_apply() - offer one tick (@in, borrowed). On QC_TICK_ACCEPTED: seq assigned, data
+ * merged into the snapshot, copied into the ring (the oldest dropped when full), message id
+ * entered in the window, and *@out (if not NULL) is the ring entry. A subscribe-only stream is
+ * first given its ring, window and snapshot, as by qc_streams_get_live(). An idle stream's TTL
+ * starts again.
+ * Returns the verdict, or -EINVAL (data not a non-empty object), -ENOSPC (max_symbols) or
+ * -ENOMEM with no tick applied.
  */
-int qc_stream_apply(struct qc_stream *s, json_t *data, const char *message_id, bool has_version,
-                    int64_t version, int64_t timestamp, const struct qc_tick **out);
+int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_tick *out);
+
+/**
+ * qc_stream_prefetch() - start loading what qc_stream_apply() of a tick with @message_id will
+ * touch, in three stages a few ticks apart (0: the stream, 1: its window, snapshot and ring
+ * slot, 2: the window's table slot of the id), so that a batch over many symbols does not wait
+ * for memory tick after tick. Changes nothing.
+ */
+void qc_stream_prefetch(const struct qc_stream *s, int stage, const char *message_id);
 
 /**
  * qc_stream_apply_seq() - a tick that a broker (cluster mode) accepted and numbered @seq, which
  * checked duplicates and versions for the whole cluster: applied as qc_stream_apply() does
  * with that seq. A @seq that does not follow the last one (this node was not listening to the
  * symbol in between, or the broker's log started again) empties the ring first, so the ring
- * still holds consecutive seqs. Returns QC_TICK_ACCEPTED, or -EINVAL / -ENOSPC / -ENOMEM.
+ * still holds consecutive seqs. @in (borrowed) as for qc_stream_apply(): its data compact,
+ * copied into the ring and merged into the snapshot in place, its message id entered in the
+ * window. Returns QC_TICK_ACCEPTED, or -EINVAL / -ENOSPC / -ENOMEM.
  */
-int qc_stream_apply_seq(struct qc_stream *s, json_t *data, const char *message_id, uint64_t seq,
-                        int64_t timestamp, const struct qc_tick **out);
+int qc_stream_apply_seq(struct qc_stream *s, const struct qc_tick_in *in, uint64_t seq,
+                        struct qc_tick *out);
 
 /**
  * qc_stream_seen() - whether @message_id is in the window (no change). For validating a batch
@@ -179,14 +203,23 @@ uint64_t qc_stream_id(const struct qc_stream *s);
 uint64_t qc_stream_last_seq(const struct qc_stream *s); /* 0 before the first tick */
 /** qc_stream_has_ticks() - false while the stream is subscribe-only. */
 bool qc_stream_has_ticks(const struct qc_stream *s);
-/** The merged snapshot: an object (borrowed, not to be changed), empty before the first tick. */
-json_t *qc_stream_snapshot(const struct qc_stream *s);
+/**
+ * qc_stream_snapshot() - the merged snapshot (the newest value of every field, in the order the
+ * fields first came): borrowed, not refcounted (qc_cobj_filter() with no fields copies it),
+ * valid until the next apply; empty before the first tick.
+ */
+const struct qc_cobj *qc_stream_snapshot(const struct qc_stream *s);
+/**
+ * qc_stream_snapshot_json() - the same as a jansson object (borrowed, not to be changed), made
+ * on first use after each change; NULL on ENOMEM. For the alert filters (expr.c).
+ */
+json_t *qc_stream_snapshot_json(struct qc_stream *s);
 int64_t qc_stream_snapshot_time(const struct qc_stream *s);
 
 /** qc_stream_oldest_seq() - the oldest seq still in the ring; 0 when the ring is empty. */
 uint64_t qc_stream_oldest_seq(const struct qc_stream *s);
-/** qc_stream_tick() - the ring entry of @seq (borrowed) or NULL when not in the ring. */
-const struct qc_tick *qc_stream_tick(const struct qc_stream *s, uint64_t seq);
+/** qc_stream_tick() - fill *@out with the ring entry of @seq; false when not in the ring. */
+bool qc_stream_tick(const struct qc_stream *s, uint64_t seq, struct qc_tick *out);
 
 /**
  * qc_stream_subscribe() - subscribe the connection of @set to @s with a field filter
@@ -226,13 +259,13 @@ size_t qc_group_nfields(const struct qc_group *g);
 const char *const *qc_group_fields(const struct qc_group *g);
 
 /**
- * qc_fields_filter() - what a subscriber with @fields receives of @data: a new reference to
- * @data itself when @nfields is 0, else a new object with the listed fields that @data
- * carries; NULL when it carries none of them (the tick is not sent to that subscriber).
+ * qc_fields_filter() - the tree form of qc_cobj_filter(): a new reference to @data itself when
+ * @nfields is 0, else a new object with the listed fields that @data carries; NULL when it
+ * carries none of them. For jansson objects (the alert filters' snapshot).
  */
 json_t *qc_fields_filter(const char *const *fields, size_t nfields, json_t *data);
 
-/** qc_group_filter() - qc_fields_filter() with the group's fields. */
-json_t *qc_group_filter(const struct qc_group *g, json_t *data);
+/** qc_group_filter() - qc_cobj_filter() of @data with the group's fields. */
+struct qc_cobj *qc_group_filter(const struct qc_group *g, struct qc_cobj *data);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the message-id window (src/dedup.c): membership before and after insert,
- * eviction order, ids inserted twice, tiny windows, binary ids, argument limits, and long
- * random runs checked answer by answer against a plain-array model.
+ * eviction order, ids inserted twice, tiny windows, binary ids, argument limits, growth from
+ * a few ids to the window, and long random runs checked answer by answer against a plain-array
+ * model.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -249,6 +250,36 @@ static void run_model(uint32_t window, uint32_t range, uint32_t ops, unsigned in
 	qc_dedup_free(d);
 }
 
+/* The window starts small and grows while it fills: every id stays seen across each growth. */
+static void test_grows_to_the_window(void **state)
+{
+	struct qc_dedup *d = qc_dedup_new(1000);
+	char id[16];
+	int i, j;
+
+	(void)state;
+	assert_non_null(d);
+	for (i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "g%d", i);
+		assert_int_equal(qc_dedup_reserve(d), 0);
+		assert_int_equal(qc_dedup_insert(d, id, strlen(id)), 0);
+		if ((i & (i + 1)) == 0 || i == 999) {
+			for (j = 0; j <= i; j++) {
+				snprintf(id, sizeof(id), "g%d", j);
+				assert_true(seen(d, id));
+			}
+			assert_false(seen(d, "g-1"));
+		}
+	}
+	assert_int_equal(qc_dedup_count(d), 1000);
+	insert(d, "g1000");
+	assert_false(seen(d, "g0"));
+	assert_true(seen(d, "g1"));
+	assert_true(seen(d, "g1000"));
+	assert_int_equal(qc_dedup_count(d), 1000);
+	qc_dedup_free(d);
+}
+
 static void test_stress_against_model(void **state)
 {
 	(void)state;
@@ -257,15 +288,17 @@ static void test_stress_against_model(void **state)
 	run_model(7, 20, 20000, 3);
 	run_model(1, 3, 5000, 4);
 	run_model(64, 64, 20000, 5); /* every value fits: long runs of repeats */
+	/* past 32767 slots the home slot no longer fits an entry's tag: read from the ring */
+	run_model(40000, 120000, 200000, 6);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_new_limits),           cmocka_unit_test(test_seen_after_insert),
-	    cmocka_unit_test(test_eviction_of_oldest),   cmocka_unit_test(test_same_id_twice),
-	    cmocka_unit_test(test_window_of_one),        cmocka_unit_test(test_binary_ids),
-	    cmocka_unit_test(test_stress_against_model),
+	    cmocka_unit_test(test_new_limits),          cmocka_unit_test(test_seen_after_insert),
+	    cmocka_unit_test(test_eviction_of_oldest),  cmocka_unit_test(test_same_id_twice),
+	    cmocka_unit_test(test_window_of_one),       cmocka_unit_test(test_binary_ids),
+	    cmocka_unit_test(test_grows_to_the_window), cmocka_unit_test(test_stress_against_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1001,7 +1001,7 @@ static void test_cluster_ops(void **state)
 struct fake_broker {
 	int fail; /* append returns this when not 0 */
 	int n;
-	char symbol[FB_MAX][16], mid[FB_MAX][16];
+	char symbol[FB_MAX][16], mid[FB_MAX][16], data[FB_MAX][64];
 	qc_broker_append_cb cb[FB_MAX];
 	void *arg[FB_MAX];
 	int watched;
@@ -1017,6 +1017,13 @@ static int fb_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append
 	assert_true(fb->n < FB_MAX);
 	snprintf(fb->symbol[fb->n], sizeof(fb->symbol[0]), "%s", t->symbol);
 	snprintf(fb->mid[fb->n], sizeof(fb->mid[0]), "%s", t->message_id ? t->message_id : "");
+	{
+		char *text = json_dumps(t->data, JSON_COMPACT);
+
+		assert_non_null(text);
+		snprintf(fb->data[fb->n], sizeof(fb->data[0]), "%s", text);
+		free(text);
+	}
 	fb->cb[fb->n] = cb;
 	fb->arg[fb->n] = arg;
 	fb->n++;
@@ -1065,6 +1072,9 @@ static void test_broker_publish(void **state)
 	assert_int_equal(sub->outq.count, 0);
 	assert_int_equal(fb.n, 2);
 	assert_string_equal(fb.mid[0], "m1");
+	/* the scanner's compact data reaches the broker as the tree it sends on */
+	assert_string_equal(fb.data[0], "{\"price\":1}");
+	assert_string_equal(fb.data[1], "{\"price\":2}");
 	/* verdicts: answered once the last is in */
 	fb.cb[0](fb.arg[0], QC_TICK_ACCEPTED, 7);
 	assert_int_equal(pub->outq.count, 0);
@@ -1079,6 +1089,8 @@ static void test_broker_publish(void **state)
 	d = expect_event(last(sub), "stream_data");
 	assert_int_equal(iget(d, "seq"), 7);
 	assert_string_equal(sget(d, "message_id"), "m1");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "data"), "price")),
+	                 1);
 	drain(sub);
 	/* not watched here: ignored */
 	qc_hub_broker_tick(e->h, "YY", data, "m9", 3, 1000);

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "quotecast/cobj.h"
 #include "quotecast/msg.h"
 
 static void check_header(uint64_t len, const unsigned char *want, size_t want_len)
@@ -267,21 +268,22 @@ static void test_unref_null(void **state)
 static void test_meta_reference_dropped(void **state)
 {
 	struct qc_msg *m, *extra;
-	json_t *data = json_pack("{s:i}", "price", 5);
+	struct qc_cobj *data = qc_cobj_from_text("{\"price\":5}", 11);
 
 	(void)state;
+	assert_non_null(data);
 	m = qc_msg_new_text("x", 1);
 	assert_non_null(m);
 	m->kind = QC_MSG_TICK;
 	/* the message owns one reference to its meta */
-	m->meta = json_incref(data);
-	assert_int_equal(data->refcount, 2);
+	m->meta = qc_cobj_ref(data);
+	assert_int_equal(data->refs, 2);
 	extra = qc_msg_ref(m);
 	qc_msg_unref(&extra);
-	assert_int_equal(data->refcount, 2); /* not the last reference: meta kept */
+	assert_int_equal(data->refs, 2); /* not the last reference: meta kept */
 	qc_msg_unref(&m);
-	assert_int_equal(data->refcount, 1); /* freed with the message */
-	json_decref(data);
+	assert_int_equal(data->refs, 1); /* freed with the message */
+	qc_cobj_unref(&data);
 }
 
 int main(void)

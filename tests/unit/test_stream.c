@@ -44,15 +44,58 @@ static json_t *obj(const char *text)
 	return j;
 }
 
-/* Applies @text as data and drops the caller's reference; returns the verdict. */
+/* The compact form of @text. */
+static struct qc_cobj *cobj(const char *text)
+{
+	json_t *j = obj(text);
+	struct qc_cobj *o = qc_cobj_from_json(j);
+
+	assert_non_null(o);
+	json_decref(j);
+	return o;
+}
+
+/* Offers @data as a tick; *@out (if not NULL) the ring entry; returns the verdict. */
+static int apply_cobj(struct qc_stream *s, const struct qc_cobj *data, const char *id,
+                      bool has_version, int64_t version, int64_t ts, struct qc_tick *out)
+{
+	struct qc_tick_in in = {
+	    .data = data,
+	    .message_id = id,
+	    .has_version = has_version,
+	    .version = version,
+	    .timestamp = ts,
+	};
+
+	return qc_stream_apply(s, &in, out);
+}
+
+/* Applies @text as data; returns the verdict. */
 static int apply(struct qc_stream *s, const char *text, const char *id, bool has_version,
                  int64_t version, int64_t ts)
 {
-	json_t *data = obj(text);
-	int ret = qc_stream_apply(s, data, id, has_version, version, ts, NULL);
+	struct qc_cobj *data = cobj(text);
+	int ret = apply_cobj(s, data, id, has_version, version, ts, NULL);
 
-	json_decref(data);
+	qc_cobj_unref(&data);
 	return ret;
+}
+
+/* @o's text is exactly what jansson prints for @text (key order counts). */
+static void assert_cobj(const struct qc_cobj *o, const char *text)
+{
+	json_t *j = obj(text);
+	char *want = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
+
+	assert_non_null(want);
+	if (o->len != strlen(want) || memcmp(o->text, want, o->len)) {
+		print_error("got %.*s, want %s\n", (int)o->len, o->text, want);
+		free(want);
+		json_decref(j);
+		fail();
+	}
+	free(want);
+	json_decref(j);
 }
 
 static void assert_json(json_t *j, const char *text)
@@ -175,6 +218,8 @@ static void test_registry(void **state)
 	struct qc_streams *ss;
 	struct qc_stream *a, *b, *c;
 
+	struct qc_tick t;
+
 	(void)state;
 	errno = 0;
 	assert_null(new_reg(0, 4, 4));
@@ -193,10 +238,11 @@ static void test_registry(void **state)
 	assert_string_equal(qc_stream_symbol(a), "AAA");
 	assert_int_equal(qc_stream_last_seq(a), 0);
 	assert_int_equal(qc_stream_oldest_seq(a), 0);
-	assert_null(qc_stream_tick(a, 0));
-	assert_null(qc_stream_tick(a, 1));
-	assert_int_equal(json_object_size(qc_stream_snapshot(a)), 0);
-	assert_true(json_is_object(qc_stream_snapshot(a)));
+	assert_false(qc_stream_tick(a, 0, &t));
+	assert_false(qc_stream_tick(a, 1, &t));
+	assert_cobj(qc_stream_snapshot(a), "{}");
+	assert_int_equal(json_object_size(qc_stream_snapshot_json(a)), 0);
+	assert_true(json_is_object(qc_stream_snapshot_json(a)));
 	assert_null(qc_stream_groups(a));
 	assert_int_equal(qc_stream_nsubs(a), 0);
 	assert_ptr_equal(qc_streams_get(ss, "AAA"), a);
@@ -238,24 +284,29 @@ static void test_seq_and_verdicts(void **state)
 {
 	struct qc_streams *ss = new_reg(16, 16, 4);
 	struct qc_stream *s;
-	const struct qc_tick *t = NULL;
-	json_t *data;
+	struct qc_tick t = {0}, t2;
+	struct qc_cobj *data;
 
 	(void)state;
 	assert_non_null(ss);
 	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 
-	data = obj("{\"p\":1}");
-	assert_int_equal(qc_stream_apply(s, data, "m1", true, 10, 1000, &t), QC_TICK_ACCEPTED);
-	assert_non_null(t);
-	assert_int_equal(t->seq, 1);
-	assert_int_equal(t->timestamp, 1000);
-	assert_ptr_equal(t->data, data);
-	assert_int_equal(data->refcount, 2); /* ours and the ring's */
-	assert_string_equal(t->message_id, "m1");
-	assert_ptr_equal(qc_stream_tick(s, 1), t);
-	json_decref(data);
+	data = cobj("{\"p\":1}");
+	assert_int_equal(apply_cobj(s, data, "m1", true, 10, 1000, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(t.seq, 1);
+	assert_int_equal(t.timestamp, 1000);
+	assert_ptr_not_equal(t.data, data); /* the ring keeps its own copy */
+	assert_cobj(t.data, "{\"p\":1}");
+	assert_int_equal(t.data->refs, 1);
+	assert_int_equal(data->refs, 1);
+	assert_string_equal(t.message_id, "m1");
+	assert_true(qc_stream_tick(s, 1, &t2));
+	assert_ptr_equal(t2.data, t.data);
+	assert_int_equal(t2.seq, 1);
+	assert_int_equal(t2.timestamp, 1000);
+	assert_string_equal(t2.message_id, "m1");
+	qc_cobj_unref(&data);
 	assert_int_equal(qc_stream_last_seq(s), 1);
 	assert_true(qc_stream_seen(s, "m1"));
 	assert_false(qc_stream_seen(s, "m2"));
@@ -263,12 +314,12 @@ static void test_seq_and_verdicts(void **state)
 	assert_false(qc_stream_seen(s, ""));
 
 	/* Duplicates and stale ticks consume no seq and change nothing. */
-	t = NULL;
-	data = obj("{\"p\":2}");
-	assert_int_equal(qc_stream_apply(s, data, "m1", true, 11, 2000, &t), QC_TICK_DUPLICATE);
-	assert_null(t);
-	assert_int_equal(data->refcount, 1);
-	json_decref(data);
+	t.data = NULL;
+	data = cobj("{\"p\":2}");
+	assert_int_equal(apply_cobj(s, data, "m1", true, 11, 2000, &t), QC_TICK_DUPLICATE);
+	assert_null(t.data);
+	assert_int_equal(data->refs, 1);
+	qc_cobj_unref(&data);
 	assert_int_equal(apply(s, "{\"p\":3}", "m2", true, 9, 3000), QC_TICK_STALE);
 	assert_int_equal(apply(s, "{\"p\":4}", "m3", true, 10, 4000), QC_TICK_STALE); /* equal */
 	/* A stale tick's id does not enter the window. */
@@ -278,8 +329,8 @@ static void test_seq_and_verdicts(void **state)
 	assert_int_equal(apply(s, "{\"p\":5}", "m1", true, 1, 5000), QC_TICK_DUPLICATE);
 	assert_int_equal(qc_stream_last_seq(s), 1);
 	assert_int_equal(qc_stream_oldest_seq(s), 1);
-	assert_null(qc_stream_tick(s, 2));
-	assert_json(qc_stream_snapshot(s), "{\"p\":1}");
+	assert_false(qc_stream_tick(s, 2, &t));
+	assert_cobj(qc_stream_snapshot(s), "{\"p\":1}");
 	assert_int_equal(qc_stream_snapshot_time(s), 1000);
 
 	assert_int_equal(apply(s, "{\"p\":6}", "m3", true, 11, 6000), QC_TICK_ACCEPTED);
@@ -288,8 +339,10 @@ static void test_seq_and_verdicts(void **state)
 	assert_int_equal(apply(s, "{\"p\":7}", NULL, false, 0, 7000), QC_TICK_ACCEPTED);
 	assert_int_equal(apply(s, "{\"p\":8}", "", false, -5, 8000), QC_TICK_ACCEPTED);
 	assert_int_equal(qc_stream_last_seq(s), 4);
-	assert_string_equal(qc_stream_tick(s, 3)->message_id, "");
-	assert_string_equal(qc_stream_tick(s, 4)->message_id, "");
+	assert_true(qc_stream_tick(s, 3, &t));
+	assert_string_equal(t.message_id, "");
+	assert_true(qc_stream_tick(s, 4, &t));
+	assert_string_equal(t.message_id, "");
 	/* The last accepted version is still 11. */
 	assert_int_equal(apply(s, "{\"p\":9}", "m9", true, 11, 9000), QC_TICK_STALE);
 	assert_int_equal(apply(s, "{\"p\":9}", "m9", true, 12, 9000), QC_TICK_ACCEPTED);
@@ -302,7 +355,7 @@ static void test_seq_and_verdicts(void **state)
 
 	/* Not an object, or an empty one: refused, nothing changed. */
 	assert_int_equal(apply(s, "{}", "x1", false, 0, 1), -EINVAL);
-	assert_int_equal(apply(s, "[1]", "x2", false, 0, 1), -EINVAL);
+	assert_int_equal(apply_cobj(s, NULL, "x2", false, 0, 1, NULL), -EINVAL);
 	assert_false(qc_stream_seen(s, "x1"));
 	assert_int_equal(qc_stream_last_seq(s), 7);
 	qc_streams_free(ss);
@@ -358,9 +411,9 @@ static void test_long_message_id(void **state)
 {
 	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct qc_stream *s;
-	const struct qc_tick *t = NULL;
+	struct qc_tick t;
 	char id[QC_MESSAGE_ID_MAX + 40];
-	json_t *data = obj("{\"p\":1}");
+	struct qc_cobj *data = cobj("{\"p\":1}");
 
 	(void)state;
 	assert_non_null(ss);
@@ -368,9 +421,9 @@ static void test_long_message_id(void **state)
 	assert_non_null(s);
 	memset(id, 'x', sizeof(id) - 1);
 	id[sizeof(id) - 1] = '\0';
-	assert_int_equal(qc_stream_apply(s, data, id, false, 0, 1, &t), QC_TICK_ACCEPTED);
-	assert_int_equal(strlen(t->message_id), QC_MESSAGE_ID_MAX);
-	assert_memory_equal(t->message_id, id, QC_MESSAGE_ID_MAX);
+	assert_int_equal(apply_cobj(s, data, id, false, 0, 1, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(strlen(t.message_id), QC_MESSAGE_ID_MAX);
+	assert_memory_equal(t.message_id, id, QC_MESSAGE_ID_MAX);
 	assert_true(qc_stream_seen(s, id));
 	/* Only the first QC_MESSAGE_ID_MAX bytes count. */
 	id[QC_MESSAGE_ID_MAX + 5] = 'y';
@@ -379,7 +432,7 @@ static void test_long_message_id(void **state)
 	assert_true(qc_stream_seen(s, id));
 	id[QC_MESSAGE_ID_MAX - 1] = 'y';
 	assert_false(qc_stream_seen(s, id));
-	json_decref(data);
+	qc_cobj_unref(&data);
 	qc_streams_free(ss);
 }
 
@@ -387,8 +440,8 @@ static void test_ring_wrap(void **state)
 {
 	struct qc_streams *ss = new_reg(4, 16, 4);
 	struct qc_stream *s;
-	const struct qc_tick *t;
-	json_t *data[10];
+	struct qc_tick t;
+	struct qc_cobj *data[10], *held[10];
 	char text[32], id[8];
 	int i;
 
@@ -399,83 +452,110 @@ static void test_ring_wrap(void **state)
 	for (i = 0; i < 10; i++) {
 		snprintf(text, sizeof(text), "{\"n\":%d}", i + 1);
 		snprintf(id, sizeof(id), "m%d", i + 1);
-		data[i] = obj(text);
-		assert_int_equal(qc_stream_apply(s, data[i], id, true, i + 1, 100 + i, &t),
+		data[i] = cobj(text);
+		assert_int_equal(apply_cobj(s, data[i], id, true, i + 1, 100 + i, &t),
 		                 QC_TICK_ACCEPTED);
-		assert_int_equal(t->seq, (uint64_t)i + 1);
+		assert_int_equal(t.seq, (uint64_t)i + 1);
+		held[i] = qc_cobj_ref(t.data); /* as a queued frame holds it */
 		assert_int_equal(qc_stream_oldest_seq(s), i < 4 ? 1 : i - 2);
 	}
 	assert_int_equal(qc_stream_last_seq(s), 10);
 	assert_int_equal(qc_stream_oldest_seq(s), 7);
-	assert_null(qc_stream_tick(s, 0));
-	assert_null(qc_stream_tick(s, 6));
-	assert_null(qc_stream_tick(s, 11));
+	assert_false(qc_stream_tick(s, 0, &t));
+	assert_false(qc_stream_tick(s, 6, &t));
+	assert_false(qc_stream_tick(s, 11, &t));
 	for (i = 7; i <= 10; i++) {
-		t = qc_stream_tick(s, (uint64_t)i);
-		assert_non_null(t);
-		assert_int_equal(t->seq, (uint64_t)i);
-		assert_int_equal(t->timestamp, 100 + i - 1);
-		assert_ptr_equal(t->data, data[i - 1]);
-		assert_int_equal(json_integer_value(json_object_get(t->data, "n")), i);
+		assert_true(qc_stream_tick(s, (uint64_t)i, &t));
+		assert_int_equal(t.seq, (uint64_t)i);
+		assert_int_equal(t.timestamp, 100 + i - 1);
+		assert_ptr_equal(t.data, held[i - 1]);
+		assert_memory_equal(t.data->text, data[i - 1]->text, data[i - 1]->len);
 		snprintf(id, sizeof(id), "m%d", i);
-		assert_string_equal(t->message_id, id);
+		assert_string_equal(t.message_id, id);
 	}
 	/* The ring let go of the ticks it dropped and holds the others. */
 	for (i = 0; i < 6; i++)
-		assert_int_equal(data[i]->refcount, 1);
+		assert_int_equal(held[i]->refs, 1);
 	for (i = 6; i < 10; i++)
-		assert_int_equal(data[i]->refcount, 2);
-	/* The snapshot shares the newest value. */
-	assert_ptr_equal(json_object_get(qc_stream_snapshot(s), "n"),
-	                 json_object_get(data[9], "n"));
-	for (i = 0; i < 10; i++)
-		json_decref(data[i]);
+		assert_int_equal(held[i]->refs, 2);
+	/* A tick the ring dropped is still whole for whoever holds it. */
+	assert_cobj(held[0], "{\"n\":1}");
+	assert_cobj(qc_stream_snapshot(s), "{\"n\":10}");
+	for (i = 0; i < 10; i++) {
+		qc_cobj_unref(&data[i]);
+		qc_cobj_unref(&held[i]);
+	}
 	qc_streams_free(ss);
 }
 
-/* Ticks a broker numbered (cluster mode): consecutive, then a gap, then a log that restarted. */
+/* Offers @text as a tick the broker numbered @seq (cluster mode); *@out the ring entry. */
+static int apply_seq(struct qc_stream *s, const char *text, const char *id, uint64_t seq,
+                     int64_t ts, struct qc_tick *out)
+{
+	struct qc_cobj *data = cobj(text);
+	struct qc_tick_in in = {.data = data, .message_id = id, .timestamp = ts};
+	int ret = qc_stream_apply_seq(s, &in, seq, out);
+
+	qc_cobj_unref(&data);
+	return ret;
+}
+
+/*
+ * Ticks a broker numbered (cluster mode), in the compact form: consecutive, then a gap, then a
+ * log that restarted; the data is copied into the ring and merged into the snapshot in place.
+ */
 static void test_apply_seq(void **state)
 {
 	struct qc_streams *ss = new_reg(4, 16, 4);
 	struct qc_stream *s;
-	const struct qc_tick *t;
-	json_t *d[6];
-	int i;
+	struct qc_tick t;
+	struct qc_cobj *empty;
+	struct qc_tick_in in = {.timestamp = 1};
 
 	(void)state;
 	assert_non_null(ss);
 	s = qc_streams_get(ss, "S"); /* subscribe-only: given its ring by the first tick */
 	assert_non_null(s);
-	for (i = 0; i < 6; i++) {
-		char text[16];
-
-		snprintf(text, sizeof(text), "{\"n\":%d}", i);
-		d[i] = obj(text);
-	}
-	assert_int_equal(qc_stream_apply_seq(s, d[0], "a", 41, 1000, &t), QC_TICK_ACCEPTED);
-	assert_int_equal(t->seq, 41);
+	assert_int_equal(apply_seq(s, "{\"n\":0,\"a\":\"x\"}", "a", 41, 1000, &t),
+	                 QC_TICK_ACCEPTED);
+	assert_int_equal(t.seq, 41);
+	assert_int_equal(t.timestamp, 1000);
+	assert_string_equal(t.message_id, "a");
+	assert_cobj(t.data, "{\"n\":0,\"a\":\"x\"}");
 	assert_int_equal(qc_stream_oldest_seq(s), 41);
-	assert_int_equal(qc_stream_apply_seq(s, d[1], "b", 42, 1001, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(apply_seq(s, "{\"n\":1}", "b", 42, 1001, &t), QC_TICK_ACCEPTED);
 	assert_int_equal(qc_stream_last_seq(s), 42);
 	assert_int_equal(qc_stream_oldest_seq(s), 41);
 	assert_true(qc_stream_seen(s, "b"));
-	assert_ptr_equal(qc_stream_tick(s, 41)->data, d[0]);
+	assert_true(qc_stream_tick(s, 41, &t));
+	assert_cobj(t.data, "{\"n\":0,\"a\":\"x\"}");
+	assert_cobj(qc_stream_snapshot(s), "{\"n\":1,\"a\":\"x\"}");
+	/* the broker decided: an id seen before is taken again, and stays in the window once */
+	assert_int_equal(apply_seq(s, "{\"n\":2}", "b", 43, 1002, &t), QC_TICK_ACCEPTED);
+	assert_true(qc_stream_seen(s, "b"));
 	/* a gap: the ring starts again at the new seq (it holds consecutive seqs only) */
-	assert_int_equal(qc_stream_apply_seq(s, d[2], NULL, 50, 1002, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(apply_seq(s, "{\"n\":3}", NULL, 50, 1003, &t), QC_TICK_ACCEPTED);
 	assert_int_equal(qc_stream_oldest_seq(s), 50);
 	assert_int_equal(qc_stream_last_seq(s), 50);
-	assert_null(qc_stream_tick(s, 42));
-	assert_int_equal(d[0]->refcount, 1); /* let go */
-	assert_int_equal(qc_stream_apply_seq(s, d[3], NULL, 51, 1003, &t), QC_TICK_ACCEPTED);
+	assert_false(qc_stream_tick(s, 42, &t));
+	assert_int_equal(apply_seq(s, "{\"n\":4}", NULL, 51, 1004, &t), QC_TICK_ACCEPTED);
 	/* the broker's log began again (Redis restarted empty): so does the ring */
-	assert_int_equal(qc_stream_apply_seq(s, d[4], NULL, 1, 1004, &t), QC_TICK_ACCEPTED);
+	assert_int_equal(apply_seq(s, "{\"n\":5}", NULL, 1, 1005, &t), QC_TICK_ACCEPTED);
 	assert_int_equal(qc_stream_oldest_seq(s), 1);
 	assert_int_equal(qc_stream_last_seq(s), 1);
+	assert_true(qc_stream_tick(s, 1, &t));
+	assert_cobj(t.data, "{\"n\":5}");
 	/* the snapshot merged every tick */
-	assert_int_equal(json_integer_value(json_object_get(qc_stream_snapshot(s), "n")), 4);
-	assert_int_equal(qc_stream_apply_seq(s, d[5], NULL, 0, 1005, &t), -EINVAL);
-	for (i = 0; i < 6; i++)
-		json_decref(d[i]);
+	assert_cobj(qc_stream_snapshot(s), "{\"n\":5,\"a\":\"x\"}");
+	assert_int_equal(qc_stream_snapshot_time(s), 1005);
+	/* seq 0 and empty data are refused, changing nothing */
+	assert_int_equal(apply_seq(s, "{\"n\":6}", NULL, 0, 1006, &t), -EINVAL);
+	empty = cobj("{}");
+	in.data = empty;
+	assert_int_equal(qc_stream_apply_seq(s, &in, 2, &t), -EINVAL);
+	qc_cobj_unref(&empty);
+	assert_int_equal(qc_stream_last_seq(s), 1);
+	assert_int_equal(qc_stream_oldest_seq(s), 1);
 	qc_streams_free(ss);
 }
 
@@ -484,6 +564,8 @@ static void test_ring_of_one(void **state)
 	struct qc_streams *ss = new_reg(1, 4, 4);
 	struct qc_stream *s;
 
+	struct qc_tick t;
+
 	(void)state;
 	assert_non_null(ss);
 	s = qc_streams_get_live(ss, "S");
@@ -491,8 +573,9 @@ static void test_ring_of_one(void **state)
 	assert_int_equal(apply(s, "{\"n\":1}", NULL, false, 0, 1), QC_TICK_ACCEPTED);
 	assert_int_equal(apply(s, "{\"n\":2}", NULL, false, 0, 2), QC_TICK_ACCEPTED);
 	assert_int_equal(qc_stream_oldest_seq(s), 2);
-	assert_null(qc_stream_tick(s, 1));
-	assert_int_equal(json_integer_value(json_object_get(qc_stream_tick(s, 2)->data, "n")), 2);
+	assert_false(qc_stream_tick(s, 1, &t));
+	assert_true(qc_stream_tick(s, 2, &t));
+	assert_cobj(t.data, "{\"n\":2}");
 	qc_streams_free(ss);
 }
 
@@ -500,69 +583,81 @@ static void test_snapshot_merge(void **state)
 {
 	struct qc_streams *ss = new_reg(2, 4, 4);
 	struct qc_stream *s;
-	json_t *first;
-
 	(void)state;
 	assert_non_null(ss);
 	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
-	first = obj("{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}");
-	assert_int_equal(qc_stream_apply(s, first, "a", false, 0, 1000, NULL), QC_TICK_ACCEPTED);
-	assert_json(qc_stream_snapshot(s), "{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}");
+	assert_int_equal(
+	    apply(s, "{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}", "a", false, 0, 1000),
+	    QC_TICK_ACCEPTED);
+	assert_cobj(qc_stream_snapshot(s), "{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}");
 	assert_int_equal(qc_stream_snapshot_time(s), 1000);
 	assert_int_equal(apply(s, "{\"price\":1.6,\"ask\":2}", "b", false, 0, 2000),
 	                 QC_TICK_ACCEPTED);
-	assert_json(qc_stream_snapshot(s),
+	assert_cobj(qc_stream_snapshot(s),
+	            "{\"price\":1.6,\"volume\":100,\"bid\":{\"p\":1},\"ask\":2}");
+	assert_json(qc_stream_snapshot_json(s),
 	            "{\"price\":1.6,\"volume\":100,\"bid\":{\"p\":1},\"ask\":2}");
 	assert_int_equal(qc_stream_snapshot_time(s), 2000);
 	assert_int_equal(apply(s, "{\"volume\":null}", "c", false, 0, 1500), QC_TICK_ACCEPTED);
-	assert_json(qc_stream_snapshot(s),
+	assert_cobj(qc_stream_snapshot(s),
 	            "{\"price\":1.6,\"volume\":null,\"bid\":{\"p\":1},\"ask\":2}");
 	assert_int_equal(qc_stream_snapshot_time(s), 1500);
 
-	/*
-	 * The first tick has left the ring of two; the snapshot keeps the "bid" value it
-	 * carried, by reference.
+	/* The first tick has left the ring of two; the snapshot keeps the "bid" value it carried.
 	 */
 	assert_int_equal(qc_stream_oldest_seq(s), 2);
-	assert_int_equal(first->refcount, 1);
-	assert_ptr_equal(json_object_get(qc_stream_snapshot(s), "bid"),
-	                 json_object_get(first, "bid"));
-	json_decref(first);
-	assert_json(qc_stream_snapshot(s),
+	assert_cobj(qc_stream_snapshot(s),
 	            "{\"price\":1.6,\"volume\":null,\"bid\":{\"p\":1},\"ask\":2}");
 
 	/* Refused ticks leave the snapshot alone. */
 	assert_int_equal(apply(s, "{\"price\":9,\"new\":1}", "b", false, 0, 9000),
 	                 QC_TICK_DUPLICATE);
-	assert_json(qc_stream_snapshot(s),
+	assert_cobj(qc_stream_snapshot(s),
 	            "{\"price\":1.6,\"volume\":null,\"bid\":{\"p\":1},\"ask\":2}");
 	assert_int_equal(qc_stream_snapshot_time(s), 1500);
 	qc_streams_free(ss);
 }
 
-/* jansson's allocator, failing once the countdown reaches zero (negative: never). */
+/*
+ * malloc and realloc fail once the countdown reaches zero (negative: never). The test binary
+ * is linked with --wrap=malloc,--wrap=realloc (CMakeLists.txt), so this reaches stream.c and
+ * cobj.c.
+ */
 static int alloc_countdown = -1;
 
-static void *failing_malloc(size_t size)
+void *__real_malloc(size_t size);
+void *__real_realloc(void *p, size_t size);
+
+void *__wrap_malloc(size_t size)
 {
 	if (alloc_countdown == 0)
 		return NULL;
 	if (alloc_countdown > 0)
 		alloc_countdown--;
-	return malloc(size);
+	return __real_malloc(size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+	if (alloc_countdown == 0)
+		return NULL;
+	if (alloc_countdown > 0)
+		alloc_countdown--;
+	return __real_realloc(p, size);
 }
 
 /*
- * A tick bringing new fields allocates in the snapshot; whichever allocation fails, apply
- * answers -ENOMEM and leaves seq, ring, window, version and snapshot as they were.
+ * A tick bringing new fields grows the snapshot (and the merge scratch) and a tick filling
+ * the ring grows it; whichever allocation fails, apply answers -ENOMEM and leaves seq, ring,
+ * window, version and snapshot as they were.
  */
 static void test_apply_enomem_changes_nothing(void **state)
 {
-	struct qc_streams *ss = new_reg(2, 4, 4);
+	struct qc_streams *ss = new_reg(16, 16, 4);
 	struct qc_stream *s;
-	json_t *data, *before;
-	char text[512];
+	struct qc_cobj *data, *before;
+	char text[1024];
 	int n, failures = 0, ret = -ENOMEM, i;
 	size_t len = 0;
 
@@ -571,42 +666,47 @@ static void test_apply_enomem_changes_nothing(void **state)
 	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	assert_int_equal(apply(s, "{\"old\":1,\"k0\":0}", "m1", true, 5, 100), QC_TICK_ACCEPTED);
-	assert_int_equal(apply(s, "{\"old\":2}", "m2", true, 6, 200), QC_TICK_ACCEPTED);
-	before = json_deep_copy(qc_stream_snapshot(s));
+	for (i = 2; i <= 8; i++) {
+		snprintf(text, sizeof(text), "{\"old\":%d}", i);
+		snprintf(text + 100, 16, "m%d", i);
+		assert_int_equal(apply(s, text, text + 100, true, 4 + i, 100 * i),
+		                 QC_TICK_ACCEPTED);
+	}
+	before = qc_cobj_copy(qc_stream_snapshot(s), 0);
 	assert_non_null(before);
 
-	/* Forty new fields (the snapshot's table grows too) and one it has. */
-	len += (size_t)snprintf(text + len, sizeof(text) - len, "{\"old\":3");
+	/* Forty new fields with long values, and one it has; the ring of 8 slots is full. */
+	len += (size_t)snprintf(text + len, sizeof(text) - len, "{\"old\":9");
 	for (i = 0; i < 40; i++)
-		len += (size_t)snprintf(text + len, sizeof(text) - len, ",\"k%d\":%d", i, i);
+		len += (size_t)snprintf(text + len, sizeof(text) - len, ",\"k%d\":\"%08d\"", i, i);
 	snprintf(text + len, sizeof(text) - len, "}");
-	data = obj(text);
+	data = cobj(text);
 
 	for (n = 0; ret == -ENOMEM; n++) {
-		json_set_alloc_funcs(failing_malloc, free);
 		alloc_countdown = n;
-		ret = qc_stream_apply(s, data, "m3", true, 7, 300, NULL);
+		ret = apply_cobj(s, data, "m9", true, 13, 900, NULL);
 		alloc_countdown = -1;
-		json_set_alloc_funcs(malloc, free);
 		if (ret != -ENOMEM)
 			break;
 		failures++;
-		assert_true(json_equal(qc_stream_snapshot(s), before));
-		assert_int_equal(qc_stream_snapshot_time(s), 200);
-		assert_int_equal(qc_stream_last_seq(s), 2);
+		assert_int_equal(qc_stream_snapshot(s)->len, before->len);
+		assert_memory_equal(qc_stream_snapshot(s)->text, before->text, before->len);
+		assert_int_equal(qc_stream_snapshot_time(s), 800);
+		assert_int_equal(qc_stream_last_seq(s), 8);
 		assert_int_equal(qc_stream_oldest_seq(s), 1);
-		assert_false(qc_stream_seen(s, "m3"));
-		assert_int_equal(data->refcount, 1);
+		assert_false(qc_stream_seen(s, "m9"));
+		assert_int_equal(data->refs, 1);
 	}
-	assert_true(failures > 10);
+	assert_true(failures >= 3);
 	assert_int_equal(ret, QC_TICK_ACCEPTED);
-	assert_int_equal(qc_stream_last_seq(s), 3);
-	assert_int_equal(json_object_size(qc_stream_snapshot(s)), 41);
-	assert_int_equal(json_integer_value(json_object_get(qc_stream_snapshot(s), "old")), 3);
-	assert_int_equal(json_integer_value(json_object_get(qc_stream_snapshot(s), "k39")), 39);
-	assert_int_equal(apply(s, "{\"old\":4}", "m4", true, 7, 400), QC_TICK_STALE);
-	json_decref(before);
-	json_decref(data);
+	assert_int_equal(qc_stream_last_seq(s), 9);
+	assert_int_equal(qc_stream_snapshot(s)->n, 41);
+	assert_int_equal(json_integer_value(json_object_get(qc_stream_snapshot_json(s), "old")), 9);
+	assert_string_equal(json_string_value(json_object_get(qc_stream_snapshot_json(s), "k39")),
+	                    "00000039");
+	assert_int_equal(apply(s, "{\"old\":4}", "m10", true, 13, 400), QC_TICK_STALE);
+	qc_cobj_unref(&before);
+	qc_cobj_unref(&data);
 	qc_streams_free(ss);
 }
 
@@ -828,11 +928,13 @@ static void test_fields_filter(void **state)
 	struct qc_streams *ss = new_reg(4, 4, 4);
 	struct fake_conn c = {.id = 0};
 	json_t *data = obj("{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}");
+	struct qc_cobj *cdata = cobj("{\"price\":1.5,\"volume\":100,\"bid\":{\"p\":1}}"), *cout;
 	struct qc_sub *sub = NULL;
 	struct qc_stream *s;
 	json_t *out;
 
 	(void)state;
+	/* the tree form, for the alert filters' snapshot */
 	out = qc_fields_filter(f_pv, 2, data);
 	assert_json(out, "{\"price\":1.5,\"volume\":100}");
 	assert_ptr_not_equal(out, data);
@@ -852,21 +954,27 @@ static void test_fields_filter(void **state)
 	json_decref(out);
 	assert_int_equal(data->refcount, 1);
 
-	/* Through a group. */
+	/* Through a group, on the compact form. */
 	assert_non_null(ss);
 	s = qc_streams_get_live(ss, "S");
 	assert_non_null(s);
 	assert_int_equal(qc_stream_subscribe(ss, s, &c.subs, &c, f_px, 2, &sub), 0);
-	out = qc_group_filter(sub->group, data);
-	assert_json(out, "{\"price\":1.5}");
-	json_decref(out);
+	cout = qc_group_filter(sub->group, cdata);
+	assert_cobj(cout, "{\"price\":1.5}");
+	qc_cobj_unref(&cout);
+	assert_int_equal(qc_stream_set_filter(ss, sub, f_pv, 2), 0);
+	cout = qc_group_filter(sub->group, cdata);
+	assert_cobj(cout, "{\"price\":1.5,\"volume\":100}");
+	qc_cobj_unref(&cout);
 	assert_int_equal(qc_stream_set_filter(ss, sub, f_x, 2), 0);
-	assert_null(qc_group_filter(sub->group, data));
+	assert_null(qc_group_filter(sub->group, cdata));
 	assert_int_equal(qc_stream_set_filter(ss, sub, NULL, 0), 0);
-	out = qc_group_filter(sub->group, data);
-	assert_ptr_equal(out, data);
-	json_decref(out);
-	assert_int_equal(data->refcount, 1);
+	cout = qc_group_filter(sub->group, cdata);
+	assert_ptr_equal(cout, cdata);
+	assert_int_equal(cdata->refs, 2);
+	qc_cobj_unref(&cout);
+	assert_int_equal(cdata->refs, 1);
+	qc_cobj_unref(&cdata);
 	json_decref(data);
 	qc_stream_unsubscribe_all(ss, &c.subs);
 	qc_streams_free(ss);
@@ -1041,6 +1149,7 @@ static void test_subscribe_only_streams(void **state)
 	struct fake_conn a = {.id = 1}, b = {.id = 2};
 	struct qc_stream *s[4], *p, *q;
 	struct qc_streams_counts n;
+	struct qc_tick t;
 	uint64_t id;
 	char sym[8];
 	int i;
@@ -1055,9 +1164,9 @@ static void test_subscribe_only_streams(void **state)
 		/* what recovery and get_market_data read is there, empty */
 		assert_int_equal(qc_stream_last_seq(s[i]), 0);
 		assert_int_equal(qc_stream_oldest_seq(s[i]), 0);
-		assert_null(qc_stream_tick(s[i], 1));
-		assert_true(json_is_object(qc_stream_snapshot(s[i])));
-		assert_int_equal(json_object_size(qc_stream_snapshot(s[i])), 0);
+		assert_false(qc_stream_tick(s[i], 1, &t));
+		assert_cobj(qc_stream_snapshot(s[i]), "{}");
+		assert_int_equal(json_object_size(qc_stream_snapshot_json(s[i])), 0);
 		assert_false(qc_stream_seen(s[i], "m1"));
 	}
 	n = counts(ss);
@@ -1082,7 +1191,7 @@ static void test_subscribe_only_streams(void **state)
 	assert_int_equal(qc_stream_id(s[0]), id);
 	assert_int_equal(qc_stream_last_seq(s[0]), 1);
 	assert_true(qc_stream_seen(s[0], "m1"));
-	assert_json(qc_stream_snapshot(s[0]), "{\"x\":2}");
+	assert_cobj(qc_stream_snapshot(s[0]), "{\"x\":2}");
 	n = counts(ss);
 	assert_int_equal(n.with_ticks, 2);
 	assert_int_equal(n.subscribe_only, 2);
@@ -1202,7 +1311,7 @@ static void test_idle_ttl(void **state)
 	assert_false(qc_stream_seen(u, "a"));
 	assert_int_equal(apply(u, "{\"q\":1}", "a", false, 0, 3), QC_TICK_ACCEPTED);
 	assert_int_equal(qc_stream_last_seq(u), 1);
-	assert_json(qc_stream_snapshot(u), "{\"q\":1}");
+	assert_cobj(qc_stream_snapshot(u), "{\"q\":1}");
 	/* and resubscribing after a free works like the first time */
 	assert_int_equal(qc_stream_subscribe(ss, u, &a.subs, &a, NULL, 0, NULL), 0);
 	assert_int_equal(qc_stream_unsubscribe(ss, t, &a.subs), 0);
