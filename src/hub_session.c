@@ -370,28 +370,39 @@ void qc_hub_expire(struct qc_hub *h)
 static json_t *read_all(struct qc_hub *h, struct qc_conn *c, json_t *positions, bool *all,
                         uint32_t *msgs);
 
+/*
+ * The suspended session that @token names for @user, or NULL: native sessions only (their
+ * buffered frames are in their own encoding), and the current token or the one the last resume
+ * used if its answer never left.
+ */
+static struct qc_conn *session_lookup(struct qc_hub *h, const char *token, const char *user)
+{
+	const char *secret = token + QC_SESSION_ID_LEN;
+	struct qc_conn *c = NULL;
+
+	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
+		return NULL;
+	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
+	if (!c || strcmp(c->user_id, user) || c->expires_ms <= qc_now_ms() ||
+	    c->enc != QC_ENC_NATIVE)
+		return NULL;
+	if (CRYPTO_memcmp(c->secret, secret, QC_SECRET_LEN) &&
+	    (!c->prev_valid || CRYPTO_memcmp(c->prev_secret, secret, QC_SECRET_LEN)))
+		return NULL;
+	return c;
+}
+
 struct qc_conn *qc_hub_resume(struct qc_hub *h, const char *token, const char *user_id,
                               uint32_t roles, void *transport)
 {
 	const char *secret = token + QC_SESSION_ID_LEN;
-	struct qc_conn *c = NULL;
+	struct qc_conn *c = session_lookup(h, token, user_id);
 	struct qc_msg *m;
 	bool recovered;
 	uint32_t replayed;
 	json_t *ev;
 
-	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
-		return NULL;
-	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
-	/* a session's buffered frames are in its own encoding: native sessions resume here */
-	if (!c || strcmp(c->user_id, user_id) || c->expires_ms <= qc_now_ms() ||
-	    c->enc != QC_ENC_NATIVE)
-		return NULL;
-	/* the current token, or the one the last resume used if its answer never left */
-	if (CRYPTO_memcmp(c->secret, secret, QC_SECRET_LEN) &&
-	    (!c->prev_valid || CRYPTO_memcmp(c->prev_secret, secret, QC_SECRET_LEN)))
-		return NULL;
-	if (qc_hub_nconns(h) >= h->cfg->limits.max_connections)
+	if (!c || qc_hub_nconns(h) >= h->cfg->limits.max_connections)
 		return NULL;
 
 	qc_hub_unsuspend(h, c);
@@ -448,24 +459,6 @@ void qc_hub_sessions_free(struct qc_hub *h)
 }
 
 /* ---- resume with positions (SPEC 2.9) ---------------------------------------------------- */
-
-/* The suspended session that @token names for @user, or NULL. */
-static struct qc_conn *session_lookup(struct qc_hub *h, const char *token, const char *user)
-{
-	const char *secret = token + QC_SESSION_ID_LEN;
-	struct qc_conn *c = NULL;
-
-	if (strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
-		return NULL;
-	HASH_FIND(hh_session, h->by_session, token, QC_SESSION_ID_LEN, c);
-	if (!c || strcmp(c->user_id, user) || c->expires_ms <= qc_now_ms() ||
-	    c->enc != QC_ENC_NATIVE)
-		return NULL;
-	if (CRYPTO_memcmp(c->secret, secret, QC_SECRET_LEN) &&
-	    (!c->prev_valid || CRYPTO_memcmp(c->prev_secret, secret, QC_SECRET_LEN)))
-		return NULL;
-	return c;
-}
 
 /* A position {"seq":N,"epoch":"..."} of @positions[@kind][@name] (@name NULL: the inbox). */
 struct position {
