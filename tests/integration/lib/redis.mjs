@@ -98,6 +98,12 @@ let own = null;
 export async function sharedRedisUrl() {
 	if (process.env.QUOTECAST_TEST_REDIS_URL)
 		return process.env.QUOTECAST_TEST_REDIS_URL;
-	own ??= await startRedis();
+	if (!own) {
+		own = await startRedis();
+		/* it lives as long as this process (killed on exit): it must not keep it alive */
+		own.child.unref();
+		own.child.stdout.unref();
+		own.child.stderr.unref();
+	}
 	return own.url;
 }

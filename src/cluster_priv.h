@@ -1,0 +1,140 @@
+/*
+ * What the parts of the cluster adapter share (cluster.c: shards, links, scripts, channels,
+ * membership; cluster_stream.c: the stream broker; later parts: rooms, inboxes, sessions).
+ * Nothing here is for the hub: it sees the cluster only through broker.h and
+ * struct qc_cluster_ops.
+ */
+#ifndef QC_CLUSTER_PRIV_H
+#define QC_CLUSTER_PRIV_H
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uthash.h>
+
+#include "quotecast/broker.h"
+#include "quotecast/cluster.h"
+#include "quotecast/redis.h"
+#include "quotecast/shard.h"
+
+#define QC_CLUSTER_MAX_SCRIPTS   16
+#define QC_CLUSTER_MAX_LISTENERS 8
+
+struct qc_cluster;
+
+/*
+ * A Lua script run with EVALSHA. Registered once (qc_cluster_script_add) before the links
+ * start; every command link loads all registered scripts (SCRIPT LOAD) as soon as it is up,
+ * before anything else is sent on it, so an EVALSHA on an up link finds its script (also after
+ * Redis restarted empty: that drops the link, and it loads them again when it is back).
+ */
+struct qc_cluster_script {
+	const char *src;
+	char sha[41]; /* hex SHA-1 of src, set by qc_cluster_script_add */
+};
+
+/*
+ * A handler for the messages on the channels whose names start with @prefix (qc_cluster_listen):
+ * @name is the rest of the channel's name, @payload the message.
+ */
+typedef void (*qc_cluster_chan_fn)(struct qc_cluster *cl, const char *name, size_t namelen,
+                                   const char *payload, size_t len);
+
+struct qc_cluster_shard {
+	struct qc_cluster *cl;
+	uint32_t index;
+	char *url;
+	char ip[INET6_ADDRSTRLEN];
+	uint16_t port;
+	struct qc_redis *cmd;
+	struct qc_redis *sub; /* SUBSCRIBE only */
+};
+
+/* A subscribed channel: on its shard's sub link, again after every reconnect. */
+struct qc_cluster_chan {
+	UT_hash_handle hh;
+	uint32_t shard;
+	uint32_t refs;
+	char name[]; /* NUL-terminated */
+};
+
+struct qc_cluster_listener {
+	const char *prefix;
+	size_t prefixlen;
+	qc_cluster_chan_fn fn;
+};
+
+/* The stream broker's state (cluster_stream.c). */
+struct qc_cluster_streams {
+	struct qc_cluster_watch *watches; /* uthash by symbol */
+	uint32_t nwatches;
+	uint64_t ticks_in;  /* ticks received on watched channels */
+	uint64_t ticks_bad; /* messages that did not parse */
+	lws_sorted_usec_list_t sul_sweep;
+};
+
+struct qc_cluster {
+	const struct qc_config *cfg;
+	struct qc_hub *hub;
+	struct lws_context *ctx;
+	char node_id[128];
+	struct qc_cluster_shard *shards;
+	uint32_t nshards;
+	struct qc_shard_ring ring;
+	uint32_t beat_shard; /* the shard that owns the membership keys */
+	bool beat_waiting;
+	bool stopped;
+	json_t *nodes; /* the live nodes' records from the last beat (array) */
+	struct qc_cluster_script *scripts[QC_CLUSTER_MAX_SCRIPTS];
+	uint32_t nscripts;
+	struct qc_cluster_listener listeners[QC_CLUSTER_MAX_LISTENERS];
+	uint32_t nlisteners;
+	struct qc_cluster_chan *chans; /* uthash by name */
+	struct qc_cluster_streams streams;
+	lws_sorted_usec_list_t sul_beat;
+};
+
+/** qc_cluster_shard_of() - the shard that owns @key (the same on every node). */
+uint32_t qc_cluster_shard_of(const struct qc_cluster *cl, const char *key, size_t len);
+
+/** qc_cluster_cmd() - qc_redis_cmd() on @shard's command link. */
+int qc_cluster_cmd(struct qc_cluster *cl, uint32_t shard, qc_redis_reply_fn fn, void *ud, int argc,
+                   const char **argv, const size_t *lens);
+
+/**
+ * qc_cluster_script_add() - register @s (static storage) at start-up, before
+ * qc_cluster_start(). Returns 0, or -1 when the table is full.
+ */
+int qc_cluster_script_add(struct qc_cluster *cl, struct qc_cluster_script *s);
+
+/**
+ * qc_cluster_eval() - EVALSHA @s on @shard with @nkeys of the @nargs @args (keys first), as
+ * qc_cluster_cmd(). A NOSCRIPT answer (an operator ran SCRIPT FLUSH) reaches @fn as the error
+ * it is, and the shard loads its scripts again.
+ */
+int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s, int nkeys,
+                    int nargs, const char **args, const size_t *lens, qc_redis_reply_fn fn,
+                    void *ud);
+
+/** qc_cluster_listen() - at start-up: @fn gets the messages of channels starting @prefix. */
+int qc_cluster_listen(struct qc_cluster *cl, const char *prefix, qc_cluster_chan_fn fn);
+
+/**
+ * qc_cluster_subscribe() - hold (@on) or release one reference to channel @name on @shard's
+ * subscriber link: SUBSCRIBE with the first, UNSUBSCRIBE with the last; kept across
+ * reconnects. Returns 0 or -ENOMEM.
+ */
+int qc_cluster_subscribe(struct qc_cluster *cl, uint32_t shard, const char *name, bool on);
+
+/* cluster_stream.c */
+int qc_cluster_streams_init(struct qc_cluster *cl);
+void qc_cluster_streams_start(struct qc_cluster *cl);
+void qc_cluster_streams_stop(struct qc_cluster *cl);
+void qc_cluster_streams_free(struct qc_cluster *cl);
+void qc_cluster_streams_stats(struct qc_cluster *cl, json_t *doc);
+int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb,
+                             void *arg);
+void qc_cluster_broker_watch(void *ctx, const char *symbol);
+
+#endif
