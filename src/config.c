@@ -308,6 +308,14 @@ static int list_add(struct val *v, const char *s, size_t len, const struct key *
 			seterr(err, errlen, origin, k, "a URL of %zu bytes is too long", len);
 			return -EINVAL;
 		}
+		for (i = 0; i < len; i++) {
+			/* not echoed: the message stays one line of text */
+			if (s[i] <= ' ' || s[i] > '~') {
+				seterr(err, errlen, origin, k,
+				       "a URL may only have printable ASCII characters");
+				return -EINVAL;
+			}
+		}
 		memcpy(url, s, len);
 		url[len] = '\0';
 		if (qc_redis_url_parse(url, host, sizeof(host), &port, &why)) {

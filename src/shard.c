@@ -96,7 +96,7 @@ int qc_redis_url_parse(const char *url, char *host, size_t hostlen, uint16_t *po
                        const char **why)
 {
 	static const char scheme[] = "redis://";
-	const char *p, *h, *hend, *colon;
+	const char *p, *h, *hend, *colon, *c;
 	unsigned long n;
 	char *end;
 
@@ -128,6 +128,14 @@ int qc_redis_url_parse(const char *url, char *host, size_t hostlen, uint16_t *po
 	}
 	if (hend == h || (size_t)(hend - h) >= hostlen) {
 		*why = "the host is empty or too long";
+		return -EINVAL;
+	}
+	for (c = h; c < hend; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' || *c == '_' ||
+		    (*p == '[' && *c == ':'))
+			continue;
+		*why = "the host may only have letters, digits, '.', '-', '_' (and ':' in [IPv6])";
 		return -EINVAL;
 	}
 	memcpy(host, h, (size_t)(hend - h));

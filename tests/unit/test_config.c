@@ -1259,6 +1259,11 @@ static void test_cluster(void **state)
 	    qc_config_set(&c, "cluster.redis", "redis://a:1,redis://a:1", err, sizeof(err)),
 	    -EINVAL);
 	assert_non_null(strstr(err, "listed twice"));
+	/* found by fuzz_config_set: a URL of other bytes is refused without echoing them */
+	assert_int_equal(qc_config_set(&c, "cluster.redis", "redis://h\x8b\n:1", err, sizeof(err)),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "printable ASCII"));
+	assert_null(strchr(err, '\n'));
 	assert_int_equal(qc_config_apply_json(&c, "{\"cluster\":{\"redis\":[\"redis://h:0\"]}}",
 	                                      "f.json", err, sizeof(err)),
 	                 -EINVAL);

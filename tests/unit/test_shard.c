@@ -130,6 +130,14 @@ static void test_url(void **state)
 	                 -EINVAL);
 	assert_int_equal(qc_redis_url_parse("redis://[::1", host, sizeof(host), &port, &why),
 	                 -EINVAL);
+	/* found by fuzz_config_set: other bytes in the host made a config with no JSON form */
+	assert_int_equal(qc_redis_url_parse("redis://h\x8b:1", host, sizeof(host), &port, &why),
+	                 -EINVAL);
+	assert_non_null(strstr(why, "the host may only have"));
+	assert_int_equal(qc_redis_url_parse("redis://a:b:1", host, sizeof(host), &port, &why),
+	                 -EINVAL);
+	assert_int_equal(qc_redis_url_parse("redis://h x", host, sizeof(host), &port, &why),
+	                 -EINVAL);
 }
 
 static void test_backoff(void **state)
