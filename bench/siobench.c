@@ -45,7 +45,7 @@ static void write_out(struct qc_conn *c)
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 1000, msgs = argc > 2 ? atoi(argv[2]) : 500;
-	struct qc_transport t = {nop, nop, NULL, NULL, NULL};
+	struct qc_transport t = {nop, nop, NULL, NULL, NULL, NULL};
 	static const char sub[] = "42[\"subscribe\",{\"room\":\"r\"}]";
 	struct qc_conn **cs = calloc((size_t)n, sizeof(*cs));
 	int batch = argc > 4 && atoi(argv[4]) > 0 ? atoi(argv[4]) : 1;

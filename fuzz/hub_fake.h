@@ -117,7 +117,7 @@ static inline void fake_config(struct fake_hub *f)
 
 static inline void fake_start(struct fake_hub *f)
 {
-	struct qc_transport t = {fake_want_write, fake_close, f, fake_abandon, fake_rebind};
+	struct qc_transport t = {fake_want_write, fake_close, f, fake_abandon, fake_rebind, NULL};
 
 	fake_rand_state = 0x9e3779b97f4a7c15ULL;
 	f->h = qc_hub_new(&f->cfg, &t);

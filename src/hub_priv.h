@@ -16,6 +16,7 @@
 
 struct qc_write;
 struct qc_inbox_rec;
+struct qc_hz;
 
 struct qc_hub {
 	const struct qc_config *cfg;
@@ -23,8 +24,12 @@ struct qc_hub {
 	struct qc_conns conns;
 	struct qc_rooms *rooms;
 	struct qc_streams *streams;
-	int64_t (*clock)(void *ctx); /* the idle-stream TTL's clock (qc_hub_set_clock), or NULL */
+	int64_t (*clock)(void *ctx); /* idle-stream TTL, max_hz (qc_hub_set_clock), or NULL */
 	void *clock_ctx;
+	/* max_hz (hub_stream.c): subscriptions with a pending update, a min-heap by due time */
+	struct qc_hz **rate_heap;
+	uint32_t rate_n, rate_cap;
+	int64_t rate_wake_us; /* the due time the transport was asked to wake for; 0: none */
 	struct qc_demo *demo;
 	struct qc_stats st;
 	const char *event_loop;
@@ -486,9 +491,18 @@ enum qc_err qc_act_ack_alert(struct qc_hub *h, struct qc_conn *c, json_t *p, jso
 /* hub_stream.c */
 /* read payload "fields" into @out (QC_FIELDS_MAX); the count, or -1 with *@emsg */
 int qc_hub_read_fields(struct qc_hub *h, json_t *p, const char **out, const char **emsg);
-/* subscribe @c to @symbol with @fields (a snapshot queued), or set the filter if it is already */
+/*
+ * subscribe @c to @symbol with @fields and @max_hz (0: unlimited; a snapshot queued), or set
+ * both if it is already
+ */
 int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
-                         const char *const *fields, size_t nfields);
+                         const char *const *fields, size_t nfields, double max_hz);
+/*
+ * read payload "max_hz" into *@out (absent, null or 0: 0 = unlimited; else a number in
+ * (0, QC_MAX_HZ]); QC_OK or BAD_REQUEST with *@emsg naming max_hz
+ */
+enum qc_err qc_hub_read_max_hz(struct qc_hub *h, json_t *p, double *out, const char **emsg);
+#define QC_MAX_HZ 1000
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c);

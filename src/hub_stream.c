@@ -1,9 +1,9 @@
 /*
  * hub_stream: market data in the hub. Validates and applies published ticks (all or nothing),
  * fans each accepted tick out once per distinct field set among its subscribers, conflates a
- * slow subscriber's pending ticks of one symbol, serves the stream actions (subscribe with
- * snapshot and recovery by seq, filters, buffered data, market data, publish), and frees idle
- * streams once a second.
+ * slow subscriber's pending ticks of one symbol, holds back and merges the ticks of
+ * subscriptions with max_hz, serves the stream actions (subscribe with snapshot and recovery
+ * by seq, filters, buffered data, market data, publish), and frees idle streams once a second.
  *
  * Symbols are bounded twice (stream.c): a publish may give up to streams.max_symbols symbols
  * their ticks, a subscribe may name up to streams.max_subscribe_only symbols that have none.
@@ -27,6 +27,9 @@
  * ticks took 0.2 ms here, so a pass stays near 4 ms and frees ~20 such streams.
  */
 #define SWEEP_BUDGET 20000
+#define NOT_QUEUED   UINT32_MAX /* struct qc_hz.idx outside the heap */
+
+static void rate_gone(void *ctx, struct qc_sub *sub);
 
 static int64_t stream_clock(void *ctx)
 {
@@ -50,6 +53,8 @@ int qc_hub_streams_init(struct qc_hub *h)
 	    .idle_ttl_s = cfg->streams.idle_ttl_s,
 	    .clock = stream_clock,
 	    .clock_ctx = h,
+	    .sub_gone = rate_gone,
+	    .sub_ctx = h,
 	};
 
 	h->streams = qc_streams_new(&o);
@@ -76,7 +81,9 @@ static struct qc_ingest batch = {.request_id = SIZE_MAX, .trace_id = SIZE_MAX};
 
 void qc_hub_streams_free(struct qc_hub *h)
 {
-	qc_streams_free(h->streams);
+	qc_streams_free(h->streams); /* every subscription's max_hz state leaves the heap */
+	free(h->rate_heap);
+	h->rate_heap = NULL;
 	qc_demo_free(h->demo);
 	qc_ingest_free(&batch); /* the next publish grows it again */
 }
@@ -92,15 +99,16 @@ json_t *qc_hub_streaming_stats(struct qc_hub *h)
 
 	qc_streams_counts(h->streams, &n);
 	return json_pack(
-	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active_streams",
-	    (json_int_t)n.streams, "total_subscribers", (json_int_t)n.subscriptions,
-	    "total_messages", (json_int_t)h->st.ticks_accepted, "total_dropped",
-	    (json_int_t)h->st.ticks_stale, "total_deduplicated", (json_int_t)h->st.ticks_duplicate,
-	    "total_conflated", (json_int_t)h->st.ticks_conflated, "total_deliveries",
-	    (json_int_t)h->st.tick_deliveries, "total_published", (json_int_t)h->st.ticks_published,
-	    "subscribe_only", (json_int_t)n.subscribe_only, "idle_streams", (json_int_t)n.idle,
-	    "idle_freed", (json_int_t)n.idle_freed, "subscribe_only_freed",
-	    (json_int_t)n.subscribe_only_freed);
+	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "active_streams", (json_int_t)n.streams, "total_subscribers",
+	    (json_int_t)n.subscriptions, "total_messages", (json_int_t)h->st.ticks_accepted,
+	    "total_dropped", (json_int_t)h->st.ticks_stale, "total_deduplicated",
+	    (json_int_t)h->st.ticks_duplicate, "total_conflated", (json_int_t)h->st.ticks_conflated,
+	    "total_rate_merged", (json_int_t)h->st.ticks_rate_merged, "rate_pending",
+	    (json_int_t)h->rate_n, "total_deliveries", (json_int_t)h->st.tick_deliveries,
+	    "total_published", (json_int_t)h->st.ticks_published, "subscribe_only",
+	    (json_int_t)n.subscribe_only, "idle_streams", (json_int_t)n.idle, "idle_freed",
+	    (json_int_t)n.idle_freed, "subscribe_only_freed", (json_int_t)n.subscribe_only_freed);
 }
 
 /* ---- encoding ---------------------------------------------------------------------------- */
@@ -206,6 +214,7 @@ struct tick_frames {
 	int64_t ts;
 	const char *mid;
 	const char *flag;
+	uint16_t covers;     /* a merged tick: the seqs before @seq it stands for (qc_msg) */
 	struct qc_msg *m[2]; /* by enum qc_enc */
 };
 
@@ -236,6 +245,7 @@ static struct qc_msg *tick_frame(struct tick_frames *f, uint8_t enc)
 	m->kind = QC_MSG_TICK;
 	m->stream_id = qc_stream_id(f->s);
 	m->seq = f->seq;
+	m->covers = f->covers;
 	m->meta = qc_cobj_filter(f->data, NULL, 0); /* a reference (a copy if not refcounted) */
 	if (!m->meta) {
 		qc_msg_unref(&m);
@@ -251,16 +261,17 @@ static void tick_frames_release(struct tick_frames *f)
 	qc_msg_unref(&f->m[1]);
 }
 
-/* One stream_data event for one receiver. @data is borrowed. */
+/* One stream_data event for one receiver. @data is borrowed; @covers as in qc_msg. */
 static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
                      struct qc_cobj *data, uint64_t seq, int64_t ts, const char *mid,
-                     const char *flag)
+                     const char *flag, uint64_t covers)
 {
 	struct tick_frames f;
 	struct qc_msg *m;
 	int ret;
 
 	tick_frames_init(&f, h, s, data, seq, ts, mid, flag);
+	f.covers = covers > UINT16_MAX ? UINT16_MAX : (uint16_t)covers;
 	m = tick_frame(&f, c->enc);
 	if (!m) {
 		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
@@ -271,19 +282,40 @@ static int send_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream
 	return ret;
 }
 
+/*
+ * *@acc updated with @b: the newest value of each field, @b's fields after @acc's. The one
+ * merge of queued ticks (conflation), of a max_hz subscription's pending ticks and of a
+ * collapsed replay. A tick with the same keys in the same order simply replaces what was
+ * there. 0 or -ENOMEM (*@acc unchanged).
+ */
+static int merge_into(struct qc_cobj **acc, struct qc_cobj *b)
+{
+	struct qc_cobj *next;
+
+	if (!*acc || qc_cobj_same_keys(*acc, b))
+		next = qc_cobj_ref(b);
+	else
+		next = qc_cobj_merge(*acc, b);
+	if (!next)
+		return -ENOMEM;
+	qc_cobj_unref(acc);
+	*acc = next;
+	return 0;
+}
+
 /* ---- fan-out ----------------------------------------------------------------------------- */
 
 /*
  * The receiver's queue is past limits.conflate_bytes: merge its queued ticks of this stream
- * with the new one into a single frame (newest value per field, newest seq) made for it
+ * with the new one (@f) into a single frame (newest value per field, newest seq) made for it
  * alone. Room and direct messages in the queue are untouched.
  */
 static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
-                    struct tick_frames *f, const struct qc_tick *t)
+                    struct tick_frames *f)
 {
 	struct qc_outq *q = &c->outq;
-	uint64_t sid = qc_stream_id(s);
-	struct qc_cobj *acc = NULL, *next;
+	uint64_t sid = qc_stream_id(s), from = f->seq - f->covers;
+	struct qc_cobj *acc = NULL;
 	uint32_t removed;
 	int ret;
 
@@ -292,11 +324,12 @@ static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream 
 
 		if (qm->kind != QC_MSG_TICK || qm->stream_id != sid || !qm->meta)
 			continue;
-		next = qc_cobj_merge(acc, qm->meta);
-		qc_cobj_unref(&acc);
-		if (!next)
+		if (merge_into(&acc, qm->meta)) {
+			qc_cobj_unref(&acc);
 			return -ENOMEM;
-		acc = next;
+		}
+		if (qm->seq - qm->covers < from)
+			from = qm->seq - qm->covers;
 	}
 	if (!acc) {
 		/* nothing of this stream is queued: nothing to merge with */
@@ -304,35 +337,342 @@ static int conflate(struct qc_hub *h, struct qc_conn *c, const struct qc_stream 
 
 		return m ? qc_hub_send(h, c, m) : -ENOMEM;
 	}
-	next = qc_cobj_merge(acc, f->data);
-	qc_cobj_unref(&acc);
-	if (!next)
+	if (merge_into(&acc, f->data)) {
+		qc_cobj_unref(&acc);
 		return -ENOMEM;
+	}
 	removed = qc_outq_remove_stream(q, sid);
 	h->st.ticks_conflated += removed;
-	ret = send_tick(h, c, s, next, t->seq, t->timestamp, t->message_id, "conflated");
-	qc_cobj_unref(&next);
+	ret = send_tick(h, c, s, acc, f->seq, f->ts, f->mid, "conflated", f->seq - from);
+	qc_cobj_unref(&acc);
 	return ret;
+}
+
+/* Queue @f for @c: conflated with its queued ticks of @s when its queue is past the bound. */
+static int queue_tick(struct qc_hub *h, struct qc_conn *c, const struct qc_stream *s,
+                      struct tick_frames *f)
+{
+	struct qc_msg *m = tick_frame(f, c->enc);
+
+	if (!m)
+		return -ENOMEM;
+	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
+		return conflate(h, c, s, f);
+	return qc_hub_send(h, c, m);
+}
+
+/* ---- max_hz ------------------------------------------------------------------------------ */
+
+/*
+ * A subscription with max_hz (SPEC 2.11) is sent at most one stream_data event per 1/max_hz.
+ * A tick that comes sooner after the last one sent becomes the subscription's pending update,
+ * and the ticks after it are merged into it (merge_into(), as conflation merges: the newest
+ * value of each field, the newest seq, flagged "conflated" when it holds more than one tick).
+ * The pending update leaves when the interval has run out, whether or not another tick comes:
+ * subscriptions with one are a min-heap by due time, and the hub asks the transport for one
+ * wake, for the earliest (qc_hub_rate_fire() pops only what is due). A subscription without
+ * max_hz has no state (sub->rate NULL) and costs the fan-out one test.
+ */
+struct qc_hz {
+	struct qc_sub *sub;
+	double hz;
+	int64_t interval_us;
+	int64_t next_us;        /* no delivery before this (the hub's clock, microseconds) */
+	uint32_t idx;           /* in h->rate_heap while an update is pending, else NOT_QUEUED */
+	uint32_t merged;        /* ticks in the pending update (0: none) */
+	uint64_t seq;           /* the newest seq it holds */
+	struct qc_cobj *data;   /* its data (filtered), or NULL */
+	struct qc_cobj *newest; /* the newest tick's ring entry: its timestamp and message id */
+};
+
+/* The hub's steady clock in microseconds (qc_hub_set_clock's milliseconds in tests). */
+static int64_t now_us(const struct qc_hub *h)
+{
+	struct timespec ts;
+
+	if (h->clock)
+		return h->clock(h->clock_ctx) * 1000;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void heap_set(struct qc_hub *h, uint32_t i, struct qc_hz *r)
+{
+	h->rate_heap[i] = r;
+	r->idx = i;
+}
+
+static void heap_up(struct qc_hub *h, uint32_t i)
+{
+	struct qc_hz *r = h->rate_heap[i];
+
+	while (i) {
+		uint32_t p = (i - 1) / 2;
+
+		if (h->rate_heap[p]->next_us <= r->next_us)
+			break;
+		heap_set(h, i, h->rate_heap[p]);
+		i = p;
+	}
+	heap_set(h, i, r);
+}
+
+static void heap_down(struct qc_hub *h, uint32_t i)
+{
+	struct qc_hz *r = h->rate_heap[i];
+
+	for (;;) {
+		uint32_t k = 2 * i + 1;
+
+		if (k >= h->rate_n)
+			break;
+		if (k + 1 < h->rate_n && h->rate_heap[k + 1]->next_us < h->rate_heap[k]->next_us)
+			k++;
+		if (r->next_us <= h->rate_heap[k]->next_us)
+			break;
+		heap_set(h, i, h->rate_heap[k]);
+		i = k;
+	}
+	heap_set(h, i, r);
+}
+
+static int heap_push(struct qc_hub *h, struct qc_hz *r)
+{
+	if (h->rate_n == h->rate_cap) {
+		uint32_t cap = h->rate_cap ? h->rate_cap * 2 : 64;
+		struct qc_hz **p = realloc(h->rate_heap, (size_t)cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		h->rate_heap = p;
+		h->rate_cap = cap;
+	}
+	heap_set(h, h->rate_n++, r);
+	heap_up(h, r->idx);
+	return 0;
+}
+
+static void heap_remove(struct qc_hub *h, struct qc_hz *r)
+{
+	uint32_t i = r->idx;
+	struct qc_hz *last;
+
+	if (i == NOT_QUEUED)
+		return;
+	r->idx = NOT_QUEUED;
+	last = h->rate_heap[--h->rate_n];
+	if (last == r)
+		return;
+	heap_set(h, i, last);
+	heap_up(h, i);
+	heap_down(h, last->idx);
+}
+
+/* Ask the transport to wake the hub when the earliest pending update is due. */
+static void rate_arm(struct qc_hub *h)
+{
+	int64_t due, now;
+
+	if (!h->rate_n || !h->t.wake)
+		return;
+	due = h->rate_heap[0]->next_us;
+	if (h->rate_wake_us && h->rate_wake_us <= due)
+		return; /* a wake is coming no later than that */
+	now = now_us(h);
+	h->rate_wake_us = due;
+	h->t.wake(h->t.ctx, due > now ? due - now : 0);
+}
+
+/* Forget @r's pending update (it is out of the heap). */
+static void rate_drop(struct qc_hz *r)
+{
+	qc_cobj_unref(&r->data);
+	qc_cobj_unref(&r->newest);
+	r->merged = 0;
+	r->seq = 0;
+}
+
+/*
+ * Queue @r's pending update now (unless its connection cannot take it: a suspended session
+ * gets those ticks from the ring when it resumes, since its last_seq stays) and start the next
+ * interval.
+ */
+static void rate_flush(struct qc_hub *h, struct qc_hz *r, int64_t now)
+{
+	struct qc_sub *sub = r->sub;
+	struct qc_conn *c = sub->conn;
+	struct tick_frames f;
+	struct qc_tick t;
+
+	heap_remove(h, r);
+	r->next_us = now + r->interval_us;
+	if (r->merged && !c->closing && !c->suspended) {
+		qc_tick_view(r->newest, r->seq, &t);
+		tick_frames_init(&f, h, sub->stream, r->data, r->seq, t.timestamp, t.message_id,
+		                 r->merged > 1 ? "conflated" : NULL);
+		/* what it stands for since the last seq queued, for a rewind (hub_session.c) */
+		f.covers = r->seq - sub->last_seq - 1 > UINT16_MAX
+		               ? UINT16_MAX
+		               : (uint16_t)(r->seq - sub->last_seq - 1);
+		if (!queue_tick(h, c, sub->stream, &f)) {
+			sub->last_seq = r->seq;
+			h->st.tick_deliveries++;
+		}
+		tick_frames_release(&f);
+	}
+	rate_drop(r);
+}
+
+/*
+ * @t (its data for this subscription: @f->data) for a subscription with max_hz: false when it
+ * may go now (the interval has run out and nothing is pending), true when it was taken into
+ * the pending update (sent now if that is overdue, else when it is due).
+ */
+static bool rate_hold(struct qc_hub *h, struct qc_sub *sub, struct tick_frames *f,
+                      const struct qc_tick *t)
+{
+	struct qc_hz *r = sub->rate;
+	int64_t now = now_us(h);
+
+	if (!r->merged && now >= r->next_us) {
+		r->next_us = now + r->interval_us;
+		return false;
+	}
+	if (merge_into(&r->data, f->data))
+		return false; /* ENOMEM: better too soon than lost */
+	if (r->merged++)
+		h->st.ticks_rate_merged++;
+	qc_cobj_unref(&r->newest);
+	r->newest = qc_cobj_ref(t->data);
+	r->seq = t->seq;
+	if (now >= r->next_us || (r->idx == NOT_QUEUED && heap_push(h, r)))
+		rate_flush(h, r, now); /* overdue (a late wake), or no room to wait */
+	else
+		rate_arm(h);
+	return true;
+}
+
+void qc_hub_rate_fire(struct qc_hub *h)
+{
+	int64_t now = now_us(h);
+
+	h->rate_wake_us = 0;
+	while (h->rate_n && h->rate_heap[0]->next_us <= now)
+		rate_flush(h, h->rate_heap[0], now);
+	rate_arm(h);
+}
+
+/* stream.c frees @sub: its pending update goes with it. */
+static void rate_gone(void *ctx, struct qc_sub *sub)
+{
+	struct qc_hz *r = sub->rate;
+
+	heap_remove(ctx, r);
+	rate_drop(r);
+	free(r);
+	sub->rate = NULL;
+}
+
+/*
+ * Give @sub @hz (0: unlimited). A pending update is re-timed for the new interval, or sent at
+ * once when the subscription becomes unlimited. 0 or -ENOMEM.
+ */
+static int rate_set(struct qc_hub *h, struct qc_sub *sub, double hz)
+{
+	struct qc_hz *r = sub->rate;
+	int64_t interval;
+
+	if (hz <= 0) {
+		if (r && r->merged)
+			rate_flush(h, r, now_us(h));
+		if (r)
+			rate_gone(h, sub);
+		return 0;
+	}
+	interval = (int64_t)(1e6 / hz + 0.999); /* rounded up: never more than @hz a second */
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		r->sub = sub;
+		r->idx = NOT_QUEUED;
+		sub->rate = r;
+	} else {
+		r->next_us += interval - r->interval_us;
+	}
+	r->hz = hz;
+	r->interval_us = interval;
+	if (r->idx != NOT_QUEUED) {
+		heap_remove(h, r);
+		if (heap_push(h, r)) {
+			rate_flush(h, r, now_us(h));
+			return 0;
+		}
+		rate_arm(h);
+	}
+	return 0;
+}
+
+/* @sub's field set changed: what is pending keeps only the fields it has now. */
+static void rate_refilter(struct qc_hub *h, struct qc_sub *sub)
+{
+	struct qc_hz *r = sub->rate;
+	struct qc_cobj *d;
+
+	if (!r || !r->merged)
+		return;
+	d = qc_group_filter(sub->group, r->data);
+	if (!d) {
+		heap_remove(h, r);
+		rate_drop(r);
+		return;
+	}
+	qc_cobj_unref(&r->data);
+	r->data = d;
+}
+
+/* A snapshot or a replay was just queued for @sub: it stands for what was pending. */
+static void rate_caught_up(struct qc_hub *h, struct qc_sub *sub, bool sent)
+{
+	struct qc_hz *r = sub->rate;
+
+	if (!r)
+		return;
+	heap_remove(h, r);
+	rate_drop(r);
+	if (sent)
+		r->next_us = now_us(h) + r->interval_us;
+}
+
+enum qc_err qc_hub_read_max_hz(struct qc_hub *h, json_t *p, double *out, const char **emsg)
+{
+	json_t *v = json_object_get(p, "max_hz");
+	double hz;
+
+	*out = 0;
+	if (!v || json_is_null(v))
+		return QC_OK;
+	hz = json_number_value(v);
+	if (!json_is_number(v) || !(hz >= 0 && hz <= QC_MAX_HZ))
+		return qc_hub_fail(h, emsg, QC_E_BAD_REQUEST,
+		                   "\"max_hz\" must be a number from 0 (unlimited) to %d "
+		                   "(updates per second)",
+		                   QC_MAX_HZ);
+	*out = hz;
+	return QC_OK;
 }
 
 static void deliver(struct qc_hub *h, struct qc_sub *sub, const struct qc_stream *s,
                     struct tick_frames *f, const struct qc_tick *t)
 {
 	struct qc_conn *c = sub->conn;
-	struct qc_msg *m;
-	int ret;
 
 	/* a suspended session gets its missed ticks from the ring when it resumes */
 	if (c->closing || c->suspended)
 		return;
-	m = tick_frame(f, c->enc);
-	if (!m)
+	if (sub->rate && rate_hold(h, sub, f, t))
 		return;
-	if (c->outq.bytes + m->len > h->cfg->limits.conflate_bytes)
-		ret = conflate(h, c, s, f, t);
-	else
-		ret = qc_hub_send(h, c, m);
-	if (!ret) {
+	if (!queue_tick(h, c, s, f)) {
 		sub->last_seq = t->seq;
 		h->st.tick_deliveries++;
 	}
@@ -985,8 +1325,9 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 	const char *const *fields = qc_group_fields(sub->group);
 	size_t nfields = qc_group_nfields(sub->group);
 	uint64_t last = qc_stream_last_seq(s), oldest = qc_stream_oldest_seq(s);
-	bool recovered = true;
-	struct qc_cobj *d;
+	bool recovered = true, sent = false;
+	struct qc_cobj *d, *acc = NULL;
+	struct qc_tick t, newest = {0};
 
 	if (has_since && since != last) {
 		uint64_t from = since + 1;
@@ -995,31 +1336,46 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 		if (!recovered)
 			from = oldest ? oldest : last + 1;
 		for (uint64_t seq = from; seq && seq <= last; seq++) {
-			struct qc_tick t;
-
 			if (!qc_stream_tick(s, seq, &t))
 				continue;
 			d = qc_cobj_filter(t.data, fields, nfields);
 			if (!d)
 				continue;
-			send_tick(h, c, s, d, t.seq, t.timestamp, t.message_id, "replay");
+			if (sub->rate) {
+				/* max_hz: the missed ticks collapse into one merged update */
+				if (!merge_into(&acc, d))
+					newest = t;
+			} else {
+				send_tick(h, c, s, d, t.seq, t.timestamp, t.message_id, "replay",
+				          0);
+				sent = true;
+			}
 			qc_cobj_unref(&d);
+		}
+		if (acc) {
+			send_tick(h, c, s, acc, newest.seq, newest.timestamp, newest.message_id,
+			          "replay", newest.seq - from);
+			qc_cobj_unref(&acc);
+			sent = true;
 		}
 	}
 	/* a snapshot when asked for, unless a complete replay made it pointless */
 	if (snapshot && last && (!has_since || !recovered)) {
 		d = qc_cobj_filter((struct qc_cobj *)qc_stream_snapshot(s), fields, nfields);
 		if (d) {
-			send_tick(h, c, s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot");
+			send_tick(h, c, s, d, last, qc_stream_snapshot_time(s), NULL, "snapshot",
+			          0);
 			qc_cobj_unref(&d);
+			sent = true;
 		}
 	}
 	sub->last_seq = last; /* everything up to here is queued or summed up by the snapshot */
+	rate_caught_up(h, sub, sent);
 	return recovered;
 }
 
 int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
-                         const char *const *fields, size_t nfields)
+                         const char *const *fields, size_t nfields, double max_hz)
 {
 	struct qc_stream *s;
 	struct qc_sub *sub;
@@ -1029,8 +1385,11 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 		return 0;
 	s = qc_streams_find(h->streams, symbol);
 	sub = s ? qc_sub_set_find(&c->streams, s) : NULL;
-	if (sub)
-		return qc_stream_set_filter(h->streams, sub, fields, nfields);
+	if (sub) {
+		ret = qc_stream_set_filter(h->streams, sub, fields, nfields);
+		rate_refilter(h, sub);
+		return ret ? ret : rate_set(h, sub, max_hz);
+	}
 	if (c->streams.count >= h->cfg->limits.max_streams_per_connection) {
 		qc_hub_refused(h, QC_LIM_STREAMS_PER_CONNECTION);
 		return -ENOSPC;
@@ -1046,10 +1405,11 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 		qc_streams_release(h->streams, s);
 		return ret;
 	}
+	ret = rate_set(h, sub, max_hz);
 	qc_hub_stream_catch_up(h, c, sub, true, false, 0);
 	if (h->broker.watch)
 		h->broker.watch(h->broker.ctx, symbol);
-	return 0;
+	return ret;
 }
 
 /* Whether @jepoch (absent: any) names the current life of @s. */
@@ -1081,12 +1441,16 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	bool has_since = false;
 	enum qc_err err;
 	uint64_t since = 0;
+	double max_hz;
 	int nfields;
 	size_t i;
 
 	nfields = qc_hub_read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
+	err = qc_hub_read_max_hz(h, p, &max_hz, e);
+	if (err != QC_OK)
+		return err;
 	if (jsince && !json_is_null(jsince)) {
 		if (!json_is_integer(jsince) || json_integer_value(jsince) < 0)
 			return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
@@ -1134,6 +1498,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 	json_array_foreach (syms, i, v) {
 		struct qc_stream *s = qc_streams_get(h->streams, json_string_value(v));
 		struct qc_sub *sub;
+		json_t *ent;
 		int ret;
 
 		if (!s) {
@@ -1146,22 +1511,28 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 			return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 		}
 		sub = qc_sub_set_find(&c->streams, s);
-		if (sub)
+		if (sub) {
 			ret = qc_stream_set_filter(h->streams, sub, fields, (size_t)nfields);
-		else
+			rate_refilter(h, sub);
+		} else {
 			ret = qc_stream_subscribe(h->streams, s, &c->streams, c, fields,
 			                          (size_t)nfields, &sub);
+		}
 		if (ret) {
 			qc_streams_release(h->streams, s);
 			goto nomem;
 		}
+		if (rate_set(h, sub, max_hz))
+			goto nomem;
 		if (h->broker.watch)
 			h->broker.watch(h->broker.ctx, qc_stream_symbol(s));
 		qc_hub_stream_epoch(h, s, epoch);
-		json_array_append_new(
-		    list, json_pack("{s:s, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s),
-		                    "last_seq", (json_int_t)qc_stream_last_seq(s), "oldest_seq",
-		                    (json_int_t)qc_stream_oldest_seq(s), "epoch", epoch));
+		ent = json_pack("{s:s, s:I, s:I, s:s}", "symbol", qc_stream_symbol(s), "last_seq",
+		                (json_int_t)qc_stream_last_seq(s), "oldest_seq",
+		                (json_int_t)qc_stream_oldest_seq(s), "epoch", epoch);
+		if (ent && max_hz > 0)
+			json_object_set_new(ent, "max_hz", json_real(max_hz));
+		json_array_append_new(list, ent);
 	}
 	json_object_set_new(result, "subscribed", json_copy(syms));
 	json_object_set_new(result, "streams", list);
@@ -1266,6 +1637,7 @@ enum qc_err qc_act_update_filter(struct qc_hub *h, struct qc_conn *c, json_t *p,
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "not subscribed to that stream");
 	if (qc_stream_set_filter(h->streams, sub, fields, (size_t)nfields))
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+	rate_refilter(h, sub);
 	*d = json_pack("{s:O, s:o}", "symbol", sym, "fields", json_array());
 	for (int i = 0; i < nfields; i++)
 		json_array_append_new(json_object_get(*d, "fields"), json_string(fields[i]));

@@ -290,7 +290,7 @@ static void sync_conn(struct qc_hub *h, struct qc_conn *c, const char *symbol)
 	size_t n;
 
 	if (user_fields(h, c->user_id, symbol, names, &n)) {
-		qc_hub_stream_attach(h, c, symbol, names, n);
+		qc_hub_stream_attach(h, c, symbol, names, n, 0);
 		return;
 	}
 	s = qc_streams_find(h->streams, symbol);

@@ -73,7 +73,7 @@ struct qc_msg *qc_msg_new_text(const void *payload, size_t len)
 	m->hdr_len = (uint32_t)hdr_len;
 	m->kind = QC_MSG_CONTROL;
 	m->opcode = WS_OPCODE_TEXT;
-	m->spare = 0;
+	m->covers = 0;
 	m->stream_id = 0;
 	m->seq = 0;
 	m->offset = 0;

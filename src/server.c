@@ -39,6 +39,7 @@ static void finish(struct qc_server *srv)
 	lws_sul_cancel(&srv->sul_watchdog);
 	lws_sul_cancel(&srv->sul_demo);
 	lws_sul_cancel(&srv->sul_expire);
+	lws_sul_cancel(&srv->sul_rate);
 	if (srv->pg)
 		qc_pg_stop(srv->pg);
 	qc_cluster_stop(srv->cluster);

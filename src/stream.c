@@ -241,6 +241,8 @@ static void remove_sub(struct qc_sub *sub)
 	struct qc_group *g = sub->group;
 	struct qc_stream *s = sub->stream;
 
+	if (sub->rate && s->ss->o.sub_gone)
+		s->ss->o.sub_gone(s->ss->o.sub_ctx, sub);
 	unlink_sub(sub);
 	free(sub);
 	if (!g->nsubs)
@@ -568,8 +570,7 @@ static void ring_append(struct qc_stream *s, struct qc_cobj *t)
 	s->ring_start = s->ring_start + 1 == size ? 0 : s->ring_start + 1;
 }
 
-/* The view of ring entry @t of @seq. */
-static void tick_view(struct qc_cobj *t, uint64_t seq, struct qc_tick *out)
+void qc_tick_view(struct qc_cobj *t, uint64_t seq, struct qc_tick *out)
 {
 	const char *x = qc_cobj_extra(t);
 
@@ -635,7 +636,7 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 		}
 	}
 	if (out)
-		tick_view(t, s->last_seq, out);
+		qc_tick_view(t, s->last_seq, out);
 	return QC_TICK_ACCEPTED;
 }
 
@@ -697,7 +698,7 @@ int qc_stream_apply_seq(struct qc_stream *s, const struct qc_tick_in *in, uint64
 		}
 	}
 	if (out)
-		tick_view(t, seq, out);
+		qc_tick_view(t, seq, out);
 	return QC_TICK_ACCEPTED;
 }
 
@@ -784,7 +785,7 @@ bool qc_stream_tick(const struct qc_stream *s, uint64_t seq, struct qc_tick *out
 
 	if (!s->ring_count || seq < oldest || seq > s->last_seq)
 		return false;
-	tick_view(s->ring[(s->ring_start + (seq - oldest)) % s->ss->o.buffer_size], seq, out);
+	qc_tick_view(s->ring[(s->ring_start + (seq - oldest)) % s->ss->o.buffer_size], seq, out);
 	return true;
 }
 

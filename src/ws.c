@@ -157,11 +157,29 @@ static void ws_rebind(void *ctx, struct qc_conn *from, struct qc_conn *to)
 		pss->c = to;
 }
 
+static void rate_cb(lws_sorted_usec_list_t *sul)
+{
+	struct qc_server *srv = lws_container_of(sul, struct qc_server, sul_rate);
+
+	qc_hub_rate_fire(srv->hub);
+}
+
+/* One timer for every max_hz subscription: the hub asks for the earliest due (replacing). */
+static void ws_wake(void *ctx, int64_t delay_us)
+{
+	struct qc_server *srv = ctx;
+
+	if (srv->done || !srv->ctx)
+		return;
+	lws_sul_schedule(srv->ctx, 0, &srv->sul_rate, rate_cb, delay_us > 0 ? delay_us : 1);
+}
+
 const struct qc_transport qc_ws_transport = {
     .want_write = ws_want_write,
     .close = ws_close,
     .abandon = ws_abandon,
     .rebind = ws_rebind,
+    .wake = ws_wake,
 };
 
 static bool is_publisher(struct lws *wsi)

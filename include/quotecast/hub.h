@@ -39,6 +39,11 @@ struct qc_transport {
 	 * socket, and @from (discarded by the hub right after) must never be called back again
 	 */
 	void (*rebind)(void *ctx, struct qc_conn *from, struct qc_conn *to);
+	/*
+	 * optional: call qc_hub_rate_fire() in @delay_us microseconds (0: at once, in a later
+	 * callback), replacing any earlier request: max_hz updates that are due then
+	 */
+	void (*wake)(void *ctx, int64_t delay_us);
 };
 
 /* conn->closing */
@@ -99,8 +104,9 @@ struct qc_stats {
 	uint64_t ticks_accepted;
 	uint64_t ticks_duplicate;
 	uint64_t ticks_stale;
-	uint64_t ticks_conflated; /* queued ticks merged away */
-	uint64_t tick_deliveries; /* stream_data frames queued to subscribers */
+	uint64_t ticks_conflated;   /* queued ticks merged away */
+	uint64_t ticks_rate_merged; /* ticks merged into a pending max_hz update */
+	uint64_t tick_deliveries;   /* stream_data frames queued to subscribers */
 	uint64_t resumed;
 	uint64_t expired;
 	uint64_t replayed;       /* buffered messages sent on resume */
@@ -248,10 +254,17 @@ bool qc_hub_refill(struct qc_hub *h, struct qc_conn *c);
 void qc_hub_expire(struct qc_hub *h);
 
 /**
- * qc_hub_set_clock() - the steady clock (milliseconds) that the idle-stream TTL reads, for
- * tests; NULL: CLOCK_MONOTONIC (the default).
+ * qc_hub_set_clock() - the steady clock (milliseconds) that the idle-stream TTL and the
+ * max_hz timing read, for tests; NULL: CLOCK_MONOTONIC (the default).
  */
 void qc_hub_set_clock(struct qc_hub *h, int64_t (*now_ms)(void *ctx), void *ctx);
+
+/**
+ * qc_hub_rate_fire() - queue the pending max_hz updates whose interval has run out, and ask
+ * the transport (wake) for the next one due. Called by the transport when a wake comes due;
+ * harmless at any other time (nothing due, nothing sent).
+ */
+void qc_hub_rate_fire(struct qc_hub *h);
 
 /**
  * qc_hub_set_store() - persist through @s (copied) from now on. Without it the hub keeps

@@ -32,7 +32,11 @@ struct qc_msg {
 	uint32_t hdr_len; /* bytes of WebSocket header at frame() */
 	uint8_t kind;     /* enum qc_msg_kind */
 	uint8_t opcode;   /* 1 text, 2 binary */
-	uint16_t spare;
+	/*
+	 * QC_MSG_TICK, a merged tick (conflation, max_hz): how many seqs before @seq it also
+	 * stands for (saturating), so that a rewind for a resume goes back past all of them
+	 */
+	uint16_t covers;
 	uint64_t stream_id; /* QC_MSG_TICK: the stream id (one life of a symbol), for conflation */
 	uint64_t seq;       /* QC_MSG_TICK: the tick's seq */
 	uint64_t offset;    /* Socket.IO connection state recovery: the event's offset, or 0 */

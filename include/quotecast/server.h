@@ -52,9 +52,10 @@ struct qc_server {
 	lws_sorted_usec_list_t sul_demo;
 	lws_sorted_usec_list_t sul_flush;
 	lws_sorted_usec_list_t sul_expire;
-	struct qc_pg *pg;           /* the store; NULL when memory only */
-	struct qc_cluster *cluster; /* cluster.redis; NULL on a single node */
-	struct qc_conn *dirty;      /* connections whose new output is written by the next flush */
+	lws_sorted_usec_list_t sul_rate; /* the hub's max_hz wake (qc_hub_rate_fire) */
+	struct qc_pg *pg;                /* the store; NULL when memory only */
+	struct qc_cluster *cluster;      /* cluster.redis; NULL on a single node */
+	struct qc_conn *dirty;     /* connections whose new output is written by the next flush */
 	struct ws_pss *handshakes; /* Socket.IO connections before their CONNECT (not in the hub) */
 	uint32_t nhandshakes;
 	uint32_t publishers;             /* connections on the publisher subprotocol */

@@ -75,6 +75,7 @@ struct qc_sub {
 	struct qc_sub *group_prev;
 	struct qc_sub *group_next;
 	uint64_t last_seq; /* the newest seq queued to the connection (the hub's, for resume) */
+	void *rate;        /* the caller's per-subscription state (the hub's max_hz), or NULL */
 	UT_hash_handle hh; /* in the connection's set, keyed by stream pointer */
 };
 
@@ -106,6 +107,9 @@ struct qc_streams_opts {
 	/* milliseconds on any steady scale, for the idle TTL; NULL: CLOCK_MONOTONIC */
 	int64_t (*clock)(void *ctx);
 	void *clock_ctx;
+	/* optional: a subscription whose @rate is set is about to be freed (it may be NULLed) */
+	void (*sub_gone)(void *ctx, struct qc_sub *sub);
+	void *sub_ctx;
 };
 
 /* Figures for the stats. */
@@ -220,6 +224,11 @@ int64_t qc_stream_snapshot_time(const struct qc_stream *s);
 uint64_t qc_stream_oldest_seq(const struct qc_stream *s);
 /** qc_stream_tick() - fill *@out with the ring entry of @seq; false when not in the ring. */
 bool qc_stream_tick(const struct qc_stream *s, uint64_t seq, struct qc_tick *out);
+/**
+ * qc_tick_view() - fill *@out with ring entry @t (a struct qc_tick's data, kept alive by a
+ * reference after the ring let it go) as seq @seq.
+ */
+void qc_tick_view(struct qc_cobj *t, uint64_t seq, struct qc_tick *out);
 
 /**
  * qc_stream_subscribe() - subscribe the connection of @set to @s with a field filter

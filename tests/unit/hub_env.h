@@ -53,6 +53,8 @@ struct fake {
 	struct want_tally want[MAX_CONNS * 2];
 	struct close_call close[MAX_CALLS];
 	size_t nclose;
+	unsigned nwake;  /* wake requests (max_hz) */
+	int64_t wake_us; /* the delay of the last one */
 };
 
 static inline void fake_want_write(void *ctx, struct qc_conn *c)
@@ -88,6 +90,16 @@ static inline void fake_abandon(void *ctx, struct qc_conn *c)
 	(void)ctx;
 	assert_non_null(c->transport);
 	c->transport = NULL;
+}
+
+/* The hub wants qc_hub_rate_fire() in @delay_us (a test calls it after moving its clock). */
+static inline void fake_wake(void *ctx, int64_t delay_us)
+{
+	struct fake *f = ctx;
+
+	assert_true(delay_us >= 0);
+	f->nwake++;
+	f->wake_us = delay_us;
 }
 
 static inline unsigned wants(const struct fake *f, const struct qc_conn *c)
@@ -166,7 +178,8 @@ static inline void fake_rebind(void *ctx, struct qc_conn *from, struct qc_conn *
 /* Create the hub once the test has adjusted e->cfg. */
 static inline void env_start(struct env *e)
 {
-	struct qc_transport t = {fake_want_write, fake_close, &e->f, fake_abandon, fake_rebind};
+	struct qc_transport t = {fake_want_write, fake_close,  &e->f,
+	                         fake_abandon,    fake_rebind, fake_wake};
 	char err[256] = "";
 
 	/* only settings the server itself would accept */

@@ -1,0 +1,248 @@
+/*
+ * test_maxhz: subscribe_market_stream's max_hz (SPEC 2.11, hub_stream.c) through the fake
+ * transport, on the hub's injected clock: ticks sooner than 1/max_hz after the last delivery
+ * are merged into one pending update (newest value of each field, newest seq), which leaves
+ * when the interval has run out (qc_hub_rate_fire, what the transport's wake calls), also when
+ * no further tick comes. Sessions are kept (sessions.ttl_s) so that a resume can be checked.
+ */
+#define HUB_ENV_TTL_S 30
+#include "hub_env.h"
+
+static int64_t clock_ms;
+
+static int64_t test_clock(void *ctx)
+{
+	(void)ctx;
+	return clock_ms;
+}
+
+static void start(struct env *e)
+{
+	env_start(e);
+	clock_ms = 1000000;
+	qc_hub_set_clock(e->h, test_clock, NULL);
+}
+
+/* A subscriber with @payload (JSON object text) whose queue is empty after the answer. */
+static struct qc_conn *subscriber(struct env *e, const char *user, const char *payload)
+{
+	struct qc_conn *c = env_open(e, user, 0);
+
+	rxf(e, c,
+	    "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	    "\"payload\":%s}",
+	    payload);
+	expect_ok(frame(c, c->outq.count - 1), "s");
+	drain(c);
+	return c;
+}
+
+static void tick(struct env *e, const char *sym, const char *data)
+{
+	char doc[512];
+
+	snprintf(doc, sizeof(doc), "{\"symbol\":\"%s\",\"data\":%s}", sym, data);
+	publish(e, doc, 1, 0, 0);
+}
+
+/* Move the clock by @ms and fire the timer as the transport would when its wake is due. */
+static void advance(struct env *e, int64_t ms)
+{
+	clock_ms += ms;
+	qc_hub_rate_fire(e->h);
+}
+
+static void test_merge_and_last_tick(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+	json_t *d;
+
+	start(e);
+	a = subscriber(e, "a", "{\"symbol\":\"AAPL\",\"max_hz\":4}");
+	b = subscriber(e, "b", "{\"symbol\":\"AAPL\"}");
+	assert_int_equal(e->f.nwake, 0);
+
+	/* the first tick goes at once */
+	tick(e, "AAPL", "{\"price\":1,\"volume\":10}");
+	assert_int_equal(a->outq.count, 1);
+	assert_json(expect_tick(last(a), "AAPL", 1, NULL), "{\"price\":1,\"volume\":10}");
+	drain(a);
+
+	/* the next ones within 250 ms wait, merged */
+	clock_ms += 10;
+	tick(e, "AAPL", "{\"price\":2,\"volume\":20}");
+	assert_int_equal(a->outq.count, 0);
+	assert_int_equal(e->f.nwake, 1);
+	assert_int_equal(e->f.wake_us, 240000);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 1);
+	clock_ms += 10;
+	tick(e, "AAPL", "{\"price\":3,\"bid\":5}");
+	assert_int_equal(a->outq.count, 0);
+	assert_int_equal(e->f.nwake, 1); /* the wake asked for still comes first */
+	assert_int_equal(stat_get(e, "streaming", "total_rate_merged"), 1);
+	/* the plain subscriber got every tick */
+	assert_int_equal(b->outq.count, 3);
+
+	/* a wake before the due time sends nothing */
+	advance(e, 100);
+	assert_int_equal(a->outq.count, 0);
+	/* at 250 ms the merged update leaves although no tick came: newest value of each field */
+	advance(e, 130);
+	assert_int_equal(a->outq.count, 1);
+	d = expect_tick(last(a), "AAPL", 3, "conflated");
+	assert_json(d, "{\"price\":3,\"volume\":20,\"bid\":5}");
+	assert_int_equal(tail(a)->covers, 1); /* it stands for seq 2 too */
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
+	assert_int_equal(stat_get(e, "streaming", "total_rate_merged"), 1);
+	drain(a);
+
+	/* a single late tick waits for its interval and leaves as it was, without a flag */
+	clock_ms += 10;
+	tick(e, "AAPL", "{\"price\":4}");
+	assert_int_equal(a->outq.count, 0);
+	assert_int_equal(e->f.wake_us, 240000);
+	advance(e, 240);
+	assert_int_equal(a->outq.count, 1);
+	assert_json(expect_tick(last(a), "AAPL", 4, NULL), "{\"price\":4}");
+	drain(a);
+
+	/* a quiet spell: the next tick goes at once again */
+	clock_ms += 5000;
+	tick(e, "AAPL", "{\"price\":5}");
+	assert_int_equal(a->outq.count, 1);
+	expect_tick(last(a), "AAPL", 5, NULL);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
+}
+
+/*
+ * What @c was sent since the last look: counted into *@n, each checked to carry only @field,
+ * the last one's data and seq kept; the queue is emptied.
+ */
+static void take(struct qc_conn *c, const char *field, unsigned *n, json_t **data, uint64_t *seq)
+{
+	for (uint32_t k = 0; k < c->outq.count; k++) {
+		json_t *d = get(expect_event(frame(c, k), "stream_data"), "data");
+
+		assert_int_equal(json_object_size(d), 1);
+		assert_non_null(json_object_get(d, field));
+		*data = d;
+		*seq = at(c, k)->seq;
+		(*n)++;
+	}
+	drain(c);
+}
+
+/*
+ * Many ticks, two subscribers of the same symbol and field set with different rates, one with
+ * another filter: each gets its own rate, the filter still applies, and each one's last
+ * update has the final seq and values.
+ */
+static void test_rates_per_subscriber(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *slow, *fast, *bid, *all;
+	unsigned nslow = 0, nfast = 0, nbid = 0;
+	json_t *dslow = NULL, *dfast = NULL, *dbid = NULL;
+	uint64_t sslow = 0, sfast = 0, sbid = 0;
+	char data[128];
+
+	start(e);
+	slow = subscriber(e, "slow", "{\"symbol\":\"X\",\"max_hz\":2,\"fields\":[\"price\"]}");
+	fast = subscriber(e, "fast", "{\"symbol\":\"X\",\"max_hz\":10.0,\"fields\":[\"price\"]}");
+	bid = subscriber(e, "bid", "{\"symbol\":\"X\",\"max_hz\":0.5,\"fields\":[\"bid\"]}");
+	all = subscriber(e, "all", "{\"symbol\":\"X\"}");
+
+	/* 200 ticks, one per 10 ms (2 s); every fifth carries a bid instead of a volume */
+	for (int i = 1; i <= 200; i++) {
+		if (i % 5)
+			snprintf(data, sizeof(data), "{\"price\":%d,\"volume\":%d}", i, i);
+		else
+			snprintf(data, sizeof(data), "{\"price\":%d,\"bid\":%d}", i, i);
+		tick(e, "X", data);
+		advance(e, 10);
+		take(slow, "price", &nslow, &dslow, &sslow);
+		take(fast, "price", &nfast, &dfast, &sfast);
+		take(bid, "bid", &nbid, &dbid, &sbid);
+	}
+	assert_int_equal(all->outq.count, 200);
+	/* what is still pending leaves when due, with no further tick */
+	advance(e, 2000);
+	take(slow, "price", &nslow, &dslow, &sslow);
+	take(fast, "price", &nfast, &dfast, &sfast);
+	take(bid, "bid", &nbid, &dbid, &sbid);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
+
+	/* 2 s: one delivery per interval at most, plus the first */
+	assert_true(nslow >= 4 && nslow <= 2 * 2 + 1);
+	assert_true(nfast >= 19 && nfast <= 2 * 10 + 1);
+	assert_true(nbid >= 2 && nbid <= 2);
+	/* the last of each: the final seq that carried its fields, and the final value */
+	assert_int_equal(sslow, 200);
+	assert_json(dslow, "{\"price\":200}");
+	assert_int_equal(sfast, 200);
+	assert_json(dfast, "{\"price\":200}");
+	assert_int_equal(sbid, 200);
+	assert_json(dbid, "{\"bid\":200}");
+	/* every tick merged away was counted: 200 ticks each for slow and fast, 40 for bid */
+	assert_int_equal(stat_get(e, "streaming", "total_rate_merged"),
+	                 (200 - nslow) + (200 - nfast) + (40 - nbid));
+}
+
+/* max_hz is validated: a number from 0 to 1000; the answer names it. */
+static void test_validation(void **state)
+{
+	static const char *const bad[] = {"-1", "\"4\"", "1000.5", "true", "{}", "[]", "1e9"};
+	struct env *e = env_new(state);
+	struct qc_conn *c;
+	json_t *d;
+
+	start(e);
+	c = env_open(e, "c", 0);
+	drain(c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rxf(e, c,
+		    "{\"type\":\"request\",\"request_id\":\"v\",\"action\":"
+		    "\"subscribe_market_stream\",\"payload\":{\"symbol\":\"A\",\"max_hz\":%s}}",
+		    bad[i]);
+		json_t *j = last(c), *err = get(j, "error");
+
+		assert_string_equal(sget(j, "request_id"), "v");
+		assert_false(bget(j, "success"));
+		assert_string_equal(sget(err, "code"), "BAD_REQUEST");
+		assert_non_null(strstr(sget(err, "message"), "max_hz"));
+	}
+	/* nothing was subscribed by a refused request */
+	assert_int_equal(c->streams.count, 0);
+	drain(c);
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"ok\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbols\":[\"A\",\"B\"],\"max_hz\":0.5}}");
+	d = expect_ok(last(c), "ok");
+	assert_true(json_real_value(get(json_array_get(get(d, "streams"), 1), "max_hz")) == 0.5);
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"ok\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":1000}}");
+	expect_ok(last(c), "ok");
+	/* 0 and null: unlimited, and the answer says nothing of a rate */
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"ok\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":0}}");
+	d = expect_ok(last(c), "ok");
+	assert_null(json_object_get(json_array_get(get(d, "streams"), 0), "max_hz"));
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"ok\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"B\",\"max_hz\":null}}");
+	expect_ok(last(c), "ok");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_merge_and_last_tick, teardown),
+	    cmocka_unit_test_teardown(test_rates_per_subscriber, teardown),
+	    cmocka_unit_test_teardown(test_validation, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
