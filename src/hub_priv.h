@@ -506,6 +506,8 @@ enum qc_err qc_hub_read_max_hz(struct qc_hub *h, json_t *p, double *out, const c
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);
 void qc_hub_streams_closed(struct qc_hub *h, struct qc_conn *c);
+/* @c is suspended: its max_hz updates pending are dropped (a resume reads the ring) */
+void qc_hub_streams_suspended(struct qc_hub *h, struct qc_conn *c);
 /* free streams idle for streams.idle_ttl_s (from qc_hub_expire) */
 void qc_hub_streams_sweep(struct qc_hub *h);
 json_t *qc_hub_streaming_stats(struct qc_hub *h);

@@ -110,10 +110,13 @@ static void rewind_streams(struct qc_conn *c, const struct qc_outq *q)
 
 		if (m->kind != QC_MSG_TICK)
 			continue;
+		/* a merged tick stands for the @covers seqs before its own too */
+		uint64_t before = m->seq > m->covers ? m->seq - m->covers - 1 : 0;
+
 		HASH_ITER (hh, c->streams.by_stream, sub, tmp) {
 			if (qc_stream_id(sub->stream) == m->stream_id && m->seq &&
-			    m->seq - 1 < sub->last_seq)
-				sub->last_seq = m->seq - 1;
+			    before < sub->last_seq)
+				sub->last_seq = before;
 		}
 	}
 }
@@ -284,6 +287,7 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 		c->dropped = 1;
 	c->outq.events_out = 0;
 	qc_hub_keep_for_resume(c);
+	qc_hub_streams_suspended(h, c);
 	/*
 	 * Positions, not copies (SPEC 2.9): each log's position is what left for the socket, and
 	 * the buffer keeps only what no log of the session can give back.

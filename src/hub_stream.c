@@ -511,9 +511,10 @@ static void rate_flush(struct qc_hub *h, struct qc_hz *r, int64_t now)
 		tick_frames_init(&f, h, sub->stream, r->data, r->seq, t.timestamp, t.message_id,
 		                 r->merged > 1 ? "conflated" : NULL);
 		/* what it stands for since the last seq queued, for a rewind (hub_session.c) */
-		f.covers = r->seq - sub->last_seq - 1 > UINT16_MAX
-		               ? UINT16_MAX
-		               : (uint16_t)(r->seq - sub->last_seq - 1);
+		if (r->seq > sub->last_seq + 1)
+			f.covers = r->seq - sub->last_seq - 1 > UINT16_MAX
+			               ? UINT16_MAX
+			               : (uint16_t)(r->seq - sub->last_seq - 1);
 		if (!queue_tick(h, c, sub->stream, &f)) {
 			sub->last_seq = r->seq;
 			h->st.tick_deliveries++;
@@ -631,17 +632,28 @@ static void rate_refilter(struct qc_hub *h, struct qc_sub *sub)
 	r->data = d;
 }
 
-/* A snapshot or a replay was just queued for @sub: it stands for what was pending. */
+/* Whether a snapshot or a replay was just queued for @sub: it stands for what was pending. */
 static void rate_caught_up(struct qc_hub *h, struct qc_sub *sub, bool sent)
 {
 	struct qc_hz *r = sub->rate;
 
-	if (!r)
+	if (!r || !sent)
 		return;
 	heap_remove(h, r);
 	rate_drop(r);
-	if (sent)
-		r->next_us = now_us(h) + r->interval_us;
+	r->next_us = now_us(h) + r->interval_us;
+}
+
+void qc_hub_streams_suspended(struct qc_hub *h, struct qc_conn *c)
+{
+	struct qc_sub *sub, *tmp;
+
+	HASH_ITER (hh, c->streams.by_stream, sub, tmp) {
+		if (sub->rate) {
+			heap_remove(h, sub->rate);
+			rate_drop(sub->rate);
+		}
+	}
 }
 
 enum qc_err qc_hub_read_max_hz(struct qc_hub *h, json_t *p, double *out, const char **emsg)

@@ -236,12 +236,206 @@ static void test_validation(void **state)
 	expect_ok(last(c), "ok");
 }
 
+/* An unsubscribe or a closed connection takes the pending update with it. */
+static void test_unsubscribe_and_close_cancel(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b, *c;
+
+	start(e);
+	a = subscriber(e, "a", "{\"symbols\":[\"A\",\"B\"],\"max_hz\":1}");
+	b = subscriber(e, "b", "{\"symbol\":\"A\",\"max_hz\":1}");
+	c = subscriber(e, "c", "{\"symbol\":\"A\",\"max_hz\":1}");
+	tick(e, "A", "{\"p\":1}");
+	tick(e, "B", "{\"p\":1}");
+	drain(a);
+	drain(b);
+	drain(c);
+	tick(e, "A", "{\"p\":2}");
+	tick(e, "B", "{\"p\":2}");
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 4);
+
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"u\",\"action\":\"unsubscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\"}}");
+	expect_ok(last(a), "u");
+	drain(a);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 3);
+	/* a suspended session's pending update goes: its resume reads the ring */
+	env_drop(e, b);
+	assert_true(b->suspended);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 2);
+
+	advance(e, 1000);
+	assert_int_equal(a->outq.count, 1); /* B's update; A's went with the unsubscribe */
+	expect_tick(last(a), "B", 2, NULL);
+	assert_int_equal(c->outq.count, 1);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
+	/* a session that ends (shutdown) frees its subscriptions with what they had pending */
+	tick(e, "A", "{\"p\":3}");
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 1);
+	qc_hub_shutdown(e->h);
+	env_drop(e, c);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
+	advance(e, 1000);
+}
+
+/* A subscribe of a symbol already subscribed changes its rate (and 0 lifts it). */
+static void test_resubscribe_changes_rate(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a;
+
+	start(e);
+	a = subscriber(e, "a", "{\"symbol\":\"A\",\"max_hz\":1}");
+	tick(e, "A", "{\"p\":1}");
+	drain(a);
+	clock_ms += 10;
+	tick(e, "A", "{\"p\":2}");
+	assert_int_equal(e->f.wake_us, 990000);
+	/* 10 Hz: the pending update is due 100 ms after the last delivery, not 1 s */
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":10,\"snapshot\":false}}");
+	expect_ok(last(a), "r");
+	drain(a);
+	assert_int_equal(e->f.wake_us, 90000);
+	advance(e, 90);
+	assert_int_equal(a->outq.count, 1);
+	expect_tick(last(a), "A", 2, NULL);
+	drain(a);
+	clock_ms += 10;
+	tick(e, "A", "{\"p\":3}");
+	assert_int_equal(a->outq.count, 0);
+	/* unlimited again: what was pending goes at once, and so does every tick after it */
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":0,\"snapshot\":false}}");
+	assert_int_equal(a->outq.count, 2);
+	expect_tick(frame(a, 0), "A", 3, NULL);
+	expect_ok(frame(a, 1), "r");
+	drain(a);
+	tick(e, "A", "{\"p\":4}");
+	tick(e, "A", "{\"p\":5}");
+	assert_int_equal(a->outq.count, 2);
+	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
+	/* a re-subscribe with its snapshot: the snapshot stands for what was pending */
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":2}}");
+	assert_int_equal(a->outq.count, 2);
+	expect_tick(frame(a, 1), "A", 5, "snapshot");
+	drain(a);
+	tick(e, "A", "{\"p\":6}"); /* within 500 ms of the snapshot: held */
+	assert_int_equal(a->outq.count, 0);
+	advance(e, 500);
+	expect_tick(last(a), "A", 6, NULL);
+}
+
+/*
+ * Catch-up of a max_hz subscription (since_seq, a resume): the missed ticks collapse into one
+ * merged replay with the newest seq. A merged update still queued when the socket went stands
+ * for every seq it merged: the resume replays from before the first of them.
+ */
+static void test_replay_collapsed(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *r;
+	char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+	json_t *d;
+
+	start(e);
+	tick(e, "A", "{\"p\":1,\"v\":1}");
+	tick(e, "A", "{\"p\":2,\"v\":2}");
+	tick(e, "A", "{\"p\":3,\"bid\":3}");
+	tick(e, "A", "{\"p\":4}");
+	a = env_open(e, "a", 0);
+	snprintf(tok, sizeof(tok), "%s",
+	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":4,\"since_seq\":1}}");
+	assert_int_equal(a->outq.count, 2);
+	expect_ok(frame(a, 0), "s");
+	assert_json(expect_tick(frame(a, 1), "A", 4, "replay"), "{\"p\":4,\"v\":2,\"bid\":3}");
+	drain(a);
+	/* the replay counts as a delivery: the next tick waits */
+	tick(e, "A", "{\"p\":5,\"v\":5}");
+	tick(e, "A", "{\"p\":6}");
+	assert_int_equal(a->outq.count, 0);
+	advance(e, 250);
+	assert_int_equal(a->outq.count, 1);
+	assert_json(expect_tick(last(a), "A", 6, "conflated"), "{\"p\":6,\"v\":5}");
+	/* the socket goes before that update was written: positions go back to 4 */
+	env_drop(e, a);
+	assert_true(a->suspended);
+	tick(e, "A", "{\"p\":7}");
+	advance(e, 1000);
+	assert_int_equal(a->outq.count, 0);
+	r = qc_hub_resume(e->h, tok, "a", 0, e);
+	assert_ptr_equal(r, a);
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (!e->conns[i]) {
+			e->conns[i] = a;
+			break;
+		}
+	d = expect_event(frame(a, 0), "session");
+	assert_true(bget(d, "recovered"));
+	assert_int_equal(a->outq.count, 2);
+	/* 5..7 in one merged update: v from seq 5 is there */
+	assert_json(expect_tick(frame(a, 1), "A", 7, "replay"), "{\"p\":7,\"v\":5}");
+}
+
+/*
+ * The same holds for a frame conflation merged (a slow consumer's queue): a resume replays
+ * every seq it stood for, not only its newest.
+ */
+static void test_conflated_resume(void **state)
+{
+	struct env *e = env_new(state);
+	char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+	struct qc_conn *a;
+
+	e->cfg.limits.conflate_bytes = 200;
+	start(e);
+	a = env_open(e, "a", 0);
+	snprintf(tok, sizeof(tok), "%s",
+	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\"}}");
+	drain(a);
+	tick(e, "A", "{\"p\":1,\"v\":1}");
+	tick(e, "A", "{\"p\":2}");
+	tick(e, "A", "{\"p\":3}");
+	assert_int_equal(a->outq.count, 1);
+	assert_json(expect_tick(last(a), "A", 3, "conflated"), "{\"p\":3,\"v\":1}");
+	assert_int_equal(tail(a)->covers, 2);
+	env_drop(e, a);
+	assert_ptr_equal(qc_hub_resume(e->h, tok, "a", 0, e), a);
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (!e->conns[i]) {
+			e->conns[i] = a;
+			break;
+		}
+	assert_int_equal(a->outq.count, 4);
+	assert_json(expect_tick(frame(a, 1), "A", 1, "replay"), "{\"p\":1,\"v\":1}");
+	expect_tick(frame(a, 3), "A", 3, "replay");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_merge_and_last_tick, teardown),
 	    cmocka_unit_test_teardown(test_rates_per_subscriber, teardown),
 	    cmocka_unit_test_teardown(test_validation, teardown),
+	    cmocka_unit_test_teardown(test_unsubscribe_and_close_cancel, teardown),
+	    cmocka_unit_test_teardown(test_resubscribe_changes_rate, teardown),
+	    cmocka_unit_test_teardown(test_replay_collapsed, teardown),
+	    cmocka_unit_test_teardown(test_conflated_resume, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
