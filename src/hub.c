@@ -1056,7 +1056,7 @@ static const char *const load_sql[] = {
     " log_epoch FROM rooms ORDER BY created_at, name",
     "SELECT room, user_id, role, joined_at FROM room_members ORDER BY joined_at",
     "SELECT id, user_id, name, symbol, fields::text, alert_priority, version, active, created_at,"
-    " updated_at FROM subscriptions ORDER BY created_at, id",
+    " updated_at, max_hz::text FROM subscriptions ORDER BY created_at, id",
     "SELECT subscription_id, idx, parent, op, position FROM filter_expressions",
     "SELECT subscription_id, expression_idx, position, field, cmp, value::text"
     " FROM filter_conditions",

@@ -1,9 +1,10 @@
 /*
  * hub_subs: persisted subscriptions and alerts (SPEC 2.7).
  *
- * A subscription belongs to a user: a symbol, a field list, an optional filter expression
- * (expr.c) and an optional alert priority. Every connection of the user has the active
- * subscriptions' streams attached (as if it had sent subscribe_market_stream). Each accepted
+ * A subscription belongs to a user: a symbol, a field list, a max_hz (0: unlimited), an
+ * optional filter expression (expr.c) and an optional alert priority. Every connection of the
+ * user has the active subscriptions' streams attached (as if it had sent
+ * subscribe_market_stream). Each accepted
  * tick of a symbol steps the filters of that symbol's subscriptions against the merged
  * snapshot: O(subscriptions of the symbol), no allocation unless an alert fires. A filter that
  * turns true on a subscription with an alert makes an alert: a row first (when a store is
@@ -43,7 +44,8 @@ struct psub {
 	json_t *fields; /* an array of names; empty = all */
 	json_t *filter; /* the canonical tree or null */
 	struct qc_expr *expr;
-	int priority; /* index in priorities, -1: no alert */
+	int priority;  /* index in priorities, -1: no alert */
+	double max_hz; /* updates per second at most on the attached streams; 0: unlimited */
 	int64_t version;
 	bool active;
 	int64_t created_at;
@@ -228,6 +230,9 @@ static json_t *psub_json(const struct psub *ps)
 	              "version", (json_int_t)ps->version, "active", ps->active, "created_at",
 	              (json_int_t)ps->created_at, "updated_at", (json_int_t)ps->updated_at);
 
+	if (j)
+		json_object_set_new(j, "max_hz", json_real(ps->max_hz));
+
 	/* whether the filter held at the last tick (false before one; null without a filter) */
 	if (j)
 		json_object_set_new(j, "matching",
@@ -249,10 +254,11 @@ static struct psub *psub_find(struct qc_hub *h, const char *id)
 /*
  * The fields an attached stream of @symbol carries for @user: the union of the user's active
  * subscriptions of that symbol (all fields when one of them asks for all, or past
- * QC_FIELDS_MAX). False when no active subscription of the user has the symbol.
+ * QC_FIELDS_MAX), and its rate: the highest of their max_hz (0, unlimited, when one has
+ * none). False when no active subscription of the user has the symbol.
  */
 static bool user_fields(struct qc_hub *h, const char *user, const char *symbol, const char **names,
-                        size_t *n)
+                        size_t *n, double *max_hz)
 {
 	struct plist *ul = plist_get(&h->psubs->by_user, user, false);
 	bool any = false, all = false;
@@ -261,10 +267,13 @@ static bool user_fields(struct qc_hub *h, const char *user, const char *symbol, 
 	json_t *v;
 
 	*n = 0;
+	*max_hz = -1;
 	DL_FOREACH2 (ul ? ul->head : NULL, ps, u_next) {
 		if (!ps->active || strcmp(ps->symbol, symbol))
 			continue;
 		any = true;
+		if (*max_hz && (!ps->max_hz || ps->max_hz > *max_hz))
+			*max_hz = ps->max_hz;
 		all = all || !json_array_size(ps->fields);
 		json_array_foreach (ps->fields, i, v) {
 			for (j = 0; j < *n && strcmp(names[j], json_string_value(v)); j++)
@@ -287,10 +296,11 @@ static void sync_conn(struct qc_hub *h, struct qc_conn *c, const char *symbol)
 {
 	const char *names[QC_FIELDS_MAX];
 	struct qc_stream *s;
+	double max_hz;
 	size_t n;
 
-	if (user_fields(h, c->user_id, symbol, names, &n)) {
-		qc_hub_stream_attach(h, c, symbol, names, n, 0);
+	if (user_fields(h, c->user_id, symbol, names, &n, &max_hz)) {
+		qc_hub_stream_attach(h, c, symbol, names, n, max_hz);
 		return;
 	}
 	s = qc_streams_find(h->streams, symbol);
@@ -429,9 +439,9 @@ static int filter_rows(json_t *tree, char **groups, char **conds)
 
 static const char sql_create[] =
     "WITH s AS (INSERT INTO subscriptions (id, user_id, name, symbol, fields, alert_priority,"
-    " version, active, created_at, updated_at)"
-    " VALUES ($1, $2, $3, $4, $5::json, $6, 1, true, $7::bigint, $7::bigint) RETURNING "
-    "id)," SQL_FILTER_ROWS("1") " SELECT id FROM s";
+    " version, active, created_at, updated_at, max_hz)"
+    " VALUES ($1, $2, $3, $4, $5::json, $6, 1, true, $7::bigint, $7::bigint,"
+    " $10::double precision) RETURNING id)," SQL_FILTER_ROWS("1") " SELECT id FROM s";
 
 static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
                                  json_t **data, const char **e)
@@ -447,6 +457,7 @@ static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	              json_is_integer(jp) ? (int)json_integer_value(jp) : -1, 1, true, now, now);
 	if (!ps)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+	ps->max_hz = json_number_value(json_object_get(a, "max_hz"));
 	sync_user(h, ps->user_id, ps->symbol, c);
 	*data = psub_json(ps);
 	return QC_OK;
@@ -482,14 +493,18 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 {
 	json_t *sym = json_object_get(p, "symbol"), *name, *fields = NULL, *filter = NULL;
 	struct plist *ul = plist_get(&h->psubs->by_user, c->user_id, false);
-	char id[48], now[24], *groups = NULL, *conds = NULL, *jfields = NULL;
+	char id[48], now[24], hz[32], *groups = NULL, *conds = NULL, *jfields = NULL;
 	int64_t t_now = qc_now_ms(); /* one time for the row and for memory */
 	enum qc_err err;
+	double max_hz;
 	int priority;
 
 	if (!json_is_string(sym) || !qc_symbol_valid(json_string_value(sym)))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
 		                   "\"symbol\" must be 1-32 characters of A-Z a-z 0-9 . _ : -");
+	err = qc_hub_read_max_hz(h, p, &max_hz, e);
+	if (err != QC_OK)
+		return err;
 	err = read_name(h, p, &name, e);
 	if (err == QC_OK)
 		err = read_alert(h, p, &priority, e);
@@ -519,20 +534,22 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 	}
 	snprintf(id, sizeof(id), "sub-%s-%" PRIu64, h->node, ++h->psubs->counter);
 	snprintf(now, sizeof(now), "%" PRId64, t_now);
+	snprintf(hz, sizeof(hz), "%.17g", max_hz);
 	{
 		struct qc_durable dur = {
 		    .sql = sql_create,
-		    .nparams = 9,
+		    .nparams = 10,
 		    .params = {id, c->user_id, json_string_value(name), json_string_value(sym),
 		               jfields, priority >= 0 ? priorities[priority] : NULL, now, groups,
-		               conds},
+		               conds, hz},
 		    .commit = commit_create,
 		    .after = after_create,
 		    .settled = create_settled,
-		    .args = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O?, s:I, s:I}", "id", id,
+		    .args = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O?, s:I, s:I, s:f}", "id", id,
 		                      "user_id", c->user_id, "name", name ? name : json_null(),
 		                      "symbol", sym, "fields", fields, "filter", filter, "now",
-		                      (json_int_t)t_now, "priority", (json_int_t)priority),
+		                      (json_int_t)t_now, "priority", (json_int_t)priority, "max_hz",
+		                      max_hz),
 		};
 
 		/* hold the places until the create is settled (create_settled) */
@@ -573,7 +590,8 @@ static enum qc_err own_sub(struct qc_hub *h, struct qc_conn *c, json_t *p, struc
 
 static const char sql_update[] =
     "WITH s AS (UPDATE subscriptions SET name = $4, fields = $5::json, alert_priority = $6,"
-    " active = $7::boolean, version = version + 1, updated_at = $10::bigint"
+    " active = $7::boolean, version = version + 1, updated_at = $10::bigint,"
+    " max_hz = $12::double precision"
     " WHERE id = $1 AND user_id = $2 AND version = $3::integer RETURNING id),"
     " d AS (DELETE FROM filter_expressions WHERE $11::boolean AND gen <= $3::integer AND"
     " subscription_id IN (SELECT id FROM s))," SQL_FILTER_ROWS(
@@ -584,7 +602,8 @@ static enum qc_err commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a,
 {
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
 	json_t *filter = json_object_get(a, "filter");
-	bool was_active, fields_changed;
+	bool was_active, fields_changed, rate_changed;
+	double max_hz = json_number_value(json_object_get(a, "max_hz"));
 	char err[160];
 
 	if (rows && !json_array_size(rows))
@@ -610,9 +629,11 @@ static enum qc_err commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a,
 	ps->priority = (int)json_integer_value(json_object_get(a, "priority"));
 	was_active = ps->active;
 	ps->active = json_is_true(json_object_get(a, "active"));
+	rate_changed = ps->max_hz != max_hz;
+	ps->max_hz = max_hz;
 	ps->version++;
 	ps->updated_at = json_integer_value(json_object_get(a, "now"));
-	if (was_active != ps->active || fields_changed)
+	if (was_active != ps->active || fields_changed || rate_changed)
 		sync_user(h, ps->user_id, ps->symbol, NULL);
 	*data = psub_json(ps);
 	return QC_OK;
@@ -623,15 +644,21 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 {
 	json_t *jver = json_object_get(p, "version"), *jact = json_object_get(p, "active");
 	json_t *name, *fields = NULL, *filter = NULL, *args = NULL;
-	char ver[24], now[24], *groups = NULL, *conds = NULL, *jfields = NULL;
+	char ver[24], now[24], hz[32], *groups = NULL, *conds = NULL, *jfields = NULL;
 	bool filter_changed = json_object_get(p, "filter") != NULL;
 	int64_t t_now = qc_now_ms(); /* one time for the row and for memory */
 	int priority;
+	double max_hz;
 	struct psub *ps = NULL;
 	enum qc_err err = own_sub(h, c, p, &ps, e);
 
 	if (err != QC_OK)
 		return err;
+	err = qc_hub_read_max_hz(h, p, &max_hz, e);
+	if (err != QC_OK)
+		return err;
+	if (!json_object_get(p, "max_hz"))
+		max_hz = ps->max_hz; /* absent: unchanged */
 	if (!json_is_integer(jver))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"version\" (an integer) is required");
 	if (json_integer_value(jver) != ps->version)
@@ -672,22 +699,23 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 	}
 	snprintf(ver, sizeof(ver), "%" PRId64, ps->version);
 	snprintf(now, sizeof(now), "%" PRId64, t_now);
-	args =
-	    json_pack("{s:s, s:O, s:O, s:O?, s:b, s:I, s:b, s:I}", "id", ps->id, "name",
-	              name && !json_is_null(name) ? name : json_null(), "fields", fields, "filter",
-	              filter, "filter_changed", filter_changed, "priority", (json_int_t)priority,
-	              "active", jact ? json_is_true(jact) : ps->active, "now", (json_int_t)t_now);
+	snprintf(hz, sizeof(hz), "%.17g", max_hz);
+	args = json_pack("{s:s, s:O, s:O, s:O?, s:b, s:I, s:b, s:I, s:f}", "id", ps->id, "name",
+	                 name && !json_is_null(name) ? name : json_null(), "fields", fields,
+	                 "filter", filter, "filter_changed", filter_changed, "priority",
+	                 (json_int_t)priority, "active", jact ? json_is_true(jact) : ps->active,
+	                 "now", (json_int_t)t_now, "max_hz", max_hz);
 	if (args && !json_object_get(args, "filter"))
 		json_object_set_new(args, "filter", json_null());
 	{
 		struct qc_durable dur = {
 		    .sql = sql_update,
-		    .nparams = 11,
+		    .nparams = 12,
 		    .params = {ps->id, c->user_id, ver,
 		               json_string_value(json_object_get(args, "name")), jfields,
 		               priority >= 0 ? priorities[priority] : NULL,
 		               json_is_true(json_object_get(args, "active")) ? "true" : "false",
-		               groups, conds, now, filter_changed ? "true" : "false"},
+		               groups, conds, now, filter_changed ? "true" : "false", hz},
 		    .commit = commit_update,
 		    .args = args,
 		};
@@ -1074,7 +1102,7 @@ int qc_hub_subs_load(struct qc_hub *h, json_t *subs, json_t *groups, json_t *con
 	size_t i;
 
 	/* id, user_id, name, symbol, fields, alert_priority, version, active, created_at,
-	 * updated_at */
+	 * updated_at, max_hz */
 	json_array_foreach (subs, i, row) {
 		json_t *g = json_array(), *k = json_array(), *tree = NULL, *fields, *name;
 		struct psub *ps;
@@ -1108,6 +1136,7 @@ int qc_hub_subs_load(struct qc_hub *h, json_t *subs, json_t *groups, json_t *con
 			snprintf(err, errlen, "subscription %s cannot be loaded", col(row, 0));
 			return -1;
 		}
+		ps->max_hz = col(row, 10) ? strtod(col(row, 10), NULL) : 0;
 	}
 	return 0;
 }

@@ -140,6 +140,13 @@ const struct qc_migration qc_migrations[] = {
      " data json NOT NULL,"
      " created_at bigint NOT NULL,"
      " PRIMARY KEY (user_id, seq));"},
+    /*
+     * max_hz of a persisted subscription (SPEC 2.11): updates per second at most for the
+     * streams it attaches; 0 = unlimited, what every subscription made before had.
+     */
+    {6, "subscription max_hz",
+     "ALTER TABLE subscriptions ADD COLUMN max_hz double precision NOT NULL DEFAULT 0"
+     " CHECK (max_hz >= 0 AND max_hz <= 1000);"},
 };
 
 const int qc_nmigrations = sizeof(qc_migrations) / sizeof(qc_migrations[0]);

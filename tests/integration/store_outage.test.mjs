@@ -21,7 +21,11 @@ const STORE_TIMEOUT_MS = 1000;
 /* what migration 3 added, taken away again: a database as schema 2 left it */
 /* and what migration 4 added (the rooms' logs, SPEC 2.9): a database as schema 3 left it */
 /* and what migration 5 added (the inboxes' logs, SPEC 2.9): a database as schema 4 left it */
-const SCHEMA_5_UNDONE = 'DROP TABLE inbox_history;\nDROP TABLE inbox_logs;\n' +
+/* and what migration 6 added (subscriptions' max_hz, SPEC 2.11): a database as schema 5 left it */
+const SCHEMA_6_UNDONE = 'ALTER TABLE subscriptions DROP COLUMN max_hz;\n' +
+	'DELETE FROM schema_migrations WHERE version = 6;\n';
+const SCHEMA_5_UNDONE = SCHEMA_6_UNDONE +
+	'DROP TABLE inbox_history;\nDROP TABLE inbox_logs;\n' +
 	'DELETE FROM schema_migrations WHERE version = 5;\n';
 const SCHEMA_4_UNDONE = SCHEMA_5_UNDONE +
 	'DROP TABLE room_history;\nALTER TABLE rooms DROP COLUMN log_epoch;\n' +
@@ -326,7 +330,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		const url = await sharedDb('outage_schema');
 		const s = await up(url);
 		await down(s);
-		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '5');
+		assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '6');
 		await psql(url, 'INSERT INTO schema_migrations (version, name, applied_at) ' +
 			'VALUES (999, \'from the future\', 0);\n');
 		const r = await refusedStart(['--db', url]);
@@ -335,7 +339,7 @@ test('a database whose schema is newer than the binary is refused with a message
 		assert.match(r.output, /newer/, r.output);
 		assert.match(r.output, /999/, r.output);
 		assert.deepEqual(await rows(url, 'SELECT version FROM schema_migrations ORDER BY 1'),
-			[['1'], ['2'], ['3'], ['4'], ['5'], ['999']], 'nothing changed');
+			[['1'], ['2'], ['3'], ['4'], ['5'], ['6'], ['999']], 'nothing changed');
 	});
 
 test('a database at an older schema version gets only the migrations it lacks, once',
@@ -347,13 +351,13 @@ test('a database at an older schema version gets only the migrations it lacks, o
 		await psql(url, SCHEMA_3_UNDONE + 'DELETE FROM schema_migrations WHERE version = 2;\n' +
 			'ALTER TABLE offline_messages DROP COLUMN key;\n');
 		s = await up(url);
-		assert.match(s.output(), /schema at version 5 \(applied: 2 offline message keys, 3 room offline logs, 4 room history, 5 inbox logs\)/,
+		assert.match(s.output(), /schema at version 6 \(applied: 2 offline message keys, 3 room offline logs, 4 room history, 5 inbox logs, 6 subscription max_hz\)/,
 			s.output());
 		assert.equal(await one(url, "SELECT count(*) FROM information_schema.columns " +
 			"WHERE table_name = 'offline_messages' AND column_name = 'key'"), '1');
 		await down(s);
 		s = await up(url);
-		assert.match(s.output(), /schema at version 5 \(applied: none\)/, s.output());
+		assert.match(s.output(), /schema at version 6 \(applied: none\)/, s.output());
 		await down(s);
 	});
 
@@ -379,7 +383,7 @@ test('a database at schema 2 (a row per offline member) migrates to 3 (one row p
 	assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '2');
 
 	s = await up(url);
-	assert.match(s.output(), /schema at version 5 \(applied: 3 room offline logs, 4 room history, 5 inbox logs\)/, s.output());
+	assert.match(s.output(), /schema at version 6 \(applied: 3 room offline logs, 4 room history, 5 inbox logs, 6 subscription max_hz\)/, s.output());
 	await waitStats(s, (st) => st.offline?.queued === 1, 'the old row is queued');
 	o = await open(s, owner);
 	await ok(o, 'send_message', { room, content: 'from schema 3' });
@@ -420,7 +424,7 @@ test('a database at schema 4 migrates to 5 (inbox logs): what waited offline is 
 	assert.equal(await one(url, 'SELECT max(version) FROM schema_migrations'), '4');
 
 	s = await up(url);
-	assert.match(s.output(), /schema at version 5 \(applied: 5 inbox logs\)/, s.output());
+	assert.match(s.output(), /schema at version 6 \(applied: 5 inbox logs, 6 subscription max_hz\)/, s.output());
 	let d = await open(s, dora);
 	const [m] = (await take(d, 1, (x) => x.event === 'direct_message'))
 		.filter((x) => x.event === 'direct_message');

@@ -426,6 +426,76 @@ static void test_conflated_resume(void **state)
 	expect_tick(frame(a, 3), "A", 3, "replay");
 }
 
+/*
+ * A persisted subscription (SPEC 2.7) keeps max_hz: the streams it attaches to its user's
+ * connections (now and later) are held to it; an update changes it; several of one symbol
+ * give the highest (none: unlimited).
+ */
+static void test_persisted(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_conn *a, *b;
+	json_t *d;
+	const char *id;
+	json_int_t ver;
+
+	start(e);
+	a = env_open(e, "u", 0);
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":-2}}");
+	assert_non_null(strstr(sget(get(last(a), "error"), "message"), "max_hz"));
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":2}}");
+	d = expect_ok(last(a), "c");
+	assert_true(json_real_value(get(d, "max_hz")) == 2.0);
+	id = sget(d, "subscription_id");
+	ver = iget(d, "version");
+	drain(a);
+	tick(e, "A", "{\"p\":1}");
+	tick(e, "A", "{\"p\":2}");
+	assert_int_equal(a->outq.count, 1);
+	/* a later connection of the user is attached with the same rate (its snapshot counts) */
+	b = env_open(e, "u", 0);
+	expect_tick(last(b), "A", 2, "snapshot");
+	drain(b);
+	tick(e, "A", "{\"p\":3}");
+	tick(e, "A", "{\"p\":4}");
+	assert_int_equal(b->outq.count, 0);
+	advance(e, 500);
+	assert_json(expect_tick(last(a), "A", 4, "conflated"), "{\"p\":4}");
+	assert_json(expect_tick(last(b), "A", 4, "conflated"), "{\"p\":4}");
+	drain(a);
+	drain(b);
+
+	/* the update lifts it (0) on every connection of the user */
+	rxf(e, a,
+	    "{\"type\":\"request\",\"request_id\":\"u\",\"action\":\"update_subscription\","
+	    "\"payload\":{\"subscription_id\":\"%s\",\"version\":%d,\"max_hz\":0}}",
+	    id, (int)ver);
+	d = expect_ok(last(a), "u");
+	assert_true(json_real_value(get(d, "max_hz")) == 0);
+	drain(a);
+	tick(e, "A", "{\"p\":5}");
+	tick(e, "A", "{\"p\":6}");
+	assert_int_equal(a->outq.count, 2);
+	assert_int_equal(b->outq.count, 2);
+	drain(a);
+	drain(b);
+	/* a second subscription of the symbol with a rate: the unlimited one still wins */
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"c\",\"action\":\"create_subscription\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":1}}");
+	expect_ok(last(a), "c");
+	drain(a);
+	tick(e, "A", "{\"p\":7}");
+	tick(e, "A", "{\"p\":8}");
+	assert_int_equal(a->outq.count, 2);
+	assert_int_equal(b->outq.count, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -436,6 +506,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_resubscribe_changes_rate, teardown),
 	    cmocka_unit_test_teardown(test_replay_collapsed, teardown),
 	    cmocka_unit_test_teardown(test_conflated_resume, teardown),
+	    cmocka_unit_test_teardown(test_persisted, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
