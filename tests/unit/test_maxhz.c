@@ -386,6 +386,12 @@ static void test_replay_collapsed(void **state)
 	assert_int_equal(a->outq.count, 2);
 	/* 5..7 in one merged update: v from seq 5 is there */
 	assert_json(expect_tick(frame(a, 1), "A", 7, "replay"), "{\"p\":7,\"v\":5}");
+	/* the resumed subscription keeps its rate: the replay counted, the next tick waits */
+	drain(a);
+	tick(e, "A", "{\"p\":8}");
+	assert_int_equal(a->outq.count, 0);
+	advance(e, 250);
+	assert_json(expect_tick(last(a), "A", 8, NULL), "{\"p\":8}");
 }
 
 /*
@@ -496,6 +502,50 @@ static void test_persisted(void **state)
 	assert_int_equal(b->outq.count, 2);
 }
 
+/* The resume request with positions (SPEC 2.9): the same collapsed replay, the rate kept. */
+static void test_resume_request(void **state)
+{
+	struct env *e = env_new(state);
+	char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1], ep[32];
+	struct qc_conn *a, *f;
+	json_t *d;
+
+	start(e);
+	tick(e, "A", "{\"p\":1}");
+	a = env_open(e, "a", 0);
+	snprintf(tok, sizeof(tok), "%s",
+	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
+	drain(a);
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":2,\"snapshot\":false}}");
+	snprintf(ep, sizeof(ep), "%s",
+	         sget(json_array_get(get(expect_ok(last(a), "s"), "streams"), 0), "epoch"));
+	drain(a);
+	env_drop(e, a);
+	tick(e, "A", "{\"p\":2,\"v\":2}");
+	tick(e, "A", "{\"p\":3}");
+	tick(e, "A", "{\"p\":4}");
+	f = env_open(e, "a", 0);
+	drain(f);
+	rxf(e, f,
+	    "{\"type\":\"resume\",\"request_id\":\"r1\",\"token\":\"%s\",\"positions\":{"
+	    "\"streams\":{\"A\":{\"seq\":1,\"epoch\":\"%s\"}}}}",
+	    tok, ep);
+	assert_false(a->suspended);
+	d = expect_ok(frame(a, 0), "r1");
+	d = get(get(d, "streams"), "A");
+	assert_true(bget(d, "recovered"));
+	assert_int_equal(iget(d, "replayed"), 1);
+	assert_int_equal(a->outq.count, 2);
+	assert_json(expect_tick(frame(a, 1), "A", 4, "replay"), "{\"p\":4,\"v\":2}");
+	drain(a);
+	tick(e, "A", "{\"p\":5}");
+	assert_int_equal(a->outq.count, 0);
+	advance(e, 500);
+	expect_tick(last(a), "A", 5, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +557,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_replay_collapsed, teardown),
 	    cmocka_unit_test_teardown(test_conflated_resume, teardown),
 	    cmocka_unit_test_teardown(test_persisted, teardown),
+	    cmocka_unit_test_teardown(test_resume_request, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
