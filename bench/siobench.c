@@ -20,27 +20,7 @@
 #include "quotecast/hub.h"
 #include "quotecast/outq.h"
 
-static unsigned char scratch[1 << 16];
-
-static void nop(void *ctx, struct qc_conn *c)
-{
-	(void)ctx;
-	(void)c;
-}
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void write_out(struct qc_conn *c)
-{
-	while (!qc_outq_empty(&c->outq))
-		qc_outq_fill(&c->outq, scratch, sizeof(scratch));
-}
+#include "inhub.h"
 
 int main(int argc, char **argv)
 {
@@ -97,10 +77,6 @@ int main(int argc, char **argv)
 	printf("%d Socket.IO receivers, %d messages written %d at a time, sessions.ttl_s %u "
 	       "(recovery %s): %.1f ns per delivery (best of 5)\n",
 	       n, msgs, batch, cfg.sessions.ttl_s, cfg.sessions.ttl_s ? "on" : "off", best);
-	for (int i = 0; i < n; i++)
-		qc_hub_closed(h, cs[i]);
-	qc_hub_free(h);
-	qc_config_free(&cfg);
-	free(cs);
+	inhub_done(h, cs, n, &cfg);
 	return 0;
 }

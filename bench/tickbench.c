@@ -20,32 +20,12 @@
 #include "quotecast/hub.h"
 #include "quotecast/outq.h"
 
-static unsigned char scratch[1 << 16];
-
-static void nop(void *ctx, struct qc_conn *c)
-{
-	(void)ctx;
-	(void)c;
-}
+#include "inhub.h"
 
 static int64_t still(void *ctx)
 {
 	(void)ctx;
 	return 1000;
-}
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void write_out(struct qc_conn *c)
-{
-	while (!qc_outq_empty(&c->outq))
-		qc_outq_fill(&c->outq, scratch, sizeof(scratch));
 }
 
 int main(int argc, char **argv)
@@ -113,10 +93,6 @@ int main(int argc, char **argv)
 	printf("%d receivers (%d with max_hz %s), %d ticks: %.1f ns per tick and receiver "
 	       "(best of 5)\n",
 	       n, rated, hz, ticks, best);
-	for (int i = 0; i < n; i++)
-		qc_hub_closed(h, cs[i]);
-	qc_hub_free(h);
-	qc_config_free(&cfg);
-	free(cs);
+	inhub_done(h, cs, n, &cfg);
 	return 0;
 }

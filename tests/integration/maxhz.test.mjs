@@ -58,6 +58,17 @@ async function feed(srv, sym) {
 	}
 }
 
+/* The stream_data events @next() gives, up to the one with seq TICKS. */
+async function untilLast(next) {
+	const events = [];
+	for (;;) {
+		const ev = await next();
+		events.push(ev);
+		if (ev.seq === TICKS)
+			return events;
+	}
+}
+
 /*
  * What a max_hz subscriber got: the count, bounded by its own elapsed time; seqs ascending; the
  * last one is seq TICKS; applied in order they give the final values.
@@ -89,13 +100,7 @@ test('a max_hz 4 subscriber gets at most 4 updates a second, merged, the last wi
 
 	const t0 = Date.now();
 	await feed(server, sym);
-	const events = [];
-	for (;;) {
-		const ev = (await slow.next(isStreamData(sym), 5000)).data;
-		events.push(ev);
-		if (ev.seq === TICKS)
-			break;
-	}
+	const events = await untilLast(async () => (await slow.next(isStreamData(sym), 5000)).data);
 	const elapsed = Date.now() - t0;
 	checkRated(events, elapsed, 'native');
 	/* a merged update says so, as conflation does */
@@ -146,13 +151,7 @@ test('Socket.IO: subscribe_market_stream with max_hz', async () => {
 	assert.equal(r.success, true, JSON.stringify(r));
 	const t0 = Date.now();
 	await feed(server, sym);
-	const events = [];
-	for (;;) {
-		const ev = await a.next('stream_data', { symbol: sym }, 5000);
-		events.push(ev);
-		if (ev.seq === TICKS)
-			break;
-	}
+	const events = await untilLast(() => a.next('stream_data', { symbol: sym }, 5000));
 	checkRated(events, Date.now() - t0, 'socket.io');
 	a.close();
 });
@@ -180,13 +179,7 @@ test('a persisted subscription with max_hz: stored, attached to the user\'s conn
 	a = await open(s, user); /* attached from the loaded subscription */
 	const t0 = Date.now();
 	await feed(s, sym);
-	const events = [];
-	for (;;) {
-		const ev = (await a.next(isStreamData(sym), 5000)).data;
-		events.push(ev);
-		if (ev.seq === TICKS)
-			break;
-	}
+	const events = await untilLast(async () => (await a.next(isStreamData(sym), 5000)).data);
 	checkRated(events, Date.now() - t0, 'persisted');
 	await a.close();
 	await servers.down(s);

@@ -37,12 +37,40 @@ static struct qc_conn *subscriber(struct env *e, const char *user, const char *p
 	return c;
 }
 
+/* subscribe_market_stream with @payload on @c (request_id "r"); the answer is not read. */
+static void subscribe_req(struct env *e, struct qc_conn *c, const char *payload)
+{
+	rxf(e, c,
+	    "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
+	    "\"payload\":%s}",
+	    payload);
+}
+
+/* A connection of @user whose resume token goes to @tok; its queue is emptied. */
+static struct qc_conn *open_session(struct env *e, const char *user,
+                                    char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1])
+{
+	struct qc_conn *c = env_open(e, user, 0);
+
+	snprintf(tok, QC_SESSION_ID_LEN + QC_SECRET_LEN + 1, "%s",
+	         sget(expect_event(frame(c, 0), "session"), "resume_token"));
+	drain(c);
+	return c;
+}
+
 static void tick(struct env *e, const char *sym, const char *data)
 {
 	char doc[512];
 
 	snprintf(doc, sizeof(doc), "{\"symbol\":\"%s\",\"data\":%s}", sym, data);
 	publish(e, doc, 1, 0, 0);
+}
+
+/* @c holds exactly one frame: a stream_data of @sym with @seq and @flag; its data. */
+static json_t *only(struct qc_conn *c, const char *sym, uint64_t seq, const char *flag)
+{
+	assert_int_equal(c->outq.count, 1);
+	return expect_tick(last(c), sym, seq, flag);
 }
 
 /* Move the clock by @ms and fire the timer as the transport would when its wake is due. */
@@ -56,7 +84,6 @@ static void test_merge_and_last_tick(void **state)
 {
 	struct env *e = env_new(state);
 	struct qc_conn *a, *b;
-	json_t *d;
 
 	start(e);
 	a = subscriber(e, "a", "{\"symbol\":\"AAPL\",\"max_hz\":4}");
@@ -65,8 +92,7 @@ static void test_merge_and_last_tick(void **state)
 
 	/* the first tick goes at once */
 	tick(e, "AAPL", "{\"price\":1,\"volume\":10}");
-	assert_int_equal(a->outq.count, 1);
-	assert_json(expect_tick(last(a), "AAPL", 1, NULL), "{\"price\":1,\"volume\":10}");
+	assert_json(only(a, "AAPL", 1, NULL), "{\"price\":1,\"volume\":10}");
 	drain(a);
 
 	/* the next ones within 250 ms wait, merged */
@@ -89,9 +115,7 @@ static void test_merge_and_last_tick(void **state)
 	assert_int_equal(a->outq.count, 0);
 	/* at 250 ms the merged update leaves although no tick came: newest value of each field */
 	advance(e, 130);
-	assert_int_equal(a->outq.count, 1);
-	d = expect_tick(last(a), "AAPL", 3, "conflated");
-	assert_json(d, "{\"price\":3,\"volume\":20,\"bid\":5}");
+	assert_json(only(a, "AAPL", 3, "conflated"), "{\"price\":3,\"volume\":20,\"bid\":5}");
 	assert_int_equal(tail(a)->covers, 1); /* it stands for seq 2 too */
 	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
 	assert_int_equal(stat_get(e, "streaming", "total_rate_merged"), 1);
@@ -103,15 +127,13 @@ static void test_merge_and_last_tick(void **state)
 	assert_int_equal(a->outq.count, 0);
 	assert_int_equal(e->f.wake_us, 240000);
 	advance(e, 240);
-	assert_int_equal(a->outq.count, 1);
-	assert_json(expect_tick(last(a), "AAPL", 4, NULL), "{\"price\":4}");
+	assert_json(only(a, "AAPL", 4, NULL), "{\"price\":4}");
 	drain(a);
 
 	/* a quiet spell: the next tick goes at once again */
 	clock_ms += 5000;
 	tick(e, "AAPL", "{\"price\":5}");
-	assert_int_equal(a->outq.count, 1);
-	expect_tick(last(a), "AAPL", 5, NULL);
+	only(a, "AAPL", 5, NULL);
 	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
 }
 
@@ -294,23 +316,18 @@ static void test_resubscribe_changes_rate(void **state)
 	tick(e, "A", "{\"p\":2}");
 	assert_int_equal(e->f.wake_us, 990000);
 	/* 10 Hz: the pending update is due 100 ms after the last delivery, not 1 s */
-	rx(e, a,
-	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
-	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":10,\"snapshot\":false}}");
+	subscribe_req(e, a, "{\"symbol\":\"A\",\"max_hz\":10,\"snapshot\":false}");
 	expect_ok(last(a), "r");
 	drain(a);
 	assert_int_equal(e->f.wake_us, 90000);
 	advance(e, 90);
-	assert_int_equal(a->outq.count, 1);
-	expect_tick(last(a), "A", 2, NULL);
+	only(a, "A", 2, NULL);
 	drain(a);
 	clock_ms += 10;
 	tick(e, "A", "{\"p\":3}");
 	assert_int_equal(a->outq.count, 0);
 	/* unlimited again: what was pending goes at once, and so does every tick after it */
-	rx(e, a,
-	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
-	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":0,\"snapshot\":false}}");
+	subscribe_req(e, a, "{\"symbol\":\"A\",\"max_hz\":0,\"snapshot\":false}");
 	assert_int_equal(a->outq.count, 2);
 	expect_tick(frame(a, 0), "A", 3, NULL);
 	expect_ok(frame(a, 1), "r");
@@ -321,9 +338,7 @@ static void test_resubscribe_changes_rate(void **state)
 	assert_int_equal(stat_get(e, "streaming", "rate_pending"), 0);
 	/* a re-subscribe with its snapshot: the snapshot stands for what was pending */
 	drain(a);
-	rx(e, a,
-	   "{\"type\":\"request\",\"request_id\":\"r\",\"action\":\"subscribe_market_stream\","
-	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":2}}");
+	subscribe_req(e, a, "{\"symbol\":\"A\",\"max_hz\":2}");
 	assert_int_equal(a->outq.count, 2);
 	expect_tick(frame(a, 1), "A", 5, "snapshot");
 	drain(a);
@@ -350,15 +365,10 @@ static void test_replay_collapsed(void **state)
 	tick(e, "A", "{\"p\":2,\"v\":2}");
 	tick(e, "A", "{\"p\":3,\"bid\":3}");
 	tick(e, "A", "{\"p\":4}");
-	a = env_open(e, "a", 0);
-	snprintf(tok, sizeof(tok), "%s",
-	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
-	drain(a);
-	rx(e, a,
-	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
-	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":4,\"since_seq\":1}}");
+	a = open_session(e, "a", tok);
+	subscribe_req(e, a, "{\"symbol\":\"A\",\"max_hz\":4,\"since_seq\":1}");
 	assert_int_equal(a->outq.count, 2);
-	expect_ok(frame(a, 0), "s");
+	expect_ok(frame(a, 0), "r");
 	assert_json(expect_tick(frame(a, 1), "A", 4, "replay"), "{\"p\":4,\"v\":2,\"bid\":3}");
 	drain(a);
 	/* the replay counts as a delivery: the next tick waits */
@@ -366,8 +376,7 @@ static void test_replay_collapsed(void **state)
 	tick(e, "A", "{\"p\":6}");
 	assert_int_equal(a->outq.count, 0);
 	advance(e, 250);
-	assert_int_equal(a->outq.count, 1);
-	assert_json(expect_tick(last(a), "A", 6, "conflated"), "{\"p\":6,\"v\":5}");
+	assert_json(only(a, "A", 6, "conflated"), "{\"p\":6,\"v\":5}");
 	/* the socket goes before that update was written: positions go back to 4 */
 	env_drop(e, a);
 	assert_true(a->suspended);
@@ -406,19 +415,13 @@ static void test_conflated_resume(void **state)
 
 	e->cfg.limits.conflate_bytes = 200;
 	start(e);
-	a = env_open(e, "a", 0);
-	snprintf(tok, sizeof(tok), "%s",
-	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
-	drain(a);
-	rx(e, a,
-	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
-	   "\"payload\":{\"symbol\":\"A\"}}");
+	a = open_session(e, "a", tok);
+	subscribe_req(e, a, "{\"symbol\":\"A\"}");
 	drain(a);
 	tick(e, "A", "{\"p\":1,\"v\":1}");
 	tick(e, "A", "{\"p\":2}");
 	tick(e, "A", "{\"p\":3}");
-	assert_int_equal(a->outq.count, 1);
-	assert_json(expect_tick(last(a), "A", 3, "conflated"), "{\"p\":3,\"v\":1}");
+	assert_json(only(a, "A", 3, "conflated"), "{\"p\":3,\"v\":1}");
 	assert_int_equal(tail(a)->covers, 2);
 	env_drop(e, a);
 	assert_ptr_equal(qc_hub_resume(e->h, tok, "a", 0, e), a);
@@ -512,15 +515,10 @@ static void test_resume_request(void **state)
 
 	start(e);
 	tick(e, "A", "{\"p\":1}");
-	a = env_open(e, "a", 0);
-	snprintf(tok, sizeof(tok), "%s",
-	         sget(expect_event(frame(a, 0), "session"), "resume_token"));
-	drain(a);
-	rx(e, a,
-	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
-	   "\"payload\":{\"symbol\":\"A\",\"max_hz\":2,\"snapshot\":false}}");
+	a = open_session(e, "a", tok);
+	subscribe_req(e, a, "{\"symbol\":\"A\",\"max_hz\":2,\"snapshot\":false}");
 	snprintf(ep, sizeof(ep), "%s",
-	         sget(json_array_get(get(expect_ok(last(a), "s"), "streams"), 0), "epoch"));
+	         sget(json_array_get(get(expect_ok(last(a), "r"), "streams"), 0), "epoch"));
 	drain(a);
 	env_drop(e, a);
 	tick(e, "A", "{\"p\":2,\"v\":2}");
