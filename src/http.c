@@ -1,10 +1,10 @@
 /*
- * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats and /metrics
- * with the admin token, POST /api/broadcast and /api/publish) and the gate in front of every
- * WebSocket upgrade (path, capacity, token; for /socket.io/ the Engine.IO version and transport).
- * Socket.IO is served over the websocket transport only: every other request under /socket.io/
- * (long-polling) is refused with 400. Every answer is one small JSON or text document written with
- * its exact Content-Length, so keep-alive works.
+ * http: the HTTP endpoints on the WebSocket port (/healthz, /readyz, /api/stats, /metrics and
+ * /api/connections with the admin token, POST /api/broadcast and /api/publish) and the gate in
+ * front of every WebSocket upgrade (path, capacity, token; for /socket.io/ the Engine.IO version
+ * and transport). Socket.IO is served over the websocket transport only: every other request under
+ * /socket.io/ (long-polling) is refused with 400. Every answer is one small JSON or text document
+ * written with its exact Content-Length, so keep-alive works.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -687,6 +687,24 @@ static int serve_metrics(struct lws *wsi, struct qc_server *srv)
 	return ret;
 }
 
+/* GET /api/connections: the lag view of ?sort=&limit= (lag.h), or 400 naming the parameter. */
+static int serve_connections(struct lws *wsi, struct qc_server *srv)
+{
+	char arg[64];
+	const char *emsg = NULL;
+	struct qc_lag_query q;
+	int n;
+
+	qc_lag_query_init(&q);
+	for (int i = 0; (n = qc_http_arg_at(wsi, i, arg, sizeof(arg))) != -1; i++) {
+		if (n == -2)
+			return respond_err(wsi, QC_E_BAD_REQUEST, "query parameter too long");
+		if (qc_lag_query_arg(&q, arg, &emsg))
+			return respond_err(wsi, QC_E_BAD_REQUEST, emsg);
+	}
+	return respond_json(wsi, 200, qc_hub_connections(srv->hub, q.sort, q.limit));
+}
+
 /* Engine.IO's error codes (engine.io Server.errors) used in our refusals. */
 #define EIO_ERR_BAD_REQUEST 3
 #define EIO_ERR_BAD_VERSION 5
@@ -780,6 +798,14 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 			return done(wsi,
 			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
 		return done(wsi, respond_json(wsi, 200, qc_hub_stats(srv->hub)));
+	}
+	if (!strcmp(path, "/api/connections")) {
+		if (!get)
+			goto bad_method;
+		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
+			return done(wsi,
+			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
+		return done(wsi, serve_connections(wsi, srv));
 	}
 	if (!strcmp(path, "/api/broadcast") || !strcmp(path, "/api/publish")) {
 		bool publish = path[5] == 'p';

@@ -882,6 +882,7 @@ static const struct {
     {"remove_member", qc_act_remove_member, NULL},
     {"set_member_role", qc_act_set_member_role, NULL},
     {"get_stats", act_get_stats, NULL},
+    {"get_connections", qc_act_get_connections, NULL},
     {"subscribe_market_stream", qc_act_subscribe_stream, qc_after_subscribe_stream},
     {"unsubscribe_market_stream", qc_act_unsubscribe_stream, NULL},
     {"update_stream_filter", qc_act_update_filter, NULL},

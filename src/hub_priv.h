@@ -535,4 +535,8 @@ enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_
  */
 bool qc_hub_scan_publish(struct qc_hub *h, const char *buf, size_t len, struct qc_cmd *cmd);
 
+/* hub_lag.c: the lag view as an admin action (role admin; payload sort?, limit?) */
+enum qc_err qc_act_get_connections(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                   const char **e);
+
 #endif

@@ -63,6 +63,7 @@ static bool drop_oldest(struct qc_hub *h, struct qc_conn *c)
 		h->buffered_bytes -= m->len;
 	qc_outq_pop(&c->outq);
 	c->dropped = 1;
+	c->lost++;
 	h->st.buffer_dropped++;
 	return true;
 }
@@ -85,6 +86,7 @@ int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m)
 		return 0;
 	if (!cfg->sessions.buffer_messages) {
 		c->dropped = 1;
+		c->lost++;
 		h->st.buffer_dropped++;
 		return 0;
 	}

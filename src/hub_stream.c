@@ -343,6 +343,7 @@ static __attribute__((noinline)) int conflate(struct qc_hub *h, struct qc_conn *
 	}
 	removed = qc_outq_remove_stream(q, sid);
 	h->st.ticks_conflated += removed;
+	c->conflated += removed;
 	ret = send_tick(h, c, s, acc, f->seq, f->ts, f->mid, "conflated", f->seq - from);
 	qc_cobj_unref(&acc);
 	return ret;

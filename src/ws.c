@@ -155,6 +155,7 @@ static void ws_rebind(void *ctx, struct qc_conn *from, struct qc_conn *to)
 	qc_ws_forget(ctx, from);
 	if (pss && pss->c == from)
 		pss->c = to;
+	to->publisher = from->publisher;
 }
 
 static void rate_cb(lws_sorted_usec_list_t *sul)
@@ -719,11 +720,13 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv, bool *n
 		return NULL;
 	}
 	*named = c->user_id[0];
+	c->publisher = is_publisher(wsi);
 	token = qc_http_arg(wsi, "resume=", arg, sizeof(arg));
 	if (token && token[0]) {
 		old = qc_hub_resume(srv->hub, token, c->user_id, c->roles, wsi);
 		if (old) {
 			old->token_exp_ms = c->token_exp_ms; /* the new token's */
+			old->publisher = c->publisher;
 			free(c);
 			return old;
 		}

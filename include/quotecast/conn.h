@@ -48,6 +48,7 @@ struct qc_conn {
 	uint8_t dropped;    /* the session buffer lost messages: a resume is not complete */
 	uint8_t no_resume;  /* closed for a reason a resume must not undo (expired token) */
 	uint8_t requested;  /* it has made a request: a resume request is no longer taken */
+	uint8_t publisher;  /* on the quotecast-publisher subprotocol (set by the transport) */
 	uint16_t close_code;
 	uint32_t bad_messages;
 	int64_t connected_at_ms;
@@ -59,6 +60,9 @@ struct qc_conn {
 	uint64_t msgs_in;
 	uint64_t msgs_out;
 	uint64_t inbox_seq; /* the last seq of its user's inbox log queued to it */
+	/* what its own output lost, for the lag view (hub_lag.c); kept across a resume */
+	uint64_t conflated; /* its queued ticks merged away (its share of total_conflated) */
+	uint64_t lost;      /* its messages dropped from a full session buffer (buffer_dropped) */
 
 	struct qc_room_set rooms;
 	struct qc_sub_set streams;

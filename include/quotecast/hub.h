@@ -16,6 +16,7 @@
 #include "quotecast/codec.h"
 #include "quotecast/config.h"
 #include "quotecast/conn.h"
+#include "quotecast/lag.h"
 #include "quotecast/store.h"
 
 struct qc_hub;
@@ -285,6 +286,13 @@ int qc_hub_load(struct qc_hub *h, qc_load_query_fn query, void *ctx, char *err, 
 
 /** qc_hub_stats() - the SPEC section 4 document (new reference). */
 json_t *qc_hub_stats(struct qc_hub *h);
+
+/**
+ * qc_hub_connections() - the lag view (GET /api/connections): {"connections":[...],"total":N},
+ * the first @limit of this node's live connections in @sort's order (lag.h), and how many
+ * live connections there are. New reference, or NULL on ENOMEM.
+ */
+json_t *qc_hub_connections(struct qc_hub *h, enum qc_lag_sort sort, uint32_t limit);
 
 /** qc_hub_store_state() - for /readyz: true when ready; *@reason otherwise. */
 bool qc_hub_ready(struct qc_hub *h, const char **reason);
