@@ -489,6 +489,40 @@ static void test_conflation(void **state)
 	assert_false(c->closing);
 	assert_int_equal(e->f.nclose, 0);
 	assert_int_equal(stat_get(e, "streaming", "total_messages"), 5);
+
+	/* the lag view: what each receiver had merged away, the slow one first */
+	assert_int_equal(c->conflated, 3);
+	assert_int_equal(d->conflated, 0);
+	{
+		json_t *v = keep(qc_hub_connections(e->h, QC_LAG_SORT_LAG, 1));
+		json_t *list = get(v, "connections"), *first = json_array_get(list, 0);
+		struct qc_conn *a = env_open(e, "ops", QC_ROLE_ADMIN);
+
+		assert_int_equal(iget(v, "total"), 2);
+		assert_int_equal(json_array_size(list), 1);
+		assert_int_equal(iget(first, "connection_id"), c->id);
+		assert_string_equal(sget(first, "user_id"), "slow");
+		assert_string_equal(sget(first, "transport"), "ws");
+		assert_int_equal(iget(first, "queued_bytes"), c->outq.bytes);
+		assert_int_equal(iget(first, "conflated"), 3);
+		assert_int_equal(iget(first, "dropped"), 0);
+		assert_int_equal(iget(first, "rooms"), 1);
+		assert_int_equal(iget(first, "streams"), 2);
+		assert_int_equal(iget(first, "connected_at"), c->connected_at_ms);
+		/* the action: role admin only; the same document */
+		drain(a);
+		rx(e, d,
+		   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_connections\"}");
+		assert_string_equal(sget(get(last(d), "error"), "code"), "FORBIDDEN");
+		rx(e, a,
+		   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_connections\","
+		   "\"payload\":{\"sort\":\"lag\",\"limit\":2}}");
+		v = expect_ok(last(a), "g");
+		assert_int_equal(iget(v, "total"), 3);
+		assert_int_equal(json_array_size(get(v, "connections")), 2);
+		assert_int_equal(iget(json_array_get(get(v, "connections"), 0), "connection_id"),
+		                 c->id);
+	}
 }
 
 static void test_slow_consumer_closed(void **state)

@@ -426,6 +426,8 @@ static void test_buffered_bytes_bound(void **state)
 	expect_event(last(a->outq.count ? a : b), "room_closed");
 	nbuf = a->outq.count + b->outq.count;
 	assert_int_equal(stat_get(e, "reconnection", "buffer_dropped"), 22 - nbuf);
+	/* each session's own count (the lag view's dropped) adds up to it */
+	assert_int_equal(a->lost + b->lost, 22 - nbuf);
 	refused = get(get(keep(qc_hub_stats(e->h)), "limits"), "refused");
 	assert_int_equal(iget(refused, "sessions.max_buffered_bytes"), 22 - nbuf);
 }
