@@ -705,6 +705,21 @@ static int serve_connections(struct lws *wsi, struct qc_server *srv)
 	return respond_json(wsi, 200, qc_hub_connections(srv->hub, q.sort, q.limit));
 }
 
+static int serve_stats(struct lws *wsi, struct qc_server *srv)
+{
+	return respond_json(wsi, 200, qc_hub_stats(srv->hub));
+}
+
+/* The GET endpoints that need the admin token (or a JWT with role admin). */
+static const struct {
+	const char *path;
+	int (*serve)(struct lws *wsi, struct qc_server *srv);
+} admin_gets[] = {
+    {"/api/stats", serve_stats},
+    {"/metrics", serve_metrics},
+    {"/api/connections", serve_connections},
+};
+
 /* Engine.IO's error codes (engine.io Server.errors) used in our refusals. */
 #define EIO_ERR_BAD_REQUEST 3
 #define EIO_ERR_BAD_VERSION 5
@@ -782,30 +797,16 @@ static int on_http(struct lws *wsi, struct qc_server *srv, struct qc_http_pss *p
 		                              json_pack("{s:s, s:s}", "status", "unavailable",
 		                                        "reason", reason)));
 	}
-	if (!strcmp(path, "/metrics")) {
-		if (!get)
-			goto bad_method;
-		/* the same figures as /api/stats: the same rule */
-		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
-			return done(wsi,
-			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
-		return done(wsi, serve_metrics(wsi, srv));
-	}
-	if (!strcmp(path, "/api/stats")) {
+	/* the figures of the hub, each with the admin token: the same rule for all */
+	for (size_t i = 0; i < sizeof(admin_gets) / sizeof(admin_gets[0]); i++) {
+		if (strcmp(path, admin_gets[i].path))
+			continue;
 		if (!get)
 			goto bad_method;
 		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
 			return done(wsi,
 			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
-		return done(wsi, respond_json(wsi, 200, qc_hub_stats(srv->hub)));
-	}
-	if (!strcmp(path, "/api/connections")) {
-		if (!get)
-			goto bad_method;
-		if (!authorized(wsi, srv->cfg, srv->cfg->auth_admin_token, QC_AUTH_ROLE_ADMIN))
-			return done(wsi,
-			            respond_err(wsi, QC_E_UNAUTHORIZED, "admin token required"));
-		return done(wsi, serve_connections(wsi, srv));
+		return done(wsi, admin_gets[i].serve(wsi, srv));
 	}
 	if (!strcmp(path, "/api/broadcast") || !strcmp(path, "/api/publish")) {
 		bool publish = path[5] == 'p';

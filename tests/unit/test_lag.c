@@ -44,6 +44,20 @@ static uint32_t select_ids(enum qc_lag_sort sort, uint32_t limit, const struct q
 	return k;
 }
 
+/* Selecting with @limit from @n entries gives exactly the ids @want (@nwant of them), in order. */
+static void expect_order(enum qc_lag_sort sort, uint32_t limit, const struct qc_lag_entry *v,
+                         size_t n, const uint64_t *want, uint32_t nwant)
+{
+	uint64_t got[16];
+
+	assert_true(n <= 16);
+	assert_int_equal(select_ids(sort, limit, v, n, got), nwant);
+	for (uint32_t i = 0; i < nwant; i++)
+		assert_true(got[i] == want[i]);
+}
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 static void test_order_lag(void **state)
 {
 	/* offered in an order unrelated to the answer */
@@ -55,16 +69,11 @@ static void test_order_lag(void **state)
 	/* 5000 first; the three at 100 with lost 3 by id (3, 8, 9), then 5 (lost 0); 2 (lost 1), 1
 	 */
 	const uint64_t want[] = {7, 3, 8, 9, 5, 2, 1};
-	uint64_t got[8];
 
 	(void)state;
-	assert_int_equal(select_ids(QC_LAG_SORT_LAG, 100, v, 7, got), 7);
-	for (int i = 0; i < 7; i++)
-		assert_int_equal(got[i], want[i]);
+	expect_order(QC_LAG_SORT_LAG, 100, v, N_OF(v), want, 7);
 	/* the first two only */
-	assert_int_equal(select_ids(QC_LAG_SORT_LAG, 2, v, 7, got), 2);
-	assert_int_equal(got[0], 7);
-	assert_int_equal(got[1], 3);
+	expect_order(QC_LAG_SORT_LAG, 2, v, N_OF(v), want, 2);
 }
 
 static void test_order_id_age(void **state)
@@ -73,20 +82,13 @@ static void test_order_id_age(void **state)
 	    ent(4, 9, 0, 0, 100), ent(2, 0, 0, 0, 300), ent(3, 0, 0, 0, 100),
 	    ent(1, 7, 0, 0, 200), ent(6, 0, 0, 0, -5),
 	};
-	uint64_t got[8];
+	const uint64_t by_id[] = {1, 2, 3};
+	/* oldest first, equal times by id */
+	const uint64_t by_age[] = {6, 3, 4, 1, 2};
 
 	(void)state;
-	assert_int_equal(select_ids(QC_LAG_SORT_ID, 3, v, 5, got), 3);
-	assert_int_equal(got[0], 1);
-	assert_int_equal(got[1], 2);
-	assert_int_equal(got[2], 3);
-	/* oldest first, equal times by id */
-	assert_int_equal(select_ids(QC_LAG_SORT_AGE, 10, v, 5, got), 5);
-	assert_int_equal(got[0], 6);
-	assert_int_equal(got[1], 3);
-	assert_int_equal(got[2], 4);
-	assert_int_equal(got[3], 1);
-	assert_int_equal(got[4], 2);
+	expect_order(QC_LAG_SORT_ID, 3, v, N_OF(v), by_id, 3);
+	expect_order(QC_LAG_SORT_AGE, 10, v, N_OF(v), by_age, 5);
 }
 
 static enum qc_lag_sort cmp_sort;
@@ -132,14 +134,12 @@ static void test_against_full_sort(void **state)
 static void test_fewer_and_none(void **state)
 {
 	const struct qc_lag_entry v[] = {ent(2, 1, 0, 0, 0), ent(1, 2, 0, 0, 0)};
+	const uint64_t want[] = {1, 2};
 	struct qc_lag_top t;
-	uint64_t got[4];
 
 	(void)state;
-	assert_int_equal(select_ids(QC_LAG_SORT_LAG, 1000, v, 2, got), 2);
-	assert_int_equal(got[0], 1);
-	assert_int_equal(got[1], 2);
-	assert_int_equal(select_ids(QC_LAG_SORT_LAG, 1000, v, 0, got), 0);
+	expect_order(QC_LAG_SORT_LAG, 1000, v, N_OF(v), want, 2);
+	expect_order(QC_LAG_SORT_LAG, 1000, v, 0, want, 0);
 	/* limit 0 keeps nothing and allocates nothing */
 	assert_int_equal(qc_lag_top_init(&t, QC_LAG_SORT_LAG, 0), 0);
 	assert_null(t.heap);
@@ -159,22 +159,15 @@ static void test_huge(void **state)
 	    ent(5, UINT64_MAX - 1, UINT64_MAX, UINT64_MAX, 0),
 	    ent(UINT64_MAX, 0, 0, 0, INT64_MIN),
 	};
-	uint64_t got[8];
+	/* 2 and 4 both saturate: by id; then 3, then 1 (lost 0); then the smaller queues */
+	const uint64_t by_lag[] = {2, 4, 3, 1, 5, UINT64_MAX};
+	const uint64_t by_age[] = {2, UINT64_MAX};
+	const uint64_t by_id[] = {1};
 
 	(void)state;
-	assert_int_equal(select_ids(QC_LAG_SORT_LAG, 10, v, 6, got), 6);
-	/* 2 and 4 both saturate: by id; then 3, then 1 (lost 0); then the smaller queue */
-	assert_int_equal(got[0], 2);
-	assert_int_equal(got[1], 4);
-	assert_int_equal(got[2], 3);
-	assert_int_equal(got[3], 1);
-	assert_int_equal(got[4], 5);
-	assert_true(got[5] == UINT64_MAX);
-	assert_int_equal(select_ids(QC_LAG_SORT_AGE, 2, v, 6, got), 2);
-	assert_int_equal(got[0], 2);
-	assert_true(got[1] == UINT64_MAX);
-	assert_int_equal(select_ids(QC_LAG_SORT_ID, 1, v, 6, got), 1);
-	assert_int_equal(got[0], 1);
+	expect_order(QC_LAG_SORT_LAG, 10, v, N_OF(v), by_lag, 6);
+	expect_order(QC_LAG_SORT_AGE, 2, v, N_OF(v), by_age, 2);
+	expect_order(QC_LAG_SORT_ID, 1, v, N_OF(v), by_id, 1);
 }
 
 static void test_query(void **state)
