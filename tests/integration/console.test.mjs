@@ -146,6 +146,18 @@ test('the console: connects, demo prices move, chat between two pages, live conn
 		await a.page.waitForFunction((n) =>
 			Number(document.querySelector('#st-connections').textContent.replace(/\D/g, '')) > n,
 		{ timeout: WAIT }, before1);
+		/* the slowest connections (GET /api/connections?sort=lag): both pages' users listed */
+		await a.page.waitForFunction(() => {
+			const users = [...document.querySelectorAll('#lag-rows tr td.user')].map((e) => e.textContent);
+			return users.includes('alice') && users.includes('bob');
+		}, { timeout: WAIT });
+		const row = await a.page.$eval('#lag-rows tr', (tr) =>
+			[...tr.querySelectorAll('td')].map((td) => td.textContent));
+		assert.equal(row.length, 6, JSON.stringify(row));
+		assert.ok(['ws', 'socket.io', 'publisher'].includes(row[1]), JSON.stringify(row));
+		assert.match(row[2], /^\d+(\.\d)? (B|KiB|MiB|GiB)$/, JSON.stringify(row));
+		assert.match(row[3], /^\d/, JSON.stringify(row));
+		assert.match(row[5], /^\d+(s|m|h|d)/, JSON.stringify(row));
 
 		/* chat: alice creates a room, bob joins it and types; alice reads it */
 		await a.page.type('#room-name', 'desk');

@@ -1,7 +1,10 @@
 // Server panel: GET /api/stats once a second (with the admin token when one is given);
-// deliveries/s and publishes/s are the counters' differences over the measured interval.
+// deliveries/s and publishes/s are the counters' differences over the measured interval. Then
+// the ten connections with the most queued output (GET /api/connections?sort=lag&limit=10).
 
-import { $, fmtInt, fmtRate, fmtBytes, fmtDuration } from './util.js';
+import { $, el, fmtInt, fmtRate, fmtBytes, fmtDuration } from './util.js';
+
+const LAG_ROWS = 10;
 
 const HISTORY = 300; /* seconds on the chart */
 
@@ -80,10 +83,38 @@ export class ServerPanel {
 				return;
 			this.unlock();
 			this.render(st, performance.now());
+			await this.pollLag(headers, gen);
 		} finally {
 			if (gen === this.gen)
 				this.busy = false;
 		}
+	}
+
+	/* The lag view; a failure only leaves the table as it was (the stats above still show). */
+	async pollLag(headers, gen) {
+		let doc;
+		try {
+			const r = await fetch(`/api/connections?sort=lag&limit=${LAG_ROWS}`,
+				{ headers, cache: 'no-store' });
+			if (!r.ok)
+				return;
+			doc = await r.json();
+		} catch {
+			return;
+		}
+		if (gen !== this.gen || !Array.isArray(doc?.connections))
+			return;
+		const now = Date.now();
+		$('lag-rows').replaceChildren(...doc.connections.map((c) => el('tr', {
+			'data-connection-id': c.connection_id,
+			class: c.queued_bytes > 0 || c.conflated > 0 || c.dropped > 0 ? 'behind' : undefined,
+		},
+		el('td', { class: 'user', title: `${c.user_id} (connection ${c.connection_id})`, text: c.user_id }),
+		el('td', { class: 'hide-narrow', text: c.transport }),
+		el('td', { class: 'num', text: fmtBytes(c.queued_bytes) }),
+		el('td', { class: 'num', text: fmtInt(c.conflated) }),
+		el('td', { class: 'num', text: fmtInt(c.dropped) }),
+		el('td', { class: 'num hide-narrow', text: fmtDuration(Math.max(0, now - c.connected_at) / 1000) }))));
 	}
 
 	render(st, now) {
