@@ -61,6 +61,7 @@
 #define FD_RESERVE      16 /* stdio, epoll, timerfd, publisher, /proc reads */
 #define MAX_EVENTS      1024
 #define TALLY_MAX       32
+#define MAX_PORTS       16 /* --ports: nodes the subscribers are spread over */
 
 /* Latency histogram: exact below 256 us, then 128 sub-buckets per power of two (< 0.8 % wide). */
 #define HIST_SUB_BITS 7
@@ -143,13 +144,23 @@ struct hist {
 	uint64_t max;
 };
 
+/* One server port: where a connection goes and what its Host header says. */
+struct target {
+	struct sockaddr_storage addr;
+	char hosthdr[80];
+	unsigned port;
+};
+
 struct opts {
 	char host[64];
-	char hosthdr[80];
-	struct sockaddr_storage addr;
+	struct sockaddr_storage addr; /* the host, port 0 */
 	socklen_t addrlen;
 	int family;
 	unsigned port;
+	struct target sub[MAX_PORTS]; /* subscriber i goes to sub[i % nsub] */
+	unsigned nsub;
+	struct target pub; /* the publisher's */
+	unsigned pub_port; /* --pub-port (0: --port) */
 	unsigned conns;
 	unsigned symbols;
 	unsigned rate;
@@ -591,6 +602,12 @@ static void conn_lost(struct bench *b, struct conn *c, int err)
 	}
 }
 
+/* The publisher goes to --pub-port, subscriber i to the i % N-th of --ports. */
+static const struct target *conn_target(const struct bench *b, const struct conn *c)
+{
+	return c->is_pub ? &b->o.pub : &b->o.sub[c->idx % b->o.nsub];
+}
+
 static void conn_start(struct bench *b, struct conn *c)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -615,7 +632,8 @@ static void conn_start(struct bench *b, struct conn *c)
 		if (bind(fd, (struct sockaddr *)&src, sizeof(src)))
 			goto fail;
 	}
-	if (connect(fd, (struct sockaddr *)&b->o.addr, b->o.addrlen) && errno != EINPROGRESS)
+	if (connect(fd, (struct sockaddr *)&conn_target(b, c)->addr, b->o.addrlen) &&
+	    errno != EINPROGRESS)
 		goto fail;
 	if (epoll_ctl(b->ep, EPOLL_CTL_ADD, fd, &ev))
 		goto fail;
@@ -656,7 +674,7 @@ static int send_upgrade(struct bench *b, struct conn *c)
 	             "Sec-WebSocket-Version: 13\r\n"
 	             "%s"
 	             "\r\n",
-	             query, b->o.hosthdr, key,
+	             query, conn_target(b, c)->hosthdr, key,
 	             c->is_pub ? "Sec-WebSocket-Protocol: quotecast-publisher\r\n" : "");
 	if (buf_append(&c->out, req, (size_t)n))
 		return -ENOMEM;
@@ -1649,6 +1667,9 @@ static void usage(FILE *f)
 	        "usage: qcbench [options]\n"
 	        "  --host ADDR          server address, loopback only (127.0.0.1)\n"
 	        "  --port N             server port (8080)\n"
+	        "  --ports P1,P2,..     subscriber i connects to the (i %% N)-th of these ports\n"
+	        "                       (cluster nodes; default --port)\n"
+	        "  --pub-port P         the publisher's port (default --port)\n"
 	        "  --conns N            subscriber connections (1000)\n"
 	        "  --symbols S          symbols / rooms, subscriber i takes B<i %% S> (10)\n"
 	        "  --rate R             ticks per second in total (1000)\n"
@@ -1774,6 +1795,54 @@ refuse:
 	return -EINVAL;
 }
 
+/* "8081,8082": the subscribers' ports, taken round robin. */
+static int parse_ports(struct opts *o, const char *s)
+{
+	char one[16];
+	const char *p = s, *q;
+	size_t n;
+	int rc;
+
+	o->nsub = 0;
+	while (*p) {
+		q = strchr(p, ',');
+		n = q ? (size_t)(q - p) : strlen(p);
+		if (o->nsub == MAX_PORTS || !n || n >= sizeof(one)) {
+			fprintf(stderr, "qcbench: --ports wants 1 to %d ports joined by ','\n",
+			        MAX_PORTS);
+			return -EINVAL;
+		}
+		memcpy(one, p, n);
+		one[n] = '\0';
+		rc = parse_uint("ports", one, 1, 65535, &o->sub[o->nsub].port);
+		if (rc)
+			return rc;
+		o->nsub++;
+		p += n;
+		if (*p == ',' && !*++p)
+			break; /* a trailing ',' */
+	}
+	if (!o->nsub || p[-1] == ',') {
+		fprintf(stderr, "qcbench: --ports wants 1 to %d ports joined by ','\n", MAX_PORTS);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* @t: the host (parsed) at @port. */
+static void set_target(const struct opts *o, struct target *t, unsigned port)
+{
+	t->port = port;
+	t->addr = o->addr;
+	if (o->family == AF_INET) {
+		((struct sockaddr_in *)&t->addr)->sin_port = htons((uint16_t)port);
+		snprintf(t->hosthdr, sizeof(t->hosthdr), "%s:%u", o->host, port);
+	} else {
+		((struct sockaddr_in6 *)&t->addr)->sin6_port = htons((uint16_t)port);
+		snprintf(t->hosthdr, sizeof(t->hosthdr), "[%s]:%u", o->host, port);
+	}
+}
+
 static int parse_args(struct opts *o, int argc, char **argv)
 {
 	enum {
@@ -1785,10 +1854,14 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		O_BATCH_TICKS,
 		O_INFLIGHT,
 		O_TICKS,
+		O_PORTS,
+		O_PUB_PORT,
 	};
 	static const struct option lopts[] = {
 	    {"host", required_argument, NULL, 'H'},
 	    {"port", required_argument, NULL, 'p'},
+	    {"ports", required_argument, NULL, O_PORTS},
+	    {"pub-port", required_argument, NULL, O_PUB_PORT},
 	    {"conns", required_argument, NULL, 'n'},
 	    {"symbols", required_argument, NULL, 's'},
 	    {"rate", required_argument, NULL, 'r'},
@@ -1813,7 +1886,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	};
 	const char *host = "127.0.0.1";
 	bool fields_given = false;
-	unsigned pid = 0, ticks = 0;
+	unsigned pid = 0, ticks = 0, i;
 	char *dash;
 	int ch, rc = 0;
 
@@ -1836,6 +1909,12 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			break;
 		case 'p':
 			rc = parse_uint("port", optarg, 1, 65535, &o->port);
+			break;
+		case O_PORTS:
+			rc = parse_ports(o, optarg);
+			break;
+		case O_PUB_PORT:
+			rc = parse_uint("pub-port", optarg, 1, 65535, &o->pub_port);
 			break;
 		case 'n':
 			rc = parse_uint("conns", optarg, 1, 10000000, &o->conns);
@@ -1949,13 +2028,11 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		}
 		o->conns = 0; /* the publisher alone */
 	}
-	if (o->family == AF_INET) {
-		((struct sockaddr_in *)&o->addr)->sin_port = htons((uint16_t)o->port);
-		snprintf(o->hosthdr, sizeof(o->hosthdr), "%s:%u", o->host, o->port);
-	} else {
-		((struct sockaddr_in6 *)&o->addr)->sin6_port = htons((uint16_t)o->port);
-		snprintf(o->hosthdr, sizeof(o->hosthdr), "[%s]:%u", o->host, o->port);
-	}
+	if (!o->nsub)
+		o->sub[o->nsub++].port = o->port;
+	for (i = 0; i < o->nsub; i++)
+		set_target(o, &o->sub[i], o->sub[i].port);
+	set_target(o, &o->pub, o->pub_port ? o->pub_port : o->port);
 	if (!o->sources)
 		o->sources = (o->conns + 1 + PER_SOURCE - 1) / PER_SOURCE;
 	if (o->sources > MAX_SOURCES) {

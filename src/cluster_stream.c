@@ -122,6 +122,30 @@ static void tick_done(void *ud, const redisReply *r)
 	free(p);
 }
 
+/*
+ * The script's message: {"m":"<message id>","t":<timestamp>,"d":<data>}, written straight
+ * from the compact data's text (already JSON as jansson prints it: no tree, no number
+ * printing); the message id escaped as jansson would. A new string of *@len bytes, or NULL.
+ */
+static char *tick_payload(const struct qc_broker_tick *t, size_t *len)
+{
+	const char *mid = t->message_id ? t->message_id : "";
+	size_t mlen = strlen(mid), n;
+	char *out = malloc(6 * mlen + t->data->len + 48);
+
+	if (!out)
+		return NULL;
+	memcpy(out, "{\"m\":\"", 6);
+	n = 6 + qc_json_escape(out + 6, mid, mlen);
+	n += (size_t)snprintf(out + n, 40, "\",\"t\":%lld,\"d\":", (long long)t->timestamp);
+	memcpy(out + n, t->data->text, t->data->len);
+	n += t->data->len;
+	out[n++] = '}';
+	out[n] = '\0';
+	*len = n;
+	return out;
+}
+
 int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb,
                              void *arg)
 {
@@ -130,15 +154,12 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	const char *args[11];
 	size_t lens[11], slen = strlen(t->symbol);
 	struct pending_tick *p;
-	json_t *rest;
 	char *payload;
+	size_t plen;
 	uint32_t shard = qc_cluster_shard_of(cl, t->symbol, slen);
 	int i, rc;
 
-	rest = json_pack("{s:s, s:I, s:O}", "m", t->message_id ? t->message_id : "", "t",
-	                 (json_int_t)t->timestamp, "d", t->data);
-	payload = rest ? json_dumps(rest, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-	json_decref(rest);
+	payload = tick_payload(t, &plen);
 	p = payload ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
 		free(payload);
@@ -166,8 +187,9 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	args[8] = maxlen;
 	args[9] = chan;
 	args[10] = payload;
-	for (i = 0; i < 11; i++)
+	for (i = 0; i < 10; i++)
 		lens[i] = strlen(args[i]);
+	lens[10] = plen;
 	rc = qc_cluster_eval(cl, shard, &tick_script, 4, 11, args, lens, tick_done, p);
 	free(payload);
 	if (rc)

@@ -1137,21 +1137,17 @@ static enum qc_err publish_broker(struct qc_hub *h, struct qc_ingest *in, qc_pub
 		struct qc_tick_in tin;
 		struct qc_broker_tick bt;
 
-		/* the broker's messages carry the data as a tree: made from the compact form */
+		/* the compact data as it is: the broker sends its text on */
 		qc_ingest_tick_in(in, i, now, &tin);
 		bt = (struct qc_broker_tick){
 		    .symbol = qc_ingest_symbol(in, i),
-		    .data = qc_cobj_to_json(tin.data),
+		    .data = tin.data,
 		    .message_id = tin.message_id,
 		    .has_version = tin.has_version,
 		    .version = tin.version,
 		    .timestamp = tin.timestamp,
 		};
-		if (!bt.data)
-			rc = -ENOMEM;
-		else
-			rc = h->broker.append(h->broker.ctx, &bt, appended, b);
-		json_decref(bt.data);
+		rc = h->broker.append(h->broker.ctx, &bt, appended, b);
 		b->n++;
 		b->left++;
 		if (rc) {

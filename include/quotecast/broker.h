@@ -13,13 +13,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <jansson.h>
+#include "quotecast/cobj.h"
 
 /* One tick for append(), borrowed for the call. */
 struct qc_broker_tick {
 	const char *symbol;
-	json_t *data;
-	const char *message_id; /* NULL or "" = none */
+	const struct qc_cobj *data; /* compact: its text is the JSON the broker sends on */
+	const char *message_id;     /* NULL or "" = none */
 	bool has_version;
 	int64_t version;
 	int64_t timestamp;

@@ -156,6 +156,42 @@ test('a tick published on any node has one seq everywhere and is deduplicated cl
 		{ timeoutMs: 15000, what: 'b to leave the channel' });
 });
 
+test('a tick reaches the other node as published: reals, escapes, nested values, message id, timestamp', async () => {
+	const url = await sharedRedisUrl();
+	const a = await node(url, `da-${run}`);
+	const b = await node(url, `db-${run}`);
+	servers.push(a, b);
+	const sym = uniqueSymbol('CD');
+	const cb = await connect(b, { query: { user_id: 'db' } });
+	await subscribeEverywhere(a, [cb], sym);
+	const pa = await connect(a, { query: { user_id: 'pub', roles: 'publisher' } });
+	/* the plain form (the scanner) and one that needs jansson (escapes, nesting, exponents) */
+	const plain = { price: 1234.56, bid: 0.1, ask: -0.000123, volume: 12345678901234, open: true,
+		note: 'plain text', none: null };
+	const rich = { s: 'q"b\\s/\n\t\u00e9\u2028\u0001', nested: { x: [1, 2.5, null, false] }, e: 1.5e-300 };
+	let w = await pa.request('publish_market_data',
+		{ ticks: [{ symbol: sym, data: plain, message_id: `${sym}-plain`, timestamp: 1700000000123 }] });
+	assert.equal(w.success, true, JSON.stringify(w));
+	w = await pa.request('publish_market_data', { ticks: [
+		{ symbol: sym, data: rich, message_id: `${sym}-"\\é\t`, timestamp: 1700000000456 },
+		{ symbol: sym, data: { price: 7 } },
+	] });
+	assert.equal(w.success, true, JSON.stringify(w));
+	assert.equal(w.data.accepted, 2);
+	const got = [];
+	for (let i = 0; i < 3; i++)
+		got.push((await cb.next(isTick(sym), 10000)).data);
+	assert.deepEqual(got[0].data, plain);
+	assert.equal(got[0].message_id, `${sym}-plain`);
+	assert.equal(got[0].timestamp, 1700000000123);
+	assert.deepEqual(got[1].data, rich);
+	assert.equal(got[1].message_id, `${sym}-"\\é\t`);
+	assert.equal(got[1].timestamp, 1700000000456);
+	assert.deepEqual(got[2].data, { price: 7 });
+	assert.equal(got[2].message_id, undefined);
+	assert.equal(typeof got[2].timestamp, 'number');
+});
+
 test('a single node has no cluster block and no cluster metrics', async () => {
 	const s1 = await startServer({ label: 'single' });
 	servers.push(s1);
