@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -337,6 +338,19 @@ static void idle_pong(void *ud, const redisReply *r)
 	(void)r;
 }
 
+/*
+ * Whether Redis has sent something this link has not read yet. A loop busy for longer than
+ * cluster.timeout_ms (a heavy fan-out) can come to this timer before it reads an answer that
+ * arrived in time: that is a busy node, not a stalled Redis, and dropping the link would only
+ * add a reconnect to the load. poll() with no wait does not block the loop.
+ */
+static bool answer_waiting(const struct qc_redis *l)
+{
+	struct pollfd p = {.fd = l->ac->c.fd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static void tick_cb(lws_sorted_usec_list_t *sul)
 {
 	struct qc_redis *l = lws_container_of(sul, struct qc_redis, sul_tick);
@@ -349,7 +363,8 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
 		l->st.timeouts++;
 		l->drop_why = "connect timed out";
 		free_ac(l);
-	} else if (l->state == L_UP && l->count && now - l->fifo[l->head].sent_ms > l->timeout_ms) {
+	} else if (l->state == L_UP && l->count && now - l->fifo[l->head].sent_ms > l->timeout_ms &&
+	           !answer_waiting(l)) {
 		l->st.timeouts++;
 		l->drop_why = "no answer within cluster.timeout_ms";
 		free_ac(l);

@@ -253,6 +253,48 @@ test('Redis stopped (SIGSTOP): the nodes keep answering, /readyz 503; SIGCONT: b
 	assert.equal(r.json.accepted, 1);
 });
 
+/*
+ * A node whose loop is held up (here SIGSTOPped, as a long fan-out pass would) while Redis keeps
+ * answering finds the answers waiting when it runs again: that is not a stalled Redis, and the
+ * link stays up. Commands are in flight all the time (a pump of publish batches), so each stop
+ * leaves answers unread past cluster.timeout_ms; before the fix every stop cost a reconnect.
+ */
+test('a node held up longer than cluster.timeout_ms keeps its Redis link when the answers are there', async () => {
+	const url = await sharedRedisUrl();
+	const id = `busy-${run}`;
+	const a = await startServer({
+		label: id,
+		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+			QUOTECAST_CLUSTER_TIMEOUT_MS: '200' },
+	});
+	servers.push(a);
+	await seesAll(a, [id]);
+	const sym = uniqueSymbol('BUSY');
+	let pumping = true, published = 0;
+	const pump = (async () => {
+		for (let n = 0; pumping; n++) {
+			const ticks = Array.from({ length: 200 }, (_, i) => ({ symbol: sym, data: { price: n * 200 + i } }));
+			const r = await publishHttp(a, { ticks });
+			assert.equal(r.status, 200, r.text);
+			published += r.json.accepted;
+		}
+	})();
+	await waitFor(() => published > 0, { timeoutMs: 15000, what: 'the pump to run' });
+	const before = (await getStats(a)).cluster;
+	for (let i = 0; i < 5; i++) {
+		a.child.kill('SIGSTOP');
+		await new Promise((r) => setTimeout(r, 600));
+		a.child.kill('SIGCONT');
+		await new Promise((r) => setTimeout(r, 300));
+	}
+	pumping = false;
+	await pump;
+	const st = (await getStats(a)).cluster;
+	assert.equal(st.timeouts, before.timeouts, JSON.stringify(st));
+	assert.equal(st.reconnects, before.reconnects, JSON.stringify(st));
+	assert.equal(st.connected, true);
+});
+
 test('Redis restarted empty: the nodes reconnect and announce themselves again', async () => {
 	const redis = await startRedis();
 	after(() => redis.destroy());
