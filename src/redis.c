@@ -53,7 +53,8 @@ struct qc_redis {
 	bool drop_pending;
 	const char *drop_why;
 	enum lstate state;
-	int64_t conn_start_ms, last_send_ms;
+	int64_t conn_start_ms, last_send_ms; /* the link's clock (link_ms) */
+	int64_t last_tick_ms, held_ms;       /* tick_cb's last run, the loop's hold-ups (mono) */
 	uint32_t backoff_step_ms;
 	bool ever_up, down_logged;
 
@@ -70,6 +71,17 @@ static int64_t mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The link's clock: the monotonic clock less the time this node's loop was held up (tick_cb
+ * ran late: a long pass, a SIGSTOP, a starved core). Answers are timed on it, so Redis is judged
+ * on the time the node gave it: a command queued just before a hold-up, and written or answered
+ * only after it, is not late.
+ */
+static int64_t link_ms(const struct qc_redis *l)
+{
+	return mono_ms() - l->held_ms;
 }
 
 static void conn_cb(lws_sorted_usec_list_t *sul);
@@ -192,7 +204,7 @@ static int send_cmd(struct qc_redis *l, qc_redis_reply_fn fn, void *ud, int argc
 	w = &l->fifo[(l->head + l->count) % l->max_inflight];
 	w->fn = fn;
 	w->ud = ud;
-	w->sent_ms = mono_ms();
+	w->sent_ms = link_ms(l);
 	l->last_send_ms = w->sent_ms;
 	l->count++;
 	l->st.sent++;
@@ -300,7 +312,7 @@ static void conn_cb(lws_sorted_usec_list_t *sul)
 	}
 	l->ac = ac;
 	l->state = L_CONNECTING;
-	l->conn_start_ms = mono_ms();
+	l->conn_start_ms = link_ms(l);
 	if (adopt(l)) {
 		lwsl_err("redis %s: the event loop did not adopt the connection\n", l->name);
 		l->ac = NULL;
@@ -355,10 +367,14 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
 {
 	struct qc_redis *l = lws_container_of(sul, struct qc_redis, sul_tick);
 	static const char *ping[] = {"PING"};
-	int64_t now = mono_ms();
+	int64_t mono = mono_ms(), now;
 
 	if (l->stopped)
 		return;
+	if (l->last_tick_ms && mono - l->last_tick_ms > TICK_US / LWS_US_PER_MS)
+		l->held_ms += mono - l->last_tick_ms - TICK_US / LWS_US_PER_MS;
+	l->last_tick_ms = mono;
+	now = mono - l->held_ms;
 	if (l->state == L_CONNECTING && now - l->conn_start_ms > l->timeout_ms) {
 		l->st.timeouts++;
 		l->drop_why = "connect timed out";
