@@ -685,6 +685,49 @@ void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *co
 		qc_hub_store_keep(h, sql, n, params, NULL, NULL);
 }
 
+/* A request whose answer waits (for a broker): who asked, found again by id when it answers. */
+struct qc_waiter {
+	struct qc_hub *h;
+	uint64_t conn_id;
+	int64_t ack_id;
+	char *request_id;
+	char *trace_id;
+};
+
+struct qc_waiter *qc_waiter_new(struct qc_hub *h, struct qc_conn *c)
+{
+	const struct qc_cmd *cmd = h->cur;
+	struct qc_waiter *w = cmd ? calloc(1, sizeof(*w)) : NULL;
+
+	if (!w)
+		return NULL;
+	w->h = h;
+	w->conn_id = c->id;
+	w->ack_id = cmd->ack_id;
+	w->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
+	w->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
+	return w;
+}
+
+void qc_waiter_free(struct qc_waiter *w)
+{
+	free(w->request_id);
+	free(w->trace_id);
+	free(w);
+}
+
+void qc_waiter_answer(void *arg, enum qc_err e, const char *emsg, json_t *out)
+{
+	struct qc_waiter *w = arg;
+	struct qc_conn *c = qc_conns_find(&w->h->conns, w->conn_id);
+
+	if (c && !c->suspended && !c->closing)
+		qc_hub_answer(w->h, c, w->request_id, w->trace_id, w->ack_id, e, emsg, out);
+	else
+		json_decref(out);
+	qc_waiter_free(w);
+}
+
 /* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
 json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, bool recovered,
                              uint32_t replayed)
@@ -727,6 +770,12 @@ static bool rate_take(struct qc_hub *h, struct qc_conn *c, int64_t now)
 	return false;
 }
 
+void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_state state)
+{
+	if (h->ibroker.session && c->in_table)
+		h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, state);
+}
+
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 {
 	return qc_hub_open_at(h, c, NULL);
@@ -749,6 +798,7 @@ int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_po
 	ret = qc_conns_add(&h->conns, c);
 	if (ret)
 		return ret;
+	qc_hub_session_note(h, c, QC_SESSION_LIVE);
 	if (c->enc == QC_ENC_SIO) {
 		/* the Socket.IO CONNECT answer comes before everything else */
 		char pid[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
@@ -807,6 +857,7 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 			qc_log_free(c->user->inbox);
 		c->user->inbox = NULL;
 	}
+	qc_hub_session_note(h, c, QC_SESSION_GONE);
 	qc_conns_remove(&h->conns, c);
 	if (!qc_conns_user(&h->conns, c->user_id))
 		qc_hub_offline_gone(h, c->user_id);

@@ -43,6 +43,7 @@ void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c)
 	h->nsuspended--;
 	h->buffered_bytes -= c->outq.bytes + qc_hub_sio_bytes(c);
 	c->suspended = 0;
+	qc_hub_session_note(h, c, QC_SESSION_LIVE);
 }
 
 static void expire_one(struct qc_hub *h, struct qc_conn *c)
@@ -322,6 +323,7 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 		qc_hub_refused(h, QC_LIM_SESSION_BYTES);
 	if (c->sio)
 		qc_hub_sio_suspended(h, c);
+	qc_hub_session_note(h, c, QC_SESSION_SUSPENDED);
 	return 0;
 }
 

@@ -40,4 +40,41 @@ struct qc_broker {
 	void *ctx;
 };
 
+/*
+ * The inbox broker (cluster_session.c): where a user's inbox entries (direct_message, alert,
+ * offline deliveries; SPEC 2.9) are numbered and how they reach the nodes holding the user's
+ * sessions. Without one the hub numbers them itself (hub_room.c's qc_hub_inbox_send). With one,
+ * an entry goes to append(): one step in Redis counts the user's sessions in the whole cluster
+ * (live or suspended, on any node), and when there is one gives the entry its inbox seq, logs
+ * it under the inbox's epoch and delivers it to every node holding a session of the user, this
+ * one included, through qc_hub_inbox_entry(). The hub tells it where its sessions are
+ * (session()), so that they count and their nodes listen.
+ */
+
+/*
+ * The verdict on one appended entry: @sessions > 0 sessions of the user in the cluster (the
+ * entry has inbox seq @seq), 0 none (nothing was logged: the offline queue's turn), or
+ * -ENOTCONN / -EIO (nothing is known).
+ */
+typedef void (*qc_inbox_append_cb)(void *arg, int sessions, uint64_t seq);
+
+enum qc_session_state {
+	QC_SESSION_GONE = 0,
+	QC_SESSION_LIVE = 1,
+	QC_SESSION_SUSPENDED = 2,
+};
+
+struct qc_inbox_broker {
+	/*
+	 * Event @name with @data (borrowed) for @user. 0: @cb (may be NULL) runs later, never
+	 * inside this call; -ENOTCONN or -ENOSPC: it will not run.
+	 */
+	int (*append)(void *ctx, const char *user, const char *name, json_t *data,
+	              qc_inbox_append_cb cb, void *arg);
+	/* session @session_id of @user is live here, suspended here, or gone from here */
+	void (*session)(void *ctx, const char *user, const char *session_id,
+	                enum qc_session_state state);
+	void *ctx;
+};
+
 #endif

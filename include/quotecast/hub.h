@@ -350,6 +350,34 @@ enum qc_err qc_hub_publish_text_async(struct qc_hub *h, const char *body, size_t
                                       qc_publish_done_fn done, void *arg, json_t **out,
                                       const char **emsg);
 
+/**
+ * qc_hub_broadcast_async() - qc_hub_broadcast() whose answer may wait for the inbox broker
+ * (to_users in cluster mode), answering as qc_hub_publish_async() does.
+ */
+enum qc_err qc_hub_broadcast_async(struct qc_hub *h, json_t *body, qc_publish_done_fn done,
+                                   void *arg, json_t **out, const char **msg);
+
+struct qc_inbox_broker;
+
+/** qc_hub_set_inbox_broker() - number and spread inbox entries through @b (copied; broker.h). */
+void qc_hub_set_inbox_broker(struct qc_hub *h, const struct qc_inbox_broker *b);
+
+/**
+ * qc_hub_inbox_entry() - an entry of @user's inbox that the inbox broker numbered @seq in
+ * @epoch (@data borrowed): appended to this node's copy of the log and sent to the user's
+ * sessions here, once. Returns 0, or when entries before it are missing here the seq this
+ * node's copy has got to: the caller reads the log in Redis back from there and hands the
+ * entries in order with @fill (then a hole means the log in Redis lost them).
+ */
+uint64_t qc_hub_inbox_entry(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq,
+                            const char *name, json_t *data, bool fill);
+
+/**
+ * qc_hub_inbox_base() - @user's inbox in Redis is at @seq of @epoch: where this node's copy
+ * starts when it has had no entry yet.
+ */
+void qc_hub_inbox_base(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq);
+
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 

@@ -1,0 +1,583 @@
+/*
+ * cluster_session: users' inboxes across nodes (the inbox broker of broker.h; SPEC 2.9, 2.10).
+ *
+ * Each user's keys live on the user's shard, hash-tagged by the user id: the inbox's seq, its
+ * epoch (made by the first node that needs it from its own random value: Redis restarted
+ * empty, a new epoch), its log (a Redis Stream whose entry ids are the seqs, MAXLEN ~
+ * inbox.history_size) and the user's sessions (a sorted set of session ids scored by the time,
+ * on Redis' clock, after which each no longer counts). One script per entry drops the
+ * sessions that expired, and when one is left numbers the entry, logs it and publishes it on
+ * the user's channel; with none it logs nothing and says so (the offline queue's turn).
+ *
+ * A node holds the channel of every user with a session here, live or suspended, and writes
+ * each such session's expiry: a suspended one sessions.ttl_s from its suspension (Redis'
+ * clock), a live one sessions.ttl_s plus two refresh periods ahead, written again every
+ * REFRESH_MS, so a node killed with SIGKILL leaves its sessions counted for at least
+ * sessions.ttl_s (they are suspended sessions then, resumable). Entries are handed to the hub
+ * in seq order; one that shows a hole (the channel was not subscribed yet, or its link was
+ * down) makes the node read the log back from where its copy is.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_priv.h"
+#include "quotecast/conn.h"
+
+#define INBOX_CHANNEL "qc:u:" /* + user id */
+#define REFRESH_MS    5000    /* a live session's expiry is written again this often */
+#define SWEEP_MS      1000
+#define CHECK_MS      1000 /* a new user's log is read once this long after its channel */
+
+/* The epoch's key is made when missing; a new epoch starts a new seq and log. */
+#define EPOCH_LUA                                                                                  \
+	"local ep = redis.call('GET', KEYS[3])\n"                                                  \
+	"if not ep then\n"                                                                         \
+	"  ep = ARGV[1]\n"                                                                         \
+	"  redis.call('SET', KEYS[3], ep)\n"                                                       \
+	"  redis.call('DEL', KEYS[2], KEYS[4])\n"                                                  \
+	"end\n"                                                                                    \
+	"local t = redis.call('TIME')\n"                                                           \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/*
+ * One entry. KEYS the sessions, seq, epoch, log; ARGV an epoch if there is none, the log's
+ * MAXLEN, the channel, the event's name, its data (JSON). Returns {0} with no session, else
+ * {sessions, seq}. Publishes "<seq> <epoch> <name> <data>".
+ */
+static struct qc_cluster_script inbox_script = {
+    .src = EPOCH_LUA
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "local n = redis.call('ZCARD', KEYS[1])\n"
+    "if n == 0 then return {0} end\n"
+    "local seq = redis.call('INCR', KEYS[2])\n"
+    "redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[4], 'd', ARGV[5])\n"
+    "redis.call('PUBLISH', ARGV[3], seq .. ' ' .. ep .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])\n"
+    "return {n, seq}\n",
+};
+
+/*
+ * A session is here until ARGV[3] ms from now (Redis' clock). KEYS as above; ARGV an epoch if
+ * there is none, the session id, the time. Returns {seq, epoch}: where the inbox is.
+ */
+static struct qc_cluster_script seen_script = {
+    .src = EPOCH_LUA "local till = now + tonumber(ARGV[3])\n"
+                     "redis.call('ZADD', KEYS[1], till, ARGV[2])\n"
+                     "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then\n"
+                     "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+                     "end\n"
+                     "return {tonumber(redis.call('GET', KEYS[2]) or '0'), ep}\n",
+};
+
+/* A user with a session here: its channel is held. */
+struct qc_cluster_user {
+	UT_hash_handle hh;
+	uint32_t shard;
+	uint32_t refs;    /* its sessions here */
+	uint64_t base;    /* the inbox's seq when a session here was first written */
+	int64_t check_ms; /* 0, or when to read the log back from base (a new channel) */
+	bool reading;     /* a read-back of its log is under way */
+	uint64_t again;   /* another one is wanted, from this seq (0: none) */
+	char id[];        /* NUL-terminated */
+};
+
+/* A session here, as Redis knows it. */
+struct qc_cluster_sess {
+	UT_hash_handle hh;
+	struct qc_cluster_user *user;
+	enum qc_session_state state;
+	int64_t written_ms; /* when its expiry was last written (0: never) */
+	char id[QC_SESSION_ID_LEN + 1];
+};
+
+/* The keys of @user, in the scripts' order. */
+struct user_keys {
+	char sess[QC_USER_ID_MAX + 24], seq[QC_USER_ID_MAX + 24], ep[QC_USER_ID_MAX + 24],
+	    log[QC_USER_ID_MAX + 24];
+};
+
+static void user_keys(struct user_keys *k, const char *user)
+{
+	snprintf(k->sess, sizeof(k->sess), "qc:{u:%s}:sessions", user);
+	snprintf(k->seq, sizeof(k->seq), "qc:{u:%s}:iseq", user);
+	snprintf(k->ep, sizeof(k->ep), "qc:{u:%s}:iepoch", user);
+	snprintf(k->log, sizeof(k->log), "qc:{u:%s}:ilog", user);
+}
+
+static uint32_t user_shard(struct qc_cluster *cl, const char *user)
+{
+	return qc_cluster_shard_of(cl, user, strlen(user));
+}
+
+/* An epoch for a log that has none yet (the script keeps the first one given). */
+static void new_epoch(char *out)
+{
+	if (qc_random_hex(out, QC_EPOCH_LEN_HEX / 2))
+		snprintf(out, QC_EPOCH_LEN_HEX + 1, "%012llx", (unsigned long long)qc_now_ms());
+}
+
+/* ---- entries ----------------------------------------------------------------------------- */
+
+struct pending_entry {
+	qc_inbox_append_cb cb;
+	void *arg;
+};
+
+static void entry_done(void *ud, const redisReply *r)
+{
+	struct pending_entry *p = ud;
+	int sessions = -ENOTCONN;
+	uint64_t seq = 0;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER) {
+		sessions = (int)r->element[0]->integer;
+		if (sessions > 0 && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
+			seq = (uint64_t)r->element[1]->integer;
+		else if (sessions > 0)
+			sessions = -EIO;
+	} else if (r) {
+		if (r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the inbox script failed: %s\n", r->str);
+		sessions = -EIO;
+	}
+	if (p->cb)
+		p->cb(p->arg, sessions, seq);
+	free(p);
+}
+
+static int inbox_append(void *ctx, const char *user, const char *name, json_t *data,
+                        qc_inbox_append_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	char epoch[QC_EPOCH_LEN_HEX + 1], maxlen[16], chan[sizeof(INBOX_CHANNEL) + QC_USER_ID_MAX];
+	struct user_keys k;
+	struct pending_entry *p;
+	const char *args[9];
+	size_t lens[9];
+	char *payload;
+	int i, rc;
+
+	payload = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	p = payload ? calloc(1, sizeof(*p)) : NULL;
+	if (!p) {
+		free(payload);
+		return -ENOMEM;
+	}
+	p->cb = cb;
+	p->arg = arg;
+	user_keys(&k, user);
+	new_epoch(epoch);
+	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->inbox.history_size);
+	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", user);
+	args[0] = k.sess;
+	args[1] = k.seq;
+	args[2] = k.ep;
+	args[3] = k.log;
+	args[4] = epoch;
+	args[5] = maxlen;
+	args[6] = chan;
+	args[7] = name;
+	args[8] = payload;
+	for (i = 0; i < 9; i++)
+		lens[i] = strlen(args[i]);
+	rc = qc_cluster_eval(cl, user_shard(cl, user), &inbox_script, 4, 9, args, lens, entry_done,
+	                     p);
+	free(payload);
+	if (rc)
+		free(p);
+	else
+		cl->sessions.appended++;
+	return rc;
+}
+
+/* ---- reading a user's log back ------------------------------------------------------------- */
+
+struct readback {
+	struct qc_cluster *cl;
+	char user[QC_USER_ID_MAX + 1];
+};
+
+static struct qc_cluster_user *user_find(struct qc_cluster *cl, const char *user)
+{
+	struct qc_cluster_user *u = NULL;
+
+	HASH_FIND_STR(cl->sessions.users, user, u);
+	return u;
+}
+
+static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t from);
+
+/* One entry of a log ([id, [field, value, ...]]) handed to the hub: its seq, or 0 if bad. */
+static uint64_t hand_entry(struct qc_cluster *cl, const char *user, const char *epoch,
+                           const redisReply *e)
+{
+	const redisReply *f;
+	const char *name = NULL;
+	json_t *data = NULL;
+	uint64_t seq;
+	size_t i;
+
+	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+	    e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+		return 0;
+	seq = strtoull(e->element[0]->str, NULL, 10);
+	f = e->element[1];
+	for (i = 0; i + 1 < f->elements; i += 2) {
+		if (f->element[i]->type != REDIS_REPLY_STRING ||
+		    f->element[i + 1]->type != REDIS_REPLY_STRING)
+			continue;
+		if (!strcmp(f->element[i]->str, "e"))
+			name = f->element[i + 1]->str;
+		else if (!strcmp(f->element[i]->str, "d"))
+			data = json_loadb(f->element[i + 1]->str, f->element[i + 1]->len, 0, NULL);
+	}
+	if (seq && name && json_is_object(data))
+		qc_hub_inbox_entry(cl->hub, user, epoch, seq, name, data, true);
+	else
+		seq = 0;
+	json_decref(data);
+	return seq;
+}
+
+/* [epoch, [entries...]] */
+static void log_read(void *ud, const redisReply *r)
+{
+	struct readback *rb = ud;
+	struct qc_cluster *cl = rb->cl;
+	struct qc_cluster_user *u = user_find(cl, rb->user);
+	const redisReply *ents;
+	uint64_t again;
+	size_t i;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY) {
+		ents = r->element[1];
+		for (i = 0; i < ents->elements; i++)
+			if (!hand_entry(cl, rb->user, r->element[0]->str, ents->element[i]))
+				cl->sessions.entries_bad++;
+	}
+	free(rb);
+	if (!u)
+		return;
+	u->reading = false;
+	again = u->again;
+	u->again = 0;
+	if (again)
+		read_log(cl, u, again);
+}
+
+/* Read @u's log in Redis from seq @from on (at most inbox.history_size entries). */
+static struct qc_cluster_script read_script = {
+    .src = "local ep = redis.call('GET', KEYS[1])\n"
+           "if not ep then return {'', {}} end\n"
+           "return {ep, redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])}\n",
+};
+
+static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t from)
+{
+	char sfrom[24], count[16];
+	struct readback *rb;
+	struct user_keys k;
+	const char *args[4];
+	size_t lens[4];
+	int i;
+
+	if (u->reading) {
+		if (!u->again || from < u->again)
+			u->again = from;
+		return;
+	}
+	rb = calloc(1, sizeof(*rb));
+	if (!rb)
+		return;
+	rb->cl = cl;
+	snprintf(rb->user, sizeof(rb->user), "%s", u->id);
+	user_keys(&k, u->id);
+	snprintf(sfrom, sizeof(sfrom), "%" PRIu64, from ? from : 1);
+	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
+	args[0] = k.ep;
+	args[1] = k.log;
+	args[2] = sfrom;
+	args[3] = count;
+	for (i = 0; i < 4; i++)
+		lens[i] = strlen(args[i]);
+	if (qc_cluster_eval(cl, u->shard, &read_script, 2, 4, args, lens, log_read, rb)) {
+		free(rb);
+		return;
+	}
+	u->reading = true;
+	cl->sessions.readbacks++;
+}
+
+/* "<seq> <epoch> <name> <data>" on "qc:u:USER" */
+static void on_entry(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
+                     size_t len)
+{
+	char user[QC_USER_ID_MAX + 1], epoch[QC_EPOCH_LEN_HEX + 1], ev[32];
+	const char *p = payload, *end = payload + len, *sp;
+	struct qc_cluster_user *u;
+	unsigned long long seq;
+	uint64_t at;
+	json_t *data;
+
+	if (!namelen || namelen >= sizeof(user))
+		goto bad;
+	memcpy(user, name, namelen);
+	user[namelen] = '\0';
+	seq = strtoull(p, NULL, 10);
+	sp = memchr(p, ' ', len);
+	if (!seq || !sp || end - sp < QC_EPOCH_LEN_HEX + 3 || sp[QC_EPOCH_LEN_HEX + 1] != ' ')
+		goto bad;
+	memcpy(epoch, sp + 1, QC_EPOCH_LEN_HEX);
+	epoch[QC_EPOCH_LEN_HEX] = '\0';
+	p = sp + QC_EPOCH_LEN_HEX + 2;
+	sp = memchr(p, ' ', (size_t)(end - p));
+	if (!sp || sp == p || (size_t)(sp - p) >= sizeof(ev))
+		goto bad;
+	memcpy(ev, p, (size_t)(sp - p));
+	ev[sp - p] = '\0';
+	data = json_loadb(sp + 1, (size_t)(end - sp - 1), 0, NULL);
+	if (!json_is_object(data)) {
+		json_decref(data);
+		goto bad;
+	}
+	cl->sessions.entries_in++;
+	u = user_find(cl, user);
+	at = qc_hub_inbox_entry(cl->hub, user, epoch, seq, ev, data, false);
+	json_decref(data);
+	/* entries before it are missing here: from the log in Redis, in order */
+	if (at && u)
+		read_log(cl, u, at + 1);
+	return;
+bad:
+	cl->sessions.entries_bad++;
+}
+
+/* ---- where the sessions are -------------------------------------------------------------- */
+
+struct seen_call {
+	struct qc_cluster *cl;
+	char user[QC_USER_ID_MAX + 1];
+};
+
+/* {seq, epoch} */
+static void seen_done(void *ud, const redisReply *r)
+{
+	struct seen_call *sc = ud;
+	struct qc_cluster_user *u = user_find(sc->cl, sc->user);
+
+	if (u && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_STRING) {
+		if (!u->base && !u->check_ms) {
+			u->base = (uint64_t)r->element[0]->integer;
+			u->check_ms = qc_now_ms() + CHECK_MS;
+		}
+		qc_hub_inbox_base(sc->cl->hub, sc->user, r->element[1]->str,
+		                  (uint64_t)r->element[0]->integer);
+	}
+	free(sc);
+}
+
+/* Write @s's expiry: 0, or -1 when it could not be sent (the next sweep tries again). */
+static int sess_write(struct qc_cluster *cl, struct qc_cluster_sess *s)
+{
+	char epoch[QC_EPOCH_LEN_HEX + 1], ms[24];
+	uint64_t ttl = (uint64_t)cl->cfg->sessions.ttl_s * 1000;
+	struct seen_call *sc = calloc(1, sizeof(*sc));
+	struct user_keys k;
+	const char *args[7];
+	size_t lens[7];
+	int i;
+
+	if (!sc)
+		return -1;
+	sc->cl = cl;
+	snprintf(sc->user, sizeof(sc->user), "%s", s->user->id);
+	user_keys(&k, s->user->id);
+	new_epoch(epoch);
+	snprintf(ms, sizeof(ms), "%" PRIu64,
+	         s->state == QC_SESSION_LIVE ? ttl + 2 * REFRESH_MS : (ttl ? ttl : 1));
+	args[0] = k.sess;
+	args[1] = k.seq;
+	args[2] = k.ep;
+	args[3] = k.log;
+	args[4] = epoch;
+	args[5] = s->id;
+	args[6] = ms;
+	for (i = 0; i < 7; i++)
+		lens[i] = strlen(args[i]);
+	if (qc_cluster_eval(cl, s->user->shard, &seen_script, 4, 7, args, lens, seen_done, sc)) {
+		free(sc);
+		s->written_ms = 0;
+		return -1;
+	}
+	s->written_ms = qc_now_ms();
+	return 0;
+}
+
+static void user_release(struct qc_cluster *cl, struct qc_cluster_user *u)
+{
+	char chan[sizeof(INBOX_CHANNEL) + QC_USER_ID_MAX];
+
+	if (--u->refs)
+		return;
+	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", u->id);
+	qc_cluster_subscribe(cl, u->shard, chan, false);
+	HASH_DEL(cl->sessions.users, u);
+	cl->sessions.nusers--;
+	free(u);
+}
+
+static struct qc_cluster_user *user_hold(struct qc_cluster *cl, const char *user)
+{
+	char chan[sizeof(INBOX_CHANNEL) + QC_USER_ID_MAX];
+	struct qc_cluster_user *u = user_find(cl, user);
+	size_t len = strlen(user);
+
+	if (u) {
+		u->refs++;
+		return u;
+	}
+	u = calloc(1, sizeof(*u) + len + 1);
+	if (!u)
+		return NULL;
+	memcpy(u->id, user, len + 1);
+	u->shard = user_shard(cl, user);
+	u->refs = 1;
+	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", user);
+	if (qc_cluster_subscribe(cl, u->shard, chan, true)) {
+		free(u);
+		return NULL;
+	}
+	HASH_ADD_STR(cl->sessions.users, id, u);
+	cl->sessions.nusers++;
+	return u;
+}
+
+static void ops_session(void *ctx, const char *user, const char *session_id,
+                        enum qc_session_state state)
+{
+	struct qc_cluster *cl = ctx;
+	struct qc_cluster_sess *s = NULL;
+	const char *argv[3];
+	size_t lens[3];
+	struct user_keys k;
+
+	if (cl->stopped)
+		return;
+	HASH_FIND_STR(cl->sessions.sess, session_id, s);
+	if (state == QC_SESSION_GONE) {
+		if (!s)
+			return;
+		user_keys(&k, s->user->id);
+		argv[0] = "ZREM";
+		argv[1] = k.sess;
+		argv[2] = s->id;
+		lens[0] = 4;
+		lens[1] = strlen(k.sess);
+		lens[2] = strlen(s->id);
+		qc_cluster_cmd(cl, s->user->shard, NULL, NULL, 3, argv, lens);
+		user_release(cl, s->user);
+		HASH_DEL(cl->sessions.sess, s);
+		cl->sessions.nsess--;
+		free(s);
+		return;
+	}
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s || strlen(session_id) > QC_SESSION_ID_LEN ||
+		    !(s->user = user_hold(cl, user))) {
+			free(s);
+			return;
+		}
+		snprintf(s->id, sizeof(s->id), "%s", session_id);
+		HASH_ADD_STR(cl->sessions.sess, id, s);
+		cl->sessions.nsess++;
+	}
+	s->state = state;
+	sess_write(cl, s);
+}
+
+/* Once a second: live sessions' expiry written again, new users' logs read once. */
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, sessions.sul_sweep);
+	uint32_t budget = cl->cfg->cluster.max_inflight / 4 + 1;
+	struct qc_cluster_sess *s, *stmp;
+	struct qc_cluster_user *u, *utmp;
+	int64_t now = qc_now_ms();
+
+	if (cl->stopped)
+		return;
+	HASH_ITER (hh, cl->sessions.sess, s, stmp) {
+		if (!budget)
+			break;
+		if (s->state != QC_SESSION_LIVE && s->written_ms)
+			continue;
+		if (s->written_ms && now - s->written_ms < REFRESH_MS)
+			continue;
+		budget--;
+		sess_write(cl, s);
+	}
+	HASH_ITER (hh, cl->sessions.users, u, utmp) {
+		if (u->check_ms && u->check_ms <= now) {
+			u->check_ms = -1; /* once */
+			read_log(cl, u, u->base + 1);
+		}
+	}
+	lws_sul_schedule(cl->ctx, 0, &cl->sessions.sul_sweep, sweep, SWEEP_MS * LWS_US_PER_MS);
+}
+
+int qc_cluster_sessions_init(struct qc_cluster *cl)
+{
+	if (qc_cluster_script_add(cl, &inbox_script) || qc_cluster_script_add(cl, &seen_script) ||
+	    qc_cluster_script_add(cl, &read_script) ||
+	    qc_cluster_listen(cl, INBOX_CHANNEL, on_entry))
+		return -1;
+	return 0;
+}
+
+void qc_cluster_sessions_start(struct qc_cluster *cl)
+{
+	struct qc_inbox_broker b = {.append = inbox_append, .session = ops_session, .ctx = cl};
+
+	qc_hub_set_inbox_broker(cl->hub, &b);
+	lws_sul_schedule(cl->ctx, 0, &cl->sessions.sul_sweep, sweep, SWEEP_MS * LWS_US_PER_MS);
+}
+
+void qc_cluster_sessions_stop(struct qc_cluster *cl)
+{
+	if (cl->ctx)
+		lws_sul_cancel(&cl->sessions.sul_sweep);
+}
+
+void qc_cluster_sessions_free(struct qc_cluster *cl)
+{
+	struct qc_cluster_sess *s, *stmp;
+	struct qc_cluster_user *u, *utmp;
+
+	HASH_ITER (hh, cl->sessions.sess, s, stmp) {
+		HASH_DEL(cl->sessions.sess, s);
+		free(s);
+	}
+	HASH_ITER (hh, cl->sessions.users, u, utmp) {
+		HASH_DEL(cl->sessions.users, u);
+		free(u);
+	}
+}
+
+void qc_cluster_sessions_stats(struct qc_cluster *cl, json_t *doc)
+{
+	json_object_set_new(doc, "inboxes",
+	                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "users",
+	                              (json_int_t)cl->sessions.nusers, "sessions",
+	                              (json_int_t)cl->sessions.nsess, "appended",
+	                              (json_int_t)cl->sessions.appended, "received",
+	                              (json_int_t)cl->sessions.entries_in, "malformed",
+	                              (json_int_t)cl->sessions.entries_bad, "readbacks",
+	                              (json_int_t)cl->sessions.readbacks));
+}
