@@ -83,7 +83,10 @@ struct qc_cluster_sessions {
 	uint64_t entries_in;  /* entries received on users' channels */
 	uint64_t entries_bad; /* messages that did not parse */
 	uint64_t readbacks;   /* logs read back to fill a hole */
+	uint64_t writes;      /* session records written */
+	bool flush_due;
 	lws_sorted_usec_list_t sul_sweep;
+	lws_sorted_usec_list_t sul_flush;
 };
 
 /* An inbox epoch's length (hub_priv.h's QC_EPOCH_LEN: 12 hex characters). */

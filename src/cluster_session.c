@@ -27,9 +27,11 @@
 #include "quotecast/conn.h"
 
 #define INBOX_CHANNEL "qc:u:" /* + user id */
+#define NODE_CHANNEL  "qc:n:" /* + node id: session ids resumed elsewhere */
 #define REFRESH_MS    5000    /* a live session's expiry is written again this often */
 #define SWEEP_MS      1000
 #define CHECK_MS      1000 /* a new user's log is read once this long after its channel */
+#define FLUSH_MS      20   /* changed records are written this long after the first change */
 
 /* The epoch's key is made when missing; a new epoch starts a new seq and log. */
 #define EPOCH_LUA                                                                                  \
@@ -59,16 +61,59 @@ static struct qc_cluster_script inbox_script = {
 };
 
 /*
- * A session is here until ARGV[3] ms from now (Redis' clock). KEYS as above; ARGV an epoch if
- * there is none, the session id, the time. Returns {seq, epoch}: where the inbox is.
+ * A session is here until ARGV[3] ms from now (Redis' clock), with its record. KEYS as above
+ * and the record (a hash: r the record, o its owner node); ARGV an epoch if there is none, the
+ * session's member of the set ("<node>/<session id>"), the time, the record ("": none), this
+ * node, "1" to take the record over from another node, the session id, this shard's index
+ * (the owner listens on "qc:n:<node>:<shard>" on each shard). Returns {seq, epoch}
+ * (where the inbox is), or {-1} when the record is another node's now (the session was resumed
+ * there): the owner it was taken from is told on its channel.
  */
-static struct qc_cluster_script seen_script = {
+static struct qc_cluster_script write_script = {
     .src = EPOCH_LUA "local till = now + tonumber(ARGV[3])\n"
+                     "if ARGV[4] ~= '' then\n"
+                     "  local owner = redis.call('HGET', KEYS[5], 'o')\n"
+                     "  if owner and owner ~= ARGV[5] then\n"
+                     "    if ARGV[6] ~= '1' then return {-1} end\n"
+                     "    redis.call('PUBLISH', '" NODE_CHANNEL
+                     "' .. owner .. ':' .. ARGV[8], ARGV[7])\n"
+                     "  end\n"
+                     "  redis.call('HSET', KEYS[5], 'r', ARGV[4], 'o', ARGV[5])\n"
+                     "  redis.call('PEXPIRE', KEYS[5], ARGV[3])\n"
+                     "end\n"
                      "redis.call('ZADD', KEYS[1], till, ARGV[2])\n"
                      "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then\n"
                      "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
                      "end\n"
                      "return {tonumber(redis.call('GET', KEYS[2]) or '0'), ep}\n",
+};
+
+/*
+ * A session gone from here: KEYS the sessions and the record; ARGV its member, this node. The
+ * record goes too while it is this node's.
+ */
+static struct qc_cluster_script drop_script = {
+    .src = "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+           "if redis.call('HGET', KEYS[2], 'o') == ARGV[2] then redis.call('DEL', KEYS[2]) end\n"
+           "return 0\n",
+};
+
+/*
+ * A record and the inbox after a position: KEYS the record, the inbox's seq, epoch and log;
+ * ARGV the seq after which entries are wanted ("": none), at most this many. Returns {0} or
+ * {1, record, owner, epoch or '', last seq, entries}.
+ */
+static struct qc_cluster_script lookup_script = {
+    .src = "local r = redis.call('HMGET', KEYS[1], 'r', 'o')\n"
+           "if not r[1] then return {0} end\n"
+           "local ep = redis.call('GET', KEYS[3]) or ''\n"
+           "local last = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+           "local ents = {}\n"
+           "if ARGV[1] ~= '' and ep ~= '' then\n"
+           "  ents = redis.call('XRANGE', KEYS[4], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT',"
+           " ARGV[2])\n"
+           "end\n"
+           "return {1, r[1], r[2] or '', ep, last, ents}\n",
 };
 
 /* A user with a session here: its channel is held. */
@@ -88,18 +133,23 @@ struct qc_cluster_sess {
 	UT_hash_handle hh;
 	struct qc_cluster_user *user;
 	enum qc_session_state state;
+	uint64_t conn_id;
 	int64_t written_ms; /* when its expiry was last written (0: never) */
+	bool dirty;         /* its record changed since */
+	bool take;          /* resumed here: its next write takes the record over */
 	char id[QC_SESSION_ID_LEN + 1];
 };
 
 /* The keys of @user, in the scripts' order. */
 struct user_keys {
 	char sess[QC_USER_ID_MAX + 24], seq[QC_USER_ID_MAX + 24], ep[QC_USER_ID_MAX + 24],
-	    log[QC_USER_ID_MAX + 24];
+	    log[QC_USER_ID_MAX + 24], rec[QC_USER_ID_MAX + QC_SESSION_ID_LEN + 24];
 };
 
-static void user_keys(struct user_keys *k, const char *user)
+/* @user's keys; @sid (NULL: none) names the record's */
+static void user_keys(struct user_keys *k, const char *user, const char *sid)
 {
+	snprintf(k->rec, sizeof(k->rec), "qc:{u:%s}:s:%s", user, sid ? sid : "");
 	snprintf(k->sess, sizeof(k->sess), "qc:{u:%s}:sessions", user);
 	snprintf(k->seq, sizeof(k->seq), "qc:{u:%s}:iseq", user);
 	snprintf(k->ep, sizeof(k->ep), "qc:{u:%s}:iepoch", user);
@@ -168,7 +218,7 @@ static int inbox_append(void *ctx, const char *user, const char *name, json_t *d
 	}
 	p->cb = cb;
 	p->arg = arg;
-	user_keys(&k, user);
+	user_keys(&k, user, NULL);
 	new_epoch(epoch);
 	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->inbox.history_size);
 	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", user);
@@ -295,7 +345,7 @@ static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t 
 		return;
 	rb->cl = cl;
 	snprintf(rb->user, sizeof(rb->user), "%s", u->id);
-	user_keys(&k, u->id);
+	user_keys(&k, u->id, NULL);
 	snprintf(sfrom, sizeof(sfrom), "%" PRIu64, from ? from : 1);
 	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
 	args[0] = k.ep;
@@ -361,17 +411,30 @@ bad:
 struct seen_call {
 	struct qc_cluster *cl;
 	char user[QC_USER_ID_MAX + 1];
+	char sid[QC_SESSION_ID_LEN + 1];
 };
 
-/* {seq, epoch} */
+static struct qc_cluster_sess *sess_find(struct qc_cluster *cl, const char *sid)
+{
+	struct qc_cluster_sess *s = NULL;
+
+	HASH_FIND_STR(cl->sessions.sess, sid, s);
+	return s;
+}
+
+/* {seq, epoch}, or {-1}: the session was resumed on another node */
 static void seen_done(void *ud, const redisReply *r)
 {
 	struct seen_call *sc = ud;
 	struct qc_cluster_user *u = user_find(sc->cl, sc->user);
 
-	if (u && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_INTEGER &&
-	    r->element[1]->type == REDIS_REPLY_STRING) {
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == -1) {
+		if (sess_find(sc->cl, sc->sid))
+			qc_hub_session_replaced(sc->cl->hub, sc->sid);
+	} else if (u && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	           r->element[0]->type == REDIS_REPLY_INTEGER &&
+	           r->element[1]->type == REDIS_REPLY_STRING) {
 		if (!u->base && !u->check_ms) {
 			u->base = (uint64_t)r->element[0]->integer;
 			u->check_ms = qc_now_ms() + CHECK_MS;
@@ -382,40 +445,61 @@ static void seen_done(void *ud, const redisReply *r)
 	free(sc);
 }
 
-/* Write @s's expiry: 0, or -1 when it could not be sent (the next sweep tries again). */
+/* Write @s's expiry and record: 0, or -1 when it could not be sent (the sweep tries again). */
 static int sess_write(struct qc_cluster *cl, struct qc_cluster_sess *s)
 {
-	char epoch[QC_EPOCH_LEN_HEX + 1], ms[24];
+	char epoch[QC_EPOCH_LEN_HEX + 1], ms[24],
+	    member[sizeof(cl->node_id) + QC_SESSION_ID_LEN + 2];
 	uint64_t ttl = (uint64_t)cl->cfg->sessions.ttl_s * 1000;
 	struct seen_call *sc = calloc(1, sizeof(*sc));
+	json_t *rec = qc_hub_session_record(cl->hub, s->conn_id);
+	char *jrec = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 	struct user_keys k;
-	const char *args[7];
-	size_t lens[7];
-	int i;
+	const char *args[13];
+	size_t lens[13];
+	char shard[12];
+	int i, rc;
 
-	if (!sc)
+	json_decref(rec);
+	if (!sc) {
+		free(jrec);
 		return -1;
+	}
 	sc->cl = cl;
 	snprintf(sc->user, sizeof(sc->user), "%s", s->user->id);
-	user_keys(&k, s->user->id);
+	snprintf(sc->sid, sizeof(sc->sid), "%s", s->id);
+	user_keys(&k, s->user->id, s->id);
 	new_epoch(epoch);
 	snprintf(ms, sizeof(ms), "%" PRIu64,
 	         s->state == QC_SESSION_LIVE ? ttl + 2 * REFRESH_MS : (ttl ? ttl : 1));
+	snprintf(member, sizeof(member), "%s/%s", cl->node_id, s->id);
 	args[0] = k.sess;
 	args[1] = k.seq;
 	args[2] = k.ep;
 	args[3] = k.log;
-	args[4] = epoch;
-	args[5] = s->id;
-	args[6] = ms;
-	for (i = 0; i < 7; i++)
+	args[4] = k.rec;
+	args[5] = epoch;
+	args[6] = member;
+	args[7] = ms;
+	args[8] = jrec ? jrec : "";
+	args[9] = cl->node_id;
+	args[10] = s->take ? "1" : "0";
+	args[11] = s->id;
+	snprintf(shard, sizeof(shard), "%u", s->user->shard);
+	args[12] = shard;
+	for (i = 0; i < 13; i++)
 		lens[i] = strlen(args[i]);
-	if (qc_cluster_eval(cl, s->user->shard, &seen_script, 4, 7, args, lens, seen_done, sc)) {
+	rc = qc_cluster_eval(cl, s->user->shard, &write_script, 5, 13, args, lens, seen_done, sc);
+	free(jrec);
+	if (rc) {
 		free(sc);
 		s->written_ms = 0;
 		return -1;
 	}
 	s->written_ms = qc_now_ms();
+	s->dirty = false;
+	s->take = false;
+	cl->sessions.writes++;
 	return 0;
 }
 
@@ -458,33 +542,49 @@ static struct qc_cluster_user *user_hold(struct qc_cluster *cl, const char *user
 	return u;
 }
 
-static void ops_session(void *ctx, const char *user, const char *session_id,
-                        enum qc_session_state state)
+static void ignore(void *ud, const redisReply *r)
+{
+	(void)ud;
+	(void)r;
+}
+
+static void sess_gone(struct qc_cluster *cl, struct qc_cluster_sess *s)
+{
+	char member[sizeof(cl->node_id) + QC_SESSION_ID_LEN + 2];
+	struct user_keys k;
+	const char *args[4];
+	size_t lens[4];
+	int i;
+
+	user_keys(&k, s->user->id, s->id);
+	snprintf(member, sizeof(member), "%s/%s", cl->node_id, s->id);
+	args[0] = k.sess;
+	args[1] = k.rec;
+	args[2] = member;
+	args[3] = cl->node_id;
+	for (i = 0; i < 4; i++)
+		lens[i] = strlen(args[i]);
+	qc_cluster_eval(cl, s->user->shard, &drop_script, 2, 4, args, lens, ignore, NULL);
+	user_release(cl, s->user);
+	HASH_DEL(cl->sessions.sess, s);
+	cl->sessions.nsess--;
+	free(s);
+}
+
+static void flush(lws_sorted_usec_list_t *sul);
+
+static void ops_session(void *ctx, const char *user, const char *session_id, uint64_t conn_id,
+                        enum qc_session_state state, bool take)
 {
 	struct qc_cluster *cl = ctx;
-	struct qc_cluster_sess *s = NULL;
-	const char *argv[3];
-	size_t lens[3];
-	struct user_keys k;
+	struct qc_cluster_sess *s = sess_find(cl, session_id);
+	bool fresh = !s;
 
 	if (cl->stopped)
 		return;
-	HASH_FIND_STR(cl->sessions.sess, session_id, s);
 	if (state == QC_SESSION_GONE) {
-		if (!s)
-			return;
-		user_keys(&k, s->user->id);
-		argv[0] = "ZREM";
-		argv[1] = k.sess;
-		argv[2] = s->id;
-		lens[0] = 4;
-		lens[1] = strlen(k.sess);
-		lens[2] = strlen(s->id);
-		qc_cluster_cmd(cl, s->user->shard, NULL, NULL, 3, argv, lens);
-		user_release(cl, s->user);
-		HASH_DEL(cl->sessions.sess, s);
-		cl->sessions.nsess--;
-		free(s);
+		if (s)
+			sess_gone(cl, s);
 		return;
 	}
 	if (!s) {
@@ -498,8 +598,155 @@ static void ops_session(void *ctx, const char *user, const char *session_id,
 		HASH_ADD_STR(cl->sessions.sess, id, s);
 		cl->sessions.nsess++;
 	}
-	s->state = state;
-	sess_write(cl, s);
+	s->conn_id = conn_id;
+	s->take = s->take || take;
+	/*
+	 * A new session, a suspension and a take-over are written at once (what counts it for its
+	 * user's messages, what a resume elsewhere needs); other changes together, FLUSH_MS after
+	 * the first (a bound on the writes of a session that changes often).
+	 */
+	if (fresh || take || s->state != state) {
+		s->state = state;
+		sess_write(cl, s);
+		return;
+	}
+	if (!s->dirty && !cl->sessions.flush_due) {
+		cl->sessions.flush_due = true;
+		lws_sul_schedule(cl->ctx, 0, &cl->sessions.sul_flush, flush,
+		                 FLUSH_MS * LWS_US_PER_MS);
+	}
+	s->dirty = true;
+}
+
+static void flush(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, sessions.sul_flush);
+	struct qc_cluster_sess *s, *tmp;
+
+	cl->sessions.flush_due = false;
+	if (cl->stopped)
+		return;
+	HASH_ITER (hh, cl->sessions.sess, s, tmp)
+		if (s->dirty)
+			sess_write(cl, s);
+}
+
+/* ---- resume on another node -------------------------------------------------------------- */
+
+struct lookup_call {
+	qc_session_found_cb cb;
+	void *arg;
+};
+
+/* {0} or {1, record, owner, epoch, last, [[id, [field, value, ...]], ...]} */
+static void looked_up(void *ud, const redisReply *r)
+{
+	struct lookup_call *lc = ud;
+	json_t *rec = NULL, *ents = json_array();
+	const redisReply *e, *f;
+	const char *name;
+	json_t *data;
+	size_t i, j;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the session lookup failed: %s\n", r->str);
+		lc->cb(lc->arg, r ? -EIO : -ENOTCONN, NULL, "", 0, NULL);
+		goto out;
+	}
+	if (!r->element[0]->integer || r->elements != 6 ||
+	    r->element[1]->type != REDIS_REPLY_STRING ||
+	    r->element[3]->type != REDIS_REPLY_STRING ||
+	    r->element[4]->type != REDIS_REPLY_INTEGER ||
+	    r->element[5]->type != REDIS_REPLY_ARRAY ||
+	    !(rec = json_loadb(r->element[1]->str, r->element[1]->len, 0, NULL))) {
+		lc->cb(lc->arg, 0, NULL, "", 0, NULL);
+		goto out;
+	}
+	for (i = 0; ents && i < r->element[5]->elements; i++) {
+		e = r->element[5]->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY)
+			continue;
+		f = e->element[1];
+		name = NULL;
+		data = NULL;
+		for (j = 0; j + 1 < f->elements; j += 2) {
+			if (f->element[j]->type != REDIS_REPLY_STRING ||
+			    f->element[j + 1]->type != REDIS_REPLY_STRING)
+				continue;
+			if (!strcmp(f->element[j]->str, "e"))
+				name = f->element[j + 1]->str;
+			else if (!strcmp(f->element[j]->str, "d") && !data)
+				data = json_loadb(f->element[j + 1]->str, f->element[j + 1]->len, 0,
+				                  NULL);
+		}
+		if (name && json_is_object(data))
+			json_array_append_new(
+			    ents, json_pack("[I, s, O]",
+			                    (json_int_t)strtoull(e->element[0]->str, NULL, 10),
+			                    name, data));
+		json_decref(data);
+	}
+	lc->cb(lc->arg, 1, rec, r->element[3]->str, (uint64_t)r->element[4]->integer, ents);
+out:
+	json_decref(rec);
+	json_decref(ents);
+	free(lc);
+}
+
+static int ops_lookup(void *ctx, const char *user, const char *session_id, int64_t inbox_since,
+                      qc_session_found_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	struct lookup_call *lc = calloc(1, sizeof(*lc));
+	char since[24], count[16];
+	struct user_keys k;
+	const char *args[6];
+	size_t lens[6];
+	int i, rc;
+
+	if (!lc)
+		return -ENOMEM;
+	lc->cb = cb;
+	lc->arg = arg;
+	user_keys(&k, user, session_id);
+	if (inbox_since >= 0)
+		snprintf(since, sizeof(since), "%" PRId64, inbox_since);
+	else
+		since[0] = '\0';
+	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
+	args[0] = k.rec;
+	args[1] = k.seq;
+	args[2] = k.ep;
+	args[3] = k.log;
+	args[4] = since;
+	args[5] = count;
+	for (i = 0; i < 6; i++)
+		lens[i] = strlen(args[i]);
+	rc = qc_cluster_eval(cl, user_shard(cl, user), &lookup_script, 4, 6, args, lens, looked_up,
+	                     lc);
+	if (rc)
+		free(lc);
+	return rc;
+}
+
+/* "<session id>" on "qc:n:<this node>:<shard>": resumed on another node, so it goes here */
+static void on_node(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
+                    size_t len)
+{
+	size_t idlen = strlen(cl->node_id);
+	char sid[QC_SESSION_ID_LEN + 1];
+
+	if (namelen <= idlen || memcmp(name, cl->node_id, idlen) || name[idlen] != ':' ||
+	    len != QC_SESSION_ID_LEN)
+		return;
+	memcpy(sid, payload, len);
+	sid[len] = '\0';
+	if (sess_find(cl, sid))
+		qc_hub_session_replaced(cl->hub, sid);
 }
 
 /* Once a second: live sessions' expiry written again, new users' logs read once. */
@@ -524,7 +771,7 @@ static void sweep(lws_sorted_usec_list_t *sul)
 		sess_write(cl, s);
 	}
 	HASH_ITER (hh, cl->sessions.users, u, utmp) {
-		if (u->check_ms && u->check_ms <= now) {
+		if (u->check_ms > 0 && u->check_ms <= now) {
 			u->check_ms = -1; /* once */
 			read_log(cl, u, u->base + 1);
 		}
@@ -534,25 +781,37 @@ static void sweep(lws_sorted_usec_list_t *sul)
 
 int qc_cluster_sessions_init(struct qc_cluster *cl)
 {
-	if (qc_cluster_script_add(cl, &inbox_script) || qc_cluster_script_add(cl, &seen_script) ||
+	if (qc_cluster_script_add(cl, &inbox_script) || qc_cluster_script_add(cl, &write_script) ||
+	    qc_cluster_script_add(cl, &drop_script) || qc_cluster_script_add(cl, &lookup_script) ||
 	    qc_cluster_script_add(cl, &read_script) ||
-	    qc_cluster_listen(cl, INBOX_CHANNEL, on_entry))
+	    qc_cluster_listen(cl, INBOX_CHANNEL, on_entry) ||
+	    qc_cluster_listen(cl, NODE_CHANNEL, on_node))
 		return -1;
 	return 0;
 }
 
 void qc_cluster_sessions_start(struct qc_cluster *cl)
 {
-	struct qc_inbox_broker b = {.append = inbox_append, .session = ops_session, .ctx = cl};
+	struct qc_inbox_broker b = {
+	    .append = inbox_append, .session = ops_session, .lookup = ops_lookup, .ctx = cl};
+	char chan[sizeof(NODE_CHANNEL) + sizeof(cl->node_id) + 12];
+	uint32_t i;
 
 	qc_hub_set_inbox_broker(cl->hub, &b);
+	/* this node's own channel on each shard: its sessions resumed elsewhere */
+	for (i = 0; i < cl->nshards; i++) {
+		snprintf(chan, sizeof(chan), NODE_CHANNEL "%s:%u", cl->node_id, i);
+		qc_cluster_subscribe(cl, i, chan, true);
+	}
 	lws_sul_schedule(cl->ctx, 0, &cl->sessions.sul_sweep, sweep, SWEEP_MS * LWS_US_PER_MS);
 }
 
 void qc_cluster_sessions_stop(struct qc_cluster *cl)
 {
-	if (cl->ctx)
+	if (cl->ctx) {
 		lws_sul_cancel(&cl->sessions.sul_sweep);
+		lws_sul_cancel(&cl->sessions.sul_flush);
+	}
 }
 
 void qc_cluster_sessions_free(struct qc_cluster *cl)

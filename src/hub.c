@@ -772,8 +772,16 @@ static bool rate_take(struct qc_hub *h, struct qc_conn *c, int64_t now)
 
 void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_state state)
 {
-	if (h->ibroker.session && c->in_table)
-		h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, state);
+	if (!h->ibroker.session || !c->in_table)
+		return;
+	/*
+	 * Shutting down, its record stays (a live session's outlives the node by sessions.ttl_s):
+	 * it resumes on another node. Replaced, it is another node's now: only this node's part
+	 * of it goes.
+	 */
+	if (state == QC_SESSION_GONE ? h->shutting_down : c->no_resume)
+		return;
+	h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, c->id, state, false);
 }
 
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
@@ -895,6 +903,7 @@ static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc
 		e = qc_hub_unsubscribe(h, c, cmd->room, &data, &emsg);
 	if (e == QC_OK) {
 		reply_ok(h, c, cmd, data);
+		qc_hub_session_note(h, c, QC_SESSION_LIVE); /* its record changed */
 		if (cmd->type == QC_CMD_SUBSCRIBE)
 			qc_hub_room_readback(h, c, cmd->room, cmd->root);
 	} else if (e != QC_ASYNC)
@@ -960,6 +969,10 @@ static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_
 		e = actions[i].fn(h, c, cmd->payload, &data, &emsg);
 		if (e == QC_OK) {
 			reply_ok(h, c, cmd, data);
+			if (actions[i].fn == qc_act_subscribe_stream ||
+			    actions[i].fn == qc_act_unsubscribe_stream ||
+			    actions[i].fn == qc_act_update_filter)
+				qc_hub_session_note(h, c, QC_SESSION_LIVE); /* its record changed */
 			if (actions[i].after)
 				actions[i].after(h, c, cmd->payload);
 		} else if (e != QC_ASYNC) {
@@ -1263,6 +1276,10 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	o = json_object_get(doc, "reconnection");
 	json_object_set_new(o, "resumed_positions", json_integer((json_int_t)h->resumed_positions));
 	json_object_set_new(o, "resume_refused", json_integer((json_int_t)h->resume_refused));
+	/* cluster mode: resumed from another node's record, rooms not rejoined, replaced here */
+	json_object_set_new(o, "resumed_remote", json_integer((json_int_t)h->resumed_remote));
+	json_object_set_new(o, "resume_rooms_lost", json_integer((json_int_t)h->resume_rooms_lost));
+	json_object_set_new(o, "replaced", json_integer((json_int_t)h->sessions_replaced));
 	/* Socket.IO reconnects that named a session (pid) and got a fresh one (hub_sio.c) */
 	json_object_set_new(o, "not_recovered", json_integer((json_int_t)h->sio_not_recovered));
 	if (h->cluster.stats)

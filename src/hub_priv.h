@@ -85,6 +85,9 @@ struct qc_hub {
 	uint64_t resumed_positions; /* resume requests with positions that took a session over */
 	struct qc_inbox_rec *inboxes; /* with a store: every user's inbox log (hub_inbox.c) */
 	uint64_t resume_refused;      /* resume requests refused (unknown token, not first) */
+	uint64_t resumed_remote;      /* resumed from a record in Redis (another node's session) */
+	uint64_t resume_rooms_lost;   /* rooms such a resume could not rejoin (permissions) */
+	uint64_t sessions_replaced;   /* live sessions closed: resumed on another node */
 };
 
 /*
@@ -511,11 +514,17 @@ int qc_hub_read_fields(struct qc_hub *h, json_t *p, const char **out, const char
  */
 int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
                          const char *const *fields, size_t nfields, double max_hz);
+/* as qc_hub_stream_attach(), with the snapshot queued only when @snapshot */
+int qc_hub_stream_attach_ex(struct qc_hub *h, struct qc_conn *c, const char *symbol,
+                            const char *const *fields, size_t nfields, double max_hz,
+                            bool snapshot);
 /*
  * read payload "max_hz" into *@out (absent, null or 0: 0 = unlimited; else a number in
  * (0, QC_MAX_HZ]); QC_OK or BAD_REQUEST with *@emsg naming max_hz
  */
 enum qc_err qc_hub_read_max_hz(struct qc_hub *h, json_t *p, double *out, const char **emsg);
+/* @sub's max_hz (0: unlimited) */
+double qc_hub_sub_max_hz(const struct qc_sub *sub);
 #define QC_MAX_HZ 1000
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);

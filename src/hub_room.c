@@ -465,6 +465,8 @@ static uint32_t inbox_fanout(struct qc_hub *h, struct qc_user *u, struct qc_lent
 	for (struct qc_conn *c = u->conns; c; c = c->user_next) {
 		if (c->suspended && !c->sio)
 			continue; /* its position stays: a resume reads the inbox back */
+		if (c->resuming)
+			continue; /* its resume reads the log back once Redis has answered */
 		c->inbox_seq = e->seq;
 		if (!qc_hub_send_frames(h, c, &e->f))
 			n++;
@@ -656,6 +658,7 @@ void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room
 
 	if (qc_rooms_leave(h->rooms, room, &c->rooms))
 		return;
+	qc_hub_session_note(h, c, c->suspended ? QC_SESSION_SUSPENDED : QC_SESSION_LIVE);
 	h->st.leave_events++;
 	if (last)
 		h->st.rooms_deleted++;

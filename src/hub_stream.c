@@ -589,6 +589,13 @@ static void rate_gone(void *ctx, struct qc_sub *sub)
  * Give @sub @hz (0: unlimited). A pending update is re-timed for the new interval, or sent at
  * once when the subscription becomes unlimited. 0 or -ENOMEM.
  */
+double qc_hub_sub_max_hz(const struct qc_sub *sub)
+{
+	const struct qc_hz *r = sub->rate;
+
+	return r ? r->hz : 0;
+}
+
 static int rate_set(struct qc_hub *h, struct qc_sub *sub, double hz)
 {
 	struct qc_hz *r = sub->rate;
@@ -1366,6 +1373,12 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
                          const char *const *fields, size_t nfields, double max_hz)
 {
+	return qc_hub_stream_attach_ex(h, c, symbol, fields, nfields, max_hz, true);
+}
+
+int qc_hub_stream_attach_ex(struct qc_hub *h, struct qc_conn *c, const char *symbol,
+                            const char *const *fields, size_t nfields, double max_hz, bool snapshot)
+{
 	struct qc_stream *s;
 	struct qc_sub *sub;
 	int ret;
@@ -1395,7 +1408,8 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 		return ret;
 	}
 	ret = rate_set(h, sub, max_hz);
-	qc_hub_stream_catch_up(h, c, sub, true, false, 0);
+	if (snapshot)
+		qc_hub_stream_catch_up(h, c, sub, true, false, 0);
 	if (h->broker.watch)
 		h->broker.watch(h->broker.ctx, symbol);
 	return ret;

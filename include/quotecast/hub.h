@@ -378,6 +378,19 @@ uint64_t qc_hub_inbox_entry(struct qc_hub *h, const char *user, const char *epoc
  */
 void qc_hub_inbox_base(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq);
 
+/**
+ * qc_hub_session_record() - what a resume on another node needs of the session of connection
+ * @conn_id (new reference): {user, v, pv (the SHA-256 of its current and previous secret),
+ * rooms, streams: {symbol: fields}}; NULL when there is none (gone, not native).
+ */
+json_t *qc_hub_session_record(struct qc_hub *h, uint64_t conn_id);
+
+/**
+ * qc_hub_session_replaced() - session @sid was resumed on another node: its connection here is
+ * closed (1000), or its suspended record dropped, and nothing of it is written to Redis again.
+ */
+void qc_hub_session_replaced(struct qc_hub *h, const char *sid);
+
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 

@@ -27,7 +27,7 @@ async function node(redis, db, env = {}) {
 	const s = await startOnDb(db ?? '', {
 		label: id,
 		env: { QUOTECAST_CLUSTER_REDIS: redis, QUOTECAST_CLUSTER_NODE_ID: id,
-			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', ...env },
+			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', QUOTECAST_SESSIONS_TTL_S: '60', ...env },
 	});
 	servers.push(s);
 	return s;
@@ -103,8 +103,9 @@ test('a user with no session anywhere gets it through the offline queue, on the 
 	'connection on either node, once', async () => {
 	const redis = await sharedRedisUrl();
 	const db = await sharedDb('csess');
-	const a = await node(redis, db);
-	const b = await node(redis, db);
+	/* no suspension: a closed connection is no session */
+	const a = await node(redis, db, { QUOTECAST_SESSIONS_TTL_S: '0' });
+	const b = await node(redis, db, { QUOTECAST_SESSIONS_TTL_S: '0' });
 	await settled(a, b);
 	const erin = unique('erin');
 	const admin = await open(a, unique('admin'), 'admin');
@@ -159,4 +160,183 @@ test('Redis stalled: send_to_user answers UNAVAILABLE, and works again after', a
 	} finally {
 		await redis.destroy();
 	}
+});
+
+/* ---- sessions: resume on any node --------------------------------------------------------- */
+
+const isTick = (sym) => (m) => m.type === 'event' && m.event === 'stream_data' &&
+	m.data.symbol === sym && !m.data.snapshot;
+const isRoomMsg = (room, content) => (m) => m.type === 'event' && m.event === 'room_message' &&
+	m.data.room === room && (content === undefined || m.data.content === content);
+
+/* publish ticks through @pub until @clients all get one: their nodes hold the symbol's channel */
+async function ticksFlow(pub, clients, sym) {
+	let n = 0;
+	await waitFor(async () => {
+		await ok(pub, 'publish_market_data', { symbol: sym, data: { price: 1, probe: ++n } });
+		for (const c of clients)
+			if (!c.queue.some((m) => isTick(sym)(m) && m.data.data.probe === n))
+				return false;
+		return true;
+	}, { timeoutMs: 15000, intervalMs: 200, what: 'ticks to reach every node' });
+	for (const c of clients)
+		c.queue = c.queue.filter((m) => !isTick(sym)(m));
+}
+
+/* what a client tracks: the position of the last entry of each log it processed */
+function track(pos, m) {
+	if (m.type !== 'event' || !m.data || m.data.seq === undefined)
+		return;
+	if (m.event === 'stream_data')
+		pos.streams[m.data.symbol] = { seq: m.data.seq, epoch: m.data.epoch };
+	else if (m.event === 'direct_message' || m.event === 'alert')
+		pos.inbox = { seq: m.data.seq, epoch: m.data.epoch };
+	else if (m.data.room)
+		pos.rooms[m.data.room] = { seq: m.data.seq, epoch: m.data.epoch };
+}
+
+async function resumeOn(server, user, token, positions) {
+	const c = await connect(server, { query: { user_id: user } });
+	const r = await c.ask({ type: 'resume', token, positions }, 10000);
+	return { c, r };
+}
+
+test('a session resumes on another node: rooms and streams rebuilt, the inbox read back from ' +
+	'the position exactly, the node that held it lets it go', async () => {
+	const redis = await sharedRedisUrl();
+	const a = await node(redis);
+	const b = await node(redis);
+	await settled(a, b);
+	const gus = unique('gus');
+	const room = unique('room');
+	const sym = unique('RS').slice(0, 30);
+	const admin = await open(b, unique('admin'), 'admin,publisher');
+	const other = await open(b, unique('other'));
+	await other.subscribe(room);
+	const g = await open(a, gus);
+	const pos = { streams: {}, rooms: {}, inbox: null };
+	await g.subscribe(room);
+	assert.equal((await g.request('subscribe_market_stream',
+		{ symbol: sym, fields: ['price', 'probe'] })).success, true);
+	await ticksFlow(admin, [g], sym);
+	await ok(admin, 'send_to_user', { user_id: gus, content: 'd1' });
+	track(pos, await g.next(isDm('d1'), 5000));
+	const token = g.session.resume_token;
+	await g.close();
+	/* suspended on a: it still counts, so what is sent meanwhile is logged for it */
+	const r1 = await ok(admin, 'send_to_user', { user_id: gus, content: 'd2' });
+	assert.deepEqual(r1.offline, []);
+	await ok(admin, 'send_to_user', { user_id: gus, content: 'd3' });
+
+	const { c, r } = await resumeOn(b, gus, token, pos);
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.equal(r.data.resumed, true);
+	assert.equal(r.data.inbox.recovered, true, JSON.stringify(r.data));
+	assert.ok(r.data.rooms[room], JSON.stringify(r.data));
+	assert.ok(r.data.streams[sym], JSON.stringify(r.data));
+	const d2 = await c.next(isDm('d2'), 5000);
+	const d3 = await c.next(isDm('d3'), 5000);
+	assert.equal(d2.data.seq, pos.inbox.seq + 1);
+	assert.equal(d3.data.seq, pos.inbox.seq + 2);
+	/* then live, once: the inbox, the room, the stream */
+	await ok(admin, 'send_to_user', { user_id: gus, content: 'd4' });
+	assert.equal((await c.next(isDm('d4'), 5000)).data.seq, pos.inbox.seq + 3);
+	await ok(other, 'send_message', { room, content: 'hello room' });
+	await c.next(isRoomMsg(room, 'hello room'), 5000);
+	await ticksFlow(admin, [c], sym);
+	await c.nothing(isDm('d2'), 300);
+	/* a's suspended copy is gone; the old token is spent on a */
+	await waitFor(async () => {
+		const s = (await httpRequest(a, 'GET', '/api/stats')).json;
+		return s.cluster.inboxes.sessions === 0;
+	}, { timeoutMs: 10000, what: "a to drop gus's suspended session" });
+	const again = await resumeOn(a, gus, token, pos);
+	assert.equal(again.r.success, false);
+});
+
+test('a live session resumed on another node is closed where it was', async () => {
+	const redis = await sharedRedisUrl();
+	const a = await node(redis);
+	const b = await node(redis);
+	await settled(a, b);
+	const hal = unique('hal');
+	const h1 = await open(a, hal);
+	const { c, r } = await resumeOn(b, hal, h1.session.resume_token, {});
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.equal(r.data.recovered, false); /* no positions: the server's record died with a */
+	const closed = await h1.closed(10000);
+	assert.equal(closed.code, 1000);
+	await c.nothing(() => false, 100);
+});
+
+test('SIGKILL: a client of the killed node resumes on the other with its positions and gets ' +
+	'every missed inbox entry once, in order, then live data', async () => {
+	const redis = await sharedRedisUrl();
+	const a = await node(redis);
+	const b = await node(redis);
+	await settled(a, b);
+	const ivy = unique('ivy');
+	const room = unique('kroom');
+	const sym = unique('KS').slice(0, 30);
+	const admin = await open(b, unique('admin'), 'admin,publisher');
+	const other = await open(b, unique('other'));
+	await other.subscribe(room);
+	/* a watcher on b keeps b's ring of the symbol while a is gone */
+	const watcher = await open(b, unique('watch'));
+	assert.equal((await watcher.request('subscribe_market_stream', { symbol: sym })).success, true);
+	const v = await open(a, ivy);
+	const pos = { streams: {}, rooms: {}, inbox: null };
+	await v.subscribe(room);
+	assert.equal((await v.request('subscribe_market_stream',
+		{ symbol: sym, fields: ['price', 'probe'] })).success, true);
+	await ticksFlow(admin, [v, watcher], sym);
+	await ok(admin, 'publish_market_data', { symbol: sym, data: { price: 10 } });
+	track(pos, await v.next((m) => isTick(sym)(m) && m.data.data.price === 10, 5000));
+	for (const d of ['k1', 'k2']) {
+		await ok(admin, 'send_to_user', { user_id: ivy, content: d });
+		track(pos, await v.next(isDm(d), 5000));
+	}
+	const token = v.session.resume_token;
+
+	await a.stop({ signal: 'SIGKILL' });
+	servers.splice(servers.indexOf(a), 1);
+	/* while a is gone: its session still counts (its record outlives it), so it is logged */
+	for (const d of ['k3', 'k4', 'k5']) {
+		const r = await ok(admin, 'send_to_user', { user_id: ivy, content: d });
+		assert.deepEqual(r.offline, []);
+	}
+	for (const p of [11, 12])
+		await ok(admin, 'publish_market_data', { symbol: sym, data: { price: p } });
+
+	const { c, r } = await resumeOn(b, ivy, token, pos);
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.equal(r.data.inbox.recovered, true, JSON.stringify(r.data));
+	const got = [];
+	for (const d of ['k3', 'k4', 'k5'])
+		got.push(await c.next(isDm(d), 5000));
+	assert.deepEqual(got.map((m) => m.data.seq),
+		[pos.inbox.seq + 1, pos.inbox.seq + 2, pos.inbox.seq + 3]);
+	await c.nothing(isDm('k2'), 200);
+	/*
+	 * The stream: exact when its log reaches back on b with the same epoch (cluster-wide stream
+	 * epochs and logs); otherwise the answer says recovered:false and a snapshot comes.
+	 */
+	const st = r.data.streams[sym];
+	assert.ok(st, JSON.stringify(r.data));
+	if (st.recovered) {
+		const t11 = await c.next((m) => isTick(sym)(m) && m.data.data.price === 11, 5000);
+		const t12 = await c.next((m) => isTick(sym)(m) && m.data.data.price === 12, 5000);
+		assert.equal(t11.data.seq, pos.streams[sym].seq + 1);
+		assert.equal(t12.data.seq, pos.streams[sym].seq + 2);
+	} else {
+		await c.next((m) => m.type === 'event' && m.event === 'stream_data' &&
+			m.data.symbol === sym && m.data.snapshot === true, 5000);
+	}
+	/* live after the replay: inbox, room, stream */
+	await ok(admin, 'send_to_user', { user_id: ivy, content: 'k6' });
+	assert.equal((await c.next(isDm('k6'), 5000)).data.seq, pos.inbox.seq + 4);
+	await ok(other, 'send_message', { room, content: 'after' });
+	await c.next(isRoomMsg(room, 'after'), 5000);
+	await ok(admin, 'publish_market_data', { symbol: sym, data: { price: 13 } });
+	await c.next((m) => isTick(sym)(m) && m.data.data.price === 13, 5000);
 });
