@@ -312,6 +312,7 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 	c->closing = 0;
 	c->close_code = 0;
 	c->close_sent = 0;
+	c->resuming = 0; /* a resume that waited for Redis is given up: this is the fresh session */
 	c->suspended = 1;
 	c->expires_ms = qc_now_ms() + (int64_t)cfg->sessions.ttl_s * 1000;
 	DL_APPEND2(h->susp_head, c, susp_prev, susp_next);
