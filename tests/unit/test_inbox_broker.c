@@ -199,7 +199,11 @@ static void test_session_notes_and_record(void **state)
 	assert_string_equal(fb.sid[0], sid);
 	rx(e, a, "{\"type\":\"subscribe\",\"request_id\":\"s\",\"room\":\"lobby\"}");
 	assert_int_equal(fb.state[fb.nsess - 1], QC_SESSION_LIVE); /* changed */
+	rx(e, a,
+	   "{\"type\":\"request\",\"request_id\":\"m\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"AAPL\",\"fields\":[\"price\"],\"max_hz\":5}}");
 	rec = keep(qc_hub_session_record(e->h, a->id));
+	assert_json(get(rec, "streams"), "{\"AAPL\":{\"fields\":[\"price\"],\"max_hz\":5.0}}");
 	assert_string_equal(sget(rec, "user"), "alice");
 	assert_string_equal(json_string_value(json_array_get(get(rec, "rooms"), 0)), "lobby");
 	assert_true(EVP_Digest(a->secret, strlen(a->secret), md, &n, EVP_sha256(), NULL));
@@ -236,8 +240,8 @@ static void test_remote_resume(void **state)
 	assert_non_null(fb.found);
 	assert_int_equal(fb.since, 1);
 	assert_int_equal(c->outq.count, 0); /* waits for Redis */
-	rec = json_pack("{s:s, s:s, s:[s], s:{}}", "user", "alice", "v", v, "rooms", "lobby",
-	                "streams");
+	rec = json_pack("{s:s, s:s, s:[s], s:{s:{s:[s], s:f}}}", "user", "alice", "v", v, "rooms",
+	                "lobby", "streams", "MSFT", "fields", "bid", "max_hz", 2.0);
 	ents = json_pack("[[I, s, {s:s}], [I, s, {s:s}]]", (json_int_t)2, "direct_message",
 	                 "content", "two", (json_int_t)3, "direct_message", "content", "three");
 	fb.found(fb.found_arg, 1, rec, "cccccccccccc", 3, ents);
@@ -251,6 +255,10 @@ static void test_remote_resume(void **state)
 	/* the inbox after the position, behind the answer */
 	assert_int_equal(iget(expect_event(frame(c, 1), "direct_message"), "seq"), 2);
 	assert_int_equal(iget(expect_event(frame(c, 2), "direct_message"), "seq"), 3);
+	/* the stream is back with its fields and rate, the room too */
+	rec = keep(qc_hub_session_record(e->h, c->id));
+	assert_json(get(rec, "streams"), "{\"MSFT\":{\"fields\":[\"bid\"],\"max_hz\":2.0}}");
+	assert_json(get(rec, "rooms"), "[\"lobby\"]");
 	/* the broker took the record over for this node, and forgot the fresh session */
 	assert_true(fb.take[fb.nsess - 2]);
 	assert_string_equal(fb.sid[fb.nsess - 2], sid);
