@@ -84,6 +84,7 @@ struct qc_cluster_sessions {
 	uint64_t entries_bad; /* messages that did not parse */
 	uint64_t readbacks;   /* logs read back to fill a hole */
 	uint64_t writes;      /* session records written */
+	uint32_t ndirty;      /* sessions whose changed record waits for the flush */
 	bool flush_due;
 	lws_sorted_usec_list_t sul_sweep;
 	lws_sorted_usec_list_t sul_flush;

@@ -168,6 +168,20 @@ static void new_epoch(char *out)
 		snprintf(out, QC_EPOCH_LEN_HEX + 1, "%012llx", (unsigned long long)qc_now_ms());
 }
 
+#define MAX_ARGS 16
+
+/* qc_cluster_eval() of @n NUL-terminated @args (the @nkeys keys first). */
+static int eval_strs(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s, int nkeys,
+                     int n, const char *const *args, qc_redis_reply_fn fn, void *ud)
+{
+	size_t lens[MAX_ARGS];
+
+	for (int i = 0; i < n && i < MAX_ARGS; i++)
+		lens[i] = strlen(args[i]);
+	return qc_cluster_eval(cl, shard, s, nkeys, n < MAX_ARGS ? n : MAX_ARGS,
+	                       (const char **)args, lens, fn, ud);
+}
+
 /* ---- entries ----------------------------------------------------------------------------- */
 
 struct pending_entry {
@@ -205,10 +219,8 @@ static int inbox_append(void *ctx, const char *user, const char *name, json_t *d
 	char epoch[QC_EPOCH_LEN_HEX + 1], maxlen[16], chan[sizeof(INBOX_CHANNEL) + QC_USER_ID_MAX];
 	struct user_keys k;
 	struct pending_entry *p;
-	const char *args[9];
-	size_t lens[9];
 	char *payload;
-	int i, rc;
+	int rc;
 
 	payload = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	p = payload ? calloc(1, sizeof(*p)) : NULL;
@@ -222,19 +234,10 @@ static int inbox_append(void *ctx, const char *user, const char *name, json_t *d
 	new_epoch(epoch);
 	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->inbox.history_size);
 	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", user);
-	args[0] = k.sess;
-	args[1] = k.seq;
-	args[2] = k.ep;
-	args[3] = k.log;
-	args[4] = epoch;
-	args[5] = maxlen;
-	args[6] = chan;
-	args[7] = name;
-	args[8] = payload;
-	for (i = 0; i < 9; i++)
-		lens[i] = strlen(args[i]);
-	rc = qc_cluster_eval(cl, user_shard(cl, user), &inbox_script, 4, 9, args, lens, entry_done,
-	                     p);
+	rc = eval_strs(
+	    cl, user_shard(cl, user), &inbox_script, 4, 9,
+	    (const char *[]){k.sess, k.seq, k.ep, k.log, epoch, maxlen, chan, name, payload},
+	    entry_done, p);
 	free(payload);
 	if (rc)
 		free(p);
@@ -331,9 +334,6 @@ static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t 
 	char sfrom[24], count[16];
 	struct readback *rb;
 	struct user_keys k;
-	const char *args[4];
-	size_t lens[4];
-	int i;
 
 	if (u->reading) {
 		if (!u->again || from < u->again)
@@ -348,13 +348,8 @@ static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t 
 	user_keys(&k, u->id, NULL);
 	snprintf(sfrom, sizeof(sfrom), "%" PRIu64, from ? from : 1);
 	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
-	args[0] = k.ep;
-	args[1] = k.log;
-	args[2] = sfrom;
-	args[3] = count;
-	for (i = 0; i < 4; i++)
-		lens[i] = strlen(args[i]);
-	if (qc_cluster_eval(cl, u->shard, &read_script, 2, 4, args, lens, log_read, rb)) {
+	if (eval_strs(cl, u->shard, &read_script, 2, 4, (const char *[]){k.ep, k.log, sfrom, count},
+	              log_read, rb)) {
 		free(rb);
 		return;
 	}
@@ -362,7 +357,7 @@ static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t 
 	cl->sessions.readbacks++;
 }
 
-/* "<seq> <epoch> <name> <data>" on "qc:u:USER" */
+/* "<seq> <epoch> <name> <data>" on "qc:u:USER", or "0" (qc_hub_offline_claim) */
 static void on_entry(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
                      size_t len)
 {
@@ -377,6 +372,11 @@ static void on_entry(struct qc_cluster *cl, const char *name, size_t namelen, co
 		goto bad;
 	memcpy(user, name, namelen);
 	user[namelen] = '\0';
+	/* "0": offline messages of the user were stored (qc_hub_offline_claim) */
+	if (len == 1 && p[0] == '0') {
+		qc_hub_offline_claim(cl->hub, user);
+		return;
+	}
 	seq = strtoull(p, NULL, 10);
 	sp = memchr(p, ' ', len);
 	if (!seq || !sp || end - sp < QC_EPOCH_LEN_HEX + 3 || sp[QC_EPOCH_LEN_HEX + 1] != ' ')
@@ -455,10 +455,8 @@ static int sess_write(struct qc_cluster *cl, struct qc_cluster_sess *s)
 	json_t *rec = qc_hub_session_record(cl->hub, s->conn_id);
 	char *jrec = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 	struct user_keys k;
-	const char *args[13];
-	size_t lens[13];
 	char shard[12];
-	int i, rc;
+	int rc;
 
 	json_decref(rec);
 	if (!sc) {
@@ -473,23 +471,12 @@ static int sess_write(struct qc_cluster *cl, struct qc_cluster_sess *s)
 	snprintf(ms, sizeof(ms), "%" PRIu64,
 	         s->state == QC_SESSION_LIVE ? ttl + 2 * REFRESH_MS : (ttl ? ttl : 1));
 	snprintf(member, sizeof(member), "%s/%s", cl->node_id, s->id);
-	args[0] = k.sess;
-	args[1] = k.seq;
-	args[2] = k.ep;
-	args[3] = k.log;
-	args[4] = k.rec;
-	args[5] = epoch;
-	args[6] = member;
-	args[7] = ms;
-	args[8] = jrec ? jrec : "";
-	args[9] = cl->node_id;
-	args[10] = s->take ? "1" : "0";
-	args[11] = s->id;
 	snprintf(shard, sizeof(shard), "%u", s->user->shard);
-	args[12] = shard;
-	for (i = 0; i < 13; i++)
-		lens[i] = strlen(args[i]);
-	rc = qc_cluster_eval(cl, s->user->shard, &write_script, 5, 13, args, lens, seen_done, sc);
+	rc = eval_strs(cl, s->user->shard, &write_script, 5, 13,
+	               (const char *[]){k.sess, k.seq, k.ep, k.log, k.rec, epoch, member, ms,
+	                                jrec ? jrec : "", cl->node_id, s->take ? "1" : "0", s->id,
+	                                shard},
+	               seen_done, sc);
 	free(jrec);
 	if (rc) {
 		free(sc);
@@ -497,6 +484,8 @@ static int sess_write(struct qc_cluster *cl, struct qc_cluster_sess *s)
 		return -1;
 	}
 	s->written_ms = qc_now_ms();
+	if (s->dirty)
+		cl->sessions.ndirty--;
 	s->dirty = false;
 	s->take = false;
 	cl->sessions.writes++;
@@ -552,20 +541,14 @@ static void sess_gone(struct qc_cluster *cl, struct qc_cluster_sess *s)
 {
 	char member[sizeof(cl->node_id) + QC_SESSION_ID_LEN + 2];
 	struct user_keys k;
-	const char *args[4];
-	size_t lens[4];
-	int i;
 
 	user_keys(&k, s->user->id, s->id);
 	snprintf(member, sizeof(member), "%s/%s", cl->node_id, s->id);
-	args[0] = k.sess;
-	args[1] = k.rec;
-	args[2] = member;
-	args[3] = cl->node_id;
-	for (i = 0; i < 4; i++)
-		lens[i] = strlen(args[i]);
-	qc_cluster_eval(cl, s->user->shard, &drop_script, 2, 4, args, lens, ignore, NULL);
+	eval_strs(cl, s->user->shard, &drop_script, 2, 4,
+	          (const char *[]){k.sess, k.rec, member, cl->node_id}, ignore, NULL);
 	user_release(cl, s->user);
+	if (s->dirty)
+		cl->sessions.ndirty--;
 	HASH_DEL(cl->sessions.sess, s);
 	cl->sessions.nsess--;
 	free(s);
@@ -601,11 +584,12 @@ static void ops_session(void *ctx, const char *user, const char *session_id, uin
 	s->conn_id = conn_id;
 	s->take = s->take || take;
 	/*
-	 * A new session, a suspension and a take-over are written at once (what counts it for its
-	 * user's messages, what a resume elsewhere needs); other changes together, FLUSH_MS after
-	 * the first (a bound on the writes of a session that changes often).
+	 * A new session, a suspension, a take-over and a change FLUSH_MS or more after the last
+	 * write are written at once; changes closer together go together, FLUSH_MS after the first
+	 * (a bound on the writes of a session that changes often).
 	 */
-	if (fresh || take || s->state != state) {
+	if (fresh || take || s->state != state ||
+	    (!s->dirty && qc_now_ms() - s->written_ms >= FLUSH_MS)) {
 		s->state = state;
 		sess_write(cl, s);
 		return;
@@ -615,6 +599,8 @@ static void ops_session(void *ctx, const char *user, const char *session_id, uin
 		lws_sul_schedule(cl->ctx, 0, &cl->sessions.sul_flush, flush,
 		                 FLUSH_MS * LWS_US_PER_MS);
 	}
+	if (!s->dirty)
+		cl->sessions.ndirty++;
 	s->dirty = true;
 }
 
@@ -704,9 +690,7 @@ static int ops_lookup(void *ctx, const char *user, const char *session_id, int64
 	struct lookup_call *lc = calloc(1, sizeof(*lc));
 	char since[24], count[16];
 	struct user_keys k;
-	const char *args[6];
-	size_t lens[6];
-	int i, rc;
+	int rc;
 
 	if (!lc)
 		return -ENOMEM;
@@ -718,19 +702,25 @@ static int ops_lookup(void *ctx, const char *user, const char *session_id, int64
 	else
 		since[0] = '\0';
 	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
-	args[0] = k.rec;
-	args[1] = k.seq;
-	args[2] = k.ep;
-	args[3] = k.log;
-	args[4] = since;
-	args[5] = count;
-	for (i = 0; i < 6; i++)
-		lens[i] = strlen(args[i]);
-	rc = qc_cluster_eval(cl, user_shard(cl, user), &lookup_script, 4, 6, args, lens, looked_up,
-	                     lc);
+	rc = eval_strs(cl, user_shard(cl, user), &lookup_script, 4, 6,
+	               (const char *[]){k.rec, k.seq, k.ep, k.log, since, count}, looked_up, lc);
 	if (rc)
 		free(lc);
 	return rc;
+}
+
+static void ops_poke(void *ctx, const char *user)
+{
+	struct qc_cluster *cl = ctx;
+	char chan[sizeof(INBOX_CHANNEL) + QC_USER_ID_MAX];
+	const char *argv[3] = {"PUBLISH", chan, "0"};
+	size_t lens[3];
+
+	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", user);
+	lens[0] = 7;
+	lens[1] = strlen(chan);
+	lens[2] = 1;
+	qc_cluster_cmd(cl, user_shard(cl, user), ignore, NULL, 3, argv, lens);
 }
 
 /* "<session id>" on "qc:n:<this node>:<shard>": resumed on another node, so it goes here */
@@ -792,8 +782,11 @@ int qc_cluster_sessions_init(struct qc_cluster *cl)
 
 void qc_cluster_sessions_start(struct qc_cluster *cl)
 {
-	struct qc_inbox_broker b = {
-	    .append = inbox_append, .session = ops_session, .lookup = ops_lookup, .ctx = cl};
+	struct qc_inbox_broker b = {.append = inbox_append,
+	                            .session = ops_session,
+	                            .lookup = ops_lookup,
+	                            .poke = ops_poke,
+	                            .ctx = cl};
 	char chan[sizeof(NODE_CHANNEL) + sizeof(cl->node_id) + 12];
 	uint32_t i;
 
@@ -831,12 +824,14 @@ void qc_cluster_sessions_free(struct qc_cluster *cl)
 
 void qc_cluster_sessions_stats(struct qc_cluster *cl, json_t *doc)
 {
-	json_object_set_new(doc, "inboxes",
-	                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "users",
-	                              (json_int_t)cl->sessions.nusers, "sessions",
-	                              (json_int_t)cl->sessions.nsess, "appended",
-	                              (json_int_t)cl->sessions.appended, "received",
-	                              (json_int_t)cl->sessions.entries_in, "malformed",
-	                              (json_int_t)cl->sessions.entries_bad, "readbacks",
-	                              (json_int_t)cl->sessions.readbacks));
+	const struct qc_cluster_sessions *ss = &cl->sessions;
+
+	json_object_set_new(
+	    doc, "inboxes",
+	    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "users", (json_int_t)ss->nusers,
+	              "sessions", (json_int_t)ss->nsess, "appended", (json_int_t)ss->appended,
+	              "received", (json_int_t)ss->entries_in, "malformed",
+	              (json_int_t)ss->entries_bad, "readbacks", (json_int_t)ss->readbacks,
+	              "session_writes", (json_int_t)ss->writes, "session_writes_due",
+	              (json_int_t)ss->ndirty));
 }

@@ -788,6 +788,12 @@ static void offline_claim(struct qc_hub *h, const char *user)
 	qc_hub_store_keep(h, sql_claim, 1, params, claimed, cl);
 }
 
+void qc_hub_offline_claim(struct qc_hub *h, const char *user)
+{
+	if (clustered(h) && qc_conns_user(&h->conns, user))
+		offline_claim(h, user);
+}
+
 /* The row is committed: now the message counts as queued (or goes out, if the user is back). */
 static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
 {
@@ -805,9 +811,11 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 	u = qc_conns_user(&h->conns, w->user);
 	if (clustered(h)) {
 		/* the row waits in the store, for the user's next session on any node */
+		/* the user came back while the row was being written: here, or on another node */
 		if (u)
-			offline_claim(h,
-			              w->user); /* it came back while the row was being written */
+			offline_claim(h, w->user);
+		else if (h->ibroker.poke)
+			h->ibroker.poke(h->ibroker.ctx, w->user);
 		qc_row_event_free(w);
 		return;
 	}

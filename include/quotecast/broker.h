@@ -96,6 +96,11 @@ struct qc_inbox_broker {
 	 */
 	int (*lookup)(void *ctx, const char *user, const char *session_id, int64_t inbox_since,
 	              qc_session_found_cb cb, void *arg);
+	/*
+	 * Offline messages for @user were just stored (the store's shared rows): the nodes holding
+	 * a session of the user take them (qc_hub_offline_claim), in case it came back meanwhile.
+	 */
+	void (*poke)(void *ctx, const char *user);
 	void *ctx;
 };
 

@@ -391,6 +391,12 @@ json_t *qc_hub_session_record(struct qc_hub *h, uint64_t conn_id);
  */
 void qc_hub_session_replaced(struct qc_hub *h, const char *sid);
 
+/**
+ * qc_hub_offline_claim() - (cluster mode) if @user has a session here, take what waits for the
+ * user in the store's offline queue and send it (another node stored it just now).
+ */
+void qc_hub_offline_claim(struct qc_hub *h, const char *user);
+
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 

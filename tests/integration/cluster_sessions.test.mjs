@@ -201,24 +201,38 @@ async function resumeOn(server, user, token, positions) {
 	return { c, r };
 }
 
-test('a session resumes on another node: rooms and streams rebuilt, the inbox read back from ' +
-	'the position exactly, the node that held it lets it go', async () => {
+/*
+ * Two nodes; on b an admin (and publisher), another member of a room and, with @watch, a
+ * subscriber of a symbol (b then keeps its ring); on a a client of a new user in that room and
+ * subscribed to the symbol (fields price and probe), ticks flowing to it.
+ */
+async function scene(prefix, { watch = false } = {}) {
 	const redis = await sharedRedisUrl();
 	const a = await node(redis);
 	const b = await node(redis);
 	await settled(a, b);
-	const gus = unique('gus');
-	const room = unique('room');
-	const sym = unique('RS').slice(0, 30);
+	const user = unique(prefix);
+	const room = unique(`${prefix}room`);
+	const sym = unique(prefix.toUpperCase()).slice(0, 30);
 	const admin = await open(b, unique('admin'), 'admin,publisher');
 	const other = await open(b, unique('other'));
 	await other.subscribe(room);
-	const g = await open(a, gus);
-	const pos = { streams: {}, rooms: {}, inbox: null };
-	await g.subscribe(room);
-	assert.equal((await g.request('subscribe_market_stream',
+	const watcher = watch ? await open(b, unique('watch')) : null;
+	if (watcher)
+		assert.equal((await watcher.request('subscribe_market_stream', { symbol: sym })).success,
+			true);
+	const client = await open(a, user);
+	await client.subscribe(room);
+	assert.equal((await client.request('subscribe_market_stream',
 		{ symbol: sym, fields: ['price', 'probe'] })).success, true);
-	await ticksFlow(admin, [g], sym);
+	await ticksFlow(admin, watcher ? [client, watcher] : [client], sym);
+	return { a, b, user, room, sym, admin, other, client };
+}
+
+test('a session resumes on another node: rooms and streams rebuilt, the inbox read back from ' +
+	'the position exactly, the node that held it lets it go', async () => {
+	const { a, b, user: gus, room, sym, admin, other, client: g } = await scene('gus');
+	const pos = { streams: {}, rooms: {}, inbox: null };
 	await ok(admin, 'send_to_user', { user_id: gus, content: 'd1' });
 	track(pos, await g.next(isDm('d1'), 5000));
 	const token = g.session.resume_token;
@@ -271,25 +285,10 @@ test('a live session resumed on another node is closed where it was', async () =
 
 test('SIGKILL: a client of the killed node resumes on the other with its positions and gets ' +
 	'every missed inbox entry once, in order, then live data', async () => {
-	const redis = await sharedRedisUrl();
-	const a = await node(redis);
-	const b = await node(redis);
-	await settled(a, b);
-	const ivy = unique('ivy');
-	const room = unique('kroom');
-	const sym = unique('KS').slice(0, 30);
-	const admin = await open(b, unique('admin'), 'admin,publisher');
-	const other = await open(b, unique('other'));
-	await other.subscribe(room);
 	/* a watcher on b keeps b's ring of the symbol while a is gone */
-	const watcher = await open(b, unique('watch'));
-	assert.equal((await watcher.request('subscribe_market_stream', { symbol: sym })).success, true);
-	const v = await open(a, ivy);
+	const { a, b, user: ivy, room, sym, admin, other, client: v } =
+		await scene('ivy', { watch: true });
 	const pos = { streams: {}, rooms: {}, inbox: null };
-	await v.subscribe(room);
-	assert.equal((await v.request('subscribe_market_stream',
-		{ symbol: sym, fields: ['price', 'probe'] })).success, true);
-	await ticksFlow(admin, [v, watcher], sym);
 	await ok(admin, 'publish_market_data', { symbol: sym, data: { price: 10 } });
 	track(pos, await v.next((m) => isTick(sym)(m) && m.data.data.price === 10, 5000));
 	for (const d of ['k1', 'k2']) {
@@ -297,6 +296,11 @@ test('SIGKILL: a client of the killed node resumes on the other with its positio
 		track(pos, await v.next(isDm(d), 5000));
 	}
 	const token = v.session.resume_token;
+	/* its record holds the room and the stream (written within milliseconds of the change) */
+	await waitFor(async () => {
+		const st = (await httpRequest(a, 'GET', '/api/stats')).json;
+		return st.cluster.inboxes.session_writes_due === 0 && st.cluster.inflight === 0;
+	}, { timeoutMs: 10000, what: "a to write ivy's record" });
 
 	await a.stop({ signal: 'SIGKILL' });
 	servers.splice(servers.indexOf(a), 1);
