@@ -263,36 +263,47 @@ static struct qc_cluster_user *user_find(struct qc_cluster *cl, const char *user
 
 static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t from);
 
-/* One entry of a log ([id, [field, value, ...]]) handed to the hub: its seq, or 0 if bad. */
-static uint64_t hand_entry(struct qc_cluster *cl, const char *user, const char *epoch,
-                           const redisReply *e)
+/*
+ * The entries of a log as XRANGE gives them ([[id, [field, value, ...]], ...]) as
+ * [[seq, name, data], ...] (new reference); *@bad counts those that did not parse.
+ */
+static json_t *parse_entries(const redisReply *arr, uint64_t *bad)
 {
-	const redisReply *f;
-	const char *name = NULL;
-	json_t *data = NULL;
+	json_t *out = json_array(), *data;
+	const redisReply *e, *f;
+	const char *name;
 	uint64_t seq;
-	size_t i;
 
-	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-	    e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
-		return 0;
-	seq = strtoull(e->element[0]->str, NULL, 10);
-	f = e->element[1];
-	for (i = 0; i + 1 < f->elements; i += 2) {
-		if (f->element[i]->type != REDIS_REPLY_STRING ||
-		    f->element[i + 1]->type != REDIS_REPLY_STRING)
+	for (size_t i = 0; out && i < arr->elements; i++) {
+		e = arr->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY) {
+			(*bad)++;
 			continue;
-		if (!strcmp(f->element[i]->str, "e"))
-			name = f->element[i + 1]->str;
-		else if (!strcmp(f->element[i]->str, "d"))
-			data = json_loadb(f->element[i + 1]->str, f->element[i + 1]->len, 0, NULL);
+		}
+		seq = strtoull(e->element[0]->str, NULL, 10);
+		f = e->element[1];
+		name = NULL;
+		data = NULL;
+		for (size_t j = 0; j + 1 < f->elements; j += 2) {
+			if (f->element[j]->type != REDIS_REPLY_STRING ||
+			    f->element[j + 1]->type != REDIS_REPLY_STRING)
+				continue;
+			if (!strcmp(f->element[j]->str, "e"))
+				name = f->element[j + 1]->str;
+			else if (!strcmp(f->element[j]->str, "d") && !data)
+				data = json_loadb(f->element[j + 1]->str, f->element[j + 1]->len, 0,
+				                  NULL);
+		}
+		if (seq && name && json_is_object(data))
+			json_array_append_new(out,
+			                      json_pack("[I, s, O]", (json_int_t)seq, name, data));
+		else
+			(*bad)++;
+		json_decref(data);
 	}
-	if (seq && name && json_is_object(data))
-		qc_hub_inbox_entry(cl->hub, user, epoch, seq, name, data, true);
-	else
-		seq = 0;
-	json_decref(data);
-	return seq;
+	return out;
 }
 
 /* [epoch, [entries...]] */
@@ -301,16 +312,19 @@ static void log_read(void *ud, const redisReply *r)
 	struct readback *rb = ud;
 	struct qc_cluster *cl = rb->cl;
 	struct qc_cluster_user *u = user_find(cl, rb->user);
-	const redisReply *ents;
+	json_t *ents, *e;
 	uint64_t again;
 	size_t i;
 
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY) {
-		ents = r->element[1];
-		for (i = 0; i < ents->elements; i++)
-			if (!hand_entry(cl, rb->user, r->element[0]->str, ents->element[i]))
-				cl->sessions.entries_bad++;
+		ents = parse_entries(r->element[1], &cl->sessions.entries_bad);
+		json_array_foreach (ents, i, e)
+			qc_hub_inbox_entry(cl->hub, rb->user, r->element[0]->str,
+			                   (uint64_t)json_integer_value(json_array_get(e, 0)),
+			                   json_string_value(json_array_get(e, 1)),
+			                   json_array_get(e, 2), true);
+		json_decref(ents);
 	}
 	free(rb);
 	if (!u)
@@ -628,11 +642,8 @@ struct lookup_call {
 static void looked_up(void *ud, const redisReply *r)
 {
 	struct lookup_call *lc = ud;
-	json_t *rec = NULL, *ents = json_array();
-	const redisReply *e, *f;
-	const char *name;
-	json_t *data;
-	size_t i, j;
+	json_t *rec = NULL, *ents = NULL;
+	uint64_t bad = 0;
 
 	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER) {
@@ -650,32 +661,7 @@ static void looked_up(void *ud, const redisReply *r)
 		lc->cb(lc->arg, 0, NULL, "", 0, NULL);
 		goto out;
 	}
-	for (i = 0; ents && i < r->element[5]->elements; i++) {
-		e = r->element[5]->element[i];
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING ||
-		    e->element[1]->type != REDIS_REPLY_ARRAY)
-			continue;
-		f = e->element[1];
-		name = NULL;
-		data = NULL;
-		for (j = 0; j + 1 < f->elements; j += 2) {
-			if (f->element[j]->type != REDIS_REPLY_STRING ||
-			    f->element[j + 1]->type != REDIS_REPLY_STRING)
-				continue;
-			if (!strcmp(f->element[j]->str, "e"))
-				name = f->element[j + 1]->str;
-			else if (!strcmp(f->element[j]->str, "d") && !data)
-				data = json_loadb(f->element[j + 1]->str, f->element[j + 1]->len, 0,
-				                  NULL);
-		}
-		if (name && json_is_object(data))
-			json_array_append_new(
-			    ents, json_pack("[I, s, O]",
-			                    (json_int_t)strtoull(e->element[0]->str, NULL, 10),
-			                    name, data));
-		json_decref(data);
-	}
+	ents = parse_entries(r->element[5], &bad);
 	lc->cb(lc->arg, 1, rec, r->element[3]->str, (uint64_t)r->element[4]->integer, ents);
 out:
 	json_decref(rec);
