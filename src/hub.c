@@ -784,6 +784,8 @@ void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_st
 	h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, c->id, state, false);
 }
 
+static int open_begin(struct qc_hub *h, struct qc_conn *c);
+
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 {
 	return qc_hub_open_at(h, c, NULL);
@@ -791,8 +793,32 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 
 int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox)
 {
+	int ret = open_begin(h, c);
+
+	return ret ? ret : qc_hub_open_finish(h, c, inbox);
+}
+
+int qc_hub_open_resume(struct qc_hub *h, struct qc_conn *c, const char *token,
+                       const struct qc_inbox_pos *inbox)
+{
+	int ret;
+
+	if (!h->ibroker.lookup || c->enc != QC_ENC_NATIVE ||
+	    strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
+		return qc_hub_open_at(h, c, inbox);
+	ret = open_begin(h, c);
+	if (ret)
+		return ret;
+	/* the session event waits for Redis: the resumed session's, or this fresh one's */
+	if (qc_hub_remote_upgrade(h, c, token, inbox))
+		return qc_hub_open_finish(h, c, inbox);
+	return 0;
+}
+
+/* qc_hub_open_at() up to the session event: the ids, the tables, Socket.IO's CONNECT. */
+static int open_begin(struct qc_hub *h, struct qc_conn *c)
+{
 	int64_t now = qc_now_ms();
-	json_t *ev;
 	int ret;
 
 	if (qc_random_hex(c->session_id, QC_SESSION_ID_LEN / 2) ||
@@ -826,7 +852,13 @@ int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_po
 	h->st.accepted_total++;
 	if (qc_hub_nconns(h) > h->st.peak)
 		h->st.peak = qc_hub_nconns(h);
-	ev = qc_hub_session_event(h, c, false, true, 0);
+	return 0;
+}
+
+int qc_hub_open_finish(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox)
+{
+	json_t *ev = qc_hub_session_event(h, c, false, true, 0);
+
 	/* a position in the user's inbox (SPEC 2.9): what followed it comes right after the event
 	 */
 	if (ev && inbox && c->enc == QC_ENC_NATIVE)

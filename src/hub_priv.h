@@ -299,6 +299,15 @@ void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c);
  * included, in order), ticks go (streams rewound), the rest is dropped.
  */
 void qc_hub_keep_for_resume(struct qc_conn *c);
+/* qc_hub_open_at() from the session event on, for @c indexed already (hub.c) */
+int qc_hub_open_finish(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox);
+/*
+ * ?resume=@token this node does not know (cluster mode, hub_session.c): its record is looked up
+ * in Redis; @c (indexed, nothing queued) gets the resumed session, or qc_hub_open_finish()
+ * when there is none. 0, or -1 when the lookup could not start (nothing done).
+ */
+int qc_hub_remote_upgrade(struct qc_hub *h, struct qc_conn *c, const char *token,
+                          const struct qc_inbox_pos *inbox);
 /* Tell the inbox broker (cluster mode) where session @c is now (hub.c). */
 void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_state state);
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);

@@ -716,7 +716,8 @@ static json_t *read_all(struct qc_hub *h, struct qc_conn *c, json_t *positions, 
  * ahead of it.
  */
 static void resume_answer(struct qc_hub *h, struct qc_conn *c, const char *secret,
-                          json_t *positions, const char *request_id, const char *trace_id)
+                          json_t *positions, const char *request_id, const char *trace_id,
+                          bool event)
 {
 	char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
 	uint32_t msgs = 0;
@@ -736,8 +737,16 @@ static void resume_answer(struct qc_hub *h, struct qc_conn *c, const char *secre
 	json_object_set_new(data, "resume_token", json_string(tok));
 	json_object_set_new(data, "recovered", json_boolean(all));
 	json_object_set_new(data, "replayed", json_integer(msgs));
-	/* the answer first: it carries the new token, and the old one works until it has left */
-	data = qc_codec_response_ok(request_id, trace_id, data, qc_now_ms());
+	/*
+	 * the answer first (or for ?resume= the session event): it carries the new token, and
+	 * the old one works until it has left
+	 */
+	if (event) {
+		json_decref(data);
+		data = qc_hub_session_event(h, c, true, all, msgs);
+	} else {
+		data = qc_codec_response_ok(request_id, trace_id, data, qc_now_ms());
+	}
 	m = data ? qc_msg_new_json(data) : NULL;
 	json_decref(data);
 	if (!m || qc_outq_push(&c->outq, m)) {
@@ -753,7 +762,8 @@ static void resume_answer(struct qc_hub *h, struct qc_conn *c, const char *secre
 	c->replaying = REPLAY_ON;
 	h->st.resumed++;
 	h->st.replayed += msgs;
-	h->resumed_positions++;
+	if (!event)
+		h->resumed_positions++;
 	c->dropped = 0;
 	c->outq.events_out = 0;
 	qc_hub_refill(h, c);
@@ -853,6 +863,7 @@ struct remote_resume {
 	bool inbox_given;
 	uint64_t inbox_since;
 	char inbox_epoch[QC_EPOCH_LEN + 1];
+	bool upgrade; /* ?resume=: no request to answer; a fresh session when it fails */
 };
 
 static void remote_free(struct remote_resume *rr)
@@ -990,14 +1001,22 @@ static void remote_found(void *arg, int status, json_t *rec, const char *inbox_e
 	positions = remote_positions(c, rr->positions);
 	c->dropped = 0;
 	h->resumed_remote++;
-	resume_answer(h, c, rr->secret, positions, rr->request_id, rr->trace_id);
+	resume_answer(h, c, rr->secret, positions, rr->request_id, rr->trace_id, rr->upgrade);
 	json_decref(positions);
 	remote_free(rr);
 	return;
 fail:
 	c->resuming = 0;
-	h->resume_refused++;
-	qc_hub_answer(h, c, rr->request_id, rr->trace_id, rr->ack_id, e, emsg, NULL);
+	if (rr->upgrade) {
+		/* as when ?resume= names no session here: a fresh one */
+		struct qc_inbox_pos pos = {rr->inbox_since, rr->inbox_epoch};
+
+		if (qc_hub_open_finish(h, c, rr->inbox_given ? &pos : NULL))
+			qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+	} else {
+		h->resume_refused++;
+		qc_hub_answer(h, c, rr->request_id, rr->trace_id, rr->ack_id, e, emsg, NULL);
+	}
 	remote_free(rr);
 }
 
@@ -1037,6 +1056,34 @@ static enum qc_err remote_resume(struct qc_hub *h, struct qc_conn *c, const stru
 	return QC_ASYNC;
 }
 
+int qc_hub_remote_upgrade(struct qc_hub *h, struct qc_conn *c, const char *token,
+                          const struct qc_inbox_pos *inbox)
+{
+	struct remote_resume *rr = calloc(1, sizeof(*rr));
+
+	if (!rr)
+		return -1;
+	rr->h = h;
+	rr->conn_id = c->id;
+	rr->upgrade = true;
+	memcpy(rr->sid, token, QC_SESSION_ID_LEN);
+	memcpy(rr->secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN);
+	if (inbox && inbox->epoch && strlen(inbox->epoch) == QC_EPOCH_LEN) {
+		rr->inbox_given = true;
+		rr->inbox_since = inbox->seq;
+		memcpy(rr->inbox_epoch, inbox->epoch, QC_EPOCH_LEN + 1);
+		rr->positions = json_pack("{s:{s:I, s:s}}", "inbox", "seq", (json_int_t)inbox->seq,
+		                          "epoch", inbox->epoch);
+	}
+	if (h->ibroker.lookup(h->ibroker.ctx, c->user_id, rr->sid,
+	                      rr->inbox_given ? (int64_t)rr->inbox_since : -1, remote_found, rr)) {
+		remote_free(rr);
+		return -1;
+	}
+	c->resuming = 1;
+	return 0;
+}
+
 void qc_hub_resume_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
 {
 	const char *token = json_string_value(json_object_get(cmd->root, "token"));
@@ -1073,7 +1120,8 @@ void qc_hub_resume_request(struct qc_hub *h, struct qc_conn *c, const struct qc_
 		goto fail;
 	}
 	take_over(h, c, s);
-	resume_answer(h, s, token + QC_SESSION_ID_LEN, positions, cmd->request_id, cmd->trace_id);
+	resume_answer(h, s, token + QC_SESSION_ID_LEN, positions, cmd->request_id, cmd->trace_id,
+	              false);
 	return;
 fail:
 	h->resume_refused++;

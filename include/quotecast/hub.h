@@ -159,6 +159,16 @@ struct qc_inbox_pos {
 int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox);
 
 /**
+ * qc_hub_open_resume() - qc_hub_open_at() for a ?resume=@token that qc_hub_resume() did not
+ * find here. In a cluster the session's record is looked up in Redis (SPEC 2.10): the
+ * connection is indexed now and gets, once Redis has answered, the resumed session (rooms
+ * rejoined, streams re-subscribed, the inbox read back from @inbox) or a fresh session as
+ * qc_hub_open_at() would have given. On one node it is qc_hub_open_at().
+ */
+int qc_hub_open_resume(struct qc_hub *h, struct qc_conn *c, const char *token,
+                       const struct qc_inbox_pos *inbox);
+
+/**
  * qc_hub_closed() - the connection's socket is gone. Its session is suspended for
  * sessions.ttl_s (rooms, streams and filters kept, messages buffered) or, with no TTL or
  * while shutting down, it leaves every index and @c is freed. Either way the caller must not

@@ -283,6 +283,32 @@ test('a live session resumed on another node is closed where it was', async () =
 	await c.nothing(() => false, 100);
 });
 
+test('?resume= on another node: the session event says resumed, rooms and streams are back, ' +
+	'the inbox is read back from ?inbox_seq; an unknown token gets a fresh session', async () => {
+	const { a, b, user: jo, room, sym, admin, other, client: j } = await scene('jo');
+	await ok(admin, 'send_to_user', { user_id: jo, content: 'j1' });
+	const j1 = await j.next(isDm('j1'), 5000);
+	const token = j.session.resume_token;
+	await j.close();
+	await ok(admin, 'send_to_user', { user_id: jo, content: 'j2' });
+
+	const c = await connect(b, { query: { user_id: jo, resume: token,
+		inbox_seq: String(j1.data.seq), inbox_epoch: j1.data.epoch } });
+	assert.equal(c.session.resumed, true, JSON.stringify(c.session));
+	assert.equal(c.session.session_id, token.slice(0, 32));
+	assert.equal((await c.next(isDm('j2'), 5000)).data.seq, j1.data.seq + 1);
+	await ok(other, 'send_message', { room, content: 'back' });
+	await c.next(isRoomMsg(room, 'back'), 5000);
+	await ticksFlow(admin, [c], sym);
+	await waitFor(async () => (await httpRequest(a, 'GET', '/api/stats')).json
+		.cluster.inboxes.sessions === 0, { timeoutMs: 10000, what: "a to drop jo's session" });
+
+	const f = await connect(b, { query: { user_id: jo, resume: 'ab'.repeat(32) } });
+	assert.equal(f.session.resumed, false);
+	await ok(admin, 'send_to_user', { user_id: jo, content: 'j3' });
+	await f.next(isDm('j3'), 5000);
+});
+
 test('SIGKILL: a client of the killed node resumes on the other with its positions and gets ' +
 	'every missed inbox entry once, in order, then live data', async () => {
 	/* a watcher on b keeps b's ring of the symbol while a is gone */
