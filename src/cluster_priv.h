@@ -74,6 +74,25 @@ struct qc_cluster_streams {
 	lws_sorted_usec_list_t sul_sweep;
 };
 
+/* Users' inboxes and where their sessions are (cluster_session.c). */
+struct qc_cluster_sessions {
+	struct qc_cluster_user *users; /* uthash by user id: users with a session here */
+	struct qc_cluster_sess *sess;  /* uthash by session id */
+	uint32_t nusers, nsess;
+	uint64_t appended;    /* entries sent to the inbox script */
+	uint64_t entries_in;  /* entries received on users' channels */
+	uint64_t entries_bad; /* messages that did not parse */
+	uint64_t readbacks;   /* logs read back to fill a hole */
+	uint64_t writes;      /* session records written */
+	uint32_t ndirty;      /* sessions whose changed record waits for the flush */
+	bool flush_due;
+	lws_sorted_usec_list_t sul_sweep;
+	lws_sorted_usec_list_t sul_flush;
+};
+
+/* An inbox epoch's length (hub_priv.h's QC_EPOCH_LEN: 12 hex characters). */
+#define QC_EPOCH_LEN_HEX 12
+
 struct qc_cluster {
 	const struct qc_config *cfg;
 	struct qc_hub *hub;
@@ -92,6 +111,7 @@ struct qc_cluster {
 	uint32_t nlisteners;
 	struct qc_cluster_chan *chans; /* uthash by name */
 	struct qc_cluster_streams streams;
+	struct qc_cluster_sessions sessions;
 	lws_sorted_usec_list_t sul_beat;
 };
 
@@ -136,5 +156,12 @@ void qc_cluster_streams_stats(struct qc_cluster *cl, json_t *doc);
 int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb,
                              void *arg);
 void qc_cluster_broker_watch(void *ctx, const char *symbol);
+
+/* cluster_session.c */
+int qc_cluster_sessions_init(struct qc_cluster *cl);
+void qc_cluster_sessions_start(struct qc_cluster *cl);
+void qc_cluster_sessions_stop(struct qc_cluster *cl);
+void qc_cluster_sessions_free(struct qc_cluster *cl);
+void qc_cluster_sessions_stats(struct qc_cluster *cl, json_t *doc);
 
 #endif

@@ -991,7 +991,23 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 		return respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON");
 	switch (pss->route) {
 	case R_BROADCAST:
-		e = qc_hub_broadcast(srv->hub, body, &out, &msg);
+		/* to_users in cluster mode waits for Redis, as a publish does */
+		w = calloc(1, sizeof(*w));
+		if (!w) {
+			e = QC_E_INTERNAL;
+			msg = "out of memory";
+			break;
+		}
+		w->wsi = wsi;
+		w->pss = pss;
+		e = qc_hub_broadcast_async(srv->hub, body, http_published, w, &out, &msg);
+		if (e == QC_ASYNC) {
+			json_decref(body);
+			pss->route = R_NONE;
+			pss->wait = w;
+			return 1;
+		}
+		free(w);
 		break;
 	default:
 		e = QC_E_NOT_FOUND;

@@ -685,6 +685,49 @@ void qc_hub_store_write(struct qc_hub *h, const char *sql, int n, const char *co
 		qc_hub_store_keep(h, sql, n, params, NULL, NULL);
 }
 
+/* A request whose answer waits (for a broker): who asked, found again by id when it answers. */
+struct qc_waiter {
+	struct qc_hub *h;
+	uint64_t conn_id;
+	int64_t ack_id;
+	char *request_id;
+	char *trace_id;
+};
+
+struct qc_waiter *qc_waiter_new(struct qc_hub *h, struct qc_conn *c)
+{
+	const struct qc_cmd *cmd = h->cur;
+	struct qc_waiter *w = cmd ? calloc(1, sizeof(*w)) : NULL;
+
+	if (!w)
+		return NULL;
+	w->h = h;
+	w->conn_id = c->id;
+	w->ack_id = cmd->ack_id;
+	w->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
+	w->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
+	return w;
+}
+
+void qc_waiter_free(struct qc_waiter *w)
+{
+	free(w->request_id);
+	free(w->trace_id);
+	free(w);
+}
+
+void qc_waiter_answer(void *arg, enum qc_err e, const char *emsg, json_t *out)
+{
+	struct qc_waiter *w = arg;
+	struct qc_conn *c = qc_conns_find(&w->h->conns, w->conn_id);
+
+	if (c && !c->suspended && !c->closing)
+		qc_hub_answer(w->h, c, w->request_id, w->trace_id, w->ack_id, e, emsg, out);
+	else
+		json_decref(out);
+	qc_waiter_free(w);
+}
+
 /* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
 json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, bool recovered,
                              uint32_t replayed)
@@ -727,6 +770,22 @@ static bool rate_take(struct qc_hub *h, struct qc_conn *c, int64_t now)
 	return false;
 }
 
+void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_state state)
+{
+	if (!h->ibroker.session || !c->in_table)
+		return;
+	/*
+	 * Shutting down, its record stays (a live session's outlives the node by sessions.ttl_s):
+	 * it resumes on another node. Replaced, it is another node's now: only this node's part
+	 * of it goes.
+	 */
+	if (state == QC_SESSION_GONE ? h->shutting_down : c->no_resume)
+		return;
+	h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, c->id, state, false);
+}
+
+static int open_begin(struct qc_hub *h, struct qc_conn *c);
+
 int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 {
 	return qc_hub_open_at(h, c, NULL);
@@ -734,8 +793,32 @@ int qc_hub_open(struct qc_hub *h, struct qc_conn *c)
 
 int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox)
 {
+	int ret = open_begin(h, c);
+
+	return ret ? ret : qc_hub_open_finish(h, c, inbox);
+}
+
+int qc_hub_open_resume(struct qc_hub *h, struct qc_conn *c, const char *token,
+                       const struct qc_inbox_pos *inbox)
+{
+	int ret;
+
+	if (!h->ibroker.lookup || c->enc != QC_ENC_NATIVE ||
+	    strlen(token) != QC_SESSION_ID_LEN + QC_SECRET_LEN)
+		return qc_hub_open_at(h, c, inbox);
+	ret = open_begin(h, c);
+	if (ret)
+		return ret;
+	/* the session event waits for Redis: the resumed session's, or this fresh one's */
+	if (qc_hub_remote_upgrade(h, c, token, inbox))
+		return qc_hub_open_finish(h, c, inbox);
+	return 0;
+}
+
+/* qc_hub_open_at() up to the session event: the ids, the tables, Socket.IO's CONNECT. */
+static int open_begin(struct qc_hub *h, struct qc_conn *c)
+{
 	int64_t now = qc_now_ms();
-	json_t *ev;
 	int ret;
 
 	if (qc_random_hex(c->session_id, QC_SESSION_ID_LEN / 2) ||
@@ -749,6 +832,7 @@ int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_po
 	ret = qc_conns_add(&h->conns, c);
 	if (ret)
 		return ret;
+	qc_hub_session_note(h, c, QC_SESSION_LIVE);
 	if (c->enc == QC_ENC_SIO) {
 		/* the Socket.IO CONNECT answer comes before everything else */
 		char pid[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
@@ -768,7 +852,13 @@ int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_po
 	h->st.accepted_total++;
 	if (qc_hub_nconns(h) > h->st.peak)
 		h->st.peak = qc_hub_nconns(h);
-	ev = qc_hub_session_event(h, c, false, true, 0);
+	return 0;
+}
+
+int qc_hub_open_finish(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox)
+{
+	json_t *ev = qc_hub_session_event(h, c, false, true, 0);
+
 	/* a position in the user's inbox (SPEC 2.9): what followed it comes right after the event
 	 */
 	if (ev && inbox && c->enc == QC_ENC_NATIVE)
@@ -807,6 +897,7 @@ void qc_hub_destroy(struct qc_hub *h, struct qc_conn *c)
 			qc_log_free(c->user->inbox);
 		c->user->inbox = NULL;
 	}
+	qc_hub_session_note(h, c, QC_SESSION_GONE);
 	qc_conns_remove(&h->conns, c);
 	if (!qc_conns_user(&h->conns, c->user_id))
 		qc_hub_offline_gone(h, c->user_id);
@@ -844,6 +935,7 @@ static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc
 		e = qc_hub_unsubscribe(h, c, cmd->room, &data, &emsg);
 	if (e == QC_OK) {
 		reply_ok(h, c, cmd, data);
+		qc_hub_session_note(h, c, QC_SESSION_LIVE); /* its record changed */
 		if (cmd->type == QC_CMD_SUBSCRIBE)
 			qc_hub_room_readback(h, c, cmd->room, cmd->root);
 	} else if (e != QC_ASYNC)
@@ -909,6 +1001,10 @@ static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_
 		e = actions[i].fn(h, c, cmd->payload, &data, &emsg);
 		if (e == QC_OK) {
 			reply_ok(h, c, cmd, data);
+			if (actions[i].fn == qc_act_subscribe_stream ||
+			    actions[i].fn == qc_act_unsubscribe_stream ||
+			    actions[i].fn == qc_act_update_filter)
+				qc_hub_session_note(h, c, QC_SESSION_LIVE); /* its record changed */
 			if (actions[i].after)
 				actions[i].after(h, c, cmd->payload);
 		} else if (e != QC_ASYNC) {
@@ -1212,6 +1308,10 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	o = json_object_get(doc, "reconnection");
 	json_object_set_new(o, "resumed_positions", json_integer((json_int_t)h->resumed_positions));
 	json_object_set_new(o, "resume_refused", json_integer((json_int_t)h->resume_refused));
+	/* cluster mode: resumed from another node's record, rooms not rejoined, replaced here */
+	json_object_set_new(o, "resumed_remote", json_integer((json_int_t)h->resumed_remote));
+	json_object_set_new(o, "resume_rooms_lost", json_integer((json_int_t)h->resume_rooms_lost));
+	json_object_set_new(o, "replaced", json_integer((json_int_t)h->sessions_replaced));
 	/* Socket.IO reconnects that named a session (pid) and got a fresh one (hub_sio.c) */
 	json_object_set_new(o, "not_recovered", json_integer((json_int_t)h->sio_not_recovered));
 	if (h->cluster.stats)

@@ -91,6 +91,15 @@ void qc_log_free(struct qc_log *l)
 	free(l);
 }
 
+void qc_log_reset(struct qc_log *l, const char *epoch, uint64_t last_seq)
+{
+	while (l->count)
+		drop_oldest(l);
+	if (epoch && strlen(epoch) == QC_EPOCH_LEN)
+		memcpy(l->epoch, epoch, QC_EPOCH_LEN + 1);
+	l->last_seq = last_seq;
+}
+
 void qc_log_free_void(void *l)
 {
 	qc_log_free(l);

@@ -717,6 +717,83 @@ static void deliver_ev(struct qc_hub *h, const char *user, json_t *ev)
 	qc_hub_inbox_send(h, user, json_string_value(json_object_get(ev, "event")), data);
 }
 
+/*
+ * In a cluster with a store, direct messages and alerts queued offline are rows of
+ * offline_messages only: no node keeps them in memory, and the node that opens the user's
+ * first session takes them from the store in one statement (so one node only delivers each),
+ * in order, through the inbox.
+ */
+static bool clustered(const struct qc_hub *h)
+{
+	return h->cfg->cluster.nredis > 0 && h->cfg->store_url && h->cfg->store_url[0];
+}
+
+static const char sql_claim[] =
+    "WITH d AS (DELETE FROM offline_messages WHERE user_id = $1 RETURNING event, data::text,"
+    " gseq) SELECT event, data FROM d ORDER BY gseq";
+
+struct claim {
+	struct qc_hub *h;
+	char user[QC_USER_ID_MAX + 1];
+};
+
+static void deliver_ev(struct qc_hub *h, const char *user, json_t *ev);
+
+static void claimed(void *arg, enum qc_err err, const char *msg, json_t *rows)
+{
+	struct claim *cl = arg;
+	struct qc_hub *h = cl->h;
+	size_t i, n = json_array_size(rows), max = h->cfg->offline.max_per_user;
+	json_t *row, *ev, *data;
+
+	(void)msg;
+	if (err != QC_OK) {
+		h->store_dropped++; /* the rows stay: the next first session takes them */
+		free(cl);
+		return;
+	}
+	/* in time order; past offline.max_per_user the oldest go unread */
+	for (i = 0; i < n; i++) {
+		row = json_array_get(rows, i);
+		if (i + max < n) {
+			qc_hub_refused(h, QC_LIM_OFFLINE_PER_USER);
+			h->st.offline_evicted++;
+			continue;
+		}
+		data = json_loads(json_string_value(json_array_get(row, 1)) ?: "", JSON_DECODE_ANY,
+		                  NULL);
+		ev = data ? json_pack("{s:s?, s:o}", "event",
+		                      json_string_value(json_array_get(row, 0)), "data", data)
+		          : NULL;
+		if (ev) {
+			deliver_ev(h, cl->user, ev);
+			h->st.offline_delivered++;
+		}
+		json_decref(ev);
+	}
+	free(cl);
+}
+
+/* Take what waits for @user in the store and send it to the user's sessions (cluster mode). */
+static void offline_claim(struct qc_hub *h, const char *user)
+{
+	struct claim *cl = calloc(1, sizeof(*cl));
+	const char *params[1];
+
+	if (!cl)
+		return;
+	cl->h = h;
+	snprintf(cl->user, sizeof(cl->user), "%s", user);
+	params[0] = cl->user;
+	qc_hub_store_keep(h, sql_claim, 1, params, claimed, cl);
+}
+
+void qc_hub_offline_claim(struct qc_hub *h, const char *user)
+{
+	if (clustered(h) && qc_conns_user(&h->conns, user))
+		offline_claim(h, user);
+}
+
 /* The row is committed: now the message counts as queued (or goes out, if the user is back). */
 static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *rows)
 {
@@ -732,6 +809,16 @@ static void offline_stored(void *arg, enum qc_err err, const char *msg, json_t *
 	}
 	json_object_set(w->ev, "id", json_array_get(json_array_get(rows, 0), 0));
 	u = qc_conns_user(&h->conns, w->user);
+	if (clustered(h)) {
+		/* the row waits in the store, for the user's next session on any node */
+		/* the user came back while the row was being written: here, or on another node */
+		if (u)
+			offline_claim(h, w->user);
+		else if (h->ibroker.poke)
+			h->ibroker.poke(h->ibroker.ctx, w->user);
+		qc_row_event_free(w);
+		return;
+	}
 	if (u) {
 		/* the user came back while the row was being written */
 		deliver_ev(h, w->user, w->ev);
@@ -843,6 +930,8 @@ void qc_hub_offline_online(struct qc_hub *h, struct qc_conn *c)
 	struct qc_omember *om;
 	size_t n = 0, cap, skip;
 
+	if (clustered(h))
+		offline_claim(h, c->user_id);
 	if (!u || u->online)
 		return;
 	u->online = true;
@@ -1015,7 +1104,9 @@ int qc_hub_offline_load(struct qc_hub *h, json_t *entries, json_t *cursors, char
 				json_object_set_new(ev, "id", json_string(col(row, 5)));
 			else if (ev && col(row, 6))
 				json_object_set_new(ev, "alert_id", json_string(col(row, 6)));
-			if (ev && col(row, 1))
+			/* in a cluster, a queued direct message waits in the store (offline_claim)
+			 */
+			if (ev && col(row, 1) && !(clustered(h) && col(row, 5)))
 				inbox_append(h, col(row, 1), ev, g, strlen(text));
 			else
 				json_decref(ev);

@@ -63,11 +63,12 @@ struct qc_hub {
 
 	/* the durable store (store.url); store.submit is NULL when memory only */
 	struct qc_store store;
-	struct qc_cluster_ops cluster; /* SPEC 2.10: stats and readiness; unset on one node */
-	struct qc_broker broker;       /* broker.h; unset: ticks are numbered here */
-	const struct qc_cmd *cur;      /* the request being handled, for answers that must wait */
-	struct qc_psubs *psubs;        /* persisted subscriptions (hub_subs.c) */
-	uint64_t store_dropped;        /* writes (offline messages, alerts) given up */
+	struct qc_cluster_ops cluster;  /* SPEC 2.10: stats and readiness; unset on one node */
+	struct qc_broker broker;        /* broker.h; unset: ticks are numbered here */
+	struct qc_inbox_broker ibroker; /* broker.h; unset: inbox entries are numbered here */
+	const struct qc_cmd *cur;       /* the request being handled, for answers that must wait */
+	struct qc_psubs *psubs;         /* persisted subscriptions (hub_subs.c) */
+	uint64_t store_dropped;         /* writes (offline messages, alerts) given up */
 	struct qc_write *backlog; /* writes waiting for the store to come back (hub.c, utlist DL) */
 	uint32_t nbacklog;
 	size_t backlog_bytes;
@@ -84,6 +85,9 @@ struct qc_hub {
 	uint64_t resumed_positions; /* resume requests with positions that took a session over */
 	struct qc_inbox_rec *inboxes; /* with a store: every user's inbox log (hub_inbox.c) */
 	uint64_t resume_refused;      /* resume requests refused (unknown token, not first) */
+	uint64_t resumed_remote;      /* resumed from a record in Redis (another node's session) */
+	uint64_t resume_rooms_lost;   /* rooms such a resume could not rejoin (permissions) */
+	uint64_t sessions_replaced;   /* live sessions closed: resumed on another node */
 };
 
 /*
@@ -100,6 +104,14 @@ struct qc_frames {
 
 /* The next Socket.IO offset for an event of @kind, or 0 when it carries none (hub.c). */
 uint64_t qc_hub_next_offset(struct qc_hub *h, uint8_t kind);
+
+/*
+ * A request on @c whose answer waits (h->cur is the request): qc_waiter_answer (a
+ * qc_publish_done_fn) answers it once, if @c is still there, and frees it; NULL on ENOMEM.
+ */
+struct qc_waiter *qc_waiter_new(struct qc_hub *h, struct qc_conn *c);
+void qc_waiter_answer(void *arg, enum qc_err e, const char *emsg, json_t *out);
+void qc_waiter_free(struct qc_waiter *w);
 
 /* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
 void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);
@@ -145,12 +157,15 @@ struct qc_log {
 	uint8_t kind;    /* enum qc_log_kind */
 	uint8_t unsaved; /* a created room's epoch the store does not have yet (made at load) */
 	uint8_t durable; /* an inbox kept in the store: h->inboxes owns it (hub_inbox.c) */
+	uint8_t based;   /* an inbox numbered by the inbox broker: its epoch and seq are Redis' */
 };
 
 /* A log whose next seq follows @last_seq, named @epoch (NULL: a new random one); NULL ENOMEM. */
 struct qc_log *qc_log_new(struct qc_hub *h, uint8_t kind, uint32_t max, uint32_t ttl_s,
                           const char *epoch, uint64_t last_seq);
 void qc_log_free(struct qc_log *l);
+/* Forget every entry: the log is now at @last_seq of @epoch (NULL: the same epoch). */
+void qc_log_reset(struct qc_log *l, const char *epoch, uint64_t last_seq);
 void qc_log_free_void(void *l);
 /*
  * Append event @name with @data (stolen; "seq" and "epoch" are set in it) and its targeting
@@ -284,6 +299,17 @@ void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c);
  * included, in order), ticks go (streams rewound), the rest is dropped.
  */
 void qc_hub_keep_for_resume(struct qc_conn *c);
+/* qc_hub_open_at() from the session event on, for @c indexed already (hub.c) */
+int qc_hub_open_finish(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox);
+/*
+ * ?resume=@token this node does not know (cluster mode, hub_session.c): its record is looked up
+ * in Redis; @c (indexed, nothing queued) gets the resumed session, or qc_hub_open_finish()
+ * when there is none. 0, or -1 when the lookup could not start (nothing done).
+ */
+int qc_hub_remote_upgrade(struct qc_hub *h, struct qc_conn *c, const char *token,
+                          const struct qc_inbox_pos *inbox);
+/* Tell the inbox broker (cluster mode) where session @c is now (hub.c). */
+void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_state state);
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 /*
  * A read-back paced like a resume's replay: what is sent between begin and end goes behind
@@ -497,11 +523,17 @@ int qc_hub_read_fields(struct qc_hub *h, json_t *p, const char **out, const char
  */
 int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
                          const char *const *fields, size_t nfields, double max_hz);
+/* as qc_hub_stream_attach(), with the snapshot queued only when @snapshot */
+int qc_hub_stream_attach_ex(struct qc_hub *h, struct qc_conn *c, const char *symbol,
+                            const char *const *fields, size_t nfields, double max_hz,
+                            bool snapshot);
 /*
  * read payload "max_hz" into *@out (absent, null or 0: 0 = unlimited; else a number in
  * (0, QC_MAX_HZ]); QC_OK or BAD_REQUEST with *@emsg naming max_hz
  */
 enum qc_err qc_hub_read_max_hz(struct qc_hub *h, json_t *p, double *out, const char **emsg);
+/* @sub's max_hz (0: unlimited) */
+double qc_hub_sub_max_hz(const struct qc_sub *sub);
 #define QC_MAX_HZ 1000
 int qc_hub_streams_init(struct qc_hub *h);
 void qc_hub_streams_free(struct qc_hub *h);

@@ -457,42 +457,161 @@ static uint32_t user_frames(struct qc_hub *h, const char *user, struct qc_room *
 	return n;
 }
 
-uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name, json_t *data)
+/* Queue entry @e of @u's inbox for each session of @u that is not suspended. */
+static uint32_t inbox_fanout(struct qc_hub *h, struct qc_user *u, struct qc_lentry *e)
 {
-	struct qc_user *u = qc_conns_user(&h->conns, user);
-	struct qc_lentry *e;
 	uint32_t n = 0;
 
-	if (!u || !data || !qc_hub_inbox(h, u)) {
-		json_decref(data);
-		return 0;
-	}
-	/* an alert's own seq is its tick's: it keeps it as stream_seq */
-	if (!strcmp(name, "alert") && json_object_get(data, "seq") &&
-	    !json_object_get(data, "stream_seq"))
-		json_object_set(data, "stream_seq", json_object_get(data, "seq"));
-	e = qc_log_append(u->inbox, name, data, NULL, QC_ROLE_NONE, 0);
-	if (e)
-		qc_hub_inbox_persist(h, user, u->inbox, e);
-	for (struct qc_conn *c = e ? u->conns : NULL; c; c = c->user_next) {
+	for (struct qc_conn *c = u->conns; c; c = c->user_next) {
 		if (c->suspended && !c->sio)
 			continue; /* its position stays: a resume reads the inbox back */
+		if (c->resuming)
+			continue; /* its resume reads the log back once Redis has answered */
 		c->inbox_seq = e->seq;
 		if (!qc_hub_send_frames(h, c, &e->f))
 			n++;
 	}
-	if (e && qc_frames_get(h, &e->f, QC_ENC_NATIVE))
+	if (qc_frames_get(h, &e->f, QC_ENC_NATIVE))
 		qc_log_compact(e);
 	return n;
 }
 
+/* An alert's own seq is its tick's: it keeps it as stream_seq. */
+static void alert_seq(const char *name, json_t *data)
+{
+	if (!strcmp(name, "alert") && json_object_get(data, "seq") &&
+	    !json_object_get(data, "stream_seq"))
+		json_object_set(data, "stream_seq", json_object_get(data, "seq"));
+}
+
+/* An entry handed to the inbox broker that goes to the offline queue if nobody takes it. */
+struct inbox_try {
+	struct qc_hub *h;
+	char *user;
+	char *name;
+	json_t *data;
+};
+
+static void inbox_tried(void *arg, int sessions, uint64_t seq)
+{
+	struct inbox_try *t = arg;
+
+	(void)seq;
+	/* no session of the user anywhere, or Redis did not say: the offline queue keeps it */
+	if (sessions <= 0)
+		qc_hub_offline_push(t->h, t->user, t->name, t->data);
+	json_decref(t->data);
+	free(t->user);
+	free(t->name);
+	free(t);
+}
+
+/* Event @name with @data (stolen) for @user through the inbox broker (cluster mode). */
+static uint32_t inbox_try(struct qc_hub *h, const char *user, const char *name, json_t *data)
+{
+	struct qc_user *u = qc_conns_user(&h->conns, user);
+	struct inbox_try *t = data ? calloc(1, sizeof(*t)) : NULL;
+
+	if (t) {
+		t->h = h;
+		t->user = strdup(user);
+		t->name = strdup(name);
+		t->data = data;
+	}
+	if (!t || !t->user || !t->name ||
+	    h->ibroker.append(h->ibroker.ctx, user, name, data, inbox_tried, t)) {
+		if (t)
+			inbox_tried(t, -ENOTCONN, 0);
+		else
+			json_decref(data);
+		return 0;
+	}
+	return u ? u->nconns : 0;
+}
+
+uint32_t qc_hub_inbox_send(struct qc_hub *h, const char *user, const char *name, json_t *data)
+{
+	struct qc_user *u = qc_conns_user(&h->conns, user);
+	struct qc_lentry *e;
+
+	if (data)
+		alert_seq(name, data);
+	if (h->ibroker.append)
+		return inbox_try(h, user, name, data);
+	if (!u || !data || !qc_hub_inbox(h, u)) {
+		json_decref(data);
+		return 0;
+	}
+	e = qc_log_append(u->inbox, name, data, NULL, QC_ROLE_NONE, 0);
+	if (!e)
+		return 0;
+	qc_hub_inbox_persist(h, user, u->inbox, e);
+	return inbox_fanout(h, u, e);
+}
+
+/* @u's sessions here may have missed entries of their inbox: no resume claims otherwise. */
+static void inbox_lost(struct qc_user *u)
+{
+	for (struct qc_conn *c = u->conns; c; c = c->user_next)
+		c->dropped = 1;
+}
+
+uint64_t qc_hub_inbox_entry(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq,
+                            const char *name, json_t *data, bool fill)
+{
+	struct qc_user *u = qc_conns_user(&h->conns, user);
+	struct qc_log *l = u ? qc_hub_inbox(h, u) : NULL;
+	struct qc_lentry *e;
+
+	if (!l || !seq || !epoch || strlen(epoch) != QC_EPOCH_LEN || !data)
+		return 0;
+	if (!l->based || strcmp(l->epoch, epoch)) {
+		/* the first entry here, or Redis lost the log (a new epoch) */
+		if (l->based)
+			inbox_lost(u);
+		qc_log_reset(l, epoch, seq - 1);
+		l->based = 1;
+	} else if (seq <= l->last_seq) {
+		return 0; /* had it */
+	} else if (seq > l->last_seq + 1) {
+		if (!fill)
+			return l->last_seq; /* the caller reads the log back from there */
+		/* the log in Redis no longer reaches back that far */
+		inbox_lost(u);
+		qc_log_reset(l, NULL, seq - 1);
+	}
+	alert_seq(name, data);
+	e = qc_log_append(l, name, json_deep_copy(data), NULL, QC_ROLE_NONE, 0);
+	if (e)
+		inbox_fanout(h, u, e);
+	return 0;
+}
+
+void qc_hub_inbox_base(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq)
+{
+	struct qc_user *u = qc_conns_user(&h->conns, user);
+	struct qc_log *l = u ? qc_hub_inbox(h, u) : NULL;
+
+	if (!l || l->based || !epoch || strlen(epoch) != QC_EPOCH_LEN)
+		return;
+	qc_log_reset(l, epoch, seq);
+	l->based = 1;
+}
+
+void qc_hub_set_inbox_broker(struct qc_hub *h, const struct qc_inbox_broker *b)
+{
+	h->ibroker = *b;
+}
+
 struct qc_log *qc_hub_inbox(struct qc_hub *h, struct qc_user *u)
 {
-	/* with a store, the user's one durable log; memory only, one per life of the user's
-	 * sessions */
-	if (!u->inbox)
+	/*
+	 * with a store, the user's one durable log; memory only, one per life of the user's
+	 * sessions; in a cluster, this node's copy of the log in Redis (numbered there)
+	 */
+	if (!u->inbox && !h->ibroker.append)
 		u->inbox = qc_hub_inbox_durable(h, u->id);
-	if (!u->inbox && !qc_hub_persistent(h))
+	if (!u->inbox && (!qc_hub_persistent(h) || h->ibroker.append))
 		u->inbox = qc_log_new(h, QC_LOG_INBOX, h->cfg->inbox.history_size, 0, NULL, 0);
 	return u->inbox;
 }
@@ -539,6 +658,7 @@ void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room
 
 	if (qc_rooms_leave(h->rooms, room, &c->rooms))
 		return;
+	qc_hub_session_note(h, c, c->suspended ? QC_SESSION_SUSPENDED : QC_SESSION_LIVE);
 	h->st.leave_events++;
 	if (last)
 		h->st.rooms_deleted++;
@@ -940,9 +1060,130 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	return QC_OK;
 }
 
-/* direct_message to every connection of each user of @users (an array, borrowed). */
+/* A direct_message to several users through the inbox broker: answered when all have said. */
+struct dm_batch {
+	struct qc_hub *h;
+	qc_publish_done_fn done; /* NULL: nobody waits */
+	void *arg;
+	char id[48];
+	uint32_t n, left, lost;
+	bool submitting;
+	json_int_t sessions;
+	json_t *offline;
+};
+
+struct dm_one {
+	struct dm_batch *b;
+	char *user;
+	json_t *data;
+};
+
+/* The answer: QC_OK with *@out, or UNAVAILABLE with the message in @msg. */
+static enum qc_err dm_result(struct dm_batch *b, json_t **out, char *msg, size_t msglen)
+{
+	if (b->lost) {
+		snprintf(
+		    msg, msglen,
+		    "Redis (cluster.redis) is unavailable: %u of %u recipient(s) not confirmed",
+		    b->lost, b->n);
+		json_decref(b->offline);
+		return QC_E_UNAVAILABLE;
+	}
+	*out = json_pack("{s:s, s:I, s:o}", "message_id", b->id, "delivered", b->sessions,
+	                 "offline", b->offline);
+	return QC_OK;
+}
+
+static void dm_appended(void *arg, int sessions, uint64_t seq)
+{
+	struct dm_one *o = arg;
+	struct dm_batch *b = o->b;
+	json_t *out = NULL;
+	char msg[160];
+	enum qc_err e;
+
+	(void)seq;
+	if (sessions > 0) {
+		b->sessions += sessions;
+	} else if (sessions == 0) {
+		/* no live or suspended session in the cluster: the user's offline queue keeps it */
+		qc_hub_offline_push(b->h, o->user, "direct_message", o->data);
+		json_array_append_new(b->offline, json_string(o->user));
+	} else {
+		b->lost++;
+	}
+	json_decref(o->data);
+	free(o->user);
+	free(o);
+	if (--b->left || b->submitting)
+		return;
+	e = dm_result(b, &out, msg, sizeof(msg));
+	if (b->done)
+		b->done(b->arg, e, msg, out);
+	else
+		json_decref(out);
+	free(b);
+}
+
+static enum qc_err direct_send_cluster(struct qc_hub *h, const char *from, json_t *users,
+                                       json_t *content, const char *type, qc_publish_done_fn done,
+                                       void *arg, json_t **out, const char **emsg)
+{
+	struct dm_batch *b = calloc(1, sizeof(*b));
+	enum qc_err e;
+	struct dm_one *o;
+	size_t i;
+	json_t *v;
+
+	if (!b || !(b->offline = json_array())) {
+		free(b);
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
+	b->h = h;
+	b->done = done;
+	b->arg = arg;
+	b->submitting = true;
+	snprintf(b->id, sizeof(b->id), "m-%s-%" PRIu64, h->node, ++h->msg_counter);
+	json_array_foreach (users, i, v) {
+		b->n++;
+		o = calloc(1, sizeof(*o));
+		if (o) {
+			o->b = b;
+			o->user = strdup(json_string_value(v));
+			o->data = json_pack("{s:s, s:s, s:s, s:O, s:I}", "message_id", b->id,
+			                    "from", from, "message_type", type, "content", content,
+			                    "timestamp", (json_int_t)qc_now_ms());
+		}
+		b->left++;
+		if (!o || !o->user || !o->data ||
+		    h->ibroker.append(h->ibroker.ctx, o->user, "direct_message", o->data,
+		                      dm_appended, o)) {
+			b->left--;
+			b->lost++;
+			if (o) {
+				json_decref(o->data);
+				free(o->user);
+				free(o);
+			}
+		}
+	}
+	b->submitting = false;
+	if (b->left)
+		return QC_ASYNC;
+	/* nothing went out: answered now */
+	e = dm_result(b, out, h->errbuf, sizeof(h->errbuf));
+	free(b);
+	if (e != QC_OK)
+		*emsg = h->errbuf;
+	return e;
+}
+
+/*
+ * direct_message to every connection of each user of @users (an array, borrowed). Through the
+ * inbox broker (cluster mode) the answer waits for Redis: QC_ASYNC, @done runs later.
+ */
 static enum qc_err direct_send(struct qc_hub *h, const char *from, json_t *users, json_t *doc,
-                               json_t **out, const char **emsg)
+                               qc_publish_done_fn done, void *arg, json_t **out, const char **emsg)
 {
 	json_t *content = json_object_get(doc, "content"), *offline, *v;
 	uint32_t delivered = 0;
@@ -956,6 +1197,8 @@ static enum qc_err direct_send(struct qc_hub *h, const char *from, json_t *users
 	e = read_message_type(h, doc, &type, emsg);
 	if (e != QC_OK)
 		return e;
+	if (h->ibroker.append)
+		return direct_send_cluster(h, from, users, content, type, done, arg, out, emsg);
 	snprintf(id, sizeof(id), "m-%s-%" PRIu64, h->node, ++h->msg_counter);
 	offline = json_array();
 	json_array_foreach (users, i, v) {
@@ -978,6 +1221,21 @@ static enum qc_err direct_send(struct qc_hub *h, const char *from, json_t *users
 	return QC_OK;
 }
 
+/* direct_send for a request of @c: through the inbox broker its answer waits (QC_ASYNC). */
+static enum qc_err direct_request(struct qc_hub *h, struct qc_conn *c, json_t *users, json_t *p,
+                                  json_t **d, const char **e)
+{
+	struct qc_waiter *w = NULL;
+	enum qc_err err;
+
+	if (h->ibroker.append && h->cur && !(w = qc_waiter_new(h, c)))
+		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+	err = direct_send(h, c->user_id, users, p, w ? qc_waiter_answer : NULL, w, d, e);
+	if (err != QC_ASYNC && w)
+		qc_waiter_free(w);
+	return err;
+}
+
 enum qc_err qc_act_send_to_user(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                 const char **e)
 {
@@ -992,7 +1250,7 @@ enum qc_err qc_act_send_to_user(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 		if (!s || !s[0] || strlen(s) > QC_USER_ID_MAX)
 			return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"user_id\" must be a user id");
 		list = json_pack("[O]", one);
-		err = list ? direct_send(h, c->user_id, list, p, d, e)
+		err = list ? direct_request(h, c, list, p, d, e)
 		           : qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
 		json_decref(list);
 		return err;
@@ -1003,10 +1261,11 @@ enum qc_err qc_act_send_to_user(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	if (!users)
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST,
 		                   "\"user_id\" or \"user_ids\" is required");
-	return direct_send(h, c->user_id, users, p, d, e);
+	return direct_request(h, c, users, p, d, e);
 }
 
-enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const char **msg)
+enum qc_err qc_hub_broadcast_async(struct qc_hub *h, json_t *body, qc_publish_done_fn done,
+                                   void *arg, json_t **out, const char **msg)
 {
 	json_t *room = json_object_get(body, "room"), *users;
 	enum qc_err e;
@@ -1021,7 +1280,12 @@ enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const
 	if (!users)
 		return qc_hub_fail(h, msg, QC_E_BAD_REQUEST,
 		                   "\"room\" or \"to_users\" is required");
-	return direct_send(h, "system", users, body, out, msg);
+	return direct_send(h, "system", users, body, done, arg, out, msg);
+}
+
+enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const char **msg)
+{
+	return qc_hub_broadcast_async(h, body, NULL, NULL, out, msg);
 }
 
 enum qc_err qc_act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,

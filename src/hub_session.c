@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <utlist.h>
 
@@ -43,6 +44,7 @@ void qc_hub_unsuspend(struct qc_hub *h, struct qc_conn *c)
 	h->nsuspended--;
 	h->buffered_bytes -= c->outq.bytes + qc_hub_sio_bytes(c);
 	c->suspended = 0;
+	qc_hub_session_note(h, c, QC_SESSION_LIVE);
 }
 
 static void expire_one(struct qc_hub *h, struct qc_conn *c)
@@ -310,6 +312,7 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 	c->closing = 0;
 	c->close_code = 0;
 	c->close_sent = 0;
+	c->resuming = 0; /* a resume that waited for Redis is given up: this is the fresh session */
 	c->suspended = 1;
 	c->expires_ms = qc_now_ms() + (int64_t)cfg->sessions.ttl_s * 1000;
 	DL_APPEND2(h->susp_head, c, susp_prev, susp_next);
@@ -322,6 +325,7 @@ int qc_hub_suspend(struct qc_hub *h, struct qc_conn *c)
 		qc_hub_refused(h, QC_LIM_SESSION_BYTES);
 	if (c->sio)
 		qc_hub_sio_suspended(h, c);
+	qc_hub_session_note(h, c, QC_SESSION_SUSPENDED);
 	return 0;
 }
 
@@ -706,15 +710,386 @@ static json_t *read_all(struct qc_hub *h, struct qc_conn *c, json_t *positions, 
 	return data;
 }
 
+/*
+ * @c (the resumed session, on its socket) with the client's @positions: a new secret (the
+ * token's, @secret, works until the answer has left), the replay built, the answer queued
+ * ahead of it.
+ */
+static void resume_answer(struct qc_hub *h, struct qc_conn *c, const char *secret,
+                          json_t *positions, const char *request_id, const char *trace_id,
+                          bool event)
+{
+	char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
+	uint32_t msgs = 0;
+	bool all = true;
+	struct qc_msg *m;
+	json_t *data;
+
+	memcpy(c->prev_secret, secret, QC_SECRET_LEN);
+	c->prev_secret[QC_SECRET_LEN] = '\0';
+	c->prev_valid = 1;
+	qc_random_hex(c->secret, QC_SECRET_LEN / 2);
+	data = read_all(h, c, positions, &all, &msgs);
+	snprintf(tok, sizeof(tok), "%s%s", c->session_id, c->secret);
+	json_object_set_new(data, "session_id", json_string(c->session_id));
+	json_object_set_new(data, "user_id", json_string(c->user_id));
+	json_object_set_new(data, "resumed", json_true());
+	json_object_set_new(data, "resume_token", json_string(tok));
+	json_object_set_new(data, "recovered", json_boolean(all));
+	json_object_set_new(data, "replayed", json_integer(msgs));
+	/*
+	 * the answer first (or for ?resume= the session event): it carries the new token, and
+	 * the old one works until it has left
+	 */
+	if (event) {
+		json_decref(data);
+		data = qc_hub_session_event(h, c, true, all, msgs);
+	} else {
+		data = qc_codec_response_ok(request_id, trace_id, data, qc_now_ms());
+	}
+	m = data ? qc_msg_new_json(data) : NULL;
+	json_decref(data);
+	if (!m || qc_outq_push(&c->outq, m)) {
+		qc_msg_unref(&m);
+		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+		return;
+	}
+	m->kind = QC_MSG_CONTROL;
+	qc_msg_unref(&c->session_msg);
+	c->session_msg = m;
+	c->replay_old = c->replay.count;
+	c->replay_live = 0;
+	c->replaying = REPLAY_ON;
+	h->st.resumed++;
+	h->st.replayed += msgs;
+	if (!event)
+		h->resumed_positions++;
+	c->dropped = 0;
+	c->outq.events_out = 0;
+	qc_hub_refill(h, c);
+	h->t.want_write(h->t.ctx, c);
+}
+
+/* ---- resume on another node (cluster mode, SPEC 2.10) ------------------------------------ */
+
+/* The SHA-256 of @secret in hex (a session record's verifier: Redis never holds a secret). */
+static void verifier(const char *secret, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (!EVP_Digest(secret, strlen(secret), md, &n, EVP_sha256(), NULL) || n != 32) {
+		out[0] = '\0';
+		return;
+	}
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+json_t *qc_hub_session_record(struct qc_hub *h, uint64_t conn_id)
+{
+	struct qc_conn *c = qc_conns_find(&h->conns, conn_id);
+	struct qc_membership *mb, *mtmp;
+	struct qc_sub *sub, *stmp;
+	json_t *rooms, *streams, *f;
+	char v[65], pv[65];
+
+	/* native sessions only: a Socket.IO one recovers through its own pid */
+	if (!c || c->enc != QC_ENC_NATIVE || c->no_resume)
+		return NULL;
+	rooms = json_array();
+	streams = json_object();
+	HASH_ITER (hh, c->rooms.by_room, mb, mtmp)
+		json_array_append_new(rooms, json_string(qc_room_name(mb->room)));
+	HASH_ITER (hh, c->streams.by_stream, sub, stmp) {
+		f = json_array();
+		for (size_t i = 0; i < qc_group_nfields(sub->group); i++)
+			json_array_append_new(f, json_string(qc_group_fields(sub->group)[i]));
+		json_object_set_new(
+		    streams, qc_stream_symbol(sub->stream),
+		    json_pack("{s:o, s:f}", "fields", f, "max_hz", qc_hub_sub_max_hz(sub)));
+	}
+	verifier(c->secret, v);
+	if (c->prev_valid)
+		verifier(c->prev_secret, pv);
+	return json_pack("{s:s, s:s, s:s?, s:o, s:o}", "user", c->user_id, "v", v, "pv",
+	                 c->prev_valid ? pv : NULL, "rooms", rooms, "streams", streams);
+}
+
+/* A local connection (live or suspended) of session @sid, or NULL. */
+static struct qc_conn *by_session_id(struct qc_hub *h, const char *sid)
+{
+	struct qc_conn *c, *tmp;
+
+	HASH_FIND(hh_session, h->by_session, sid, QC_SESSION_ID_LEN, c);
+	if (c)
+		return c;
+	HASH_ITER (hh, h->conns.by_id, c, tmp)
+		if (!strcmp(c->session_id, sid))
+			return c;
+	return NULL;
+}
+
+void qc_hub_session_replaced(struct qc_hub *h, const char *sid)
+{
+	struct qc_conn *c = by_session_id(h, sid);
+
+	if (!c)
+		return;
+	c->no_resume = 1; /* its record is another node's: nothing of it is written any more */
+	if (c->suspended) {
+		fifo_unlink(h, c);
+		HASH_DELETE(hh_session, h->by_session, c);
+		h->nsuspended--;
+		h->buffered_bytes -= c->outq.bytes + qc_hub_sio_bytes(c);
+		c->suspended = 0;
+		qc_hub_destroy(h, c);
+		return;
+	}
+	h->sessions_replaced++;
+	qc_hub_close(h, c, 1000, QC_CLOSE_NOW);
+}
+
+/* A resume request waiting for the session's record in Redis. */
+struct remote_resume {
+	struct qc_hub *h;
+	uint64_t conn_id;
+	int64_t ack_id;
+	char sid[QC_SESSION_ID_LEN + 1];
+	char secret[QC_SECRET_LEN + 1];
+	char *request_id;
+	char *trace_id;
+	json_t *positions; /* the client's (a copy), or NULL */
+	bool inbox_given;
+	uint64_t inbox_since;
+	char inbox_epoch[QC_EPOCH_LEN + 1];
+	bool upgrade; /* ?resume=: no request to answer; a fresh session when it fails */
+};
+
+static void remote_free(struct remote_resume *rr)
+{
+	free(rr->request_id);
+	free(rr->trace_id);
+	json_decref(rr->positions);
+	free(rr);
+}
+
+/* Whether @secret is the current or the previous secret of record @rec. */
+static bool record_admits(json_t *rec, const char *secret)
+{
+	const char *v = json_string_value(json_object_get(rec, "v"));
+	const char *pv = json_string_value(json_object_get(rec, "pv"));
+	char mine[65];
+
+	verifier(secret, mine);
+	if (!mine[0])
+		return false;
+	return (v && strlen(v) == 64 && !CRYPTO_memcmp(v, mine, 64)) ||
+	       (pv && strlen(pv) == 64 && !CRYPTO_memcmp(pv, mine, 64));
+}
+
+/* @positions with every log of @c that the client gave no position for as another life's. */
+static json_t *remote_positions(struct qc_conn *c, json_t *given)
+{
+	json_t *p = json_is_object(given) ? json_deep_copy(given) : json_object(), *k;
+	struct qc_membership *mb, *mtmp;
+	struct qc_sub *sub, *stmp;
+
+	if (!p)
+		return NULL;
+	if (!json_is_object(json_object_get(p, "rooms")))
+		json_object_set_new(p, "rooms", json_object());
+	if (!json_is_object(json_object_get(p, "streams")))
+		json_object_set_new(p, "streams", json_object());
+	/* the server's record of what left for the socket died with the other node */
+	k = json_object_get(p, "rooms");
+	HASH_ITER (hh, c->rooms.by_room, mb, mtmp)
+		if (!json_object_get(k, qc_room_name(mb->room)))
+			json_object_set_new(k, qc_room_name(mb->room),
+			                    json_pack("{s:i, s:s}", "seq", 0, "epoch", ""));
+	k = json_object_get(p, "streams");
+	HASH_ITER (hh, c->streams.by_stream, sub, stmp)
+		if (!json_object_get(k, qc_stream_symbol(sub->stream)))
+			json_object_set_new(k, qc_stream_symbol(sub->stream),
+			                    json_pack("{s:i, s:s}", "seq", 0, "epoch", ""));
+	if (!json_object_get(p, "inbox") || json_is_null(json_object_get(p, "inbox")))
+		json_object_set_new(p, "inbox", json_pack("{s:i, s:s}", "seq", 0, "epoch", ""));
+	return p;
+}
+
+/*
+ * This node's copy of @c's inbox log made to reach back to the client's position, from what
+ * Redis had after it (@entries, ending at @last of @epoch), before the replay reads it.
+ */
+static void remote_inbox(struct qc_hub *h, struct qc_conn *c, struct remote_resume *rr,
+                         const char *epoch, uint64_t last, json_t *entries)
+{
+	struct qc_log *l = c->user ? qc_hub_inbox(h, c->user) : NULL;
+	bool mine = rr->inbox_given && !strcmp(rr->inbox_epoch, epoch) && rr->inbox_since <= last;
+	json_t *e;
+	size_t i;
+
+	if (!l || strlen(epoch) != QC_EPOCH_LEN)
+		return;
+	if (!l->based || strcmp(l->epoch, epoch) ||
+	    (mine && !qc_log_reaches(l, epoch, rr->inbox_since) && c->user->nconns == 1)) {
+		qc_log_reset(l, epoch, mine ? rr->inbox_since : last);
+		l->based = 1;
+	}
+	json_array_foreach (entries, i, e)
+		qc_hub_inbox_entry(
+		    h, c->user_id, epoch, (uint64_t)json_integer_value(json_array_get(e, 0)),
+		    json_string_value(json_array_get(e, 1)), json_array_get(e, 2), true);
+}
+
+static void remote_found(void *arg, int status, json_t *rec, const char *inbox_epoch,
+                         uint64_t inbox_last, json_t *entries)
+{
+	struct remote_resume *rr = arg;
+	struct qc_hub *h = rr->h;
+	struct qc_conn *c = qc_conns_find(&h->conns, rr->conn_id);
+	char fresh[QC_SESSION_ID_LEN + 1];
+	const char *emsg = NULL, *k;
+	enum qc_err e = QC_E_NOT_FOUND;
+	json_t *v, *positions;
+	size_t i;
+
+	if (!c || c->suspended || c->closing) {
+		remote_free(rr);
+		return;
+	}
+	if (status < 0) {
+		e = QC_E_UNAVAILABLE;
+		emsg = "Redis (cluster.redis) is unavailable: the session could not be looked up";
+		goto fail;
+	}
+	if (status == 0 || !record_admits(rec, rr->secret) ||
+	    strcmp(json_string_value(json_object_get(rec, "user")) ?: "", c->user_id) ||
+	    by_session_id(h, rr->sid)) {
+		emsg = "no suspended session for that token (unknown, expired, or another user's)";
+		goto fail;
+	}
+	/* this connection is the resumed session now */
+	memcpy(fresh, c->session_id, sizeof(fresh));
+	memcpy(c->session_id, rr->sid, sizeof(c->session_id));
+	/* rooms rejoined as a subscribe would (today's permissions), streams with their fields */
+	json_array_foreach (json_object_get(rec, "rooms"), i, v) {
+		json_t *d = NULL;
+
+		if (json_is_string(v) &&
+		    qc_hub_subscribe(h, c, json_string_value(v), NULL, NULL, &d, &emsg) != QC_OK)
+			h->resume_rooms_lost++;
+		json_decref(d);
+	}
+	json_object_foreach (json_object_get(rec, "streams"), k, v) {
+		json_t *f = json_object_get(v, "fields");
+		double hz = json_number_value(json_object_get(v, "max_hz"));
+		const char *fields[QC_FIELDS_MAX];
+		size_t n = 0;
+
+		for (i = 0; i < json_array_size(f) && n < QC_FIELDS_MAX; i++)
+			if (json_is_string(json_array_get(f, i)))
+				fields[n++] = json_string_value(json_array_get(f, i));
+		qc_hub_stream_attach_ex(h, c, k, fields, n, hz > 0 && hz <= QC_MAX_HZ ? hz : 0,
+		                        false);
+	}
+	c->resuming = 0;
+	remote_inbox(h, c, rr, inbox_epoch, inbox_last, entries);
+	/* its record is this node's (the node that had it is told), the fresh session goes */
+	h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, c->id, QC_SESSION_LIVE, true);
+	h->ibroker.session(h->ibroker.ctx, c->user_id, fresh, c->id, QC_SESSION_GONE, false);
+	positions = remote_positions(c, rr->positions);
+	c->dropped = 0;
+	h->resumed_remote++;
+	resume_answer(h, c, rr->secret, positions, rr->request_id, rr->trace_id, rr->upgrade);
+	json_decref(positions);
+	remote_free(rr);
+	return;
+fail:
+	c->resuming = 0;
+	if (rr->upgrade) {
+		/* as when ?resume= names no session here: a fresh one */
+		struct qc_inbox_pos pos = {rr->inbox_since, rr->inbox_epoch};
+
+		if (qc_hub_open_finish(h, c, rr->inbox_given ? &pos : NULL))
+			qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
+	} else {
+		h->resume_refused++;
+		qc_hub_answer(h, c, rr->request_id, rr->trace_id, rr->ack_id, e, emsg, NULL);
+	}
+	remote_free(rr);
+}
+
+/* A token this node does not know: its session's record is looked up in Redis. */
+static enum qc_err remote_resume(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd,
+                                 const char *token, json_t *positions)
+{
+	struct remote_resume *rr = calloc(1, sizeof(*rr));
+	struct position pos;
+	const char *emsg;
+	int rc;
+
+	if (!rr)
+		return QC_E_INTERNAL;
+	rr->h = h;
+	rr->conn_id = c->id;
+	rr->ack_id = cmd->ack_id;
+	memcpy(rr->sid, token, QC_SESSION_ID_LEN);
+	memcpy(rr->secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN);
+	rr->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
+	rr->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
+	rr->positions = positions ? json_deep_copy(positions) : NULL;
+	read_position(json_object_get(positions, "inbox"), &pos, &emsg);
+	if (pos.given && pos.epoch && strlen(pos.epoch) == QC_EPOCH_LEN) {
+		rr->inbox_given = true;
+		rr->inbox_since = pos.seq;
+		memcpy(rr->inbox_epoch, pos.epoch, QC_EPOCH_LEN + 1);
+	}
+	rc = h->ibroker.lookup(h->ibroker.ctx, c->user_id, rr->sid,
+	                       rr->inbox_given ? (int64_t)rr->inbox_since : -1, remote_found, rr);
+	if (rc) {
+		remote_free(rr);
+		return QC_E_UNAVAILABLE;
+	}
+	c->requested = 1;
+	c->resuming = 1;
+	return QC_ASYNC;
+}
+
+int qc_hub_remote_upgrade(struct qc_hub *h, struct qc_conn *c, const char *token,
+                          const struct qc_inbox_pos *inbox)
+{
+	struct remote_resume *rr = calloc(1, sizeof(*rr));
+
+	if (!rr)
+		return -1;
+	rr->h = h;
+	rr->conn_id = c->id;
+	rr->upgrade = true;
+	memcpy(rr->sid, token, QC_SESSION_ID_LEN);
+	memcpy(rr->secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN);
+	if (inbox && inbox->epoch && strlen(inbox->epoch) == QC_EPOCH_LEN) {
+		rr->inbox_given = true;
+		rr->inbox_since = inbox->seq;
+		memcpy(rr->inbox_epoch, inbox->epoch, QC_EPOCH_LEN + 1);
+		rr->positions = json_pack("{s:{s:I, s:s}}", "inbox", "seq", (json_int_t)inbox->seq,
+		                          "epoch", inbox->epoch);
+	}
+	if (h->ibroker.lookup(h->ibroker.ctx, c->user_id, rr->sid,
+	                      rr->inbox_given ? (int64_t)rr->inbox_since : -1, remote_found, rr)) {
+		remote_free(rr);
+		return -1;
+	}
+	c->resuming = 1;
+	return 0;
+}
+
 void qc_hub_resume_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd)
 {
 	const char *token = json_string_value(json_object_get(cmd->root, "token"));
-	json_t *positions = json_object_get(cmd->root, "positions"), *data;
+	json_t *positions = json_object_get(cmd->root, "positions");
 	const char *emsg = NULL;
 	struct qc_conn *s;
-	struct qc_msg *m;
-	uint32_t msgs = 0;
-	bool all = true;
 	enum qc_err e;
 
 	if (c->requested || c->enc != QC_ENC_NATIVE) {
@@ -732,51 +1107,21 @@ void qc_hub_resume_request(struct qc_hub *h, struct qc_conn *c, const struct qc_
 	if (e != QC_OK)
 		goto fail;
 	s = session_lookup(h, token, c->user_id);
+	if (!s && h->ibroker.lookup && strlen(token) == QC_SESSION_ID_LEN + QC_SECRET_LEN) {
+		e = remote_resume(h, c, cmd, token, positions);
+		if (e == QC_ASYNC)
+			return;
+		emsg = "Redis (cluster.redis) is unavailable: the session could not be looked up";
+		goto fail;
+	}
 	if (!s || s == c) {
 		e = QC_E_NOT_FOUND;
 		emsg = "no suspended session for that token (unknown, expired, or another user's)";
 		goto fail;
 	}
 	take_over(h, c, s);
-	c = s;
-	memcpy(c->prev_secret, token + QC_SESSION_ID_LEN, QC_SECRET_LEN);
-	c->prev_secret[QC_SECRET_LEN] = '\0';
-	c->prev_valid = 1;
-	qc_random_hex(c->secret, QC_SECRET_LEN / 2);
-	data = read_all(h, c, positions, &all, &msgs);
-	{
-		char tok[QC_SESSION_ID_LEN + QC_SECRET_LEN + 1];
-
-		snprintf(tok, sizeof(tok), "%s%s", c->session_id, c->secret);
-		json_object_set_new(data, "session_id", json_string(c->session_id));
-		json_object_set_new(data, "user_id", json_string(c->user_id));
-		json_object_set_new(data, "resumed", json_true());
-		json_object_set_new(data, "resume_token", json_string(tok));
-		json_object_set_new(data, "recovered", json_boolean(all));
-		json_object_set_new(data, "replayed", json_integer(msgs));
-	}
-	/* the answer first: it carries the new token, and the old one works until it has left */
-	data = qc_codec_response_ok(cmd->request_id, cmd->trace_id, data, qc_now_ms());
-	m = data ? qc_msg_new_json(data) : NULL;
-	json_decref(data);
-	if (!m || qc_outq_push(&c->outq, m)) {
-		qc_msg_unref(&m);
-		qc_hub_close(h, c, 1011, QC_CLOSE_NOW);
-		return;
-	}
-	m->kind = QC_MSG_CONTROL;
-	qc_msg_unref(&c->session_msg);
-	c->session_msg = m;
-	c->replay_old = c->replay.count;
-	c->replay_live = 0;
-	c->replaying = REPLAY_ON;
-	h->st.resumed++;
-	h->st.replayed += msgs;
-	h->resumed_positions++;
-	c->dropped = 0;
-	c->outq.events_out = 0;
-	qc_hub_refill(h, c);
-	h->t.want_write(h->t.ctx, c);
+	resume_answer(h, s, token + QC_SESSION_ID_LEN, positions, cmd->request_id, cmd->trace_id,
+	              false);
 	return;
 fail:
 	h->resume_refused++;

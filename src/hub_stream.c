@@ -589,6 +589,13 @@ static void rate_gone(void *ctx, struct qc_sub *sub)
  * Give @sub @hz (0: unlimited). A pending update is re-timed for the new interval, or sent at
  * once when the subscription becomes unlimited. 0 or -ENOMEM.
  */
+double qc_hub_sub_max_hz(const struct qc_sub *sub)
+{
+	const struct qc_hz *r = sub->rate;
+
+	return r ? r->hz : 0;
+}
+
 static int rate_set(struct qc_hub *h, struct qc_sub *sub, double hz)
 {
 	struct qc_hz *r = sub->rate;
@@ -1008,58 +1015,26 @@ bool qc_hub_scan_publish(struct qc_hub *h, const char *buf, size_t len, struct q
 	return true; /* payload NULL: the batch above (qc_act_publish) */
 }
 
-/* A publish request waiting for the broker: who asked, found again by id when it answers. */
-struct pub_answer {
-	struct qc_hub *h;
-	uint64_t conn_id;
-	int64_t ack_id;
-	char *request_id;
-	char *trace_id;
-};
-
-static void pub_answered(void *arg, enum qc_err e, const char *emsg, json_t *out)
-{
-	struct pub_answer *pa = arg;
-	struct qc_conn *c = qc_conns_find(&pa->h->conns, pa->conn_id);
-
-	if (c && !c->suspended && !c->closing)
-		qc_hub_answer(pa->h, c, pa->request_id, pa->trace_id, pa->ack_id, e, emsg, out);
-	else
-		json_decref(out);
-	free(pa->request_id);
-	free(pa->trace_id);
-	free(pa);
-}
-
 enum qc_err qc_act_publish(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                            const char **e)
 {
-	const struct qc_cmd *cmd = h->cur;
-	struct pub_answer *pa;
+	struct qc_waiter *pa;
 	enum qc_err err;
 
 	if (!(c->roles & QC_ROLE_PUBLISHER))
 		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "role publisher required");
-	if (!h->broker.append || !cmd) {
+	if (!h->broker.append || !h->cur) {
 		if (!p)
 			return publish_batch(h, &batch, NULL, NULL, d, e); /* qc_hub_scan_publish */
 		return qc_hub_publish(h, p, d, e);
 	}
-	pa = calloc(1, sizeof(*pa));
+	pa = qc_waiter_new(h, c);
 	if (!pa)
 		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
-	pa->h = h;
-	pa->conn_id = c->id;
-	pa->ack_id = cmd->ack_id;
-	pa->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
-	pa->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
-	err = p ? qc_hub_publish_async(h, p, pub_answered, pa, d, e)
-	        : publish_batch(h, &batch, pub_answered, pa, d, e);
-	if (err != QC_ASYNC) {
-		free(pa->request_id);
-		free(pa->trace_id);
-		free(pa);
-	}
+	err = p ? qc_hub_publish_async(h, p, qc_waiter_answer, pa, d, e)
+	        : publish_batch(h, &batch, qc_waiter_answer, pa, d, e);
+	if (err != QC_ASYNC)
+		qc_waiter_free(pa);
 	return err;
 }
 
@@ -1398,6 +1373,12 @@ bool qc_hub_stream_catch_up(struct qc_hub *h, struct qc_conn *c, struct qc_sub *
 int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol,
                          const char *const *fields, size_t nfields, double max_hz)
 {
+	return qc_hub_stream_attach_ex(h, c, symbol, fields, nfields, max_hz, true);
+}
+
+int qc_hub_stream_attach_ex(struct qc_hub *h, struct qc_conn *c, const char *symbol,
+                            const char *const *fields, size_t nfields, double max_hz, bool snapshot)
+{
 	struct qc_stream *s;
 	struct qc_sub *sub;
 	int ret;
@@ -1427,7 +1408,8 @@ int qc_hub_stream_attach(struct qc_hub *h, struct qc_conn *c, const char *symbol
 		return ret;
 	}
 	ret = rate_set(h, sub, max_hz);
-	qc_hub_stream_catch_up(h, c, sub, true, false, 0);
+	if (snapshot)
+		qc_hub_stream_catch_up(h, c, sub, true, false, 0);
 	if (h->broker.watch)
 		h->broker.watch(h->broker.ctx, symbol);
 	return ret;

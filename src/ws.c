@@ -732,7 +732,10 @@ static struct qc_conn *establish(struct lws *wsi, struct qc_server *srv, bool *n
 		}
 	}
 	c->transport = wsi;
-	if (qc_hub_open_at(srv->hub, c, inbox_position(wsi, &pos, epoch) ? &pos : NULL)) {
+	if (token && token[0]
+	        ? qc_hub_open_resume(srv->hub, c, token,
+	                             inbox_position(wsi, &pos, epoch) ? &pos : NULL)
+	        : qc_hub_open_at(srv->hub, c, inbox_position(wsi, &pos, epoch) ? &pos : NULL)) {
 		free(c);
 		return NULL;
 	}

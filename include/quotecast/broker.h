@@ -40,4 +40,68 @@ struct qc_broker {
 	void *ctx;
 };
 
+/*
+ * The inbox broker (cluster_session.c): where a user's inbox entries (direct_message, alert,
+ * offline deliveries; SPEC 2.9) are numbered and how they reach the nodes holding the user's
+ * sessions. Without one the hub numbers them itself (hub_room.c's qc_hub_inbox_send). With one,
+ * an entry goes to append(): one step in Redis counts the user's sessions in the whole cluster
+ * (live or suspended, on any node), and when there is one gives the entry its inbox seq, logs
+ * it under the inbox's epoch and delivers it to every node holding a session of the user, this
+ * one included, through qc_hub_inbox_entry(). The hub tells it where its sessions are
+ * (session()), so that they count, their nodes listen, and their records (what a resume on
+ * another node rebuilds) are in Redis; lookup() reads a record back.
+ */
+
+/*
+ * The verdict on one appended entry: @sessions > 0 sessions of the user in the cluster (the
+ * entry has inbox seq @seq), 0 none (nothing was logged: the offline queue's turn), or
+ * -ENOTCONN / -EIO (nothing is known).
+ */
+typedef void (*qc_inbox_append_cb)(void *arg, int sessions, uint64_t seq);
+
+enum qc_session_state {
+	QC_SESSION_GONE = 0,
+	QC_SESSION_LIVE = 1,
+	QC_SESSION_SUSPENDED = 2,
+};
+
+/*
+ * What a lookup found (resume on another node, SPEC 2.9): @status 1 the record @rec (borrowed:
+ * {"v","pv","rooms","streams",...} as qc_hub_session_record() made it) with @user's inbox in
+ * Redis at @inbox_last of @inbox_epoch ("" when it has none) and its entries after the seq
+ * asked for (@entries: [[seq, name, data], ...], oldest first, borrowed); 0 no such record;
+ * negative (-ENOTCONN, -EIO): Redis did not answer.
+ */
+typedef void (*qc_session_found_cb)(void *arg, int status, json_t *rec, const char *inbox_epoch,
+                                    uint64_t inbox_last, json_t *entries);
+
+struct qc_inbox_broker {
+	/*
+	 * Event @name with @data (borrowed) for @user. 0: @cb (may be NULL) runs later, never
+	 * inside this call; -ENOTCONN or -ENOSPC: it will not run.
+	 */
+	int (*append)(void *ctx, const char *user, const char *name, json_t *data,
+	              qc_inbox_append_cb cb, void *arg);
+	/*
+	 * Session @session_id of @user (connection @conn_id) is live here, suspended here, or
+	 * gone from here; LIVE and SUSPENDED also say that its record changed (it is read with
+	 * qc_hub_session_record() when it is written, at most every few milliseconds). @take: it
+	 * was resumed here from another node's record, which becomes this node's.
+	 */
+	void (*session)(void *ctx, const char *user, const char *session_id, uint64_t conn_id,
+	                enum qc_session_state state, bool take);
+	/*
+	 * The record of session @session_id of @user, and @user's inbox entries after @inbox_since
+	 * (-1: none wanted). 0: @cb runs later; else it will not run.
+	 */
+	int (*lookup)(void *ctx, const char *user, const char *session_id, int64_t inbox_since,
+	              qc_session_found_cb cb, void *arg);
+	/*
+	 * Offline messages for @user were just stored (the store's shared rows): the nodes holding
+	 * a session of the user take them (qc_hub_offline_claim), in case it came back meanwhile.
+	 */
+	void (*poke)(void *ctx, const char *user);
+	void *ctx;
+};
+
 #endif

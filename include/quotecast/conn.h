@@ -49,6 +49,7 @@ struct qc_conn {
 	uint8_t no_resume;  /* closed for a reason a resume must not undo (expired token) */
 	uint8_t requested;  /* it has made a request: a resume request is no longer taken */
 	uint8_t publisher;  /* on the quotecast-publisher subprotocol (set by the transport) */
+	uint8_t resuming;   /* a resume waits for the session's record in Redis (cluster mode) */
 	uint16_t close_code;
 	uint32_t bad_messages;
 	int64_t connected_at_ms;

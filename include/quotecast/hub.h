@@ -159,6 +159,16 @@ struct qc_inbox_pos {
 int qc_hub_open_at(struct qc_hub *h, struct qc_conn *c, const struct qc_inbox_pos *inbox);
 
 /**
+ * qc_hub_open_resume() - qc_hub_open_at() for a ?resume=@token that qc_hub_resume() did not
+ * find here. In a cluster the session's record is looked up in Redis (SPEC 2.10): the
+ * connection is indexed now and gets, once Redis has answered, the resumed session (rooms
+ * rejoined, streams re-subscribed, the inbox read back from @inbox) or a fresh session as
+ * qc_hub_open_at() would have given. On one node it is qc_hub_open_at().
+ */
+int qc_hub_open_resume(struct qc_hub *h, struct qc_conn *c, const char *token,
+                       const struct qc_inbox_pos *inbox);
+
+/**
  * qc_hub_closed() - the connection's socket is gone. Its session is suspended for
  * sessions.ttl_s (rooms, streams and filters kept, messages buffered) or, with no TTL or
  * while shutting down, it leaves every index and @c is freed. Either way the caller must not
@@ -349,6 +359,53 @@ enum qc_err qc_hub_publish_async(struct qc_hub *h, json_t *doc, qc_publish_done_
 enum qc_err qc_hub_publish_text_async(struct qc_hub *h, const char *body, size_t len,
                                       qc_publish_done_fn done, void *arg, json_t **out,
                                       const char **emsg);
+
+/**
+ * qc_hub_broadcast_async() - qc_hub_broadcast() whose answer may wait for the inbox broker
+ * (to_users in cluster mode), answering as qc_hub_publish_async() does.
+ */
+enum qc_err qc_hub_broadcast_async(struct qc_hub *h, json_t *body, qc_publish_done_fn done,
+                                   void *arg, json_t **out, const char **msg);
+
+struct qc_inbox_broker;
+
+/** qc_hub_set_inbox_broker() - number and spread inbox entries through @b (copied; broker.h). */
+void qc_hub_set_inbox_broker(struct qc_hub *h, const struct qc_inbox_broker *b);
+
+/**
+ * qc_hub_inbox_entry() - an entry of @user's inbox that the inbox broker numbered @seq in
+ * @epoch (@data borrowed): appended to this node's copy of the log and sent to the user's
+ * sessions here, once. Returns 0, or when entries before it are missing here the seq this
+ * node's copy has got to: the caller reads the log in Redis back from there and hands the
+ * entries in order with @fill (then a hole means the log in Redis lost them).
+ */
+uint64_t qc_hub_inbox_entry(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq,
+                            const char *name, json_t *data, bool fill);
+
+/**
+ * qc_hub_inbox_base() - @user's inbox in Redis is at @seq of @epoch: where this node's copy
+ * starts when it has had no entry yet.
+ */
+void qc_hub_inbox_base(struct qc_hub *h, const char *user, const char *epoch, uint64_t seq);
+
+/**
+ * qc_hub_session_record() - what a resume on another node needs of the session of connection
+ * @conn_id (new reference): {user, v, pv (the SHA-256 of its current and previous secret),
+ * rooms, streams: {symbol: fields}}; NULL when there is none (gone, not native).
+ */
+json_t *qc_hub_session_record(struct qc_hub *h, uint64_t conn_id);
+
+/**
+ * qc_hub_session_replaced() - session @sid was resumed on another node: its connection here is
+ * closed (1000), or its suspended record dropped, and nothing of it is written to Redis again.
+ */
+void qc_hub_session_replaced(struct qc_hub *h, const char *sid);
+
+/**
+ * qc_hub_offline_claim() - (cluster mode) if @user has a session here, take what waits for the
+ * user in the store's offline queue and send it (another node stored it just now).
+ */
+void qc_hub_offline_claim(struct qc_hub *h, const char *user);
 
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
