@@ -100,7 +100,13 @@ async function subscribeEverywhere(server, clients, sym) {
 				return false;
 		}
 		return true;
-	}, { timeoutMs: 15000, intervalMs: 200, what: 'every node to receive the probes' });
+	}, { timeoutMs: 15000, intervalMs: 200, what: 'every node to receive the probes' }).catch(async (e) => {
+		/* what each node's cluster block says, for a failure that does not reproduce at will */
+		const blocks = [];
+		for (const s of servers)
+			blocks.push(`${s.label}: ${JSON.stringify((await getStats(s).catch(() => ({}))).cluster)}`);
+		throw new Error(`${e.message}\n${blocks.join('\n')}`);
+	});
 	for (const c of clients) {
 		const ticks = c.queue.filter(isTick(sym));
 		last = ticks[ticks.length - 1].data.seq;
