@@ -84,8 +84,14 @@ static void resubscribe(struct qc_cluster_shard *s)
 
 static void on_sub_state(void *ud, bool up)
 {
-	if (up)
-		resubscribe(ud);
+	struct qc_cluster_shard *s = ud;
+	uint32_t i;
+
+	if (!up)
+		return;
+	resubscribe(s);
+	for (i = 0; i < s->cl->nresubscribed; i++)
+		s->cl->resubscribed[i](s->cl, s->index);
 }
 
 static void load_scripts(struct qc_cluster_shard *s)
@@ -222,6 +228,14 @@ int qc_cluster_listen(struct qc_cluster *cl, const char *prefix, qc_cluster_chan
 		return -1;
 	cl->listeners[cl->nlisteners++] =
 	    (struct qc_cluster_listener){.prefix = prefix, .prefixlen = strlen(prefix), .fn = fn};
+	return 0;
+}
+
+int qc_cluster_on_resubscribe(struct qc_cluster *cl, qc_cluster_up_fn fn)
+{
+	if (cl->nresubscribed == QC_CLUSTER_MAX_LISTENERS)
+		return -1;
+	cl->resubscribed[cl->nresubscribed++] = fn;
 	return 0;
 }
 

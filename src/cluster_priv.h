@@ -65,6 +65,9 @@ struct qc_cluster_listener {
 	qc_cluster_chan_fn fn;
 };
 
+/* @shard's subscriber link is up again and its channels were subscribed anew. */
+typedef void (*qc_cluster_up_fn)(struct qc_cluster *cl, uint32_t shard);
+
 /* The stream broker's state (cluster_stream.c). */
 struct qc_cluster_streams {
 	struct qc_cluster_watch *watches; /* uthash by symbol */
@@ -109,6 +112,8 @@ struct qc_cluster {
 	uint32_t nscripts;
 	struct qc_cluster_listener listeners[QC_CLUSTER_MAX_LISTENERS];
 	uint32_t nlisteners;
+	qc_cluster_up_fn resubscribed[QC_CLUSTER_MAX_LISTENERS];
+	uint32_t nresubscribed;
 	struct qc_cluster_chan *chans; /* uthash by name */
 	struct qc_cluster_streams streams;
 	struct qc_cluster_sessions sessions;
@@ -139,6 +144,13 @@ int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_scr
 
 /** qc_cluster_listen() - at start-up: @fn gets the messages of channels starting @prefix. */
 int qc_cluster_listen(struct qc_cluster *cl, const char *prefix, qc_cluster_chan_fn fn);
+
+/**
+ * qc_cluster_on_resubscribe() - at start-up: @fn runs each time a shard's subscriber link is
+ * up (again) and its channels are subscribed anew. What was published on them while the link
+ * was down is lost for this node: @fn reads it back from the logs.
+ */
+int qc_cluster_on_resubscribe(struct qc_cluster *cl, qc_cluster_up_fn fn);
 
 /**
  * qc_cluster_subscribe() - hold (@on) or release one reference to channel @name on @shard's
