@@ -402,8 +402,10 @@ int qc_cluster_start(struct qc_cluster *cl, struct lws_context *ctx, struct lws_
                      unsigned int port)
 {
 	struct qc_cluster_ops ops = {.stats = ops_stats, .ready = ops_ready, .ctx = cl};
-	struct qc_broker broker = {
-	    .append = qc_cluster_broker_append, .watch = qc_cluster_broker_watch, .ctx = cl};
+	struct qc_broker broker = {.append = qc_cluster_broker_append,
+	                           .watch = qc_cluster_broker_watch,
+	                           .load = qc_cluster_broker_load,
+	                           .ctx = cl};
 	char host[64];
 	uint32_t i;
 

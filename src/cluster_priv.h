@@ -72,8 +72,12 @@ typedef void (*qc_cluster_up_fn)(struct qc_cluster *cl, uint32_t shard);
 struct qc_cluster_streams {
 	struct qc_cluster_watch *watches; /* uthash by symbol */
 	uint32_t nwatches;
-	uint64_t ticks_in;  /* ticks received on watched channels */
-	uint64_t ticks_bad; /* messages that did not parse */
+	uint64_t ticks_in;      /* ticks received on watched channels */
+	uint64_t ticks_bad;     /* messages that did not parse */
+	uint64_t reads;         /* reads of a log (a watch began, a gap, a sub link back, a load) */
+	uint64_t read_failures; /* reads that got no answer */
+	uint64_t gaps;          /* channel ticks that came after a gap */
+	uint64_t gaps_lost;     /* gaps the log no longer had: the stream's ring begins again */
 	lws_sorted_usec_list_t sul_sweep;
 };
 
@@ -168,6 +172,7 @@ void qc_cluster_streams_stats(struct qc_cluster *cl, json_t *doc);
 int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb,
                              void *arg);
 void qc_cluster_broker_watch(void *ctx, const char *symbol);
+int qc_cluster_broker_load(void *ctx, const char *symbol, qc_broker_load_cb cb, void *arg);
 
 /* cluster_session.c */
 int qc_cluster_sessions_init(struct qc_cluster *cl);

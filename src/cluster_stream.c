@@ -15,10 +15,15 @@
 
 /*
  * One tick, atomically: KEYS the symbol's seq, message-id window (a sorted set by seq), last
- * version, and log (a Redis Stream); ARGV the message id ("" = none), "1" when the version
- * counts and the version, the window size, the log's MAXLEN, the channel, and the rest of the
- * message (JSON made by the publishing node). Returns {0, seq} accepted, {1} duplicate, {2}
- * stale. What it publishes is "<seq> <rest>". Versions compare as Lua numbers (doubles).
+ * version, log (a Redis Stream whose entry ids are the seqs: "<seq>-0") and epoch; ARGV the
+ * message id ("" = none), "1" when the version counts and the version, the window size, the
+ * log's MAXLEN, the channel, the rest of the message (JSON made by the publishing node) and a
+ * random epoch for a log that begins. Returns {0, seq} accepted, {1} duplicate, {2} stale.
+ * What it publishes is "<seq> <epoch> <rest>". Versions compare as Lua numbers (doubles).
+ *
+ * The epoch names one life of the log on every node: made when the log begins (seq 1, or no
+ * epoch yet), so a Redis that lost its data (restarted empty) gives the next tick seq 1 in a
+ * new life, and positions from the old one are known not to reach back.
  */
 static struct qc_cluster_script tick_script = {
     .src = "if ARGV[1] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {1} end\n"
@@ -28,22 +33,81 @@ static struct qc_cluster_script tick_script = {
            "  redis.call('SET', KEYS[3], ARGV[3])\n"
            "end\n"
            "local seq = redis.call('INCR', KEYS[1])\n"
+           "local ep = redis.call('GET', KEYS[5])\n"
+           "if seq == 1 or not ep then\n"
+           "  ep = ARGV[8]\n"
+           "  redis.call('SET', KEYS[5], ep)\n"
+           "  if seq == 1 then redis.call('DEL', KEYS[4]) end\n"
+           "end\n"
            "if ARGV[1] ~= '' then\n"
            "  redis.call('ZADD', KEYS[2], seq, ARGV[1])\n"
            "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[4]) + 1))\n"
            "end\n"
-           "redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'q', seq, 'p', ARGV[7])\n"
-           "redis.call('PUBLISH', ARGV[6], seq .. ' ' .. ARGV[7])\n"
+           "redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], seq .. '-0', 'p', ARGV[7])\n"
+           "redis.call('PUBLISH', ARGV[6], seq .. ' ' .. ep .. ' ' .. ARGV[7])\n"
            "return {0, seq}\n",
+};
+
+/*
+ * Read a log back: KEYS the symbol's epoch and log; ARGV the epoch this node follows ("" =
+ * none), the first seq it lacks, and how many entries at most. Returns {epoch, seq, rest,
+ * seq, rest, ...}: the newest entries from that seq on (all of them when the epoch is another
+ * one), oldest first; {""} when the symbol has no log.
+ */
+static struct qc_cluster_script read_script = {
+    .src = "local ep = redis.call('GET', KEYS[1])\n"
+           "if not ep then return {''} end\n"
+           "local from = ARGV[2] .. '-0'\n"
+           "if ep ~= ARGV[1] then from = '-' end\n"
+           "local r = redis.call('XREVRANGE', KEYS[2], '+', from, 'COUNT', ARGV[3])\n"
+           "local out = {ep}\n"
+           "for i = #r, 1, -1 do\n"
+           "  out[#out + 1] = string.match(r[i][1], '^%d+')\n"
+           "  out[#out + 1] = r[i][2][2]\n"
+           "end\n"
+           "return out\n",
 };
 
 #define TICK_CHANNEL   "qc:t:" /* + symbol */
 #define WATCH_SWEEP_MS 1000
+#define EPOCH_HEX      12 /* the hub's QC_EPOCH_LEN */
 
-/* A symbol this node listens to (its channel is subscribed on its shard's sub link). */
+/* A tick from the channel that waits for a read of the log (it came after a gap). */
+struct held {
+	struct held *next;
+	uint64_t seq;
+	uint64_t gen; /* the first read that surely holds what was published before it */
+	char epoch[EPOCH_HEX + 1];
+	size_t len;
+	char rest[]; /* the message's JSON, not NUL-terminated */
+};
+
+/* A load (broker.h) waiting for a read of the log. */
+struct waiter {
+	struct waiter *next;
+	uint64_t gen; /* the first read that answers it */
+	qc_broker_load_cb cb;
+	void *arg;
+};
+
+/*
+ * A symbol this node listens to (its channel is subscribed on its shard's sub link), and how
+ * far its local stream follows the log: the channel's ticks are applied in seq order; one
+ * after a gap (a message lost while the sub link was down, or published between the read of
+ * the log and the SUBSCRIBE taking effect: the two links are not ordered) waits, with those
+ * after it, until the log is read back after the last applied seq.
+ */
 struct qc_cluster_watch {
 	UT_hash_handle hh;
 	uint32_t shard;
+	bool loaded;  /* read back since it began, or since its channel was subscribed anew */
+	bool reading; /* a read of the log is in flight: read number @reads */
+	bool again;   /* read once more after it */
+	uint64_t reads;
+	uint64_t last; /* the newest seq applied, in life @epoch */
+	char epoch[EPOCH_HEX + 1];
+	struct held *held; /* by seq */
+	struct waiter *waiters;
 	char symbol[]; /* NUL-terminated */
 };
 
@@ -53,14 +117,223 @@ struct pending_tick {
 	void *arg;
 };
 
-/* "<seq> {"m":..,"t":..,"d":{..}}" on "qc:t:SYMBOL" */
+/* A read of a watch's log in flight. */
+struct pending_read {
+	struct qc_cluster *cl;
+	char symbol[QC_SYMBOL_MAX + 1];
+};
+
+static bool epoch_ok(const char *e, size_t len)
+{
+	if (len != EPOCH_HEX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((e[i] >= '0' && e[i] <= '9') || (e[i] >= 'a' && e[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Apply one tick of the log (@rest: {"m":..,"t":..,"d":{..}}) to the hub's stream. */
+static void apply(struct qc_cluster *cl, struct qc_cluster_watch *w, const char *epoch,
+                  uint64_t seq, const char *rest, size_t len)
+{
+	json_t *j = json_loadb(rest, len, 0, NULL), *data = json_object_get(j, "d");
+
+	if (strcmp(w->epoch, epoch)) {
+		snprintf(w->epoch, sizeof(w->epoch), "%s", epoch);
+		w->last = 0;
+	}
+	if (seq <= w->last) {
+		json_decref(j);
+		return;
+	}
+	w->last = seq;
+	if (!json_is_object(data) || !json_is_integer(json_object_get(j, "t"))) {
+		cl->streams.ticks_bad++;
+		json_decref(j);
+		return;
+	}
+	qc_hub_broker_tick(cl->hub, w->symbol, epoch, data,
+	                   json_string_value(json_object_get(j, "m")), seq,
+	                   json_integer_value(json_object_get(j, "t")));
+	json_decref(j);
+}
+
+/* Whether @seq of @epoch follows what @w applied (a new life follows anything with seq 1). */
+static bool follows(const struct qc_cluster_watch *w, const char *epoch, uint64_t seq)
+{
+	return strcmp(w->epoch, epoch) ? seq == 1 : seq == w->last + 1;
+}
+
+static bool known(const struct qc_cluster_watch *w, const char *epoch, uint64_t seq)
+{
+	return !strcmp(w->epoch, epoch) && seq <= w->last;
+}
+
+static void hold(struct qc_cluster_watch *w, const char *epoch, uint64_t seq, const char *rest,
+                 size_t len, uint64_t gen)
+{
+	struct held *t = malloc(sizeof(*t) + len), **at = &w->held;
+
+	if (!t)
+		return; /* lost here: the next gap's read brings it back */
+	t->seq = seq;
+	t->gen = gen;
+	memcpy(t->epoch, epoch, EPOCH_HEX + 1);
+	t->len = len;
+	memcpy(t->rest, rest, len);
+	while (*at && (*at)->seq <= seq)
+		at = &(*at)->next;
+	t->next = *at;
+	*at = t;
+}
+
+/*
+ * Apply the held ticks that follow (or are known already, dropped). One after a gap that read
+ * number @done surely holds (it was sent after the tick came) is applied too: the log no
+ * longer has what is missing. Returns whether one still waits for a later read.
+ */
+static bool release_held(struct qc_cluster *cl, struct qc_cluster_watch *w, uint64_t done)
+{
+	struct held *t;
+
+	while ((t = w->held)) {
+		if (!known(w, t->epoch, t->seq) && !follows(w, t->epoch, t->seq) && t->gen > done)
+			return true;
+		if (!known(w, t->epoch, t->seq)) {
+			if (!follows(w, t->epoch, t->seq))
+				cl->streams.gaps_lost++;
+			apply(cl, w, t->epoch, t->seq, t->rest, t->len);
+		}
+		w->held = t->next;
+		free(t);
+	}
+	return false;
+}
+
+/* Answer the loads that read number @done answers (all of them when @rc < 0). */
+static void answer_waiters(struct qc_cluster_watch *w, uint64_t done, int rc)
+{
+	struct waiter **at = &w->waiters, *x, *ready = NULL;
+
+	while ((x = *at)) {
+		if (rc < 0 || x->gen <= done) {
+			*at = x->next;
+			x->next = ready;
+			ready = x;
+		} else {
+			at = &x->next;
+		}
+	}
+	/* the callbacks may load again (a request that runs again): the list is settled */
+	while ((x = ready)) {
+		ready = x->next;
+		x->cb(x->arg, rc);
+		free(x);
+	}
+}
+
+static void read_done(void *ud, const redisReply *r);
+
+/* Read @w's log after what it applied. 0, or -ENOTCONN / -ENOSPC / -ENOMEM (not sent). */
+static int start_read(struct qc_cluster *cl, struct qc_cluster_watch *w)
+{
+	char k_ep[96], k_log[96], from[24], count[16];
+	const char *args[5];
+	size_t lens[5];
+	struct pending_read *p;
+	int i, rc;
+
+	if (w->reading) {
+		w->again = true;
+		return 0;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->cl = cl;
+	snprintf(p->symbol, sizeof(p->symbol), "%s", w->symbol);
+	snprintf(k_ep, sizeof(k_ep), "qc:{%s}:epoch", w->symbol);
+	snprintf(k_log, sizeof(k_log), "qc:{%s}:log", w->symbol);
+	snprintf(from, sizeof(from), "%llu", (unsigned long long)w->last + 1);
+	snprintf(count, sizeof(count), "%u", cl->cfg->streams.buffer_size);
+	args[0] = k_ep;
+	args[1] = k_log;
+	args[2] = w->epoch;
+	args[3] = from;
+	args[4] = count;
+	for (i = 0; i < 5; i++)
+		lens[i] = strlen(args[i]);
+	rc = qc_cluster_eval(cl, w->shard, &read_script, 2, 5, args, lens, read_done, p);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	w->reading = true;
+	w->again = false;
+	w->reads++;
+	cl->streams.reads++;
+	return 0;
+}
+
+/* A read could not be made: what is held goes on as it is, the loads hear UNAVAILABLE. */
+static void read_failed(struct qc_cluster *cl, struct qc_cluster_watch *w)
+{
+	cl->streams.read_failures++;
+	w->loaded = false;
+	w->again = false;
+	release_held(cl, w, UINT64_MAX);
+	answer_waiters(w, 0, -ENOTCONN);
+}
+
+static void read_done(void *ud, const redisReply *r)
+{
+	struct pending_read *p = ud;
+	struct qc_cluster *cl = p->cl;
+	struct qc_cluster_watch *w;
+	const redisReply *ep;
+	uint64_t done;
+	size_t i;
+
+	HASH_FIND_STR(cl->streams.watches, p->symbol, w);
+	free(p);
+	if (!w)
+		return;
+	w->reading = false;
+	done = w->reads;
+	ep = r && r->type == REDIS_REPLY_ARRAY && r->elements % 2 ? r->element[0] : NULL;
+	if (!ep || ep->type != REDIS_REPLY_STRING || (ep->len && !epoch_ok(ep->str, ep->len))) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: reading the log of %s failed: %s\n", w->symbol, r->str);
+		read_failed(cl, w);
+		return;
+	}
+	for (i = 1; ep->len && i + 1 < r->elements; i += 2) {
+		const redisReply *q = r->element[i], *t = r->element[i + 1];
+		unsigned long long seq;
+
+		if (q->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_STRING)
+			continue;
+		seq = strtoull(q->str, NULL, 10);
+		if (seq)
+			apply(cl, w, ep->str, seq, t->str, t->len);
+	}
+	w->loaded = true;
+	if (release_held(cl, w, done))
+		w->again = true;
+	answer_waiters(w, done, 0);
+	if ((w->again || w->waiters) && start_read(cl, w))
+		read_failed(cl, w);
+}
+
+/* "<seq> <epoch> {"m":..,"t":..,"d":{..}}" on "qc:t:SYMBOL" */
 static void on_tick(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
                     size_t len)
 {
-	char symbol[64], *end;
+	char symbol[QC_SYMBOL_MAX + 1], epoch[EPOCH_HEX + 1], *end;
+	struct qc_cluster_watch *w;
 	unsigned long long seq;
-	const char *sp;
-	json_t *rest, *data;
+	const char *sp, *rest;
 
 	if (!namelen || namelen >= sizeof(symbol))
 		goto bad;
@@ -70,18 +343,30 @@ static void on_tick(struct qc_cluster *cl, const char *name, size_t namelen, con
 	if (!sp || payload[0] < '0' || payload[0] > '9')
 		goto bad;
 	seq = strtoull(payload, &end, 10);
-	if (end != sp || !seq)
+	rest = sp + 1 + EPOCH_HEX + 1;
+	if (end != sp || !seq || rest > payload + len || rest[-1] != ' ' ||
+	    !epoch_ok(sp + 1, EPOCH_HEX))
 		goto bad;
-	rest = json_loadb(sp + 1, len - (size_t)(sp + 1 - payload), 0, NULL);
-	data = json_object_get(rest, "d");
-	if (!json_is_object(data) || !json_is_integer(json_object_get(rest, "t"))) {
-		json_decref(rest);
-		goto bad;
-	}
+	memcpy(epoch, sp + 1, EPOCH_HEX);
+	epoch[EPOCH_HEX] = '\0';
 	cl->streams.ticks_in++;
-	qc_hub_broker_tick(cl->hub, symbol, data, json_string_value(json_object_get(rest, "m")),
-	                   seq, json_integer_value(json_object_get(rest, "t")));
-	json_decref(rest);
+	/* only what this node watches: a message may still come after its UNSUBSCRIBE */
+	HASH_FIND_STR(cl->streams.watches, symbol, w);
+	if (!w || known(w, epoch, seq))
+		return;
+	if (!w->reading && follows(w, epoch, seq)) {
+		apply(cl, w, epoch, seq, rest, len - (size_t)(rest - payload));
+		return;
+	}
+	/* after a gap, or while the log is read: it waits for a read sent after it came */
+	hold(w, epoch, seq, rest, len - (size_t)(rest - payload), w->reads + 1);
+	if (!w->reading) {
+		cl->streams.gaps++;
+		if (start_read(cl, w))
+			read_failed(cl, w);
+	} else {
+		w->again = true;
+	}
 	return;
 bad:
 	cl->streams.ticks_bad++;
@@ -150,15 +435,18 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
                              void *arg)
 {
 	struct qc_cluster *cl = ctx;
-	char k_seq[96], k_ids[96], k_ver[96], k_log[96], chan[96], ver[24], win[16], maxlen[16];
-	const char *args[11];
-	size_t lens[11], slen = strlen(t->symbol);
+	char k_seq[96], k_ids[96], k_ver[96], k_log[96], k_ep[96], chan[96], ver[24], win[16],
+	    maxlen[16], epoch[EPOCH_HEX + 1];
+	const char *args[13];
+	size_t lens[13], slen = strlen(t->symbol);
 	struct pending_tick *p;
 	char *payload;
 	size_t plen;
 	uint32_t shard = qc_cluster_shard_of(cl, t->symbol, slen);
 	int i, rc;
 
+	if (qc_random_hex(epoch, EPOCH_HEX / 2))
+		return -ENOMEM;
 	payload = tick_payload(t, &plen);
 	p = payload ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
@@ -172,6 +460,7 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	snprintf(k_ids, sizeof(k_ids), "qc:{%s}:ids", t->symbol);
 	snprintf(k_ver, sizeof(k_ver), "qc:{%s}:ver", t->symbol);
 	snprintf(k_log, sizeof(k_log), "qc:{%s}:log", t->symbol);
+	snprintf(k_ep, sizeof(k_ep), "qc:{%s}:epoch", t->symbol);
 	snprintf(chan, sizeof(chan), TICK_CHANNEL "%s", t->symbol);
 	snprintf(ver, sizeof(ver), "%lld", (long long)t->version);
 	snprintf(win, sizeof(win), "%u", cl->cfg->streams.dedup_window);
@@ -180,72 +469,146 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	args[1] = k_ids;
 	args[2] = k_ver;
 	args[3] = k_log;
-	args[4] = t->message_id ? t->message_id : "";
-	args[5] = t->has_version ? "1" : "0";
-	args[6] = ver;
-	args[7] = win;
-	args[8] = maxlen;
-	args[9] = chan;
-	args[10] = payload;
-	for (i = 0; i < 10; i++)
+	args[4] = k_ep;
+	args[5] = t->message_id ? t->message_id : "";
+	args[6] = t->has_version ? "1" : "0";
+	args[7] = ver;
+	args[8] = win;
+	args[9] = maxlen;
+	args[10] = chan;
+	args[11] = payload;
+	args[12] = epoch;
+	for (i = 0; i < 13; i++)
 		lens[i] = strlen(args[i]);
-	lens[10] = plen;
-	rc = qc_cluster_eval(cl, shard, &tick_script, 4, 11, args, lens, tick_done, p);
+	lens[11] = plen;
+	rc = qc_cluster_eval(cl, shard, &tick_script, 5, 13, args, lens, tick_done, p);
 	free(payload);
 	if (rc)
 		free(p);
 	return rc;
 }
 
-void qc_cluster_broker_watch(void *ctx, const char *symbol)
+/* The watch of @symbol, made (its channel subscribed, its log read) when missing. */
+static struct qc_cluster_watch *watch_get(struct qc_cluster *cl, const char *symbol)
 {
-	struct qc_cluster *cl = ctx;
-	char chan[sizeof(TICK_CHANNEL) + 64];
+	char chan[sizeof(TICK_CHANNEL) + QC_SYMBOL_MAX];
 	size_t len = strlen(symbol);
 	struct qc_cluster_watch *w;
 
 	HASH_FIND(hh, cl->streams.watches, symbol, len, w);
-	if (w)
-		return;
+	if (w || len > QC_SYMBOL_MAX)
+		return w;
 	w = calloc(1, sizeof(*w) + len + 1);
 	if (!w)
-		return;
+		return NULL;
 	memcpy(w->symbol, symbol, len + 1);
 	w->shard = qc_cluster_shard_of(cl, symbol, len);
 	snprintf(chan, sizeof(chan), TICK_CHANNEL "%s", symbol);
 	/* down now: subscribed when the link is back */
 	if (qc_cluster_subscribe(cl, w->shard, chan, true)) {
 		free(w);
-		return;
+		return NULL;
 	}
 	HASH_ADD(hh, cl->streams.watches, symbol[0], len, w);
 	cl->streams.nwatches++;
+	/* after the SUBSCRIBE: what the read misses comes on the channel (a gap is read again) */
+	start_read(cl, w);
+	return w;
+}
+
+void qc_cluster_broker_watch(void *ctx, const char *symbol)
+{
+	watch_get(ctx, symbol);
+}
+
+int qc_cluster_broker_load(void *ctx, const char *symbol, qc_broker_load_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	struct qc_cluster_watch *w;
+	struct waiter *x;
+	bool made;
+	int rc = 0;
+
+	HASH_FIND_STR(cl->streams.watches, symbol, w);
+	made = !w;
+	if (made)
+		w = watch_get(cl, symbol);
+	if (!w)
+		return -ENOMEM;
+	if (w->loaded && !w->reading && qc_redis_up(cl->shards[w->shard].sub))
+		return 1;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	if (made && w->reading) {
+		x->gen = w->reads; /* the watch's first read, sent just now */
+	} else {
+		/* a read already under way may have been sent before what this load must see */
+		x->gen = w->reads + 1;
+		rc = start_read(cl, w);
+	}
+	if (rc) {
+		free(x);
+		return rc == -ENOMEM ? rc : -ENOTCONN;
+	}
+	x->cb = cb;
+	x->arg = arg;
+	x->next = w->waiters;
+	w->waiters = x;
+	return 0;
+}
+
+/* A shard's sub link is back: what was published while it was down is read from the logs. */
+static void resubscribed(struct qc_cluster *cl, uint32_t shard)
+{
+	struct qc_cluster_watch *w, *tmp;
+
+	HASH_ITER (hh, cl->streams.watches, w, tmp) {
+		if (w->shard != shard)
+			continue;
+		w->loaded = false;
+		if (start_read(cl, w))
+			read_failed(cl, w);
+	}
+}
+
+static void watch_free(struct qc_cluster_watch *w)
+{
+	struct held *t;
+
+	while ((t = w->held)) {
+		w->held = t->next;
+		free(t);
+	}
+	free(w);
 }
 
 /* Channels of symbols nobody here subscribes to any more are left (lazily: once a second). */
 static void sweep(lws_sorted_usec_list_t *sul)
 {
 	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, streams.sul_sweep);
-	char chan[sizeof(TICK_CHANNEL) + 64];
+	char chan[sizeof(TICK_CHANNEL) + QC_SYMBOL_MAX];
 	struct qc_cluster_watch *w, *tmp;
 
 	if (cl->stopped)
 		return;
 	HASH_ITER (hh, cl->streams.watches, w, tmp) {
-		if (qc_hub_stream_watched(cl->hub, w->symbol))
+		if (w->reading || w->waiters || qc_hub_stream_watched(cl->hub, w->symbol))
 			continue;
 		snprintf(chan, sizeof(chan), TICK_CHANNEL "%s", w->symbol);
 		qc_cluster_subscribe(cl, w->shard, chan, false);
 		HASH_DEL(cl->streams.watches, w);
 		cl->streams.nwatches--;
-		free(w);
+		watch_free(w);
 	}
 	lws_sul_schedule(cl->ctx, 0, &cl->streams.sul_sweep, sweep, WATCH_SWEEP_MS * LWS_US_PER_MS);
 }
 
 int qc_cluster_streams_init(struct qc_cluster *cl)
 {
-	if (qc_cluster_script_add(cl, &tick_script) || qc_cluster_listen(cl, TICK_CHANNEL, on_tick))
+	if (qc_cluster_script_add(cl, &tick_script) || qc_cluster_script_add(cl, &read_script) ||
+	    qc_cluster_listen(cl, TICK_CHANNEL, on_tick) ||
+	    qc_cluster_on_resubscribe(cl, resubscribed))
 		return -1;
 	return 0;
 }
@@ -267,7 +630,8 @@ void qc_cluster_streams_free(struct qc_cluster *cl)
 
 	HASH_ITER (hh, cl->streams.watches, w, tmp) {
 		HASH_DEL(cl->streams.watches, w);
-		free(w);
+		answer_waiters(w, 0, -ENOTCONN);
+		watch_free(w);
 	}
 }
 
@@ -277,4 +641,9 @@ void qc_cluster_streams_stats(struct qc_cluster *cl, json_t *doc)
 	json_object_set_new(doc, "ticks_received", json_integer((json_int_t)cl->streams.ticks_in));
 	json_object_set_new(doc, "ticks_malformed",
 	                    json_integer((json_int_t)cl->streams.ticks_bad));
+	json_object_set_new(doc, "log_reads", json_integer((json_int_t)cl->streams.reads));
+	json_object_set_new(doc, "log_read_failures",
+	                    json_integer((json_int_t)cl->streams.read_failures));
+	json_object_set_new(doc, "tick_gaps", json_integer((json_int_t)cl->streams.gaps));
+	json_object_set_new(doc, "tick_gaps_lost", json_integer((json_int_t)cl->streams.gaps_lost));
 }

@@ -66,9 +66,10 @@ struct qc_hub {
 	struct qc_cluster_ops cluster;  /* SPEC 2.10: stats and readiness; unset on one node */
 	struct qc_broker broker;        /* broker.h; unset: ticks are numbered here */
 	struct qc_inbox_broker ibroker; /* broker.h; unset: inbox entries are numbered here */
-	const struct qc_cmd *cur;       /* the request being handled, for answers that must wait */
-	struct qc_psubs *psubs;         /* persisted subscriptions (hub_subs.c) */
-	uint64_t store_dropped;         /* writes (offline messages, alerts) given up */
+	bool log_rerun; /* a stream request runs again after its logs were loaded (hub_stream.c) */
+	const struct qc_cmd *cur; /* the request being handled, for answers that must wait */
+	struct qc_psubs *psubs;   /* persisted subscriptions (hub_subs.c) */
+	uint64_t store_dropped;   /* writes (offline messages, alerts) given up */
 	struct qc_write *backlog; /* writes waiting for the store to come back (hub.c, utlist DL) */
 	uint32_t nbacklog;
 	size_t backlog_bytes;

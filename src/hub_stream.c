@@ -116,12 +116,19 @@ json_t *qc_hub_streaming_stats(struct qc_hub *h)
 /*
  * A stream's epoch names one life of its log (SPEC 2.9): the stream id (never reused in this
  * process) mixed with the process's random node id (splitmix64), 48 bits in hex. A restart or
- * a stream freed and made again gives another; nothing needs storing.
+ * a stream freed and made again gives another; nothing needs storing. In cluster mode the
+ * broker's log has the epoch (qc_stream_epoch(), set by qc_hub_broker_tick()).
  */
 void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	uint64_t z = strtoull(h->node, NULL, 16) + qc_stream_id(s) * 0x9e3779b97f4a7c15ULL;
+
+	/* cluster mode: the broker's log names its life, the same on every node */
+	if (qc_stream_epoch(s)[0]) {
+		snprintf(out, QC_EPOCH_LEN + 1, "%s", qc_stream_epoch(s));
+		return;
+	}
 
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -1161,18 +1168,20 @@ void qc_hub_set_broker(struct qc_hub *h, const struct qc_broker *b)
 	h->broker = *b;
 }
 
-void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, json_t *data, const char *message_id,
-                        uint64_t seq, int64_t timestamp)
+void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, const char *epoch, json_t *data,
+                        const char *message_id, uint64_t seq, int64_t timestamp)
 {
-	struct qc_stream *s = qc_streams_find(h->streams, symbol);
+	struct qc_stream *s = qc_streams_get_live(h->streams, symbol);
 	struct qc_tick_in tin = {.message_id = message_id, .timestamp = timestamp};
 	struct qc_cobj *d;
 	struct qc_tick t;
 	int v;
 
-	/* only what this node watches: a message may still come after its last unsubscribe */
-	if (!s || !qc_stream_nsubs(s))
+	if (!s || strlen(epoch) != QC_EPOCH_LEN)
 		return;
+	qc_stream_set_epoch(s, epoch);
+	if (seq <= qc_stream_last_seq(s))
+		return; /* had it: the log read back and the channel overlap */
 	/* the channel's data is a tree: compact, as a publish here makes it (ingest.c) */
 	d = json_is_object(data) ? qc_cobj_from_json(data) : NULL;
 	if (!d)
@@ -1231,6 +1240,118 @@ uint32_t qc_hub_demo_tick(struct qc_hub *h)
 }
 
 /* ---- stream actions ---------------------------------------------------------------------- */
+
+/*
+ * Cluster mode: a stream request that reads a stream's log (a subscribe's snapshot or replay,
+ * buffered data, market data) on a node whose stream is not current (it did not watch the
+ * symbol, or was not listening for a while) waits until the broker has read the log back, then
+ * runs again (h->log_rerun) and is answered; the connection is found again by id. Redis down:
+ * UNAVAILABLE for a request that needs the log (@need), the others run on what is here.
+ */
+struct log_wait {
+	struct qc_hub *h;
+	uint64_t conn_id;
+	int64_t ack_id;
+	char *request_id;
+	char *trace_id;
+	qc_action_fn fn;
+	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *p);
+	json_t *payload;
+	uint32_t left;
+	bool submitting, failed, need;
+};
+
+static void log_wait_finish(struct log_wait *w)
+{
+	struct qc_hub *h = w->h;
+	struct qc_conn *c = qc_conns_find(&h->conns, w->conn_id);
+	const char *emsg = NULL;
+	json_t *data = NULL;
+	enum qc_err e;
+
+	if (c && !c->suspended && !c->closing) {
+		if (w->failed && w->need) {
+			e = qc_hub_fail(h, &emsg, QC_E_UNAVAILABLE,
+			                "Redis (cluster.redis) is unavailable: the stream's log "
+			                "cannot be read");
+		} else {
+			h->log_rerun = true;
+			e = w->fn(h, c, w->payload, &data, &emsg);
+			h->log_rerun = false;
+		}
+		if (e != QC_ASYNC)
+			qc_hub_answer(h, c, w->request_id, w->trace_id, w->ack_id, e, emsg, data);
+		if (e == QC_OK && w->after)
+			w->after(h, c, w->payload);
+	}
+	free(w->request_id);
+	free(w->trace_id);
+	json_decref(w->payload);
+	free(w);
+}
+
+static void log_loaded(void *arg, int rc)
+{
+	struct log_wait *w = arg;
+
+	if (rc < 0)
+		w->failed = true;
+	if (!--w->left && !w->submitting)
+		log_wait_finish(w);
+}
+
+/*
+ * Whether the request (h->cur, handled by @fn then @after with payload @p) may go on now over
+ * the symbols @syms (an array of strings, or one string): QC_OK, or QC_ASYNC (it waits and is
+ * answered later), or an error (the logs cannot be read and @need).
+ */
+static enum qc_err wait_logs(struct qc_hub *h, struct qc_conn *c, json_t *syms, bool need,
+                             qc_action_fn fn,
+                             void (*after)(struct qc_hub *, struct qc_conn *, json_t *), json_t *p,
+                             const char **emsg)
+{
+	const struct qc_cmd *cmd = h->cur;
+	struct log_wait *w;
+	size_t i, n = json_is_array(syms) ? json_array_size(syms) : 1;
+	int rc;
+
+	if (!h->broker.load || h->log_rerun || !cmd)
+		return QC_OK;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	*w = (struct log_wait){.h = h,
+	                       .conn_id = c->id,
+	                       .ack_id = cmd->ack_id,
+	                       .fn = fn,
+	                       .after = after,
+	                       .payload = json_incref(p),
+	                       .submitting = true,
+	                       .need = need};
+	for (i = 0; i < n; i++) {
+		json_t *v = json_is_array(syms) ? json_array_get(syms, i) : syms;
+
+		rc = h->broker.load(h->broker.ctx, json_string_value(v), log_loaded, w);
+		if (!rc)
+			w->left++;
+		else if (rc < 0)
+			w->failed = true;
+	}
+	w->submitting = false;
+	if (w->left) {
+		w->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
+		w->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
+		return QC_ASYNC;
+	}
+	rc = w->failed && need;
+	json_decref(w->payload);
+	free(w);
+	if (rc)
+		return qc_hub_fail(h, emsg, QC_E_UNAVAILABLE,
+		                   "Redis (cluster.redis) is unavailable: the stream's log cannot "
+		                   "be read");
+	return QC_OK;
+}
 
 /*
  * Read "fields" (absent, null or [] = all) into @out (borrowed strings). Returns the count or
@@ -1484,6 +1605,12 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		return qc_hub_limit(h, e, QC_LIM_STREAMS_PER_CONNECTION, "%u streams",
 		                    h->cfg->limits.max_streams_per_connection);
 	}
+	err = wait_logs(h, c, syms, has_since, qc_act_subscribe_stream, qc_after_subscribe_stream,
+	                p, e);
+	if (err != QC_OK) {
+		json_decref(syms);
+		return err;
+	}
 	/* symbols nobody has published yet: bounded apart from those with ticks */
 	qc_streams_counts(h->streams, &cnt);
 	if (cnt.subscribe_only + new_symbols(h, syms, NULL, false) >
@@ -1694,6 +1821,7 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 	char epoch[QC_EPOCH_LEN + 1];
 	struct qc_stream *s;
 	struct qc_sub *sub;
+	enum qc_err err;
 
 	if (!symbol_ok(sym))
 		return qc_hub_fail(h, e, QC_E_BAD_REQUEST, "\"symbol\" must be a valid symbol");
@@ -1708,6 +1836,9 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 		limit = (size_t)json_integer_value(jlimit);
 	if (limit > h->cfg->streams.buffer_size)
 		limit = h->cfg->streams.buffer_size;
+	err = wait_logs(h, c, sym, true, qc_act_get_buffered, NULL, p, e);
+	if (err != QC_OK)
+		return err;
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	if (!s)
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");
@@ -1749,6 +1880,7 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	json_t *sym = json_object_get(p, "symbol"), *data;
 	struct qc_stream *s;
 	struct qc_cobj *cd;
+	enum qc_err err;
 	int nfields;
 
 	if (!symbol_ok(sym))
@@ -1756,6 +1888,9 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	nfields = qc_hub_read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
+	err = wait_logs(h, c, sym, true, qc_act_get_market_data, NULL, p, e);
+	if (err != QC_OK)
+		return err;
 	s = qc_streams_find(h->streams, json_string_value(sym));
 	if (!s || !qc_stream_last_seq(s))
 		return qc_hub_fail(h, e, QC_E_NOT_FOUND, "no data for that symbol");

@@ -80,6 +80,7 @@ struct qc_stream {
 	struct qc_group *groups; /* uthash head, insertion order */
 	UT_hash_handle hh;       /* in qc_streams.by_symbol */
 	char symbol[QC_SYMBOL_MAX + 1];
+	char epoch[QC_STREAM_EPOCH_MAX + 1]; /* the broker's (cluster mode); "" when none */
 };
 
 struct qc_streams {
@@ -640,6 +641,14 @@ int qc_stream_apply(struct qc_stream *s, const struct qc_tick_in *in, struct qc_
 	return QC_TICK_ACCEPTED;
 }
 
+static void ring_empty(struct qc_stream *s)
+{
+	for (uint32_t i = 0; i < s->ring_count; i++)
+		qc_cobj_unref(&s->ring[(s->ring_start + i) % s->ss->o.buffer_size]);
+	s->ring_start = 0;
+	s->ring_count = 0;
+}
+
 int qc_stream_apply_seq(struct qc_stream *s, const struct qc_tick_in *in, uint64_t seq,
                         struct qc_tick *out)
 {
@@ -648,7 +657,6 @@ int qc_stream_apply_seq(struct qc_stream *s, const struct qc_tick_in *in, uint64
 	uint64_t hash = 0;
 	struct qc_streams *ss = s->ss;
 	struct qc_cobj *t;
-	uint32_t i;
 	int err;
 
 	if (!in->data || !in->data->n || !seq)
@@ -673,13 +681,9 @@ int qc_stream_apply_seq(struct qc_stream *s, const struct qc_tick_in *in, uint64
 	memcpy(qc_cobj_extra(t), &in->timestamp, sizeof(in->timestamp));
 	memcpy(qc_cobj_extra(t) + sizeof(in->timestamp), esc, esclen + 1);
 
-	if (seq != s->last_seq + 1) {
-		/* a gap, or a log that began again: the ring keeps consecutive seqs only */
-		for (i = 0; i < s->ring_count; i++)
-			qc_cobj_unref(&s->ring[(s->ring_start + i) % ss->o.buffer_size]);
-		s->ring_start = 0;
-		s->ring_count = 0;
-	}
+	if (seq != s->last_seq + 1)
+		ring_empty(
+		    s); /* a gap, or a log that began again: the ring keeps consecutive seqs */
 	s->last_seq = seq;
 	if (in->has_version) {
 		s->has_version = true;
@@ -742,6 +746,24 @@ const char *qc_stream_symbol(const struct qc_stream *s)
 uint64_t qc_stream_id(const struct qc_stream *s)
 {
 	return s->id;
+}
+
+const char *qc_stream_epoch(const struct qc_stream *s)
+{
+	return s->epoch;
+}
+
+void qc_stream_set_epoch(struct qc_stream *s, const char *epoch)
+{
+	if (!strcmp(s->epoch, epoch))
+		return;
+	if (s->epoch[0]) {
+		/* the broker's log began again: its seqs and versions with it */
+		ring_empty(s);
+		s->last_seq = 0;
+		s->has_version = false;
+	}
+	snprintf(s->epoch, sizeof(s->epoch), "%s", epoch);
 }
 
 bool qc_stream_has_ticks(const struct qc_stream *s)

@@ -5,7 +5,9 @@
  * each validated tick to append(); the broker checks duplicates and versions for the whole
  * cluster, gives the tick its seq, logs it, and delivers it to every node that watches the
  * symbol, this one included, through qc_hub_broker_tick(). A node watches a symbol while it
- * has local subscribers.
+ * has local subscribers. The broker's log has an epoch (a name for its life, the same on every
+ * node), and a node that starts watching reads the log back (load), so stream requests are
+ * answered alike on every node.
  */
 #ifndef QC_BROKER_H
 #define QC_BROKER_H
@@ -32,11 +34,21 @@ struct qc_broker_tick {
  */
 typedef void (*qc_broker_append_cb)(void *arg, int verdict, uint64_t seq);
 
+/* A load is done: 0 (the local stream holds what the broker's log held), or -ENOTCONN. */
+typedef void (*qc_broker_load_cb)(void *arg, int rc);
+
 struct qc_broker {
 	/* 0: @cb runs later (never inside this call); -ENOTCONN or -ENOSPC: it will not run */
 	int (*append)(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb, void *arg);
 	/* this node has a local subscriber of @symbol now (called on every subscribe) */
 	void (*watch)(void *ctx, const char *symbol);
+	/*
+	 * Optional. Make this node's stream of @symbol current: watch it and read the broker's
+	 * log into it (through qc_hub_broker_tick), merged with what arrives live meanwhile.
+	 * Returns 1 when it is current already (@cb will not run), 0 (@cb runs later, never
+	 * inside this call, within the broker's timeout), or -ENOTCONN / -ENOMEM (it will not).
+	 */
+	int (*load)(void *ctx, const char *symbol, qc_broker_load_cb cb, void *arg);
 	void *ctx;
 };
 

@@ -328,11 +328,13 @@ struct qc_broker;
 void qc_hub_set_broker(struct qc_hub *h, const struct qc_broker *b);
 
 /**
- * qc_hub_broker_tick() - a tick the broker numbered @seq: applied to the local stream of
- * @symbol (if this node has one) and fanned out to its local subscribers. @data borrowed.
+ * qc_hub_broker_tick() - a tick the broker numbered @seq in the life @epoch of its log:
+ * applied to the local stream of @symbol (made when missing: the broker hands over only what
+ * this node watches or loads) and fanned out to its local subscribers. A @seq the stream has
+ * already is skipped; another @epoch restarts the stream's log first. @data borrowed.
  */
-void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, json_t *data, const char *message_id,
-                        uint64_t seq, int64_t timestamp);
+void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, const char *epoch, json_t *data,
+                        const char *message_id, uint64_t seq, int64_t timestamp);
 
 /** qc_hub_stream_watched() - whether this node has a local subscriber of @symbol. */
 bool qc_hub_stream_watched(struct qc_hub *h, const char *symbol);

@@ -34,10 +34,11 @@
 
 #include "quotecast/cobj.h"
 
-#define QC_SYMBOL_MAX     32 /* bytes: [A-Za-z0-9._:-]+ */
-#define QC_FIELD_MAX      64 /* bytes of one field name */
-#define QC_FIELDS_MAX     32 /* fields in one filter */
-#define QC_MESSAGE_ID_MAX 128
+#define QC_SYMBOL_MAX       32 /* bytes: [A-Za-z0-9._:-]+ */
+#define QC_FIELD_MAX        64 /* bytes of one field name */
+#define QC_FIELDS_MAX       32 /* fields in one filter */
+#define QC_MESSAGE_ID_MAX   128
+#define QC_STREAM_EPOCH_MAX 12 /* bytes of a broker's epoch (the hub's QC_EPOCH_LEN) */
 
 struct qc_streams;
 struct qc_stream;
@@ -205,6 +206,15 @@ const char *qc_stream_symbol(const struct qc_stream *s);
 /* 1.., never reused in the registry: names one life of the stream (seq restarts per life) */
 uint64_t qc_stream_id(const struct qc_stream *s);
 uint64_t qc_stream_last_seq(const struct qc_stream *s); /* 0 before the first tick */
+/** qc_stream_epoch() - the broker's name for the life of @s's log (cluster mode), "" if none. */
+const char *qc_stream_epoch(const struct qc_stream *s);
+/**
+ * qc_stream_set_epoch() - (cluster mode) the life of the broker's log that @s follows (at most
+ * QC_STREAM_EPOCH_MAX bytes). When @s followed another one, that log is gone (Redis lost it):
+ * the ring is emptied and seq and version start again; the snapshot stays (its values are
+ * still the newest known).
+ */
+void qc_stream_set_epoch(struct qc_stream *s, const char *epoch);
 /** qc_stream_has_ticks() - false while the stream is subscribe-only. */
 bool qc_stream_has_ticks(const struct qc_stream *s);
 /**

@@ -1113,15 +1113,24 @@ static void test_broker_publish(void **state)
 	drain(pub);
 	/* the tick comes back from the broker with its seq: delivered with it */
 	data = json_pack("{s:i}", "price", 1);
-	qc_hub_broker_tick(e->h, "ZZ", data, "m1", 7, 1000);
+	qc_hub_broker_tick(e->h, "ZZ", "0123456789ab", data, "m1", 7, 1000);
 	d = expect_event(last(sub), "stream_data");
 	assert_int_equal(iget(d, "seq"), 7);
 	assert_string_equal(sget(d, "message_id"), "m1");
+	/* the broker's epoch: the same on every node */
+	assert_string_equal(sget(d, "epoch"), "0123456789ab");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "data"), "price")),
 	                 1);
 	drain(sub);
-	/* not watched here: ignored */
-	qc_hub_broker_tick(e->h, "YY", data, "m9", 3, 1000);
+	/* a seq the stream has (the log read back overlaps the channel): skipped */
+	qc_hub_broker_tick(e->h, "ZZ", "0123456789ab", data, "m1", 7, 1000);
+	assert_int_equal(sub->outq.count, 0);
+	/* another epoch: the log began again (Redis lost it), seq 1 is taken */
+	qc_hub_broker_tick(e->h, "ZZ", "ba9876543210", data, "m1", 1, 1001);
+	d = expect_event(last(sub), "stream_data");
+	assert_int_equal(iget(d, "seq"), 1);
+	assert_string_equal(sget(d, "epoch"), "ba9876543210");
+	drain(sub);
 	json_decref(data);
 
 	/* a broker that went away before answering: UNAVAILABLE */
@@ -1154,6 +1163,119 @@ static void test_broker_publish(void **state)
 	   "\"payload\":{\"symbol\":\"ZZ\",\"data\":{\"price\":4}}}");
 	env_drop(e, pub);
 	fb.cb[0](fb.arg[0], QC_TICK_ACCEPTED, 8);
+}
+
+/* A fake broker's loads: answered by the test. */
+struct fake_loads {
+	int rc; /* load returns this */
+	int n;
+	char symbol[FB_MAX][16];
+	qc_broker_load_cb cb[FB_MAX];
+	void *arg[FB_MAX];
+};
+
+static int fl_load(void *ctx, const char *symbol, qc_broker_load_cb cb, void *arg)
+{
+	struct fake_loads *fl = ctx;
+
+	if (fl->rc)
+		return fl->rc;
+	assert_true(fl->n < FB_MAX);
+	snprintf(fl->symbol[fl->n], sizeof(fl->symbol[0]), "%s", symbol);
+	fl->cb[fl->n] = cb;
+	fl->arg[fl->n] = arg;
+	fl->n++;
+	return 0;
+}
+
+static void fl_watch(void *ctx, const char *symbol)
+{
+	(void)ctx;
+	(void)symbol;
+}
+
+/*
+ * Cluster mode: a stream request on a node whose stream is not current waits for the broker to
+ * read the log back, then is answered from it; the log unreadable: UNAVAILABLE for what needs
+ * it, a plain subscribe goes on.
+ */
+static void test_broker_load(void **state)
+{
+	struct env *e = env_new(state);
+	struct fake_loads fl = {0};
+	struct qc_broker b = {.append = fb_append, .watch = fl_watch, .load = fl_load, .ctx = &fl};
+	struct qc_conn *c;
+	json_t *d, *data;
+
+	env_start(e);
+	qc_hub_set_broker(e->h, &b);
+	c = env_open(e, "c", 0);
+	drain(c);
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"m\",\"action\":\"get_market_data\","
+	   "\"payload\":{\"symbol\":\"LL\"}}");
+	assert_int_equal(c->outq.count, 0);
+	assert_int_equal(fl.n, 1);
+	assert_string_equal(fl.symbol[0], "LL");
+	/* the log read back: two ticks, then the load is done */
+	data = json_pack("{s:i, s:i}", "price", 5, "volume", 9);
+	qc_hub_broker_tick(e->h, "LL", "0123456789ab", data, "x1", 41, 1000);
+	json_decref(data);
+	data = json_pack("{s:i}", "price", 6);
+	qc_hub_broker_tick(e->h, "LL", "0123456789ab", data, "x2", 42, 1001);
+	json_decref(data);
+	fl.cb[0](fl.arg[0], 0);
+	d = expect_ok(last(c), "m");
+	assert_int_equal(iget(d, "seq"), 42);
+	assert_int_equal(iget(get(d, "data"), "price"), 6);
+	assert_int_equal(iget(get(d, "data"), "volume"), 9);
+	drain(c);
+
+	/* a subscribe with a position: replayed from the loaded log */
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"s\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"LL\",\"since_seq\":41,\"epoch\":\"0123456789ab\"}}");
+	assert_int_equal(c->outq.count, 0);
+	fl.cb[1](fl.arg[1], 0);
+	d = expect_ok(frame(c, 0), "s");
+	assert_true(json_is_true(get(d, "recovered")));
+	d = expect_event(last(c), "stream_data");
+	assert_int_equal(iget(d, "seq"), 42);
+	drain(c);
+
+	/* the log cannot be read: UNAVAILABLE for what needs it */
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"g\",\"action\":\"get_buffered_data\","
+	   "\"payload\":{\"symbol\":\"MM\"}}");
+	fl.cb[2](fl.arg[2], -ENOTCONN);
+	expect_err(last(c), "g", "UNAVAILABLE");
+	drain(c);
+	fl.rc = -ENOTCONN;
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"h\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"MM\",\"since_seq\":3}}");
+	expect_err(last(c), "h", "UNAVAILABLE");
+	drain(c);
+	/* a plain subscribe goes on (live ticks when Redis is back) */
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"p\",\"action\":\"subscribe_market_stream\","
+	   "\"payload\":{\"symbol\":\"MM\"}}");
+	expect_ok(last(c), "p");
+	drain(c);
+	/* current already: answered at once */
+	fl.rc = 1;
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"n\",\"action\":\"get_market_data\","
+	   "\"payload\":{\"symbol\":\"LL\"}}");
+	expect_ok(last(c), "n");
+	drain(c);
+	/* a requester that left before the load was done: nothing to answer, nothing leaks */
+	fl.rc = 0;
+	rx(e, c,
+	   "{\"type\":\"request\",\"request_id\":\"q\",\"action\":\"get_market_data\","
+	   "\"payload\":{\"symbol\":\"LL\"}}");
+	env_drop(e, c);
+	fl.cb[3](fl.arg[3], 0);
 }
 
 static void expect_publish_refused(struct env *e, const char *doc, enum qc_err want,
@@ -1511,6 +1633,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_session_first_and_want_write_edge, teardown),
 	    cmocka_unit_test_teardown(test_cluster_ops, teardown),
 	    cmocka_unit_test_teardown(test_broker_publish, teardown),
+	    cmocka_unit_test_teardown(test_broker_load, teardown),
 	    cmocka_unit_test_teardown(test_room_message_encoded_once, teardown),
 	    cmocka_unit_test_teardown(test_send_message_errors, teardown),
 	    cmocka_unit_test_teardown(test_stream_fanout_groups, teardown),
