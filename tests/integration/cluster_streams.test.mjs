@@ -1,0 +1,348 @@
+// Streams across nodes (SPEC 2.9, 2.10), the rest of issue 13: a symbol's log in Redis has one
+// epoch on every node, and a Redis restarted empty starts a new one (old positions are told
+// recovered:false); a node that did not hold a symbol answers buffered data, market data and
+// subscribes with since_seq from the log read back from Redis; a subscriber sees consecutive
+// seqs across lost channel messages (the sub links killed while ticks flow) and across a node
+// starting to watch late; Redis down: what needs the log is UNAVAILABLE, plain subscribes work;
+// several Redis shards hold the symbols' keys between them.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import {
+	test, after, afterEach, startServer, stopServer, getStats, httpRequest, connect,
+	closeAllClients, waitFor, sleep,
+} from './lib/harness.mjs';
+import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+import { drop } from './lib/sessions.mjs';
+
+const run = `${process.pid}-${Date.now()}`;
+let symSeq = 0;
+const uniqueSymbol = (p) => `${p}${process.pid % 10000}x${Date.now() % 100000}x${++symSeq}`;
+const isTick = (sym) => (m) => m.type === 'event' && m.event === 'stream_data' && m.data.symbol === sym;
+
+async function node(url, id, env = {}) {
+	return startServer({
+		label: id,
+		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', ...env },
+	});
+}
+
+const servers = [];
+afterEach(async () => {
+	await closeAllClients();
+	for (const s of servers.splice(0))
+		await stopServer(s);
+});
+
+/* A request with a generous bound: a node may read a log from Redis first. */
+const req = (c, action, payload, ms = 10000) => c.request(action, payload, {}, ms);
+
+async function publishHttp(server, body) {
+	return httpRequest(server, 'POST', '/api/publish', { body, timeoutMs: 15000 });
+}
+
+/* Publish until it is accepted (the links may still be coming up). */
+async function publishOk(server, body) {
+	let last;
+	await waitFor(async () => {
+		last = await publishHttp(server, body);
+		return last.status === 200;
+	}, { timeoutMs: 20000, intervalMs: 100, what: `a publish on ${server.label}` });
+	return last.json;
+}
+
+/* One Redis command over a raw RESP connection: the reply (strings, numbers, arrays, null). */
+function redisCmd(url, ...args) {
+	const u = new URL(url);
+	return new Promise((resolve, reject) => {
+		const sock = net.connect(Number(u.port), u.hostname);
+		let buf = Buffer.alloc(0);
+		const parse = (pos) => {
+			const eol = buf.indexOf('\r\n', pos);
+			if (eol < 0)
+				return null;
+			const kind = String.fromCharCode(buf[pos]);
+			const line = buf.toString('utf8', pos + 1, eol);
+			if (kind === '+' || kind === '-' || kind === ':')
+				return [kind === ':' ? Number(line) : kind === '-' ? new Error(line) : line, eol + 2];
+			if (kind === '$') {
+				const n = Number(line);
+				if (n < 0)
+					return [null, eol + 2];
+				if (buf.length < eol + 2 + n + 2)
+					return null;
+				return [buf.toString('utf8', eol + 2, eol + 2 + n), eol + 2 + n + 2];
+			}
+			if (kind === '*') {
+				const n = Number(line);
+				const out = [];
+				let at = eol + 2;
+				for (let i = 0; i < n; i++) {
+					const r = parse(at);
+					if (!r)
+						return null;
+					out.push(r[0]);
+					at = r[1];
+				}
+				return [n < 0 ? null : out, at];
+			}
+			throw new Error(`RESP: unexpected ${kind}`);
+		};
+		sock.on('data', (d) => {
+			buf = Buffer.concat([buf, d]);
+			const r = parse(0);
+			if (r) {
+				sock.end();
+				if (r[0] instanceof Error)
+					reject(r[0]);
+				else
+					resolve(r[0]);
+			}
+		});
+		sock.on('error', reject);
+		sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
+	});
+}
+
+/* Subscribe @c to @sym; wait until probes published on @pub reach it (its node listens).
+ * Returns the last probe's tick. */
+async function subscribeLive(pub, c, sym) {
+	const r = await req(c, 'subscribe_market_stream', { symbols: [sym], snapshot: false });
+	assert.equal(r.success, true, JSON.stringify(r));
+	let n = 0;
+	let last = null;
+	await waitFor(async () => {
+		await publishOk(pub, { symbol: sym, data: { probe: ++n }, message_id: `probe-${sym}-${n}` });
+		const got = c.queue.filter(isTick(sym));
+		last = got.find((m) => m.data.data.probe === n);
+		return Boolean(last);
+	}, { timeoutMs: 15000, intervalMs: 200, what: 'the probes to arrive' });
+	c.queue = c.queue.filter((m) => !isTick(sym)(m));
+	return last.data;
+}
+
+test('one epoch per symbol on every node; Redis restarted empty: a new epoch, old positions recovered:false', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const a = await node(redis.url, `ea-${run}`);
+	const b = await node(redis.url, `eb-${run}`, { QUOTECAST_SESSIONS_TTL_S: '30' });
+	servers.push(a, b);
+	const sym = uniqueSymbol('EP');
+	const ca = await connect(a);
+	const cb = await connect(b);
+	const ta = await subscribeLive(a, ca, sym);
+	await subscribeLive(a, cb, sym);
+	await sleep(300);
+	ca.queue = ca.queue.filter((m) => !isTick(sym)(m)); /* cb's probes */
+	await publishOk(b, { symbol: sym, data: { price: 10 }, message_id: `${sym}-x` });
+	const [xa, xb] = [await ca.next(isTick(sym), 10000), await cb.next(isTick(sym), 10000)];
+	/* the same position on both nodes: seq and epoch */
+	assert.equal(xa.data.epoch, xb.data.epoch);
+	assert.equal(xa.data.seq, xb.data.seq);
+	assert.match(xa.data.epoch, /^[0-9a-f]{12}$/);
+	assert.ok(xa.data.seq > ta.seq);
+	const old = { seq: xb.data.seq, epoch: xb.data.epoch };
+	/* a subscriber on a third connection of b gets the same epoch in its response */
+	const cc = await connect(b);
+	let r = await req(cc, 'subscribe_market_stream', { symbol: sym, since_seq: old.seq, epoch: old.epoch });
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.equal(r.data.recovered, true);
+	assert.equal(r.data.streams[0].epoch, old.epoch);
+	await cc.close();
+
+	/* Redis loses everything: the next tick starts a new life of the log */
+	await redis.stop();
+	await redis.start();
+	await publishOk(a, { symbol: sym, data: { price: 11 }, message_id: `${sym}-y` });
+	for (const c of [ca, cb]) {
+		const t = await c.next((m) => isTick(sym)(m) && m.data.data.price === 11, 20000);
+		assert.equal(t.data.seq, 1);
+		assert.notEqual(t.data.epoch, old.epoch);
+		assert.match(t.data.epoch, /^[0-9a-f]{12}$/);
+	}
+	/* a position of the old life: recovered:false and a snapshot, on either node */
+	for (const s of [a, b]) {
+		const c = await connect(s);
+		r = await req(c, 'subscribe_market_stream', { symbol: sym, since_seq: old.seq, epoch: old.epoch });
+		assert.equal(r.success, true, JSON.stringify(r));
+		assert.equal(r.data.recovered, false);
+		const snap = await c.next(isTick(sym), 10000);
+		assert.equal(snap.data.snapshot, true);
+		assert.equal(snap.data.data.price, 11);
+		assert.equal(snap.data.seq, 1);
+		await c.close();
+	}
+	/* a resume with the old position on the same node: recovered:false for that stream */
+	const pos = await connect(b, { query: { user_id: `eu-${run}` } });
+	r = await req(pos, 'subscribe_market_stream', { symbol: sym, snapshot: false });
+	assert.equal(r.success, true, JSON.stringify(r));
+	const token = pos.session?.resume_token;
+	assert.ok(token, 'a resume token');
+	drop(pos);
+	let res;
+	await waitFor(async () => {
+		const again = await connect(b, { query: { user_id: `eu-${run}` } });
+		res = await again.ask({ type: 'resume', token, positions: { streams: { [sym]: old } } },
+			10000);
+		return res.success;
+	}, { timeoutMs: 15000, intervalMs: 200, what: 'the session to be suspended' });
+	assert.equal(res.data.streams[sym].recovered, false);
+	assert.notEqual(res.data.streams[sym].epoch, old.epoch);
+});
+
+test('a node that did not hold a symbol answers from the log read back from Redis', async () => {
+	const url = await sharedRedisUrl();
+	const a = await node(url, `la-${run}`);
+	const b = await node(url, `lb-${run}`);
+	servers.push(a, b);
+	const sym = uniqueSymbol('LB');
+	/* nobody subscribes anywhere: the ticks live only in the log */
+	const sent = [{ price: 1, volume: 100 }, { price: 2 }, { bid: 1.5 }, { price: 3 }, { volume: 7 }];
+	for (const [i, data] of sent.entries()) {
+		const j = await publishOk(a, { symbol: sym, data, message_id: `${sym}-${i}` });
+		assert.equal(j.accepted, 1);
+	}
+	const c = await connect(b);
+	let r = await req(c, 'get_buffered_data', { symbol: sym, limit: 10 });
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.deepEqual(r.data.messages.map((m) => m.seq), [1, 2, 3, 4, 5]);
+	assert.deepEqual(r.data.messages.map((m) => m.data), sent);
+	assert.equal(r.data.last_seq, 5);
+	const epoch = r.data.epoch;
+	assert.deepEqual(r.data.messages.map((m) => m.epoch), Array(5).fill(epoch));
+	r = await req(c, 'get_market_data', { symbol: sym });
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.deepEqual(r.data.data, { price: 3, volume: 7, bid: 1.5 });
+	assert.equal(r.data.seq, 5);
+
+	/* a subscribe with a position, on a node that did not listen: replay from the log */
+	r = await req(c, 'subscribe_market_stream', { symbol: sym, since_seq: 2, epoch });
+	assert.equal(r.success, true, JSON.stringify(r));
+	assert.equal(r.data.recovered, true);
+	const replay = [];
+	for (let i = 0; i < 3; i++)
+		replay.push((await c.next(isTick(sym), 10000)).data);
+	assert.deepEqual(replay.map((t) => [t.seq, t.replay]), [[3, true], [4, true], [5, true]]);
+	/* a plain subscriber on a third node-fresh connection: the merged snapshot */
+	const d = await connect(b);
+	r = await req(d, 'subscribe_market_stream', { symbol: sym });
+	assert.equal(r.success, true, JSON.stringify(r));
+	const snap = await d.next(isTick(sym), 10000);
+	assert.equal(snap.data.snapshot, true);
+	assert.deepEqual(snap.data.data, { price: 3, volume: 7, bid: 1.5 });
+	assert.equal(snap.data.epoch, epoch);
+	/* live from a: consecutive seqs on b */
+	for (let i = 0; i < 5; i++)
+		await publishOk(a, { symbol: sym, data: { price: 10 + i }, message_id: `${sym}-l${i}` });
+	const live = [];
+	for (let i = 0; i < 5; i++)
+		live.push((await c.next(isTick(sym), 10000)).data.seq);
+	assert.deepEqual(live, [6, 7, 8, 9, 10]);
+	const st = await getStats(b);
+	assert.ok(st.cluster.log_reads >= 1, JSON.stringify(st.cluster));
+});
+
+test('consecutive seqs across lost channel messages (sub links killed while ticks flow)', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const a = await node(redis.url, `ga-${run}`);
+	const b = await node(redis.url, `gb-${run}`);
+	servers.push(a, b);
+	const sym = uniqueSymbol('GP');
+	const c = await connect(b);
+	const first = await subscribeLive(a, c, sym);
+	const pub = await connect(a, { query: { user_id: 'pub', roles: 'publisher' } });
+	/* ticks flow from a while b's (and a's) subscriber links are killed again and again */
+	const N = 300;
+	let sending = true;
+	const flow = (async () => {
+		for (let i = 0; i < N; i++) {
+			const r = await req(pub, 'publish_market_data', { symbol: sym, data: { n: i } });
+			if (!r.success)
+				i--; /* Redis busy with the kill: again */
+		}
+		sending = false;
+	})();
+	let kills = 0;
+	while (sending) {
+		kills += Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub'));
+		await sleep(30);
+	}
+	await flow;
+	assert.ok(kills >= 1, 'the sub links were killed');
+	const seqs = [];
+	for (let i = 0; i < N; i++)
+		seqs.push((await c.next(isTick(sym), 20000)).data.seq);
+	const want = Array.from({ length: N }, (_, i) => first.seq + 1 + i);
+	assert.deepEqual(seqs, want);
+	const st = await getStats(b);
+	assert.ok(st.cluster.log_reads >= 2, JSON.stringify(st.cluster));
+});
+
+test('Redis down: what needs the log is UNAVAILABLE, a plain subscribe works and goes live when it is back', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const a = await node(redis.url, `da-${run}`);
+	servers.push(a);
+	const sym = uniqueSymbol('DN');
+	await publishOk(a, { symbol: sym, data: { price: 1 } });
+	const c = await connect(a);
+	redis.signal('SIGSTOP');
+	try {
+		let r = await req(c, 'get_buffered_data', { symbol: sym });
+		assert.equal(r.success, false, JSON.stringify(r));
+		assert.equal(r.error.code, 'UNAVAILABLE');
+		r = await req(c, 'subscribe_market_stream', { symbol: sym, since_seq: 0 });
+		assert.equal(r.error?.code, 'UNAVAILABLE', JSON.stringify(r));
+		r = await req(c, 'subscribe_market_stream', { symbol: sym });
+		assert.equal(r.success, true, JSON.stringify(r));
+	} finally {
+		redis.signal('SIGCONT');
+	}
+	/* back: the node reads the log and goes live */
+	await waitFor(async () => (await httpRequest(a, 'GET', '/readyz')).status === 200,
+		{ timeoutMs: 20000, what: 'ready again' });
+	await publishOk(a, { symbol: sym, data: { price: 2 } });
+	const t = await c.next((m) => isTick(sym)(m) && m.data.data.price === 2, 15000);
+	assert.equal(t.data.seq, 2);
+});
+
+test('two Redis shards: the symbols keys spread over both, one seq per symbol on both nodes, dedup', async () => {
+	const r1 = await startRedis();
+	const r2 = await startRedis();
+	after(() => r1.destroy());
+	after(() => r2.destroy());
+	const urls = `${r1.url},${r2.url}`;
+	const a = await node(urls, `sha-${run}`);
+	const b = await node(urls, `shb-${run}`);
+	servers.push(a, b);
+	const syms = Array.from({ length: 24 }, () => uniqueSymbol('SH'));
+	for (const [i, sym] of syms.entries()) {
+		await publishOk(i % 2 ? a : b, { symbol: sym, data: { price: 1 }, message_id: `${sym}-1` });
+		await publishOk(i % 2 ? b : a, { symbol: sym, data: { price: 2 }, message_id: `${sym}-2` });
+		/* the same message id on the other node: a duplicate */
+		const d = await publishOk(i % 2 ? b : a, { symbol: sym, data: { price: 9 }, message_id: `${sym}-1` });
+		assert.deepEqual(d, { accepted: 0, duplicates: 1, stale: 0 });
+	}
+	const held = [];
+	for (const r of [r1, r2]) {
+		const keys = await redisCmd(r.url, 'KEYS', 'qc:{SH*}:seq');
+		held.push(new Set(keys.map((k) => k.slice(4, k.indexOf('}')))));
+		for (const k of keys)
+			assert.equal(await redisCmd(r.url, 'GET', k), '2');
+	}
+	assert.ok(held[0].size > 0 && held[1].size > 0, `both shards hold symbols: ${held[0].size}/${held[1].size}`);
+	for (const sym of syms)
+		assert.ok(held[0].has(sym) !== held[1].has(sym), `${sym} on exactly one shard`);
+	/* each symbol's log read back on both nodes gives the same seqs */
+	const ca = await connect(a);
+	const cb = await connect(b);
+	for (const sym of syms.slice(0, 6)) {
+		const x = await req(ca, 'get_buffered_data', { symbol: sym });
+		const y = await req(cb, 'get_buffered_data', { symbol: sym });
+		assert.deepEqual(x.data.messages.map((m) => [m.seq, m.data.price, m.epoch]),
+			y.data.messages.map((m) => [m.seq, m.data.price, m.epoch]));
+		assert.deepEqual(x.data.messages.map((m) => m.seq), [1, 2]);
+	}
+});
