@@ -17,9 +17,15 @@
  * One tick, atomically: KEYS the symbol's seq, message-id window (a sorted set by seq), last
  * version, log (a Redis Stream whose entry ids are the seqs: "<seq>-0") and epoch; ARGV the
  * message id ("" = none), "1" when the version counts and the version, the window size, the
- * log's MAXLEN, the channel, the rest of the message (JSON made by the publishing node) and a
- * random epoch for a log that begins. Returns {0, seq} accepted, {1} duplicate, {2} stale.
- * What it publishes is "<seq> <epoch> <rest>". Versions compare as Lua numbers (doubles).
+ * log's MAXLEN, the channel, the rest of the message (JSON made by the publishing node), a
+ * random epoch for a log that begins, the symbol, streams.max_symbols and streams.idle_ttl_s in
+ * ms. Returns {0, seq} accepted, {1} duplicate, {2} stale, {3} refused (max_symbols). What it
+ * publishes is "<seq> <epoch> <rest>". Versions compare as Lua numbers (doubles).
+ *
+ * streams.max_symbols counts, per shard, the symbols with a tick within idle_ttl_s (KEYS[6], a
+ * sorted set by the time of each symbol's last tick on Redis' clock), as a node counts its
+ * streams with ticks that are not idle past the TTL: a tick of a symbol not among them is
+ * refused once max_symbols are.
  *
  * The epoch names one life of the log on every node: made when the log begins (seq 1, or no
  * epoch yet), so a Redis that lost its data (restarted empty) gives the next tick seq 1 in a
@@ -32,6 +38,15 @@ static struct qc_cluster_script tick_script = {
            "  if last and tonumber(ARGV[3]) <= tonumber(last) then return {2} end\n"
            "  redis.call('SET', KEYS[3], ARGV[3])\n"
            "end\n"
+           "local t = redis.call('TIME')\n"
+           "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+           "local ttl = tonumber(ARGV[11])\n"
+           "local seen = redis.call('ZSCORE', KEYS[6], ARGV[9])\n"
+           "if not seen or (ttl > 0 and tonumber(seen) < now - ttl) then\n"
+           "  if ttl > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - ttl) end\n"
+           "  if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[10]) then return {3} end\n"
+           "end\n"
+           "redis.call('ZADD', KEYS[6], now, ARGV[9])\n"
            "local seq = redis.call('INCR', KEYS[1])\n"
            "local ep = redis.call('GET', KEYS[5])\n"
            "if seq == 1 or not ep then\n"
@@ -68,7 +83,8 @@ static struct qc_cluster_script read_script = {
            "return out\n",
 };
 
-#define TICK_CHANNEL   "qc:t:" /* + symbol */
+#define TICK_CHANNEL   "qc:t:"      /* + symbol */
+#define SYMBOLS_KEY    "qc:symbols" /* one per shard: streams.max_symbols */
 #define WATCH_SWEEP_MS 1000
 #define EPOCH_HEX      12 /* the hub's QC_EPOCH_LEN */
 
@@ -395,6 +411,9 @@ static void tick_done(void *ud, const redisReply *r)
 		case 2:
 			verdict = QC_TICK_STALE;
 			break;
+		case 3:
+			verdict = -ENOSPC;
+			break;
 		default:
 			verdict = -EIO;
 		}
@@ -436,9 +455,9 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 {
 	struct qc_cluster *cl = ctx;
 	char k_seq[96], k_ids[96], k_ver[96], k_log[96], k_ep[96], chan[96], ver[24], win[16],
-	    maxlen[16], epoch[EPOCH_HEX + 1];
-	const char *args[13];
-	size_t lens[13], slen = strlen(t->symbol);
+	    maxlen[16], epoch[EPOCH_HEX + 1], maxsym[16], ttl[24];
+	const char *args[17];
+	size_t lens[17], slen = strlen(t->symbol);
 	struct pending_tick *p;
 	char *payload;
 	size_t plen;
@@ -465,23 +484,29 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	snprintf(ver, sizeof(ver), "%lld", (long long)t->version);
 	snprintf(win, sizeof(win), "%u", cl->cfg->streams.dedup_window);
 	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->streams.buffer_size);
+	snprintf(maxsym, sizeof(maxsym), "%u", cl->cfg->streams.max_symbols);
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)cl->cfg->streams.idle_ttl_s * 1000);
 	args[0] = k_seq;
 	args[1] = k_ids;
 	args[2] = k_ver;
 	args[3] = k_log;
 	args[4] = k_ep;
-	args[5] = t->message_id ? t->message_id : "";
-	args[6] = t->has_version ? "1" : "0";
-	args[7] = ver;
-	args[8] = win;
-	args[9] = maxlen;
-	args[10] = chan;
-	args[11] = payload;
-	args[12] = epoch;
-	for (i = 0; i < 13; i++)
+	args[5] = SYMBOLS_KEY;
+	args[6] = t->message_id ? t->message_id : "";
+	args[7] = t->has_version ? "1" : "0";
+	args[8] = ver;
+	args[9] = win;
+	args[10] = maxlen;
+	args[11] = chan;
+	args[12] = payload;
+	args[13] = epoch;
+	args[14] = t->symbol;
+	args[15] = maxsym;
+	args[16] = ttl;
+	for (i = 0; i < 17; i++)
 		lens[i] = strlen(args[i]);
-	lens[11] = plen;
-	rc = qc_cluster_eval(cl, shard, &tick_script, 5, 13, args, lens, tick_done, p);
+	lens[12] = plen;
+	rc = qc_cluster_eval(cl, shard, &tick_script, 6, 17, args, lens, tick_done, p);
 	free(payload);
 	if (rc)
 		free(p);

@@ -1054,14 +1054,26 @@ struct pubbatch {
 	void *arg;
 	uint32_t left;
 	bool submitting;
-	uint64_t n, accepted, dup, stale, lost;
+	uint64_t n, accepted, dup, stale, lost, refused;
 };
 
 static void pubbatch_finish(struct pubbatch *b)
 {
-	char msg[200];
+	char msg[256];
 
-	if (b->done && b->lost) {
+	/* counted once per publish, as a publish refused here is */
+	if (b->refused)
+		qc_hub_refused(b->h, QC_LIM_MAX_SYMBOLS);
+	if (b->done && b->refused) {
+		snprintf(msg, sizeof(msg),
+		         "%s: %u symbols would be exceeded: %llu of %llu tick(s) refused "
+		         "(%llu accepted, %llu duplicates, %llu stale, %llu not confirmed)",
+		         qc_limit_name(QC_LIM_MAX_SYMBOLS), b->h->cfg->streams.max_symbols,
+		         (unsigned long long)b->refused, (unsigned long long)b->n,
+		         (unsigned long long)b->accepted, (unsigned long long)b->dup,
+		         (unsigned long long)b->stale, (unsigned long long)b->lost);
+		b->done(b->arg, QC_E_LIMIT_EXCEEDED, msg, NULL);
+	} else if (b->done && b->lost) {
 		snprintf(msg, sizeof(msg),
 		         "Redis (cluster.redis) is unavailable: %llu of %llu tick(s) not confirmed "
 		         "(%llu accepted, %llu duplicates, %llu stale)",
@@ -1093,6 +1105,8 @@ static void appended(void *arg, int verdict, uint64_t seq)
 	} else if (verdict == QC_TICK_STALE) {
 		b->stale++;
 		h->st.ticks_stale++;
+	} else if (verdict == -ENOSPC) {
+		b->refused++;
 	} else {
 		b->lost++;
 	}

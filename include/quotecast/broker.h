@@ -29,8 +29,8 @@ struct qc_broker_tick {
 
 /*
  * The verdict on one appended tick: QC_TICK_ACCEPTED (with its @seq), QC_TICK_DUPLICATE or
- * QC_TICK_STALE (stream.h), or -ENOTCONN (the broker went away before it answered: nothing is
- * known) / -EIO (it refused).
+ * QC_TICK_STALE (stream.h), -ENOSPC (refused: a new symbol past streams.max_symbols), or
+ * -ENOTCONN (the broker went away before it answered: nothing is known) / -EIO (it refused).
  */
 typedef void (*qc_broker_append_cb)(void *arg, int verdict, uint64_t seq);
 

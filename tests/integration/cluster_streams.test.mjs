@@ -346,3 +346,24 @@ test('two Redis shards: the symbols keys spread over both, one seq per symbol on
 		assert.deepEqual(x.data.messages.map((m) => m.seq), [1, 2]);
 	}
 });
+
+test('streams.max_symbols is counted cluster-wide on the publish path: refused, counted', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const env = { QUOTECAST_STREAMS_MAX_SYMBOLS: '3' };
+	const a = await node(redis.url, `ma-${run}`, env);
+	const b = await node(redis.url, `mb-${run}`, env);
+	servers.push(a, b);
+	const syms = Array.from({ length: 4 }, () => uniqueSymbol('MX'));
+	for (const sym of syms.slice(0, 3))
+		assert.equal((await publishOk(a, { symbol: sym, data: { price: 1 } })).accepted, 1);
+	/* a fourth symbol, on the other node: refused */
+	const r = await publishHttp(b, { symbol: syms[3], data: { price: 1 } });
+	assert.equal(r.status, 429, r.text);
+	assert.equal(r.json.error.code, 'LIMIT_EXCEEDED');
+	assert.match(r.json.error.message, /^streams\.max_symbols: /);
+	const st = await getStats(b);
+	assert.equal(st.limits.refused['streams.max_symbols'], 1);
+	/* the symbols that have ticks still take more, on any node */
+	assert.equal((await publishOk(b, { symbol: syms[0], data: { price: 2 } })).accepted, 1);
+});

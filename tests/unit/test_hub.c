@@ -1141,6 +1141,23 @@ static void test_broker_publish(void **state)
 	fb.cb[0](fb.arg[0], -ENOTCONN, 0);
 	expect_err(last(pub), "q", "UNAVAILABLE");
 	drain(pub);
+	/* a new symbol past streams.max_symbols (counted in Redis): LIMIT_EXCEEDED, counted once */
+	fb.n = 0;
+	rx(e, pub,
+	   "{\"type\":\"request\",\"request_id\":\"v\",\"action\":\"publish_market_data\","
+	   "\"payload\":{\"ticks\":[{\"symbol\":\"NEW1\",\"data\":{\"price\":1}},"
+	   "{\"symbol\":\"NEW2\",\"data\":{\"price\":1}}]}}");
+	fb.cb[0](fb.arg[0], -ENOSPC, 0);
+	fb.cb[1](fb.arg[1], -ENOSPC, 0);
+	expect_err(last(pub), "v", "LIMIT_EXCEEDED");
+	assert_non_null(strstr(sget(get(last(pub), "error"), "message"), "streams.max_symbols: "));
+	d = qc_hub_stats(e->h);
+	assert_int_equal(
+	    json_integer_value(json_object_get(
+	        json_object_get(json_object_get(d, "limits"), "refused"), "streams.max_symbols")),
+	    1);
+	json_decref(d);
+	drain(pub);
 	/* a broker that is down: UNAVAILABLE at once; too many waiting: LIMIT_EXCEEDED */
 	fb.fail = -ENOTCONN;
 	rx(e, pub,
