@@ -405,6 +405,7 @@ int qc_cluster_start(struct qc_cluster *cl, struct lws_context *ctx, struct lws_
 	struct qc_broker broker = {.append = qc_cluster_broker_append,
 	                           .watch = qc_cluster_broker_watch,
 	                           .load = qc_cluster_broker_load,
+	                           .claim = qc_cluster_broker_claim,
 	                           .ctx = cl};
 	char host[64];
 	uint32_t i;

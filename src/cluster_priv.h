@@ -78,6 +78,7 @@ struct qc_cluster_streams {
 	uint64_t read_failures; /* reads that got no answer */
 	uint64_t gaps;          /* channel ticks that came after a gap */
 	uint64_t gaps_lost;     /* gaps the log no longer had: the stream's ring begins again */
+	struct qc_cluster_claim *claims; /* alert claims waiting to be sent */
 	lws_sorted_usec_list_t sul_sweep;
 };
 
@@ -173,6 +174,8 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
                              void *arg);
 void qc_cluster_broker_watch(void *ctx, const char *symbol);
 int qc_cluster_broker_load(void *ctx, const char *symbol, qc_broker_load_cb cb, void *arg);
+int qc_cluster_broker_claim(void *ctx, const char *symbol, const char *key, bool prefer,
+                            void (*cb)(void *arg, int won), void *arg);
 
 /* cluster_session.c */
 int qc_cluster_sessions_init(struct qc_cluster *cl);

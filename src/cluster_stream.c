@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utlist.h>
+
 #include "cluster_priv.h"
 #include "quotecast/stream.h"
 
@@ -583,6 +585,76 @@ int qc_cluster_broker_load(void *ctx, const char *symbol, qc_broker_load_cb cb, 
 	return 0;
 }
 
+/*
+ * An alert's edge claimed once in the cluster: SET NX on the symbol's shard (kept an hour, far
+ * longer than the nodes that saw the same tick take to claim it).
+ */
+struct qc_cluster_claim {
+	struct qc_cluster *cl;
+	struct qc_cluster_claim *prev, *next; /* waiting to be sent (utlist DL) */
+	lws_sorted_usec_list_t sul;
+	void (*cb)(void *arg, int won);
+	void *arg;
+	uint32_t shard;
+	char key[160];
+};
+
+#define CLAIM_TTL_MS   "3600000"
+#define CLAIM_YIELD_MS 200 /* a node without the alert's user claims this much later */
+
+static void claim_done(void *ud, const redisReply *r)
+{
+	struct qc_cluster_claim *c = ud;
+
+	if (c->cl->stopped)
+		c->cb(c->arg, 0); /* shutting down: nothing more is raised */
+	else if (!r || r->type == REDIS_REPLY_ERROR)
+		c->cb(c->arg, -ENOTCONN);
+	else
+		c->cb(c->arg, r->type == REDIS_REPLY_STATUS);
+	free(c);
+}
+
+static void claim_send(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster_claim *c = lws_container_of(sul, struct qc_cluster_claim, sul);
+	const char *argv[] = {"SET", c->key, c->cl->node_id, "NX", "PX", CLAIM_TTL_MS};
+	size_t lens[6];
+	int i;
+
+	DL_DELETE(c->cl->streams.claims, c);
+	for (i = 0; i < 6; i++)
+		lens[i] = strlen(argv[i]);
+	if (qc_cluster_cmd(c->cl, c->shard, claim_done, c, 6, argv, lens)) {
+		c->cb(c->arg, -ENOTCONN);
+		free(c);
+	}
+}
+
+int qc_cluster_broker_claim(void *ctx, const char *symbol, const char *key, bool prefer,
+                            void (*cb)(void *arg, int won), void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	struct qc_cluster_claim *c;
+
+	if (cl->stopped ||
+	    !qc_redis_up(cl->shards[qc_cluster_shard_of(cl, symbol, strlen(symbol))].cmd))
+		return -ENOTCONN;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cl = cl;
+	c->cb = cb;
+	c->arg = arg;
+	c->shard = qc_cluster_shard_of(cl, symbol, strlen(symbol));
+	snprintf(c->key, sizeof(c->key), "qc:{%s}:al:%s", symbol, key);
+	DL_APPEND(cl->streams.claims, c);
+	/* never from inside this call: sent from the loop, at once or a moment later */
+	lws_sul_schedule(cl->ctx, 0, &c->sul, claim_send,
+	                 (prefer ? 1 : CLAIM_YIELD_MS * LWS_US_PER_MS));
+	return 0;
+}
+
 /* A shard's sub link is back: what was published while it was down is read from the logs. */
 static void resubscribed(struct qc_cluster *cl, uint32_t shard)
 {
@@ -600,10 +672,15 @@ static void resubscribed(struct qc_cluster *cl, uint32_t shard)
 static void watch_free(struct qc_cluster_watch *w)
 {
 	struct held *t;
+	struct waiter *x;
 
 	while ((t = w->held)) {
 		w->held = t->next;
 		free(t);
+	}
+	while ((x = w->waiters)) {
+		w->waiters = x->next;
+		free(x);
 	}
 	free(w);
 }
@@ -645,8 +722,22 @@ void qc_cluster_streams_start(struct qc_cluster *cl)
 
 void qc_cluster_streams_stop(struct qc_cluster *cl)
 {
+	struct qc_cluster_claim *c, *tmp;
+	struct qc_cluster_watch *w, *wtmp;
+
 	if (cl->ctx)
 		lws_sul_cancel(&cl->streams.sul_sweep);
+	/* loads still waiting (the links' stop answered their reads): the hub is still here */
+	HASH_ITER (hh, cl->streams.watches, w, wtmp)
+		answer_waiters(w, 0, -ENOTCONN);
+	/* claims not sent yet: nothing more is raised */
+	DL_FOREACH_SAFE(cl->streams.claims, c, tmp)
+	{
+		lws_sul_cancel(&c->sul);
+		DL_DELETE(cl->streams.claims, c);
+		c->cb(c->arg, 0);
+		free(c);
+	}
 }
 
 void qc_cluster_streams_free(struct qc_cluster *cl)
@@ -655,7 +746,6 @@ void qc_cluster_streams_free(struct qc_cluster *cl)
 
 	HASH_ITER (hh, cl->streams.watches, w, tmp) {
 		HASH_DEL(cl->streams.watches, w);
-		answer_waiters(w, 0, -ENOTCONN);
 		watch_free(w);
 	}
 }

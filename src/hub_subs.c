@@ -74,6 +74,7 @@ struct qc_psubs {
 	uint64_t counter;
 	uint64_t alerts_raised;
 	uint64_t alerts_dropped;
+	uint64_t alerts_claimed_elsewhere; /* cluster mode: edges another node raised */
 	json_t *alerts; /* memory only: the newest ALERTS_MEMORY_MAX alert records */
 };
 
@@ -841,13 +842,12 @@ static void alert_remember(struct qc_hub *h, const char *user, json_t *ev)
 		json_array_remove(h->psubs->alerts, 0);
 }
 
-static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
+/* The alert event of @ps's edge on @s now (the data at the edge), or NULL (counted dropped). */
+static json_t *alert_make(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 {
 	const char *names[QC_FIELDS_MAX];
 	size_t n = 0, i;
-	char id[48], now[24], seq[24], *jdata;
-	int64_t ts = qc_now_ms();
-	struct qc_row_event *w;
+	char id[48];
 	json_t *v, *data, *ev;
 
 	json_array_foreach (ps->fields, i, v)
@@ -859,23 +859,33 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 	snprintf(id, sizeof(id), "al-%s-%" PRIu64, h->node, ++h->psubs->counter);
 	ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I}", "alert_id", id, "subscription_id",
 	               ps->id, "symbol", ps->symbol, "priority", priorities[ps->priority], "data",
-	               data, "seq", (json_int_t)qc_stream_last_seq(s), "timestamp", (json_int_t)ts);
-	if (!ev) {
+	               data, "seq", (json_int_t)qc_stream_last_seq(s), "timestamp",
+	               (json_int_t)qc_now_ms());
+	if (!ev)
 		h->psubs->alerts_dropped++;
-		return;
-	}
+	return ev;
+}
+
+/* Raise the alert @ev (borrowed) of @ps: its row, then its event. */
+static void alert_emit(struct qc_hub *h, struct psub *ps, json_t *ev)
+{
+	const char *id = json_string_value(json_object_get(ev, "alert_id"));
+	char now[24], seq[24], *jdata;
+	struct qc_row_event *w;
+
 	h->psubs->alerts_raised++;
 	if (!qc_hub_persistent(h)) {
 		alert_remember(h, ps->user_id, ev);
 		alert_deliver(h, ps->user_id, id, ev);
-		json_decref(ev);
 		return;
 	}
 	/* written before it counts as queued: the event goes out when the row has committed */
-	w = qc_row_event_new(h, ps->user_id, ev);
+	w = qc_row_event_new(h, ps->user_id, json_incref(ev));
 	jdata = w ? json_dumps(json_object_get(ev, "data"), QC_JSON_DUMP) : NULL;
-	snprintf(now, sizeof(now), "%" PRId64, ts);
-	snprintf(seq, sizeof(seq), "%" PRIu64, qc_stream_last_seq(s));
+	snprintf(now, sizeof(now), "%" PRId64,
+	         (int64_t)json_integer_value(json_object_get(ev, "timestamp")));
+	snprintf(seq, sizeof(seq), "%" PRId64,
+	         (int64_t)json_integer_value(json_object_get(ev, "seq")));
 	if (!w || !jdata) {
 		h->psubs->alerts_dropped++;
 		qc_row_event_free(w);
@@ -889,6 +899,56 @@ static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
 		qc_hub_store_keep(h, sql_alert, 8, params, alert_stored, w);
 	}
 	free(jdata);
+}
+
+/* Cluster mode: an alert waiting for its edge's claim (broker.h), raised when it is ours. */
+struct alert_claim {
+	struct qc_hub *h;
+	char sub[48];
+	json_t *ev;
+};
+
+static void alert_claimed(void *arg, int won)
+{
+	struct alert_claim *ac = arg;
+	struct psub *ps = psub_find(ac->h, ac->sub);
+
+	/* unknown (Redis did not answer): raised, a repeat rather than a loss */
+	if (won && ps && ps->active && ps->priority >= 0)
+		alert_emit(ac->h, ps, ac->ev);
+	else if (!won)
+		ac->h->psubs->alerts_claimed_elsewhere++;
+	json_decref(ac->ev);
+	free(ac);
+}
+
+/*
+ * @ps's filter turned true on @s: raise its alert. In cluster mode every node that watches the
+ * symbol sees the same edge at the same seq: the alert is raised by the one that claims it.
+ */
+static void alert_raise(struct qc_hub *h, struct psub *ps, struct qc_stream *s)
+{
+	json_t *ev = alert_make(h, ps, s);
+	struct alert_claim *ac;
+	char key[128], epoch[QC_EPOCH_LEN + 1];
+
+	if (!ev)
+		return;
+	ac = h->broker.claim ? calloc(1, sizeof(*ac)) : NULL;
+	if (ac) {
+		ac->h = h;
+		snprintf(ac->sub, sizeof(ac->sub), "%s", ps->id);
+		ac->ev = ev;
+		qc_hub_stream_epoch(h, s, epoch);
+		snprintf(key, sizeof(key), "%s:%s:%" PRIu64, ps->id, epoch, qc_stream_last_seq(s));
+		if (!h->broker.claim(h->broker.ctx, ps->symbol, key,
+		                     qc_conns_user(&h->conns, ps->user_id) != NULL, alert_claimed,
+		                     ac))
+			return;
+		free(ac);
+	}
+	alert_emit(h, ps, ev);
+	json_decref(ev);
 }
 
 void qc_hub_subs_tick(struct qc_hub *h, struct qc_stream *s)
@@ -1052,10 +1112,11 @@ enum qc_err qc_act_ack_alert(struct qc_hub *h, struct qc_conn *c, json_t *p, jso
 
 json_t *qc_hub_subs_stats(struct qc_hub *h)
 {
-	return json_pack("{s:I, s:I, s:I, s:I}", "subscriptions", (json_int_t)h->psubs->count,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I}", "subscriptions", (json_int_t)h->psubs->count,
 	                 "users", (json_int_t)HASH_COUNT(h->psubs->by_user), "alerts_raised",
 	                 (json_int_t)h->psubs->alerts_raised, "alerts_dropped",
-	                 (json_int_t)h->psubs->alerts_dropped);
+	                 (json_int_t)h->psubs->alerts_dropped, "alerts_claimed_elsewhere",
+	                 (json_int_t)h->psubs->alerts_claimed_elsewhere);
 }
 
 /* ---- start-up ---------------------------------------------------------------------------- */

@@ -49,6 +49,15 @@ struct qc_broker {
 	 * inside this call, within the broker's timeout), or -ENOTCONN / -ENOMEM (it will not).
 	 */
 	int (*load)(void *ctx, const char *symbol, qc_broker_load_cb cb, void *arg);
+	/*
+	 * Optional. Claim @key (an alert's edge: subscription, epoch, seq) of @symbol for this
+	 * node, once in the cluster: @cb(@arg, 1) this node has it, 0 another node has it, < 0
+	 * nobody knows (Redis did not answer). A node that does not @prefer it (the alert's user
+	 * has no session here) claims a moment later, so the user's node wins when it can.
+	 * Returns 0 (@cb runs later, never inside this call) or < 0 (it will not).
+	 */
+	int (*claim)(void *ctx, const char *symbol, const char *key, bool prefer,
+	             void (*cb)(void *arg, int won), void *arg);
 	void *ctx;
 };
 

@@ -14,6 +14,8 @@ import {
 } from './lib/harness.mjs';
 import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
 import { drop } from './lib/sessions.mjs';
+import { sharedDb } from './lib/pg.mjs';
+import { startOnDb, one } from './lib/persist.mjs';
 
 const run = `${process.pid}-${Date.now()}`;
 let symSeq = 0;
@@ -366,4 +368,40 @@ test('streams.max_symbols is counted cluster-wide on the publish path: refused, 
 	assert.equal(st.limits.refused['streams.max_symbols'], 1);
 	/* the symbols that have ticks still take more, on any node */
 	assert.equal((await publishOk(b, { symbol: syms[0], data: { price: 2 } })).accepted, 1);
+});
+
+test('an alert fires once per cluster: one row and one event with the symbol watched on two nodes', async () => {
+	const db = await sharedDb('cluster_alerts');
+	const url = await sharedRedisUrl();
+	const env = (id) => ({ QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+		QUOTECAST_CLUSTER_TIMEOUT_MS: '500' });
+	const a = await startOnDb(db, { label: `aa-${run}`, env: env(`aa-${run}`) });
+	servers.push(a);
+	const sym = uniqueSymbol('AL');
+	const user = `alu-${run}`;
+	const u = await connect(a, { query: { user_id: user } });
+	const sub = await req(u, 'create_subscription', { symbol: sym,
+		filter: { op: 'and', conditions: [{ field: 'price', cmp: 'gt', value: 100 }] },
+		alert: { priority: 'high' } });
+	assert.equal(sub.success, true, JSON.stringify(sub));
+	/* b loads the subscription from the shared store and watches the symbol too */
+	const b = await startOnDb(db, { label: `ab-${run}`, env: env(`ab-${run}`) });
+	servers.push(b);
+	const w = await connect(b);
+	await subscribeLive(a, w, sym);
+	await subscribeLive(b, u, sym);
+	await publishOk(b, { symbol: sym, data: { price: 50 } });
+	await publishOk(a, { symbol: sym, data: { price: 150 } });
+	const isAlert = (m) => m.type === 'event' && m.event === 'alert';
+	const al = await u.next(isAlert, 10000);
+	assert.equal(al.data.subscription_id, sub.data.subscription_id);
+	await u.nothing(isAlert, 1000);
+	for (const s of [a, b])
+		await waitFor(async () => (await getStats(s)).store?.pending === 0,
+			{ timeoutMs: 10000, what: 'the store to have written everything' });
+	assert.equal(await one(db, `SELECT count(*) FROM alerts WHERE subscription_id = '${sub.data.subscription_id}'`), '1',
+		await one(db, `SELECT string_agg(id || ' ' || seq || ' ' || data, '; ') FROM alerts`));
+	const [sa, sb] = [await getStats(a), await getStats(b)];
+	assert.equal(sa.subscriptions.alerts_raised + sb.subscriptions.alerts_raised, 1);
+	assert.equal(sa.subscriptions.alerts_claimed_elsewhere + sb.subscriptions.alerts_claimed_elsewhere, 1);
 });
