@@ -78,7 +78,8 @@ struct qc_cluster_streams {
 	uint64_t read_failures; /* reads that got no answer */
 	uint64_t gaps;          /* channel ticks that came after a gap */
 	uint64_t gaps_lost;     /* gaps the log no longer had: the stream's ring begins again */
-	struct qc_cluster_claim *claims; /* alert claims waiting to be sent */
+	struct qc_cluster_claim *claims;  /* alert claims waiting to be sent */
+	struct qc_cluster_recent *recent; /* symbols whose max_symbols count was renewed lately */
 	lws_sorted_usec_list_t sul_sweep;
 };
 
