@@ -81,6 +81,7 @@ struct qc_cluster_streams {
 	struct qc_cluster_claim *claims;  /* alert claims waiting to be sent */
 	struct qc_cluster_recent *recent; /* symbols whose max_symbols count was renewed lately */
 	lws_sorted_usec_list_t sul_sweep;
+	lws_sorted_usec_list_t sul_settle; /* reads once new SUBSCRIBEs have surely taken effect */
 };
 
 /* Users' inboxes and where their sessions are (cluster_session.c). */

@@ -126,9 +126,10 @@ struct waiter {
 struct qc_cluster_watch {
 	UT_hash_handle hh;
 	uint32_t shard;
-	bool loaded;  /* read back since it began, or since its channel was subscribed anew */
-	bool reading; /* a read of the log is in flight: read number @reads */
-	bool again;   /* read once more after it */
+	bool loaded;       /* read back since it began, or since its channel was subscribed anew */
+	bool reading;      /* a read of the log is in flight: read number @reads */
+	bool again;        /* read once more after it */
+	int64_t settle_ms; /* read again then: its SUBSCRIBE has surely taken effect (0: no) */
 	uint64_t reads;
 	uint64_t last; /* the newest seq applied, in life @epoch */
 	char epoch[EPOCH_HEX + 1];
@@ -136,6 +137,14 @@ struct qc_cluster_watch {
 	struct waiter *waiters;
 	char symbol[]; /* NUL-terminated */
 };
+
+/*
+ * A SUBSCRIBE and the read of the log that follows it go on different connections: ticks
+ * published between the read and the SUBSCRIBE taking effect are in neither. The next tick
+ * shows the gap and it is read back, but the last ticks before a pause would wait for it: so
+ * the log is read once more this long after a (re)SUBSCRIBE.
+ */
+#define SETTLE_MS 200
 
 /* An append waiting for the script's answer. */
 struct pending_tick {
@@ -584,6 +593,37 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	return rc;
 }
 
+static void settle(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, streams.sul_settle);
+	struct qc_cluster_watch *w, *tmp;
+	int64_t now = qc_now_ms(), next = 0;
+
+	HASH_ITER (hh, cl->streams.watches, w, tmp) {
+		if (!w->settle_ms)
+			continue;
+		if (w->settle_ms > now) {
+			next = next && next < w->settle_ms ? next : w->settle_ms;
+			continue;
+		}
+		w->settle_ms = 0;
+		if (start_read(cl, w))
+			read_failed(cl, w);
+	}
+	if (next && !cl->stopped)
+		lws_sul_schedule(cl->ctx, 0, &cl->streams.sul_settle, settle,
+		                 (next - now) * LWS_US_PER_MS);
+}
+
+static void settle_later(struct qc_cluster *cl, struct qc_cluster_watch *w)
+{
+	w->settle_ms = qc_now_ms() + SETTLE_MS;
+	/* one timer for all: armed when idle, else it re-arms itself for the next one due */
+	if (cl->ctx && !cl->stopped && lws_dll2_is_detached(&cl->streams.sul_settle.list))
+		lws_sul_schedule(cl->ctx, 0, &cl->streams.sul_settle, settle,
+		                 SETTLE_MS * LWS_US_PER_MS);
+}
+
 /* The watch of @symbol, made (its channel subscribed, its log read) when missing. */
 static struct qc_cluster_watch *watch_get(struct qc_cluster *cl, const char *symbol)
 {
@@ -609,6 +649,7 @@ static struct qc_cluster_watch *watch_get(struct qc_cluster *cl, const char *sym
 	cl->streams.nwatches++;
 	/* after the SUBSCRIBE: what the read misses comes on the channel (a gap is read again) */
 	start_read(cl, w);
+	settle_later(cl, w);
 	return w;
 }
 
@@ -735,6 +776,7 @@ static void resubscribed(struct qc_cluster *cl, uint32_t shard)
 		w->loaded = false;
 		if (start_read(cl, w))
 			read_failed(cl, w);
+		settle_later(cl, w);
 	}
 }
 
@@ -795,8 +837,10 @@ void qc_cluster_streams_stop(struct qc_cluster *cl)
 	struct qc_cluster_claim *c, *tmp;
 	struct qc_cluster_watch *w, *wtmp;
 
-	if (cl->ctx)
+	if (cl->ctx) {
 		lws_sul_cancel(&cl->streams.sul_sweep);
+		lws_sul_cancel(&cl->streams.sul_settle);
+	}
 	/* loads still waiting (the links' stop answered their reads): the hub is still here */
 	HASH_ITER (hh, cl->streams.watches, w, wtmp)
 		answer_waiters(w, 0, -ENOTCONN);
