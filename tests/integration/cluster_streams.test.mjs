@@ -253,7 +253,13 @@ test('consecutive seqs across lost channel messages (sub links killed while tick
 	servers.push(a, b);
 	const sym = uniqueSymbol('GP');
 	const c = await connect(b);
-	const first = await subscribeLive(a, c, sym);
+	let first;
+	try {
+		first = await subscribeLive(a, c, sym);
+	} catch (e) {
+		const [sa, sb] = [await getStats(a), await getStats(b)];
+		throw new Error(`${e.message}\na: ${JSON.stringify(sa.cluster)} ${JSON.stringify(sa.streaming)}\nb: ${JSON.stringify(sb.cluster)} ${JSON.stringify(sb.streaming)}`);
+	}
 	const pub = await connect(a, { query: { user_id: 'pub', roles: 'publisher' } });
 	/* ticks flow from a while b's (and a's) subscriber links are killed again and again */
 	const N = 300;
