@@ -225,9 +225,12 @@ static bool epoch_ok(const char *e, size_t len)
 	return true;
 }
 
-/* Apply one tick of the log (@rest: {"m":..,"t":..,"d":{..}}) to the hub's stream. */
+/*
+ * Apply one tick of the log (@rest: {"m":..,"t":..,"d":{..}}) to the hub's stream; @history:
+ * read back when the watch began, not fanned out (its subscribers get a snapshot after it).
+ */
 static void apply(struct qc_cluster *cl, struct qc_cluster_watch *w, const char *epoch,
-                  uint64_t seq, const char *rest, size_t len)
+                  uint64_t seq, const char *rest, size_t len, bool history)
 {
 	json_t *j = json_loadb(rest, len, 0, NULL), *data = json_object_get(j, "d");
 
@@ -247,7 +250,7 @@ static void apply(struct qc_cluster *cl, struct qc_cluster_watch *w, const char 
 	}
 	qc_hub_broker_tick(cl->hub, w->symbol, epoch, data,
 	                   json_string_value(json_object_get(j, "m")), seq,
-	                   json_integer_value(json_object_get(j, "t")));
+	                   json_integer_value(json_object_get(j, "t")), history);
 	json_decref(j);
 }
 
@@ -295,7 +298,7 @@ static bool release_held(struct qc_cluster *cl, struct qc_cluster_watch *w, uint
 		if (!known(w, t->epoch, t->seq)) {
 			if (!follows(w, t->epoch, t->seq))
 				cl->streams.gaps_lost++;
-			apply(cl, w, t->epoch, t->seq, t->rest, t->len);
+			apply(cl, w, t->epoch, t->seq, t->rest, t->len, false);
 		}
 		w->held = t->next;
 		free(t);
@@ -385,6 +388,7 @@ static void read_done(void *ud, const redisReply *r)
 	struct qc_cluster_watch *w;
 	const redisReply *ep;
 	uint64_t done;
+	bool history;
 	size_t i;
 
 	HASH_FIND_STR(cl->streams.watches, p->symbol, w);
@@ -400,6 +404,8 @@ static void read_done(void *ud, const redisReply *r)
 		read_failed(cl, w);
 		return;
 	}
+	/* the first read of a watch: what came before it is history, not news */
+	history = !w->epoch[0];
 	for (i = 1; ep->len && i + 1 < r->elements; i += 2) {
 		const redisReply *q = r->element[i], *t = r->element[i + 1];
 		unsigned long long seq;
@@ -408,8 +414,10 @@ static void read_done(void *ud, const redisReply *r)
 			continue;
 		seq = strtoull(q->str, NULL, 10);
 		if (seq)
-			apply(cl, w, ep->str, seq, t->str, t->len);
+			apply(cl, w, ep->str, seq, t->str, t->len, history);
 	}
+	if (history && w->epoch[0])
+		qc_hub_broker_loaded(cl->hub, w->symbol);
 	w->loaded = true;
 	if (release_held(cl, w, done))
 		w->again = true;
@@ -447,7 +455,7 @@ static void on_tick(struct qc_cluster *cl, const char *name, size_t namelen, con
 	if (!w || known(w, epoch, seq))
 		return;
 	if (!w->reading && follows(w, epoch, seq)) {
-		apply(cl, w, epoch, seq, rest, len - (size_t)(rest - payload));
+		apply(cl, w, epoch, seq, rest, len - (size_t)(rest - payload), false);
 		return;
 	}
 	/* after a gap, or while the log is read: it waits for a read sent after it came */

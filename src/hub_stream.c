@@ -1183,7 +1183,7 @@ void qc_hub_set_broker(struct qc_hub *h, const struct qc_broker *b)
 }
 
 void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, const char *epoch, json_t *data,
-                        const char *message_id, uint64_t seq, int64_t timestamp)
+                        const char *message_id, uint64_t seq, int64_t timestamp, bool history)
 {
 	struct qc_stream *s = qc_streams_get_live(h->streams, symbol);
 	struct qc_tick_in tin = {.message_id = message_id, .timestamp = timestamp};
@@ -1205,8 +1205,27 @@ void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, const char *epoch,
 	qc_cobj_unref(&d);
 	if (v != QC_TICK_ACCEPTED)
 		return;
-	fan_out(h, s, &t);
+	if (!history)
+		fan_out(h, s, &t);
+	/* history too: every node's filters step through the same ticks (one edge per seq) */
 	qc_hub_subs_tick(h, s);
+}
+
+void qc_hub_broker_loaded(struct qc_hub *h, const char *symbol)
+{
+	struct qc_stream *s = qc_streams_find(h->streams, symbol);
+
+	if (!s || !qc_stream_last_seq(s))
+		return;
+	for (struct qc_group *g = qc_stream_groups(s); g; g = qc_group_next(g))
+		for (struct qc_sub *sub = qc_group_subs(g); sub; sub = sub->group_next) {
+			struct qc_conn *c = sub->conn;
+
+			if (sub->last_seq == qc_stream_last_seq(s) || c->closing || c->suspended)
+				continue;
+			/* nothing yet: a snapshot; behind: what followed, or a snapshot */
+			qc_hub_stream_catch_up(h, c, sub, true, sub->last_seq != 0, sub->last_seq);
+		}
 }
 
 bool qc_hub_stream_watched(struct qc_hub *h, const char *symbol)

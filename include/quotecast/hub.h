@@ -330,11 +330,20 @@ void qc_hub_set_broker(struct qc_hub *h, const struct qc_broker *b);
 /**
  * qc_hub_broker_tick() - a tick the broker numbered @seq in the life @epoch of its log:
  * applied to the local stream of @symbol (made when missing: the broker hands over only what
- * this node watches or loads) and fanned out to its local subscribers. A @seq the stream has
- * already is skipped; another @epoch restarts the stream's log first. @data borrowed.
+ * this node watches or loads) and, unless it is @history (the log read back when this node
+ * began to watch the symbol: qc_hub_broker_loaded() follows), fanned out to its local
+ * subscribers. A @seq the stream has already is skipped; another @epoch restarts the stream's
+ * log first. @data borrowed.
  */
 void qc_hub_broker_tick(struct qc_hub *h, const char *symbol, const char *epoch, json_t *data,
-                        const char *message_id, uint64_t seq, int64_t timestamp);
+                        const char *message_id, uint64_t seq, int64_t timestamp, bool history);
+
+/**
+ * qc_hub_broker_loaded() - the history of @symbol is in its local stream: its subscribers that
+ * have not had all of it (a persisted subscription attached, a subscribe that did not wait) get
+ * the snapshot, or what followed their last tick.
+ */
+void qc_hub_broker_loaded(struct qc_hub *h, const char *symbol);
 
 /** qc_hub_stream_watched() - whether this node has a local subscriber of @symbol. */
 bool qc_hub_stream_watched(struct qc_hub *h, const char *symbol);

@@ -107,19 +107,17 @@ function redisCmd(url, ...args) {
 	});
 }
 
-/* Subscribe @c to @sym; wait until probes published on @pub reach it (its node listens).
- * Returns the last probe's tick. */
+/* Subscribe @c to @sym; publish probes on @pub until one reaches it (its node listens), then
+ * wait for the last one. Returns that tick; no tick of @sym is left queued. */
 async function subscribeLive(pub, c, sym) {
 	const r = await req(c, 'subscribe_market_stream', { symbols: [sym], snapshot: false });
 	assert.equal(r.success, true, JSON.stringify(r));
 	let n = 0;
-	let last = null;
 	await waitFor(async () => {
 		await publishOk(pub, { symbol: sym, data: { probe: ++n }, message_id: `probe-${sym}-${n}` });
-		const got = c.queue.filter(isTick(sym));
-		last = got.find((m) => m.data.data.probe === n);
-		return Boolean(last);
+		return c.queue.some(isTick(sym));
 	}, { timeoutMs: 15000, intervalMs: 200, what: 'the probes to arrive' });
+	const last = await c.next((m) => isTick(sym)(m) && m.data.data.probe === n, 15000);
 	c.queue = c.queue.filter((m) => !isTick(sym)(m));
 	return last.data;
 }
@@ -134,9 +132,10 @@ test('one epoch per symbol on every node; Redis restarted empty: a new epoch, ol
 	const ca = await connect(a);
 	const cb = await connect(b);
 	const ta = await subscribeLive(a, ca, sym);
-	await subscribeLive(a, cb, sym);
-	await sleep(300);
-	ca.queue = ca.queue.filter((m) => !isTick(sym)(m)); /* cb's probes */
+	const tb = await subscribeLive(a, cb, sym);
+	/* cb's probes reached ca too */
+	await ca.next((m) => isTick(sym)(m) && m.data.data.probe === tb.data.probe, 15000);
+	ca.queue = ca.queue.filter((m) => !isTick(sym)(m));
 	await publishOk(b, { symbol: sym, data: { price: 10 }, message_id: `${sym}-x` });
 	const [xa, xb] = [await ca.next(isTick(sym), 10000), await cb.next(isTick(sym), 10000)];
 	/* the same position on both nodes: seq and epoch */
@@ -288,7 +287,7 @@ test('consecutive seqs across lost channel messages (sub links killed while tick
 	assert.ok(st.cluster.log_reads >= 2, JSON.stringify(st.cluster));
 });
 
-test('Redis down: what needs the log is UNAVAILABLE, a plain subscribe works and goes live when it is back', async () => {
+test('Redis down: what needs the log is UNAVAILABLE, a plain subscribe works: a snapshot and live ticks when it is back', async () => {
 	const redis = await startRedis();
 	after(() => redis.destroy());
 	const a = await node(redis.url, `da-${run}`);
@@ -308,9 +307,12 @@ test('Redis down: what needs the log is UNAVAILABLE, a plain subscribe works and
 	} finally {
 		redis.signal('SIGCONT');
 	}
-	/* back: the node reads the log and goes live */
+	/* back: the node reads the log, the subscriber gets its snapshot, then live ticks */
 	await waitFor(async () => (await httpRequest(a, 'GET', '/readyz')).status === 200,
 		{ timeoutMs: 20000, what: 'ready again' });
+	const snap = await c.next(isTick(sym), 15000);
+	assert.equal(snap.data.snapshot, true, JSON.stringify(snap));
+	assert.deepEqual([snap.data.seq, snap.data.data], [1, { price: 1 }]);
 	await publishOk(a, { symbol: sym, data: { price: 2 } });
 	const t = await c.next((m) => isTick(sym)(m) && m.data.data.price === 2, 15000);
 	assert.equal(t.data.seq, 2);

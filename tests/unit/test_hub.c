@@ -1113,7 +1113,7 @@ static void test_broker_publish(void **state)
 	drain(pub);
 	/* the tick comes back from the broker with its seq: delivered with it */
 	data = json_pack("{s:i}", "price", 1);
-	qc_hub_broker_tick(e->h, "ZZ", "0123456789ab", data, "m1", 7, 1000);
+	qc_hub_broker_tick(e->h, "ZZ", "0123456789ab", data, "m1", 7, 1000, false);
 	d = expect_event(last(sub), "stream_data");
 	assert_int_equal(iget(d, "seq"), 7);
 	assert_string_equal(sget(d, "message_id"), "m1");
@@ -1123,10 +1123,10 @@ static void test_broker_publish(void **state)
 	                 1);
 	drain(sub);
 	/* a seq the stream has (the log read back overlaps the channel): skipped */
-	qc_hub_broker_tick(e->h, "ZZ", "0123456789ab", data, "m1", 7, 1000);
+	qc_hub_broker_tick(e->h, "ZZ", "0123456789ab", data, "m1", 7, 1000, false);
 	assert_int_equal(sub->outq.count, 0);
 	/* another epoch: the log began again (Redis lost it), seq 1 is taken */
-	qc_hub_broker_tick(e->h, "ZZ", "ba9876543210", data, "m1", 1, 1001);
+	qc_hub_broker_tick(e->h, "ZZ", "ba9876543210", data, "m1", 1, 1001, false);
 	d = expect_event(last(sub), "stream_data");
 	assert_int_equal(iget(d, "seq"), 1);
 	assert_string_equal(sget(d, "epoch"), "ba9876543210");
@@ -1236,10 +1236,10 @@ static void test_broker_load(void **state)
 	assert_string_equal(fl.symbol[0], "LL");
 	/* the log read back: two ticks, then the load is done */
 	data = json_pack("{s:i, s:i}", "price", 5, "volume", 9);
-	qc_hub_broker_tick(e->h, "LL", "0123456789ab", data, "x1", 41, 1000);
+	qc_hub_broker_tick(e->h, "LL", "0123456789ab", data, "x1", 41, 1000, false);
 	json_decref(data);
 	data = json_pack("{s:i}", "price", 6);
-	qc_hub_broker_tick(e->h, "LL", "0123456789ab", data, "x2", 42, 1001);
+	qc_hub_broker_tick(e->h, "LL", "0123456789ab", data, "x2", 42, 1001, false);
 	json_decref(data);
 	fl.cb[0](fl.arg[0], 0);
 	d = expect_ok(last(c), "m");
@@ -1279,6 +1279,24 @@ static void test_broker_load(void **state)
 	   "\"payload\":{\"symbol\":\"MM\"}}");
 	expect_ok(last(c), "p");
 	drain(c);
+	/* its log read back later: history, not news; then a snapshot of it */
+	data = json_pack("{s:i}", "price", 7);
+	qc_hub_broker_tick(e->h, "MM", "0123456789ab", data, "y1", 3, 1000, true);
+	json_decref(data);
+	data = json_pack("{s:i}", "volume", 8);
+	qc_hub_broker_tick(e->h, "MM", "0123456789ab", data, "y2", 4, 1001, true);
+	json_decref(data);
+	assert_int_equal(c->outq.count, 0);
+	qc_hub_broker_loaded(e->h, "MM");
+	d = expect_event(last(c), "stream_data");
+	assert_true(json_is_true(get(d, "snapshot")));
+	assert_int_equal(iget(d, "seq"), 4);
+	assert_int_equal(iget(get(d, "data"), "price"), 7);
+	assert_int_equal(iget(get(d, "data"), "volume"), 8);
+	drain(c);
+	/* up to date: nothing more */
+	qc_hub_broker_loaded(e->h, "MM");
+	assert_int_equal(c->outq.count, 0);
 	/* current already: answered at once */
 	fl.rc = 1;
 	rx(e, c,
