@@ -72,9 +72,11 @@ typedef void (*qc_cluster_up_fn)(struct qc_cluster *cl, uint32_t shard);
 struct qc_cluster_streams {
 	struct qc_cluster_watch *watches; /* uthash by symbol */
 	uint32_t nwatches;
-	uint64_t ticks_in;      /* ticks received on watched channels */
-	uint64_t ticks_bad;     /* messages that did not parse */
-	uint64_t reads;         /* reads of a log (a watch began, a gap, a sub link back, a load) */
+	uint64_t ticks_in;   /* ticks received on watched channels */
+	uint64_t ticks_bad;  /* messages that did not parse */
+	uint64_t reads;      /* reads of a log (a watch began, a gap, a sub link back, a load) */
+	uint64_t epoch_seed; /* new_epoch(): random, drawn once */
+	uint64_t epoch_count;
 	uint64_t read_failures; /* reads that got no answer */
 	uint64_t gaps;          /* channel ticks that came after a gap */
 	uint64_t gaps_lost;     /* gaps the log no longer had: the stream's ring begins again */

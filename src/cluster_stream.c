@@ -535,6 +535,32 @@ static char *tick_payload(const struct qc_broker_tick *t, size_t *len)
 	return out;
 }
 
+/*
+ * The epoch a tick offers for a log that begins (used only then): random, without asking
+ * OpenSSL for every tick: a random seed drawn once, then a counter through splitmix64, so two
+ * lives of one log get different names and so do two nodes.
+ */
+static int new_epoch(struct qc_cluster *cl, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	char seed[17];
+	uint64_t z;
+
+	if (!cl->streams.epoch_seed) {
+		if (qc_random_hex(seed, 8))
+			return -1;
+		cl->streams.epoch_seed = strtoull(seed, NULL, 16) | 1;
+	}
+	z = cl->streams.epoch_seed + ++cl->streams.epoch_count * 0x9e3779b97f4a7c15ULL;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	for (int i = EPOCH_HEX - 1; i >= 0; i--, z >>= 4)
+		out[i] = hex[z & 15];
+	out[EPOCH_HEX] = '\0';
+	return 0;
+}
+
 int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broker_append_cb cb,
                              void *arg)
 {
@@ -549,7 +575,7 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	uint32_t shard = qc_cluster_shard_of(cl, t->symbol, slen);
 	int i, rc;
 
-	if (qc_random_hex(epoch, EPOCH_HEX / 2))
+	if (new_epoch(cl, epoch))
 		return -ENOMEM;
 	payload = tick_payload(t, &plen);
 	p = payload ? calloc(1, sizeof(*p)) : NULL;
