@@ -33,7 +33,9 @@
  * the epoch and the count, 11.2-11.8 when every tick checks the count, 7.5-10.1 like this.
  *
  * ARGV after the epoch: the symbol, streams.max_symbols, streams.idle_ttl_s in ms, "1" to
- * check (and renew) the symbol's place in that count.
+ * check (and renew) the symbol's place in that count, and cluster.log_ttl_s in ms ("0": keep):
+ * with the check, the symbol's keys are set to go that long after this tick, so a symbol no
+ * longer published leaves Redis (its next tick starts a new life of the log).
  *
  * The epoch names one life of the log on every node: made when the log begins (seq 1, or no
  * epoch yet), so a Redis that lost its data (restarted empty) gives the next tick seq 1 in a
@@ -70,6 +72,9 @@ static struct qc_cluster_script tick_script = {
            "end\n"
            "redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], seq .. '-0', 'p', ARGV[7])\n"
            "redis.call('PUBLISH', ARGV[6], seq .. ' ' .. ep .. ' ' .. ARGV[7])\n"
+           "if ARGV[12] == '1' and ARGV[13] ~= '0' then\n"
+           "  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[13]) end\n"
+           "end\n"
            "return {0, seq}\n",
 };
 
@@ -566,9 +571,9 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 {
 	struct qc_cluster *cl = ctx;
 	char k_seq[96], k_ids[96], k_ver[96], k_log[96], k_ep[96], chan[96], ver[24], win[16],
-	    maxlen[16], epoch[EPOCH_HEX + 1], maxsym[16], ttl[24];
-	const char *args[18];
-	size_t lens[18], slen = strlen(t->symbol);
+	    maxlen[16], epoch[EPOCH_HEX + 1], maxsym[16], ttl[24], logttl[24];
+	const char *args[19];
+	size_t lens[19], slen = strlen(t->symbol);
 	struct pending_tick *p;
 	char *payload;
 	size_t plen;
@@ -617,10 +622,13 @@ int qc_cluster_broker_append(void *ctx, const struct qc_broker_tick *t, qc_broke
 	args[15] = maxsym;
 	args[16] = ttl;
 	args[17] = count_due(cl, t->symbol) ? "1" : "0";
-	for (i = 0; i < 18; i++)
+	snprintf(logttl, sizeof(logttl), "%llu",
+	         (unsigned long long)cl->cfg->cluster.log_ttl_s * 1000);
+	args[18] = logttl;
+	for (i = 0; i < 19; i++)
 		lens[i] = strlen(args[i]);
 	lens[12] = plen;
-	rc = qc_cluster_eval(cl, shard, &tick_script, 6, 18, args, lens, tick_done, p);
+	rc = qc_cluster_eval(cl, shard, &tick_script, 6, 19, args, lens, tick_done, p);
 	free(payload);
 	if (rc)
 		free(p);

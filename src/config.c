@@ -165,6 +165,7 @@ static const struct key keys[] = {
     STR("cluster.node_id", cluster.node_id, "", PLAIN),
     U32("cluster.max_inflight", cluster.max_inflight, 1, 1000000, "10000"),
     U32("cluster.timeout_ms", cluster.timeout_ms, 50, 60000, "1000"),
+    U32("cluster.log_ttl_s", cluster.log_ttl_s, 0, 31536000, "86400"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

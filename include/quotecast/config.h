@@ -145,6 +145,8 @@ struct qc_config {
 		char *node_id;         /* "" = HOST:PORT of this node (hostname and listen.port) */
 		uint32_t max_inflight; /* 10000 Redis commands sent and not answered, per shard */
 		uint32_t timeout_ms;   /* 1000: an answer later than this: the shard is down */
+		uint32_t log_ttl_s; /* 86400: a symbol's keys in Redis go this long after its last
+		                       tick (0: never); its next tick starts a new life */
 	} cluster;
 };
 

@@ -378,6 +378,39 @@ test('streams.max_symbols is counted cluster-wide on the publish path: refused, 
 	assert.equal((await publishOk(b, { symbol: syms[0], data: { price: 2 } })).accepted, 1);
 });
 
+/*
+ * cluster.log_ttl_s: a symbol no longer published leaves Redis (its seq, window, version, epoch
+ * and log), and its next tick starts a new life of the log; one still published stays.
+ */
+test('a symbol not published for cluster.log_ttl_s leaves Redis; its next tick starts a new life', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const a = await node(redis.url, `lt-${run}`, { QUOTECAST_CLUSTER_LOG_TTL_S: '2' });
+	servers.push(a);
+	const [quiet, busy] = [uniqueSymbol('LTQ'), uniqueSymbol('LTB')];
+	const c = await connect(a, { query: { user_id: 'lt' } });
+	assert.equal((await req(c, 'subscribe_market_stream', { symbols: [quiet] })).success, true);
+	assert.equal((await publishOk(a, { symbol: quiet, data: { price: 1 }, message_id: 'q1', version: 5 })).accepted, 1);
+	const first = (await c.next(isTick(quiet), 10000)).data;
+	assert.equal(first.seq, 1);
+	for (const k of ['seq', 'ids', 'ver', 'epoch', 'log']) {
+		const ttl = await redisCmd(redis.url, 'PTTL', `qc:{${quiet}}:${k}`);
+		assert.ok(ttl > 0 && ttl <= 2000, `${k}: PTTL ${ttl}`);
+	}
+	/* the busy one is published every 300 ms for 3 s: renewed, it stays in its life */
+	for (let i = 1; i <= 10; i++) {
+		assert.equal((await publishOk(a, { symbol: busy, data: { price: i } })).accepted, 1);
+		await sleep(300);
+	}
+	assert.equal(await redisCmd(redis.url, 'EXISTS', `qc:{${quiet}}:seq`), 0);
+	assert.equal(await redisCmd(redis.url, 'GET', `qc:{${busy}}:seq`), '10');
+	/* the quiet one's next tick: seq 1 in a new epoch; its old message id and version are gone */
+	assert.equal((await publishOk(a, { symbol: quiet, data: { price: 2 }, message_id: 'q1', version: 1 })).accepted, 1);
+	const next = (await c.next(isTick(quiet), 10000)).data;
+	assert.equal(next.seq, 1);
+	assert.notEqual(next.epoch, first.epoch);
+});
+
 test('an alert fires once per cluster: one row and one event with the symbol watched on two nodes', async () => {
 	const db = await sharedDb('cluster_alerts');
 	const url = await sharedRedisUrl();

@@ -217,6 +217,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.cluster.node_id, "");
 	assert_int_equal(c.cluster.max_inflight, 10000);
 	assert_int_equal(c.cluster.timeout_ms, 1000);
+	assert_int_equal(c.cluster.log_ttl_s, 86400);
 	assert_int_equal(qc_config_validate(&c, err, sizeof(err)), 0);
 	qc_config_free(&c);
 	assert_null(c.listen_host);
@@ -745,7 +746,7 @@ static void test_env_every_key(void **state)
 	size_t o, i;
 
 	(void)state;
-	assert_int_equal(json_object_size(defaults), 65);
+	assert_int_equal(json_object_size(defaults), 66);
 	json_object_foreach (defaults, key, v) {
 		env_name(key, var, sizeof(var));
 		o = strlen(var);
