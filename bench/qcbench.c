@@ -175,6 +175,8 @@ struct opts {
 	bool filter_mix;
 	bool verbose;
 	char fields_json[1024]; /* `,"fields":[...,"ts"]` or empty */
+	char max_hz_json[32];   /* `,"max_hz":H` or empty */
+	unsigned max_hz;        /* stream mode: updates per second per subscription (0: any) */
 	long pid;
 	unsigned subs_lo;     /* stream mode: symbols per subscriber, at least */
 	unsigned subs_hi;     /* and at most (0: one, B<i % S>) */
@@ -805,14 +807,16 @@ static void on_session(struct bench *b, struct conn *c)
 		n = snprintf(req, sizeof(req),
 		             "{\"type\":\"request\",\"request_id\":\"s%u\","
 		             "\"action\":\"subscribe_market_stream\","
-		             "\"payload\":{\"symbols\":[%s],\"snapshot\":false%s}}",
-		             c->idx, syms, b->o.filter_mix && (c->idx & 1) ? "" : b->o.fields_json);
+		             "\"payload\":{\"symbols\":[%s],\"snapshot\":false%s%s}}",
+		             c->idx, syms, b->o.filter_mix && (c->idx & 1) ? "" : b->o.fields_json,
+		             b->o.max_hz_json);
 	} else
 		n = snprintf(req, sizeof(req),
 		             "{\"type\":\"request\",\"request_id\":\"s%u\","
 		             "\"action\":\"subscribe_market_stream\","
-		             "\"payload\":{\"symbol\":\"B%u\",\"snapshot\":false%s}}",
-		             c->idx, k, b->o.filter_mix && (c->idx & 1) ? "" : b->o.fields_json);
+		             "\"payload\":{\"symbol\":\"B%u\",\"snapshot\":false%s%s}}",
+		             c->idx, k, b->o.filter_mix && (c->idx & 1) ? "" : b->o.fields_json,
+		             b->o.max_hz_json);
 	c->state = CS_SUBSCRIBING;
 	rc = ws_send(b, c, WS_TEXT, req, (size_t)n);
 	if (rc)
@@ -1561,7 +1565,7 @@ static void print_tallies(const char *what, const struct tallies *t, bool string
 static void report(const struct bench *b)
 {
 	const struct opts *o = &b->o;
-	double win, dps, expect, pct, pps;
+	double win, dps, expect, pct, pps, per_sub;
 	long per_conn = 0;
 	uint64_t errors = 0;
 	char closes[1024];
@@ -1574,9 +1578,13 @@ static void report(const struct bench *b)
 	          : 0;
 	dps = win > 0 ? (double)b->delivered / win : 0;
 	pps = win > 0 ? (double)b->published / win : 0;
-	expect = o->idle || o->mode == MODE_INGEST ? 0
-	         : o->subs_hi ? (double)o->rate * (double)b->subscriptions / o->symbols
-	                      : (double)o->rate * o->conns / o->symbols;
+	/* each subscription is offered its symbol's rate, at most --max-hz */
+	per_sub = (double)o->rate / o->symbols;
+	if (o->max_hz && per_sub > o->max_hz)
+		per_sub = o->max_hz;
+	expect = o->idle || o->mode == MODE_INGEST
+	             ? 0
+	             : per_sub * (o->subs_hi ? (double)b->subscriptions : (double)o->conns);
 	pct = expect > 0 ? 100.0 * dps / expect : 0;
 	if (o->pid && o->conns && b->rss_before >= 0 && b->rss_after >= 0)
 		per_conn = (b->rss_after - b->rss_before) * 1024 / (long)o->conns;
@@ -1678,6 +1686,8 @@ static void usage(FILE *f)
 	        "  --mode MODE          stream (market streams), room, or ingest (the publisher\n"
 	        "                       alone, as fast as the server answers) (stream)\n"
 	        "  --subs-per-conn L-H  stream: each subscriber takes its own L..H symbols\n"
+	        "  --max-hz H           stream: subscribe with max_hz H (offered: at most H a\n"
+	        "                       second per subscription)\n"
 	        "  --batch-ticks N      ingest: ticks per publish request (1000)\n"
 	        "  --inflight K         ingest: publish requests awaiting their answer (4)\n"
 	        "  --ticks N            ingest: publish N ticks, then stop; RSS per tick\n"
@@ -1856,6 +1866,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		O_TICKS,
 		O_PORTS,
 		O_PUB_PORT,
+		O_MAX_HZ,
 	};
 	static const struct option lopts[] = {
 	    {"host", required_argument, NULL, 'H'},
@@ -1876,6 +1887,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	    {"connect-batch", required_argument, NULL, O_BATCH},
 	    {"setup-timeout", required_argument, NULL, O_SETUP_TIMEOUT},
 	    {"subs-per-conn", required_argument, NULL, O_SUBS},
+	    {"max-hz", required_argument, NULL, O_MAX_HZ},
 	    {"batch-ticks", required_argument, NULL, O_BATCH_TICKS},
 	    {"inflight", required_argument, NULL, O_INFLIGHT},
 	    {"ticks", required_argument, NULL, O_TICKS},
@@ -1955,6 +1967,11 @@ static int parse_args(struct opts *o, int argc, char **argv)
 				rc = parse_uint("subs-per-conn", dash ? dash + 1 : optarg,
 				                o->subs_lo, 256, &o->subs_hi);
 			break;
+		case O_MAX_HZ:
+			rc = parse_uint("max-hz", optarg, 1, 1000, &o->max_hz);
+			snprintf(o->max_hz_json, sizeof(o->max_hz_json), ",\"max_hz\":%u",
+			         o->max_hz);
+			break;
 		case O_BATCH_TICKS:
 			rc = parse_uint("batch-ticks", optarg, 1, 100000, &o->batch_ticks);
 			break;
@@ -2013,6 +2030,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	}
 	if (o->filter_mix && !fields_given && o->mode == MODE_STREAM)
 		parse_fields(o, "price");
+	if (o->mode != MODE_STREAM && o->max_hz) {
+		fprintf(stderr, "qcbench: --max-hz applies to stream mode only\n");
+		return -EINVAL;
+	}
 	if (o->mode != MODE_STREAM && o->subs_hi) {
 		fprintf(stderr, "qcbench: --subs-per-conn applies to stream mode only\n");
 		return -EINVAL;
