@@ -314,7 +314,7 @@ struct qc_cluster *qc_cluster_new(const struct qc_config *cfg, struct qc_hub *hu
 	}
 	cl->beat_shard = qc_shard_pick(&cl->ring, NODES_KEY, strlen(NODES_KEY));
 	if (qc_cluster_script_add(cl, &beat_script) || qc_cluster_streams_init(cl) ||
-	    qc_cluster_sessions_init(cl))
+	    qc_cluster_sessions_init(cl) || qc_cluster_rooms_init(cl))
 		goto fail_free;
 	return cl;
 
@@ -426,6 +426,7 @@ int qc_cluster_start(struct qc_cluster *cl, struct lws_context *ctx, struct lws_
 	lws_sul_schedule(cl->ctx, 0, &cl->sul_beat, beat, 1);
 	qc_cluster_streams_start(cl);
 	qc_cluster_sessions_start(cl);
+	qc_cluster_rooms_start(cl);
 	qc_hub_set_cluster(cl->hub, &ops);
 	qc_hub_set_broker(cl->hub, &broker);
 	lwsl_user("quotecast: cluster node \"%s\" on %u Redis shard(s)\n", cl->node_id,
@@ -444,6 +445,7 @@ void qc_cluster_stop(struct qc_cluster *cl)
 		lws_sul_cancel(&cl->sul_beat);
 		qc_cluster_streams_stop(cl);
 		qc_cluster_sessions_stop(cl);
+		qc_cluster_rooms_stop(cl);
 	}
 	for (i = 0; i < cl->nshards; i++) {
 		qc_redis_stop(cl->shards[i].cmd);
@@ -465,6 +467,7 @@ void qc_cluster_free(struct qc_cluster *cl)
 	}
 	qc_cluster_streams_free(cl);
 	qc_cluster_sessions_free(cl);
+	qc_cluster_rooms_free(cl);
 	HASH_ITER (hh, cl->chans, c, ctmp) {
 		HASH_DEL(cl->chans, c);
 		free(c);
@@ -517,5 +520,6 @@ json_t *qc_cluster_stats(struct qc_cluster *cl)
 	                (json_int_t)sum.timeouts, "reconnects", (json_int_t)sum.reconnects);
 	qc_cluster_streams_stats(cl, doc);
 	qc_cluster_sessions_stats(cl, doc);
+	qc_cluster_rooms_stats(cl, doc);
 	return doc;
 }

@@ -16,6 +16,7 @@
 #include "quotecast/broker.h"
 #include "quotecast/cluster.h"
 #include "quotecast/redis.h"
+#include "quotecast/room.h"
 #include "quotecast/shard.h"
 
 #define QC_CLUSTER_MAX_SCRIPTS   16
@@ -105,6 +106,18 @@ struct qc_cluster_sessions {
 /* An inbox epoch's length (hub_priv.h's QC_EPOCH_LEN: 12 hex characters). */
 #define QC_EPOCH_LEN_HEX 12
 
+/* The room broker's state (cluster_room.c). */
+#define QC_CLUSTER_ROOM_MAX QC_ROOM_NAME_MAX
+struct qc_cluster_rooms {
+	struct qc_cluster_rwatch *watches; /* uthash by room name */
+	uint32_t nwatches;
+	uint64_t events_in;  /* room events received on watched channels */
+	uint64_t events_bad; /* messages that did not parse */
+	uint64_t changes_in; /* changes of created rooms received on "qc:rc" */
+	uint32_t control_shard;
+	lws_sorted_usec_list_t sul_sweep;
+};
+
 struct qc_cluster {
 	const struct qc_config *cfg;
 	struct qc_hub *hub;
@@ -126,6 +139,7 @@ struct qc_cluster {
 	struct qc_cluster_chan *chans; /* uthash by name */
 	struct qc_cluster_streams streams;
 	struct qc_cluster_sessions sessions;
+	struct qc_cluster_rooms rooms;
 	lws_sorted_usec_list_t sul_beat;
 };
 
@@ -187,5 +201,21 @@ void qc_cluster_sessions_start(struct qc_cluster *cl);
 void qc_cluster_sessions_stop(struct qc_cluster *cl);
 void qc_cluster_sessions_free(struct qc_cluster *cl);
 void qc_cluster_sessions_stats(struct qc_cluster *cl, json_t *doc);
+/* cluster_room.c */
+int qc_cluster_rooms_init(struct qc_cluster *cl);
+void qc_cluster_rooms_start(struct qc_cluster *cl);
+void qc_cluster_rooms_stop(struct qc_cluster *cl);
+void qc_cluster_rooms_free(struct qc_cluster *cl);
+void qc_cluster_rooms_stats(struct qc_cluster *cl, json_t *doc);
+int qc_cluster_room_append(void *ctx, const char *room, const char *payload, size_t len,
+                           qc_room_append_cb cb, void *arg);
+int qc_cluster_room_read(void *ctx, const char *room, uint64_t since, qc_room_read_cb cb,
+                         void *arg);
+void qc_cluster_room_watch(void *ctx, const char *room);
+int qc_cluster_room_admit(void *ctx, const char *room, const char *user, uint32_t cap,
+                          const char *known, qc_room_append_cb cb, void *arg);
+void qc_cluster_room_release(void *ctx, const char *room, const char *user);
+int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
+                             void *arg);
 
 #endif

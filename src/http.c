@@ -991,7 +991,8 @@ static int body_complete(struct lws *wsi, struct qc_server *srv, struct qc_http_
 		return respond_err(wsi, QC_E_BAD_JSON, "body is not valid JSON");
 	switch (pss->route) {
 	case R_BROADCAST:
-		/* to_users in cluster mode waits for Redis, as a publish does */
+		/* in cluster mode a broadcast (to a room or to_users) waits for Redis, as a
+		 * publish does */
 		w = calloc(1, sizeof(*w));
 		if (!w) {
 			e = QC_E_INTERNAL;

@@ -433,6 +433,8 @@ static void reply_err(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *
 	}
 }
 
+static void handle_room_cmd(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd);
+
 /* ---- durable changes: answered after the store has committed ---------------------------- */
 
 struct pending {
@@ -442,9 +444,11 @@ struct pending {
 	char *request_id;
 	char *trace_id;
 	qc_commit_fn commit;
+	const char *announce;
 	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *args);
 	void (*settled)(struct qc_hub *h, json_t *args);
 	json_t *args;
+	json_t *data; /* the answer, while the change is announced */
 };
 
 static void pending_free(struct pending *p)
@@ -452,10 +456,45 @@ static void pending_free(struct pending *p)
 	free(p->request_id);
 	free(p->trace_id);
 	json_decref(p->args);
+	json_decref(p->data);
 	free(p);
 }
 
-/* Commit @p to memory (@rows: the statement's result) and answer its requester, if still here. */
+/* Answer @p's requester, if still here, with @err / @data (stolen), and free @p. */
+static void pending_answer(struct pending *p, enum qc_err err, const char *emsg, json_t *data)
+{
+	struct qc_hub *h = p->h;
+	struct qc_conn *c = qc_conns_find(&h->conns, p->conn_id);
+
+	if (c && (c->suspended || c->closing))
+		c = NULL;
+	if (c)
+		qc_hub_answer(h, c, p->request_id, p->trace_id, p->ack_id, err, emsg, data);
+	else
+		json_decref(data);
+	if (c && err == QC_OK && p->after)
+		p->after(h, c, p->args);
+	if (p->settled)
+		p->settled(h, p->args);
+	pending_free(p);
+}
+
+/* The other nodes were told (or Redis could not tell them: they ask the store when needed). */
+static void pending_announced(void *arg, int rc, uint64_t seq)
+{
+	struct pending *p = arg;
+	json_t *data = p->data;
+
+	(void)rc;
+	(void)seq;
+	p->data = NULL;
+	pending_answer(p, QC_OK, NULL, data);
+}
+
+/*
+ * Commit @p to memory (@rows: the statement's result) and answer its requester, if still here;
+ * in a cluster, a room change once the other nodes are told.
+ */
 static void pending_finish(struct pending *p, enum qc_err err, const char *emsg, json_t *rows)
 {
 	struct qc_hub *h = p->h;
@@ -466,15 +505,13 @@ static void pending_finish(struct pending *p, enum qc_err err, const char *emsg,
 		c = NULL;
 	if (err == QC_OK)
 		err = p->commit(h, c, p->args, rows, &data, &emsg);
-	if (c)
-		qc_hub_answer(h, c, p->request_id, p->trace_id, p->ack_id, err, emsg, data);
-	else
-		json_decref(data);
-	if (c && err == QC_OK && p->after)
-		p->after(h, c, p->args);
-	if (p->settled)
-		p->settled(h, p->args);
-	pending_free(p);
+	if (err == QC_OK && p->announce) {
+		p->data = data;
+		if (!qc_hub_room_announce(h, p->announce, p->args, pending_announced, p))
+			return;
+		p->data = NULL;
+	}
+	pending_answer(p, err, emsg, data);
 }
 
 static void durable_done(void *arg, enum qc_err err, const char *msg, json_t *rows)
@@ -508,6 +545,7 @@ enum qc_err qc_hub_durable(struct qc_hub *h, struct qc_conn *c, struct qc_durabl
 	p->request_id = cmd ? dup_or_null(cmd->request_id) : NULL;
 	p->trace_id = cmd ? dup_or_null(cmd->trace_id) : NULL;
 	p->commit = d->commit;
+	p->announce = d->announce;
 	p->after = d->after;
 	p->settled = d->settled;
 	p->args = d->args;
@@ -711,21 +749,49 @@ struct qc_waiter *qc_waiter_new(struct qc_hub *h, struct qc_conn *c)
 
 void qc_waiter_free(struct qc_waiter *w)
 {
+	if (!w)
+		return;
 	free(w->request_id);
 	free(w->trace_id);
 	free(w);
 }
 
+struct qc_conn *qc_waiter_conn(struct qc_waiter *w)
+{
+	struct qc_conn *c = qc_conns_find(&w->h->conns, w->conn_id);
+
+	return c && !c->suspended && !c->closing ? c : NULL;
+}
+
 void qc_waiter_answer(void *arg, enum qc_err e, const char *emsg, json_t *out)
 {
 	struct qc_waiter *w = arg;
-	struct qc_conn *c = qc_conns_find(&w->h->conns, w->conn_id);
+	struct qc_conn *c = qc_waiter_conn(w);
 
-	if (c && !c->suspended && !c->closing)
+	if (c)
 		qc_hub_answer(w->h, c, w->request_id, w->trace_id, w->ack_id, e, emsg, out);
 	else
 		json_decref(out);
 	qc_waiter_free(w);
+}
+
+void qc_waiter_subscribe(struct qc_waiter *w, struct qc_conn *c, const char *room,
+                         const char *password, json_t *opts)
+{
+	struct qc_cmd cmd = {
+	    .type = QC_CMD_SUBSCRIBE,
+	    .request_id = w->request_id,
+	    .trace_id = w->trace_id,
+	    .room = room,
+	    .password = password,
+	    .ack_id = w->ack_id,
+	    .root = opts,
+	};
+	const struct qc_cmd *was = w->h->cur;
+
+	w->h->cur = &cmd;
+	handle_room_cmd(w->h, c, &cmd);
+	w->h->cur = was;
 }
 
 /* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
@@ -1300,6 +1366,13 @@ json_t *qc_hub_stats(struct qc_hub *h)
 	                    json_integer((json_int_t)h->log_entries[QC_LOG_ROOM]));
 	json_object_set_new(o, "history_replayed",
 	                    json_integer((json_int_t)h->log_replayed[QC_LOG_ROOM]));
+	/* cluster mode: room events the broker did not log (Redis down) or sent malformed */
+	if (h->room_broker.append) {
+		json_object_set_new(o, "events_lost",
+		                    json_integer((json_int_t)h->room_events_lost));
+		json_object_set_new(o, "events_malformed",
+		                    json_integer((json_int_t)h->room_events_bad));
+	}
 	json_object_set_new(doc, "inbox",
 	                    json_pack("{s:I, s:I, s:I}", "logs", (json_int_t)h->logs[QC_LOG_INBOX],
 	                              "history_entries", (json_int_t)h->log_entries[QC_LOG_INBOX],

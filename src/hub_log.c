@@ -124,6 +124,30 @@ static int grow(struct qc_log *l)
 	return 0;
 }
 
+/* A new entry @seq of @l (not linked in yet); NULL on ENOMEM, @data stolen. */
+static struct qc_lentry *entry_new(struct qc_log *l, uint64_t seq, const char *name, json_t *data,
+                                   json_t *targets, uint8_t role, uint64_t exclude)
+{
+	struct qc_lentry *e = data ? calloc(1, sizeof(*e)) : NULL;
+
+	if (!e) {
+		json_decref(data);
+		return NULL;
+	}
+	e->seq = seq;
+	json_object_set_new(data, "seq", json_integer((json_int_t)e->seq));
+	json_object_set_new(data, "epoch", json_string(l->epoch));
+	qc_frames_init(&e->f, qc_codec_event(name, data), QC_MSG_ROOM);
+	e->f.stream_id = l->id;
+	e->f.seq = e->seq;
+	e->at_ms = log_clock(l->h);
+	e->targets = targets ? json_incref(targets) : NULL;
+	e->role = role;
+	e->exclude = exclude;
+	l->h->log_entries[l->kind]++;
+	return e;
+}
+
 struct qc_lentry *qc_log_append(struct qc_log *l, const char *name, json_t *data, json_t *targets,
                                 uint8_t role, uint64_t exclude)
 {
@@ -134,29 +158,58 @@ struct qc_lentry *qc_log_append(struct qc_log *l, const char *name, json_t *data
 	trim(l);
 	if (l->count == l->max)
 		drop_oldest(l);
-	if (l->count == l->cap && grow(l))
-		goto fail;
-	e = calloc(1, sizeof(*e));
+	if (l->count == l->cap && grow(l)) {
+		json_decref(data);
+		return NULL;
+	}
+	e = entry_new(l, l->last_seq + 1, name, data, targets, role, exclude);
 	if (!e)
-		goto fail;
-	e->seq = l->last_seq + 1;
-	json_object_set_new(data, "seq", json_integer((json_int_t)e->seq));
-	json_object_set_new(data, "epoch", json_string(l->epoch));
-	qc_frames_init(&e->f, qc_codec_event(name, data), QC_MSG_ROOM);
-	e->f.stream_id = l->id;
-	e->f.seq = e->seq;
-	e->at_ms = log_clock(l->h);
-	e->targets = targets ? json_incref(targets) : NULL;
-	e->role = role;
-	e->exclude = exclude;
+		return NULL;
 	l->ring[(l->head + l->count) % l->cap] = e;
 	l->count++;
 	l->last_seq = e->seq;
-	l->h->log_entries[l->kind]++;
 	return e;
-fail:
-	json_decref(data);
-	return NULL;
+}
+
+struct qc_lentry *qc_log_put(struct qc_log *l, uint64_t seq, const char *epoch, const char *name,
+                             json_t *data, json_t *targets, uint8_t role, uint64_t exclude,
+                             bool *dup)
+{
+	*dup = false;
+	if (!seq || !epoch || strlen(epoch) != QC_EPOCH_LEN) {
+		json_decref(data);
+		return NULL;
+	}
+	if (strcmp(epoch, l->epoch) || seq > l->last_seq + 1) {
+		qc_log_reset(l, epoch, seq - 1);
+	} else if (seq <= l->last_seq) {
+		*dup = true;
+		json_decref(data);
+		return NULL;
+	}
+	return qc_log_append(l, name, data, targets, role, exclude);
+}
+
+int qc_log_prepend(struct qc_log *l, uint64_t seq, const char *name, json_t *data, json_t *targets,
+                   uint8_t role, uint64_t exclude)
+{
+	struct qc_lentry *e;
+
+	if (seq + 1 != qc_log_first(l) || l->count == l->max) {
+		json_decref(data);
+		return -ERANGE;
+	}
+	if (l->count == l->cap && grow(l)) {
+		json_decref(data);
+		return -ENOMEM;
+	}
+	e = entry_new(l, seq, name, data, targets, role, exclude);
+	if (!e)
+		return -ENOMEM;
+	l->head = (l->head + l->cap - 1) % l->cap;
+	l->ring[l->head] = e;
+	l->count++;
+	return 0;
 }
 
 uint64_t qc_log_first(struct qc_log *l)

@@ -70,6 +70,12 @@ struct qc_hub {
 	const struct qc_cmd *cur; /* the request being handled, for answers that must wait */
 	struct qc_psubs *psubs;   /* persisted subscriptions (hub_subs.c) */
 	uint64_t store_dropped;   /* writes (offline messages, alerts) given up */
+	struct qc_room_broker room_broker; /* broker.h; unset: room events are numbered here */
+	bool room_synced_now;      /* a subscribe handled again after its room's log was read */
+	uint64_t room_events_lost; /* events (joins, kicks, ...) the room broker did not log */
+	uint64_t room_events_bad;  /* events from the room broker that did not parse */
+	bool room_remote;          /* applying another node's room change: no events from here */
+	bool room_admitted_now;    /* a subscribe handled again after Redis gave it a place */
 	struct qc_write *backlog; /* writes waiting for the store to come back (hub.c, utlist DL) */
 	uint32_t nbacklog;
 	size_t backlog_bytes;
@@ -113,6 +119,11 @@ uint64_t qc_hub_next_offset(struct qc_hub *h, uint8_t kind);
 struct qc_waiter *qc_waiter_new(struct qc_hub *h, struct qc_conn *c);
 void qc_waiter_answer(void *arg, enum qc_err e, const char *emsg, json_t *out);
 void qc_waiter_free(struct qc_waiter *w);
+/* @w's connection, if still live (not suspended nor closing); else NULL. */
+struct qc_conn *qc_waiter_conn(struct qc_waiter *w);
+/* Handle @w's subscribe again now (its room's log is ready), answering it as usual. */
+void qc_waiter_subscribe(struct qc_waiter *w, struct qc_conn *c, const char *room,
+                         const char *password, json_t *opts);
 
 /* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
 void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);
@@ -159,6 +170,7 @@ struct qc_log {
 	uint8_t unsaved; /* a created room's epoch the store does not have yet (made at load) */
 	uint8_t durable; /* an inbox kept in the store: h->inboxes owns it (hub_inbox.c) */
 	uint8_t based;   /* an inbox numbered by the inbox broker: its epoch and seq are Redis' */
+	uint8_t synced;  /* cluster mode: a room log that follows the broker's (seq, epoch) */
 };
 
 /* A log whose next seq follows @last_seq, named @epoch (NULL: a new random one); NULL ENOMEM. */
@@ -182,6 +194,21 @@ int qc_log_load(struct qc_log *l, uint64_t seq, const char *name, json_t *data, 
  * frame's size, is parsed back from it should another encoding be asked for).
  */
 void qc_log_compact(struct qc_lentry *e);
+/*
+ * Cluster mode: entry @seq (from the broker) of the log named @epoch, appended as
+ * qc_log_append() does. Another epoch empties the log and takes its name; a seq already
+ * kept is ignored (NULL, 0 in *@dup); a gap empties the log (what is before it cannot be read
+ * back). NULL otherwise on ENOMEM.
+ */
+struct qc_lentry *qc_log_put(struct qc_log *l, uint64_t seq, const char *epoch, const char *name,
+                             json_t *data, json_t *targets, uint8_t role, uint64_t exclude,
+                             bool *dup);
+/*
+ * Cluster mode: entry @seq, just before the oldest kept (qc_log_first() - 1), read from the
+ * broker. -ERANGE when it is not that one or the log is full, -ENOMEM; @data is stolen.
+ */
+int qc_log_prepend(struct qc_log *l, uint64_t seq, const char *name, json_t *data, json_t *targets,
+                   uint8_t role, uint64_t exclude);
 /* The oldest seq kept (last_seq + 1 when empty). */
 uint64_t qc_log_first(struct qc_log *l);
 /* Whether everything after (@epoch, @since) is still in the log. */
@@ -191,6 +218,14 @@ struct qc_lentry *qc_log_after(struct qc_log *l, uint64_t since, uint32_t i);
 
 /* The epoch of @s's current life (QC_EPOCH_LEN hex characters and a NUL into @out). */
 void qc_hub_stream_epoch(const struct qc_hub *h, const struct qc_stream *s, char *out);
+
+/*
+ * Cluster mode: tell the other nodes of room change @op (a qc_durable's announce) committed
+ * with @args; @cb runs when Redis has sent it on (0), or could not (-ENOTCONN / -EIO).
+ * Returns 0 (@cb will run) or an error (it will not).
+ */
+int qc_hub_room_announce(struct qc_hub *h, const char *op, json_t *args, qc_room_append_cb cb,
+                         void *arg);
 
 /* A handler's answer that is not ready yet (QC_ASYNC, hub.h): see qc_hub_durable. */
 
@@ -209,6 +244,11 @@ struct qc_durable {
 	int nparams;
 	const char *params[QC_DURABLE_PARAMS]; /* copied by the store */
 	qc_commit_fn commit;
+	/*
+	 * cluster mode: the room change's name in qc_hub_room_announce(); the answer waits until
+	 * the other nodes are told (hub_room.c applies it there with the same commit)
+	 */
+	const char *announce;
 	/* runs after a successful answer is queued (a snapshot after a subscription's answer) */
 	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *args);
 	/* optional: runs once when the request is settled, committed or not (a reservation ends) */

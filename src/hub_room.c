@@ -343,7 +343,8 @@ static void persist_entry(struct qc_hub *h, struct qc_room *room, const char *na
 	json_t *data = json_object_get(e->f.ev, "data");
 	char seq[24], now[24], *jdata, *tlist;
 
-	if (!info_of(room) || !qc_hub_persistent(h) || h->loading)
+	/* in a cluster the room's log is Redis' (cluster_room.c) */
+	if (!info_of(room) || !qc_hub_persistent(h) || h->loading || h->room_broker.append)
 		return;
 	jdata = json_dumps(data, QC_JSON_DUMP);
 	tlist = e->targets ? json_dumps(e->targets, JSON_COMPACT) : NULL;
@@ -376,7 +377,7 @@ static void persist_epoch(struct qc_hub *h, struct qc_room *room)
 	struct qc_log *l = room_log(h, room);
 	const char *params[2];
 
-	if (!l || !qc_hub_persistent(h))
+	if (!l || !qc_hub_persistent(h) || h->room_broker.append)
 		return;
 	params[0] = qc_room_name(room);
 	params[1] = l->epoch;
@@ -404,14 +405,28 @@ static struct qc_lentry *log_append(struct qc_hub *h, struct qc_room *room, cons
  * Append event @name with @data (stolen) to @room's log and queue it for every connection in
  * @room that it is addressed to, encoded once. Returns the entry, NULL on ENOMEM.
  */
+static uint32_t fan_out(struct qc_hub *h, struct qc_room *room, struct qc_lentry *e);
+
 static struct qc_lentry *room_append(struct qc_hub *h, struct qc_room *room, const char *name,
                                      json_t *data, json_t *targets, uint8_t role, uint64_t exclude,
                                      uint32_t *delivered)
 {
 	struct qc_lentry *e = log_append(h, room, name, data, targets, role, exclude);
+	uint32_t n;
 
 	if (!e)
 		return NULL;
+	n = fan_out(h, room, e);
+	if (delivered)
+		*delivered += n;
+	return e;
+}
+
+/* Queue log entry @e of @room for every connection in it that it is addressed to. */
+static uint32_t fan_out(struct qc_hub *h, struct qc_room *room, struct qc_lentry *e)
+{
+	uint32_t delivered = 0;
+
 	for (struct qc_membership *mb = qc_room_members(room); mb; mb = mb->room_next) {
 		struct qc_conn *c = mb->conn;
 
@@ -424,18 +439,37 @@ static struct qc_lentry *room_append(struct qc_hub *h, struct qc_room *room, con
 		if (c->suspended && !c->sio)
 			continue;
 		mb->seq = e->seq;
-		if (!qc_hub_send_frames(h, c, &e->f) && delivered)
-			(*delivered)++;
+		if (!qc_hub_send_frames(h, c, &e->f))
+			delivered++;
 	}
 	if (qc_frames_get(h, &e->f, QC_ENC_NATIVE))
 		qc_log_compact(e);
-	return e;
+	return delivered;
 }
 
-/* Queue event @name with @data (stolen) for every connection in @room, through its log. */
+static int broker_append(struct qc_hub *h, struct qc_room *room, const char *name, json_t *data,
+                         json_t *targets, uint8_t role, uint64_t exclude, qc_room_append_cb cb,
+                         void *arg);
+
+static void event_appended(void *arg, int rc, uint64_t seq)
+{
+	struct qc_hub *h = arg;
+
+	(void)seq;
+	if (rc)
+		h->room_events_lost++;
+}
+
+/*
+ * Queue event @name (static) with @data (stolen) for every connection in @room, through its
+ * log; in a cluster, through the broker's (fanned out as it comes back on every node).
+ */
 static void room_event(struct qc_hub *h, struct qc_room *room, const char *name, json_t *data)
 {
-	room_append(h, room, name, data, NULL, QC_ROLE_NONE, 0, NULL);
+	if (h->room_broker.append)
+		broker_append(h, room, name, data, NULL, QC_ROLE_NONE, 0, event_appended, h);
+	else
+		room_append(h, room, name, data, NULL, QC_ROLE_NONE, 0, NULL);
 }
 
 /*
@@ -635,6 +669,10 @@ void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room
 	bool last = qc_room_size(room) == 1 && !qc_room_kept(room);
 	struct qc_log *l = qc_room_log(room);
 
+	/* a kept room's log no longer follows the broker's once no member is here */
+	if (l && qc_room_size(room) == 1)
+		l->synced = 0;
+
 	/*
 	 * A suspended session holds a position, not copies: leaving (kicked, the room closed), what
 	 * it has not read of the log is copied to its buffer now, or a resume would never see it.
@@ -674,13 +712,11 @@ static void unsubscribe_user(struct qc_hub *h, struct qc_room *room, const char 
 			qc_hub_leave_room(h, c, room);
 }
 
-/* Unsubscribe every connection from @room (kept rooms stay). */
+/* Unsubscribe every connection from @room (kept rooms stay; others go with the last). */
 static void unsubscribe_all(struct qc_hub *h, struct qc_room *room)
 {
-	struct qc_membership *mb;
-
-	while ((mb = qc_room_members(room)))
-		qc_hub_leave_room(h, mb->conn, room);
+	for (uint32_t n = qc_room_size(room); n; n--)
+		qc_hub_leave_room(h, qc_room_members(room)->conn, room);
 }
 
 /*
@@ -807,6 +843,8 @@ static enum qc_err join(struct qc_hub *h, struct qc_conn *c, struct qc_room *roo
 	if (created)
 		h->st.rooms_created++;
 	h->st.join_events++;
+	if (h->room_broker.watch)
+		h->room_broker.watch(h->room_broker.ctx, name);
 	{
 		struct qc_log *l = room_log(h, room);
 		struct qc_membership *mb;
@@ -860,6 +898,18 @@ static void join_after(struct qc_hub *h, struct qc_conn *c, json_t *args)
 	                     json_object_get(args, "opts"));
 }
 
+static bool must_sync(struct qc_room *room, json_t *opts);
+
+/* A subscribe request is being handled (not a resume rejoining its rooms): it may wait. */
+static bool subscribing(const struct qc_hub *h)
+{
+	return h->cur && h->cur->type == QC_CMD_SUBSCRIBE;
+}
+static enum qc_err admit_then_subscribe(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                                        const char *password, json_t *opts, const char **emsg);
+static enum qc_err sync_then_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
+                                       const char *password, json_t *opts, const char **emsg);
+
 enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
                              const char *password, json_t *opts, json_t **data, const char **emsg)
 {
@@ -885,11 +935,18 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
 		return qc_hub_limit(h, emsg, QC_LIM_ROOMS_PER_CONNECTION, "%u rooms joined",
 		                    h->cfg->limits.max_rooms_per_connection);
+	/* cluster mode: the room's log is Redis'; read its position (and what is asked) first */
+	if (h->room_broker.read && subscribing(h) && !h->room_synced_now && must_sync(room, opts))
+		return sync_then_subscribe(h, c, name, password, opts, emsg);
 	if (room && info_of(room)) {
 		e = admit_to_created(h, c, room, password, &must_join, emsg);
 		if (e != QC_OK)
 			return e;
 	}
+	/* cluster mode: the last places of a room with a capacity are taken in Redis, atomically */
+	if (must_join && h->room_broker.admit && info_of(room)->max_members && subscribing(h) &&
+	    !h->room_admitted_now)
+		return admit_then_subscribe(h, c, room, password, opts, emsg);
 	if (must_join) {
 		char now[24];
 		struct qc_durable d = {
@@ -897,6 +954,7 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 		    .nparams = 3,
 		    .params = {name, c->user_id, now},
 		    .commit = commit_join,
+		    .announce = "join",
 		    .args = NULL,
 		};
 		int64_t since = qc_now_ms();
@@ -980,8 +1038,12 @@ static enum qc_err read_users(struct qc_hub *h, json_t *doc, const char *key, js
  * (@c NULL: the server itself), then fan the room_message out to the connections that the
  * targeting selects: encoded once, one reference per receiver.
  */
-enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, json_t **out,
-                             const char **emsg)
+static enum qc_err send_broker(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                               json_t *ev_data, json_t *targets, uint8_t role, bool exclude_self,
+                               qc_publish_done_fn done, void *arg, const char **emsg);
+
+static enum qc_err room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc,
+                             qc_publish_done_fn done, void *arg, json_t **out, const char **emsg)
 {
 	const char *name = json_string_value(json_object_get(doc, "room"));
 	json_t *content = json_object_get(doc, "content"), *targets, *jrole, *jself;
@@ -1037,6 +1099,13 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	ev_data = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I}", "room", name, "message_id", id,
 	                    "message_type", type, "from", from, "content", content, "timestamp",
 	                    (json_int_t)qc_now_ms());
+	/* cluster mode: the broker numbers it; it comes back, on every node, to be fanned out */
+	if (h->room_broker.append) {
+		if (!ev_data)
+			return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+		return send_broker(h, c, room, ev_data, targets, (uint8_t)target_role, exclude_self,
+		                   done, arg, emsg);
+	}
 	/* one seq in the room's log, targeted or not: a read-back applies the targeting again */
 	e = ev_data ? room_append(h, room, "room_message", json_incref(ev_data), targets,
 	                          (uint8_t)target_role, exclude_self && c ? c->id : 0, &delivered)
@@ -1058,6 +1127,12 @@ enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, j
 	*out = json_pack("{s:s, s:s, s:I}", "room", name, "message_id", id, "delivered",
 	                 (json_int_t)delivered);
 	return QC_OK;
+}
+
+enum qc_err qc_hub_room_send(struct qc_hub *h, struct qc_conn *c, json_t *doc, json_t **out,
+                             const char **emsg)
+{
+	return room_send(h, c, doc, NULL, NULL, out, emsg);
 }
 
 /* A direct_message to several users through the inbox broker: answered when all have said. */
@@ -1273,7 +1348,7 @@ enum qc_err qc_hub_broadcast_async(struct qc_hub *h, json_t *body, qc_publish_do
 	if (!json_is_object(body))
 		return qc_hub_fail(h, msg, QC_E_BAD_REQUEST, "body must be a JSON object");
 	if (room && !json_is_null(room))
-		return qc_hub_room_send(h, NULL, body, out, msg);
+		return room_send(h, NULL, body, done, arg, out, msg);
 	e = read_users(h, body, "to_users", &users, msg);
 	if (e != QC_OK)
 		return e;
@@ -1291,7 +1366,18 @@ enum qc_err qc_hub_broadcast(struct qc_hub *h, json_t *body, json_t **out, const
 enum qc_err qc_act_send_message(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
                                 const char **e)
 {
-	return qc_hub_room_send(h, c, p, d, e);
+	struct qc_waiter *la;
+	enum qc_err err;
+
+	if (!h->room_broker.append || !h->cur)
+		return qc_hub_room_send(h, c, p, d, e);
+	la = qc_waiter_new(h, c);
+	if (!la)
+		return qc_hub_fail(h, e, QC_E_INTERNAL, "out of memory");
+	err = room_send(h, c, p, qc_waiter_answer, la, d, e);
+	if (err != QC_ASYNC)
+		qc_waiter_free(la);
+	return err;
 }
 
 /* ---- created rooms ----------------------------------------------------------------------- */
@@ -1485,6 +1571,7 @@ enum qc_err qc_act_create_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 		    .params = {name, c->user_id, qc_room_type_name(type), NULL,
 		               json_is_integer(jmax) ? max : NULL, meta, now, epoch},
 		    .commit = commit_create_room,
+		    .announce = "create_room",
 		    .settled = create_settled,
 		};
 
@@ -1526,7 +1613,9 @@ static void close_room(struct qc_hub *h, struct qc_room *room, const char *reaso
 {
 	room_event(h, room, "room_closed",
 	           json_pack("{s:s, s:s}", "room", qc_room_name(room), "reason", reason));
-	unsubscribe_all(h, room);
+	/* in a cluster every node unsubscribes its members as the event comes back */
+	if (!h->room_broker.append)
+		unsubscribe_all(h, room);
 }
 
 /* Remove a created room: everyone subscribed gets room_closed, then it is gone. */
@@ -1535,11 +1624,18 @@ static void destroy_room(struct qc_hub *h, struct qc_room *room, const char *rea
 	struct room_info *ri = info_of(room);
 
 	close_room(h, room, reason);
+	if (h->room_broker.release && !h->room_remote)
+		h->room_broker.release(h->room_broker.ctx, qc_room_name(room), NULL);
 	qc_room_set_ext(room, NULL);
 	owner_drop(h, ri->owner, false);
 	info_free(ri);
-	qc_rooms_delete(h->rooms, room);
 	h->st.rooms_deleted++;
+	/* in a cluster its members leave as room_closed comes back: it goes with the last */
+	if (h->room_broker.append && qc_room_size(room)) {
+		qc_room_set_kept(room, false);
+		return;
+	}
+	qc_rooms_delete(h->rooms, room);
 }
 
 /* The created room named by @a "room", after a commit; NOT_FOUND when it went meanwhile. */
@@ -1577,6 +1673,7 @@ enum qc_err qc_act_delete_room(struct qc_hub *h, struct qc_conn *c, json_t *p, j
 	    .sql = "DELETE FROM rooms WHERE name = $1",
 	    .nparams = 1,
 	    .commit = commit_delete_room,
+	    .announce = "delete_room",
 	};
 
 	if (err != QC_OK)
@@ -1736,6 +1833,7 @@ enum qc_err qc_act_set_room_status(struct qc_hub *h, struct qc_conn *c, json_t *
 		    .nparams = 3,
 		    .params = {qc_room_name(room), qc_room_status_name(status), now},
 		    .commit = commit_set_status,
+		    .announce = "set_room_status",
 		    .args = json_pack("{s:s, s:s}", "room", qc_room_name(room), "status",
 		                      qc_room_status_name(status)),
 		};
@@ -1840,6 +1938,7 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 		    .nparams = 4,
 		    .params = {qc_room_name(room), user, qc_role_name(role), now},
 		    .commit = commit_add_member,
+		    .announce = "add_member",
 		    .settled = join_settled,
 		    .args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "room", qc_room_name(room),
 		                      "user_id", user, "role", qc_role_name(role), "by", c->user_id,
@@ -1870,8 +1969,20 @@ static enum qc_err commit_remove_member(struct qc_hub *h, struct qc_conn *c, jso
 	if (!m)
 		return qc_hub_fail(h, emsg, QC_E_NOT_FOUND, "not a member");
 	member_del(ri, m);
+	if (h->room_broker.release && !h->room_remote)
+		h->room_broker.release(h->room_broker.ctx, qc_room_name(room), who);
 	/* kicked: a room event addressed to its user, on every connection of theirs */
 	targets = json_pack("[s]", who);
+	if (h->room_broker.append) {
+		/* in a cluster, on every node as it comes back (kicked()) */
+		if (targets)
+			broker_append(h, room, "kicked",
+			              json_pack("{s:s, s:O}", "room", qc_room_name(room), "by",
+			                        json_object_get(a, "by")),
+			              targets, QC_ROLE_NONE, 0, event_appended, h);
+		json_decref(targets);
+		targets = NULL;
+	}
 	kicked = targets ? log_append(h, room, "kicked",
 	                              json_pack("{s:s, s:O}", "room", qc_room_name(room), "by",
 	                                        json_object_get(a, "by")),
@@ -1883,7 +1994,8 @@ static enum qc_err commit_remove_member(struct qc_hub *h, struct qc_conn *c, jso
 		if (qc_frames_get(h, &kicked->f, QC_ENC_NATIVE))
 			qc_log_compact(kicked);
 	}
-	unsubscribe_user(h, room, who);
+	if (!h->room_broker.append)
+		unsubscribe_user(h, room, who);
 	room_event(h, room, "member_left",
 	           json_pack("{s:s, s:s, s:O}", "room", qc_room_name(room), "user_id", who, "by",
 	                     json_object_get(a, "by")));
@@ -1905,6 +2017,7 @@ enum qc_err qc_act_remove_member(struct qc_hub *h, struct qc_conn *c, json_t *p,
 	    .sql = "DELETE FROM room_members WHERE room = $1 AND user_id = $2",
 	    .nparams = 2,
 	    .commit = commit_remove_member,
+	    .announce = "remove_member",
 	};
 
 	if (err == QC_OK)
@@ -1970,6 +2083,7 @@ enum qc_err qc_act_set_member_role(struct qc_hub *h, struct qc_conn *c, json_t *
 		    .nparams = 3,
 		    .params = {qc_room_name(room), m->user_id, qc_role_name(role)},
 		    .commit = commit_set_role,
+		    .announce = "set_member_role",
 		    .args = json_pack("{s:s, s:s, s:s}", "room", qc_room_name(room), "user_id",
 		                      m->user_id, "role", qc_role_name(role)),
 		};
@@ -2165,4 +2279,486 @@ void qc_hub_rooms_store_ready(struct qc_hub *h)
 {
 	if (qc_hub_persistent(h))
 		qc_rooms_foreach(h->rooms, save_epoch, h);
+}
+
+/* ---- cluster mode: room events through the room broker (broker.h, cluster_room.c) -------- */
+
+void qc_hub_set_room_broker(struct qc_hub *h, const struct qc_room_broker *b)
+{
+	h->room_broker = *b;
+}
+
+bool qc_hub_room_watched(struct qc_hub *h, const char *room)
+{
+	struct qc_room *r = qc_rooms_find(h->rooms, room);
+
+	return r && qc_room_size(r);
+}
+
+/*
+ * An event as the broker carries it: {"n": name, "d": data, "u": target_users?, "r":
+ * target_role?, "x": "<node>:<connection id>" of exclude_self's sender?}. The sender's
+ * connection is on one node: the others exclude nobody.
+ */
+static char *event_payload(struct qc_hub *h, const char *name, json_t *data, json_t *targets,
+                           uint8_t role, uint64_t exclude)
+{
+	json_t *j = json_pack("{s:s, s:O}", "n", name, "d", data);
+	char x[48], *out;
+
+	if (!j)
+		return NULL;
+	if (targets)
+		json_object_set(j, "u", targets);
+	if (role != QC_ROLE_NONE)
+		json_object_set_new(j, "r", json_string(qc_role_name((enum qc_role)role)));
+	if (exclude) {
+		snprintf(x, sizeof(x), "%s:%" PRIu64, h->node, exclude);
+		json_object_set_new(j, "x", json_string(x));
+	}
+	out = json_dumps(j, QC_JSON_DUMP);
+	json_decref(j);
+	return out;
+}
+
+struct bevent {
+	json_t *root;
+	const char *name;
+	json_t *data; /* a copy: the log's */
+	json_t *targets;
+	uint8_t role;
+	uint64_t exclude;
+};
+
+static int event_parse(struct qc_hub *h, const char *payload, size_t len, struct bevent *ev)
+{
+	const char *x, *r;
+	size_t nl = strlen(h->node);
+	enum qc_role role = QC_ROLE_NONE;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->root = json_loadb(payload, len, 0, NULL);
+	ev->name = json_string_value(json_object_get(ev->root, "n"));
+	ev->targets = json_object_get(ev->root, "u");
+	r = json_string_value(json_object_get(ev->root, "r"));
+	x = json_string_value(json_object_get(ev->root, "x"));
+	if (!ev->name || !json_is_object(json_object_get(ev->root, "d")) ||
+	    (ev->targets && !json_is_array(ev->targets)) || (r && !qc_role_parse(r, &role))) {
+		json_decref(ev->root);
+		return -EINVAL;
+	}
+	ev->role = (uint8_t)role;
+	if (x && !strncmp(x, h->node, nl) && x[nl] == ':')
+		ev->exclude = strtoull(x + nl + 1, NULL, 10);
+	ev->data = json_deep_copy(json_object_get(ev->root, "d"));
+	return ev->data ? 0 : -ENOMEM;
+}
+
+/* Event @name with @data (stolen) of @room to the broker; @cb gets its seq. */
+static int broker_append(struct qc_hub *h, struct qc_room *room, const char *name, json_t *data,
+                         json_t *targets, uint8_t role, uint64_t exclude, qc_room_append_cb cb,
+                         void *arg)
+{
+	char *payload = NULL;
+	int rc = -ENOMEM;
+
+	/* another node's change: that node sent its events */
+	if (h->room_remote) {
+		json_decref(data);
+		return -EALREADY;
+	}
+	payload = data ? event_payload(h, name, data, targets, role, exclude) : NULL;
+	if (payload)
+		rc = h->room_broker.append(h->room_broker.ctx, qc_room_name(room), payload,
+		                           strlen(payload), cb, arg);
+
+	free(payload);
+	json_decref(data);
+	return rc;
+}
+
+/* What an event from another node changes here, besides its delivery (the room may go). */
+static void apply_effects(struct qc_hub *h, struct qc_room *room, const struct bevent *ev,
+                          struct qc_lentry *e)
+{
+	struct room_info *ri = info_of(room);
+	const char *user = json_string_value(json_object_get(ev->data, "user_id"));
+	enum qc_role role = QC_ROLE_MEMBER;
+	struct member *m;
+
+	if (!strcmp(ev->name, "member_joined") && ri && user && !member_find(ri, user)) {
+		qc_role_parse(json_string_value(json_object_get(ev->data, "role")), &role);
+		member_add(ri, user, role, qc_now_ms());
+	} else if (!strcmp(ev->name, "member_left") && ri && user && (m = member_find(ri, user))) {
+		member_del(ri, m);
+	} else if (!strcmp(ev->name, "kicked") && json_array_size(ev->targets) == 1) {
+		user = json_string_value(json_array_get(ev->targets, 0));
+		if (ri && (m = member_find(ri, user)))
+			member_del(ri, m);
+		user_frames(h, user, room, &e->f);
+		if (qc_frames_get(h, &e->f, QC_ENC_NATIVE))
+			qc_log_compact(e);
+		unsubscribe_user(h, room, user);
+	} else if (!strcmp(ev->name, "room_closed")) {
+		if (ri)
+			ri->status = QC_STATUS_CLOSED;
+		unsubscribe_all(h, room);
+	}
+}
+
+void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, const char *epoch,
+                              const char *payload, size_t len)
+{
+	struct qc_room *room = qc_rooms_find(h->rooms, name);
+	struct qc_log *l;
+	struct qc_lentry *e;
+	struct bevent ev;
+	bool dup;
+
+	/* only rooms with members here: a message may still come after the last one left */
+	if (!room || !qc_room_size(room) || !(l = room_log(h, room)))
+		return;
+	if (event_parse(h, payload, len, &ev)) {
+		h->room_events_bad++;
+		return;
+	}
+	e = qc_log_put(l, seq, epoch, ev.name, ev.data, ev.targets, ev.role, ev.exclude, &dup);
+	l->synced = 1;
+	if (e) {
+		if (strcmp(ev.name, "kicked"))
+			fan_out(h, room, e);
+		/* last: the room (and its log) may go */
+		apply_effects(h, room, &ev, e);
+	}
+	json_decref(ev.root);
+}
+
+/* A send_message / broadcast in the broker: answered when it has its seq. */
+struct bsend {
+	struct qc_hub *h;
+	qc_publish_done_fn done; /* NULL: nobody waits */
+	void *arg;
+	char room[QC_ROOM_NAME_MAX + 1];
+	json_t *ev_data; /* for the room's offline members */
+	json_t *targets;
+	uint8_t role;
+};
+
+static void sent(void *arg, int rc, uint64_t seq)
+{
+	struct bsend *s = arg;
+	struct qc_room *room = qc_rooms_find(s->h->rooms, s->room);
+	struct room_info *ri = room ? info_of(room) : NULL;
+
+	if (rc) {
+		if (s->done)
+			s->done(s->arg, QC_E_UNAVAILABLE,
+			        "Redis (cluster.redis) is unavailable: the message was not sent",
+			        NULL);
+	} else {
+		if (ri) {
+			ri->message_count++;
+			ri->last_activity = qc_now_ms();
+			qc_olog_append(ri->log, s->ev_data, s->targets, s->role);
+		}
+		if (s->done)
+			s->done(s->arg, QC_OK, NULL,
+			        json_pack("{s:s, s:O, s:I}", "room", s->room, "message_id",
+			                  json_object_get(s->ev_data, "message_id"), "seq",
+			                  (json_int_t)seq));
+	}
+	json_decref(s->ev_data);
+	json_decref(s->targets);
+	free(s);
+}
+
+/* The answer to a request the room broker would not take (@rc from it): nothing was done. */
+static enum qc_err broker_refused(struct qc_hub *h, int rc, const char *what, const char **emsg)
+{
+	if (rc == -ENOSPC)
+		return qc_hub_fail(h, emsg, QC_E_LIMIT_EXCEEDED,
+		                   "cluster.max_inflight: Redis has too many commands waiting");
+	if (rc == -ENOMEM)
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	return qc_hub_fail(h, emsg, QC_E_UNAVAILABLE, "Redis (cluster.redis) is unavailable: %s",
+	                   what);
+}
+
+static enum qc_err send_broker(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                               json_t *ev_data, json_t *targets, uint8_t role, bool exclude_self,
+                               qc_publish_done_fn done, void *arg, const char **emsg)
+{
+	struct bsend *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (!s) {
+		json_decref(ev_data);
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	}
+	s->h = h;
+	s->done = done;
+	s->arg = arg;
+	snprintf(s->room, sizeof(s->room), "%s", qc_room_name(room));
+	s->ev_data = ev_data;
+	s->targets = targets ? json_incref(targets) : NULL;
+	s->role = role;
+	rc = broker_append(h, room, "room_message", json_deep_copy(ev_data), targets, role,
+	                   exclude_self && c ? c->id : 0, sent, s);
+	if (!rc)
+		return QC_ASYNC;
+	json_decref(s->ev_data);
+	json_decref(s->targets);
+	free(s);
+	return broker_refused(h, rc, "the message was not sent", emsg);
+}
+
+/*
+ * Whether a subscribe must read the room's log from the broker first: this node does not
+ * follow it yet, or the subscribe reads back from before what it keeps (same epoch).
+ */
+static bool must_sync(struct qc_room *room, json_t *opts)
+{
+	struct qc_log *l = room ? qc_room_log(room) : NULL;
+	const char *epoch;
+	uint64_t since;
+
+	if (!l || !l->synced)
+		return true;
+	if (!read_since(opts, &since, &epoch) || (epoch && strcmp(epoch, l->epoch)))
+		return false;
+	return since < l->last_seq && !qc_log_reaches(l, l->epoch, since);
+}
+
+struct bsync {
+	struct qc_hub *h;
+	struct qc_waiter *la;
+	char *name;
+	char *password;
+	json_t *opts;
+};
+
+static void bsync_free(struct bsync *s);
+
+/* A subscribe to handle again later (struct bsync); NULL on ENOMEM. */
+static struct bsync *bsync_new(struct qc_hub *h, struct qc_conn *c, const char *name,
+                               const char *password, json_t *opts)
+{
+	struct bsync *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->h = h;
+	s->opts = json_incref(opts);
+	if (!(s->la = qc_waiter_new(h, c)) || !(s->name = strdup(name)) ||
+	    (password && !(s->password = strdup(password)))) {
+		bsync_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void bsync_free(struct bsync *s)
+{
+	qc_waiter_free(s->la);
+	free(s->name);
+	free(s->password);
+	json_decref(s->opts);
+	free(s);
+}
+
+/* The broker's entries (newest first) before what @l keeps, put in front of it. */
+static void prepend_read(struct qc_hub *h, struct qc_log *l, const struct qc_room_entry *ents,
+                         size_t n)
+{
+	struct bevent ev;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ents[i].seq >= qc_log_first(l))
+			continue;
+		if (event_parse(h, ents[i].payload, ents[i].len, &ev))
+			break;
+		if (qc_log_prepend(l, ents[i].seq, ev.name, ev.data, ev.targets, ev.role,
+		                   ev.exclude)) {
+			json_decref(ev.root);
+			break;
+		}
+		json_decref(ev.root);
+	}
+}
+
+static void synced(void *arg, int rc, uint64_t seq, const char *epoch,
+                   const struct qc_room_entry *ents, size_t n)
+{
+	struct bsync *s = arg;
+	struct qc_hub *h = s->h;
+	struct qc_conn *c = qc_waiter_conn(s->la);
+	struct qc_room *room = qc_rooms_find(h->rooms, s->name);
+	bool made = false;
+	struct qc_log *l;
+
+	if (rc) {
+		qc_waiter_answer(
+		    s->la, QC_E_UNAVAILABLE,
+		    "Redis (cluster.redis) is unavailable: the room's log cannot be read", NULL);
+		s->la = NULL; /* answered and freed */
+		goto out;
+	}
+	if (!room) {
+		room = qc_rooms_create(h->rooms, s->name);
+		made = room != NULL;
+	}
+	l = room ? room_log(h, room) : NULL;
+	if (l) {
+		/* what it kept is not the broker's log (or is another life of it) */
+		if (!l->synced || strcmp(epoch, l->epoch))
+			qc_log_reset(l, epoch, seq);
+		l->synced = 1;
+		prepend_read(h, l, ents, n);
+	}
+	if (c) {
+		h->room_synced_now = true;
+		qc_waiter_subscribe(s->la, c, s->name, s->password, s->opts);
+		h->room_synced_now = false;
+	}
+	/* nobody joined the room made to hold the log */
+	room = made ? qc_rooms_find(h->rooms, s->name) : NULL;
+	if (room && !qc_room_size(room) && !qc_room_kept(room))
+		qc_rooms_delete(h->rooms, room);
+out:
+	bsync_free(s);
+}
+
+static enum qc_err sync_then_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
+                                       const char *password, json_t *opts, const char **emsg)
+{
+	struct bsync *s = bsync_new(h, c, name, password, opts);
+	const char *epoch;
+	uint64_t since = UINT64_MAX;
+	int rc;
+
+	if (!s)
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	read_since(opts, &since, &epoch);
+	/* its channel first: what is logged after the read comes on it */
+	h->room_broker.watch(h->room_broker.ctx, name);
+	rc = h->room_broker.read(h->room_broker.ctx, name, since, synced, s);
+	if (!rc)
+		return QC_ASYNC;
+	bsync_free(s);
+	return broker_refused(h, rc, "the room's log cannot be read", emsg);
+}
+
+/* ---- cluster mode: changes of created rooms, announced to every node ------------------- */
+
+static const struct {
+	const char *op;
+	qc_commit_fn commit;
+} announced_ops[] = {
+    {"join", commit_join},
+    {"create_room", commit_create_room},
+    {"delete_room", commit_delete_room},
+    {"set_room_status", commit_set_status},
+    {"add_member", commit_add_member},
+    {"remove_member", commit_remove_member},
+    {"set_member_role", commit_set_role},
+};
+
+int qc_hub_room_announce(struct qc_hub *h, const char *op, json_t *args, qc_room_append_cb cb,
+                         void *arg)
+{
+	json_t *j;
+	char *payload;
+	int rc;
+
+	if (!h->room_broker.announce)
+		return -ENOTSUP;
+	j = json_pack("{s:s, s:s, s:O}", "op", op, "node", h->node, "a", args);
+	payload = j ? json_dumps(j, QC_JSON_DUMP) : NULL;
+	json_decref(j);
+	if (!payload)
+		return -ENOMEM;
+	rc = h->room_broker.announce(h->room_broker.ctx, payload, strlen(payload), cb, arg);
+	free(payload);
+	return rc;
+}
+
+void qc_hub_room_announced(struct qc_hub *h, const char *payload, size_t len)
+{
+	json_t *j = json_loadb(payload, len, 0, NULL), *data = NULL;
+	const char *op = json_string_value(json_object_get(j, "op"));
+	const char *node = json_string_value(json_object_get(j, "node"));
+	json_t *args = json_object_get(j, "a");
+	const char *emsg;
+
+	if (!op || !node || !json_is_object(args)) {
+		h->room_events_bad++;
+	} else if (strcmp(node, h->node)) {
+		for (size_t i = 0; i < sizeof(announced_ops) / sizeof(*announced_ops); i++) {
+			if (strcmp(op, announced_ops[i].op))
+				continue;
+			/* the same change as on its node, without its events (that node sent them)
+			 */
+			h->room_remote = true;
+			announced_ops[i].commit(h, NULL, args, NULL, &data, &emsg);
+			h->room_remote = false;
+			json_decref(data);
+			break;
+		}
+	}
+	json_decref(j);
+}
+
+/* ---- cluster mode: capacity counted in Redis ------------------------------------------- */
+
+static void admitted(void *arg, int rc, uint64_t in)
+{
+	struct bsync *s = arg;
+	struct qc_hub *h = s->h;
+	struct qc_conn *c = qc_waiter_conn(s->la);
+	struct qc_room *room = qc_rooms_find(h->rooms, s->name);
+	struct room_info *ri = room ? info_of(room) : NULL;
+	const char *emsg = NULL;
+
+	if (rc) {
+		qc_waiter_answer(s->la, QC_E_UNAVAILABLE,
+		                 "Redis (cluster.redis) is unavailable: the room's capacity cannot "
+		                 "be checked",
+		                 NULL);
+		s->la = NULL;
+	} else if (!in) {
+		qc_hub_fail(h, &emsg, QC_E_ROOM_FULL, "room is at capacity (%u users)",
+		            ri ? ri->max_members : 0);
+		qc_waiter_answer(s->la, QC_E_ROOM_FULL, emsg, NULL);
+		s->la = NULL;
+	} else if (c) {
+		h->room_admitted_now = true;
+		qc_waiter_subscribe(s->la, c, s->name, s->password, s->opts);
+		h->room_admitted_now = false;
+	}
+	bsync_free(s);
+}
+
+static enum qc_err admit_then_subscribe(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                                        const char *password, json_t *opts, const char **emsg)
+{
+	struct room_info *ri = info_of(room);
+	struct bsync *s = bsync_new(h, c, qc_room_name(room), password, opts);
+	json_t *known = json_array();
+	struct member *m, *tmp;
+	char *text = NULL;
+	int rc = -ENOMEM;
+
+	HASH_ITER (hh, ri->members, m, tmp)
+		json_array_append_new(known, json_string(m->user_id));
+	text = known ? json_dumps(known, JSON_COMPACT) : NULL;
+	json_decref(known);
+	if (s && text)
+		rc = h->room_broker.admit(h->room_broker.ctx, qc_room_name(room), c->user_id,
+		                          ri->max_members, text, admitted, s);
+	free(text);
+	if (!rc)
+		return QC_ASYNC;
+	if (s)
+		bsync_free(s);
+	return broker_refused(h, rc, "the room's capacity cannot be checked", emsg);
 }

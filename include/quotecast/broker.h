@@ -125,4 +125,55 @@ struct qc_inbox_broker {
 	void *ctx;
 };
 
+/*
+ * The room broker (cluster mode; cluster_room.c): where room events are numbered. The hub
+ * hands each event (an opaque payload it made) to append(); the broker gives it the room's
+ * next seq and the room log's epoch, logs it and delivers it to every node that watches the
+ * room, this one included, through qc_hub_room_broker_event(). read() gives the room log's
+ * position and, after @since, its newest entries (at most rooms.history_size).
+ */
+
+/* append()'s answer: 0 with the event's @seq, or -ENOTCONN / -EIO (not appended). */
+typedef void (*qc_room_append_cb)(void *arg, int rc, uint64_t seq);
+
+/* One logged room event for read(): its seq and the payload append() was given. */
+struct qc_room_entry {
+	uint64_t seq;
+	const char *payload;
+	size_t len;
+};
+
+/*
+ * read()'s answer: 0 with the log's @seq and @epoch and @n entries, newest first (all
+ * borrowed for the call), or -ENOTCONN / -EIO.
+ */
+typedef void (*qc_room_read_cb)(void *arg, int rc, uint64_t seq, const char *epoch,
+                                const struct qc_room_entry *entries, size_t n);
+
+struct qc_room_broker {
+	/* 0: @cb runs later (never inside this call); -ENOTCONN or -ENOSPC: it will not run */
+	int (*append)(void *ctx, const char *room, const char *payload, size_t len,
+	              qc_room_append_cb cb, void *arg);
+	/* as append(); @since UINT64_MAX: the position only */
+	int (*read)(void *ctx, const char *room, uint64_t since, qc_room_read_cb cb, void *arg);
+	/* this node has a local member of @room now (called on every join) */
+	void (*watch)(void *ctx, const char *room);
+	/*
+	 * send @payload (a committed change of created rooms) to every node, this one included,
+	 * through qc_hub_room_announced(); as append() (@cb's seq unused)
+	 */
+	int (*announce)(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
+	                void *arg);
+	/*
+	 * capacity: take a place for @user among @room's users (at most @cap; @known, a JSON
+	 * array of the members this node knows, seeds the count when Redis has none); @cb's seq
+	 * is 1 when the user is in, 0 when the room is full. As append().
+	 */
+	int (*admit)(void *ctx, const char *room, const char *user, uint32_t cap, const char *known,
+	             qc_room_append_cb cb, void *arg);
+	/* give @user's place back (NULL: every place of @room), unanswered */
+	void (*release)(void *ctx, const char *room, const char *user);
+	void *ctx;
+};
+
 #endif

@@ -418,6 +418,29 @@ void qc_hub_session_replaced(struct qc_hub *h, const char *sid);
  */
 void qc_hub_offline_claim(struct qc_hub *h, const char *user);
 
+struct qc_room_broker;
+
+/** qc_hub_set_room_broker() - number and spread room events through @b (copied; broker.h). */
+void qc_hub_set_room_broker(struct qc_hub *h, const struct qc_room_broker *b);
+
+/**
+ * qc_hub_room_broker_event() - room event @seq of the log named @epoch (@payload as the hub
+ * gave it to append()): applied to @room's local log and fanned out to its local members, if
+ * this node has any.
+ */
+void qc_hub_room_broker_event(struct qc_hub *h, const char *room, uint64_t seq, const char *epoch,
+                              const char *payload, size_t len);
+
+/**
+ * qc_hub_room_announced() - a change of created rooms (create, delete, status, members,
+ * roles) that a node committed to the shared store and announced: applied to this node's
+ * memory, unless this node made it.
+ */
+void qc_hub_room_announced(struct qc_hub *h, const char *payload, size_t len);
+
+/** qc_hub_room_watched() - whether this node has a local member of @room. */
+bool qc_hub_room_watched(struct qc_hub *h, const char *room);
+
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 

@@ -9,6 +9,8 @@
 #define HUB_ENV_TTL_S 30
 #include "hub_env.h"
 
+#include "../../src/hub_priv.h"
+
 #define TOKEN_LEN (QC_SESSION_ID_LEN + QC_SECRET_LEN)
 
 static int64_t fake_now;
@@ -58,6 +60,51 @@ static void token_of(const struct qc_conn *c, uint32_t i, char tok[TOKEN_LEN + 1
 }
 
 /* ---- room logs --------------------------------------------------------------------------- */
+
+/*
+ * Cluster mode: entries put with the broker's seq and epoch (qc_log_put) and older ones put
+ * in front (qc_log_prepend), as a node reading a room's log from Redis does.
+ */
+static void test_log_put_prepend(void **state)
+{
+	struct env *e = env_new(state);
+	struct qc_log *l;
+	bool dup;
+
+	env_start(e);
+	l = qc_log_new(e->h, QC_LOG_ROOM, 4, 0, "aaaaaaaaaaaa", 0);
+	assert_non_null(l);
+	/* the broker's log is at 10: a first put takes its epoch and seq */
+	assert_non_null(qc_log_put(l, 11, "bbbbbbbbbbbb", "m", json_object(), NULL, 0, 0, &dup));
+	assert_string_equal(l->epoch, "bbbbbbbbbbbb");
+	assert_int_equal(l->last_seq, 11);
+	assert_int_equal(qc_log_first(l), 11);
+	/* a seq already kept is ignored; the next one follows */
+	assert_null(qc_log_put(l, 11, "bbbbbbbbbbbb", "m", json_object(), NULL, 0, 0, &dup));
+	assert_true(dup);
+	assert_non_null(qc_log_put(l, 12, "bbbbbbbbbbbb", "m", json_object(), NULL, 0, 0, &dup));
+	assert_false(dup);
+	/* older entries go in front, only the one just before the oldest */
+	assert_int_equal(qc_log_prepend(l, 9, "m", json_object(), NULL, 0, 0), -ERANGE);
+	assert_int_equal(qc_log_prepend(l, 10, "m", json_object(), NULL, 0, 0), 0);
+	assert_int_equal(qc_log_prepend(l, 9, "m", json_object(), NULL, 0, 0), 0);
+	assert_int_equal(qc_log_first(l), 9);
+	assert_true(qc_log_reaches(l, "bbbbbbbbbbbb", 8));
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(qc_log_after(l, 8, i)->seq, 9 + i);
+	/* full: nothing more in front */
+	assert_int_equal(qc_log_prepend(l, 8, "m", json_object(), NULL, 0, 0), -ERANGE);
+	/* a gap empties the log: what was before it cannot be read back */
+	assert_non_null(qc_log_put(l, 20, "bbbbbbbbbbbb", "m", json_object(), NULL, 0, 0, &dup));
+	assert_int_equal(qc_log_first(l), 20);
+	assert_false(qc_log_reaches(l, "bbbbbbbbbbbb", 12));
+	/* another epoch (Redis restarted empty): a new life from its seq */
+	assert_non_null(qc_log_put(l, 1, "cccccccccccc", "m", json_object(), NULL, 0, 0, &dup));
+	assert_string_equal(l->epoch, "cccccccccccc");
+	assert_int_equal(qc_log_first(l), 1);
+	assert_int_equal(l->last_seq, 1);
+	qc_log_free(l);
+}
 
 static void test_room_seq_epoch(void **state)
 {
@@ -596,6 +643,7 @@ static void test_kicked_while_away(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_log_put_prepend, teardown),
 	    cmocka_unit_test_teardown(test_room_seq_epoch, teardown),
 	    cmocka_unit_test_teardown(test_room_bound_size, teardown),
 	    cmocka_unit_test_teardown(test_room_bound_ttl, teardown),

@@ -1,0 +1,450 @@
+/*
+ * cluster_room: the Redis room broker (broker.h). Per room event one script on the room's
+ * shard gives it the room's next seq, names the room log's life (its epoch: a key made from a
+ * random value the node passes when it is missing, so Redis restarted empty is a new epoch),
+ * appends it to the room's log (a Redis Stream, entry id "<seq>-1") and publishes
+ * "<seq> <epoch> <event>" on the room's channel; every node with local members of the room
+ * holds that channel and applies what arrives on it, in seq order (never from the script's
+ * answer). read() gives a room log's position and its newest entries after a seq, for a
+ * node that does not follow the room yet.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_priv.h"
+
+/*
+ * KEYS the room's seq, epoch, log; ARGV a fresh epoch, the log's MAXLEN, the channel, the
+ * event. Returns {seq, epoch}.
+ */
+static struct qc_cluster_script room_script = {
+    .src = "local ep = redis.call('GET', KEYS[2])\n"
+           "if not ep then ep = ARGV[1]; redis.call('SET', KEYS[2], ep) end\n"
+           "local seq = redis.call('INCR', KEYS[1])\n"
+           "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-1', 'p', ARGV[4])\n"
+           "redis.call('PUBLISH', ARGV[3], seq .. ' ' .. ep .. ' ' .. ARGV[4])\n"
+           "return {seq, ep}\n",
+};
+
+/*
+ * KEYS as above; ARGV a fresh epoch, the seq to read after ("" = the position only), the
+ * most entries. Returns {seq, epoch, seq1, event1, seq2, event2, ...}, newest first.
+ */
+static struct qc_cluster_script read_script = {
+    .src = "local ep = redis.call('GET', KEYS[2])\n"
+           "if not ep then ep = ARGV[1]; redis.call('SET', KEYS[2], ep) end\n"
+           "local seq = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+           "local out = {seq, ep}\n"
+           "if ARGV[2] ~= '' and tonumber(ARGV[2]) < seq then\n"
+           "  local r = redis.call('XREVRANGE', KEYS[3], '+', (tonumber(ARGV[2]) + 1) .. '-0',\n"
+           "                       'COUNT', ARGV[3])\n"
+           "  for _, e in ipairs(r) do\n"
+           "    out[#out + 1] = tonumber(string.match(e[1], '^(%d+)'))\n"
+           "    out[#out + 1] = e[2][2]\n"
+           "  end\n"
+           "end\n"
+           "return out\n",
+};
+
+/*
+ * KEYS the room's users (a set); ARGV the user, the capacity, the members the node knows (a
+ * JSON array: the set's first content when Redis has none). Returns 1 (in) or 0 (full).
+ */
+static struct qc_cluster_script admit_script = {
+    .src = "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+           "  for _, u in ipairs(cjson.decode(ARGV[3])) do redis.call('SADD', KEYS[1], u) end\n"
+           "end\n"
+           "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end\n"
+           "if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end\n"
+           "redis.call('SADD', KEYS[1], ARGV[1])\n"
+           "return 1\n",
+};
+
+#define ROOM_CHANNEL   "qc:r:" /* + room */
+#define ROOM_CONTROL   "qc:rc" /* changes of created rooms, held by every node */
+#define WATCH_SWEEP_MS 1000
+
+/* A room this node listens to (its channel is subscribed on its shard's sub link). */
+struct qc_cluster_rwatch {
+	UT_hash_handle hh;
+	uint32_t shard;
+	bool fresh;  /* watched since the last sweep: kept once even without members */
+	char room[]; /* NUL-terminated */
+};
+
+struct pending_room {
+	qc_room_append_cb append_cb;
+	qc_room_read_cb read_cb;
+	void *arg;
+};
+
+/* "<seq> <epoch> <event>" on "qc:r:ROOM" */
+static void on_event(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
+                     size_t len)
+{
+	char room[QC_CLUSTER_ROOM_MAX + 1], epoch[32], *end;
+	const char *sp1, *sp2;
+	unsigned long long seq;
+
+	if (!namelen || namelen > QC_CLUSTER_ROOM_MAX)
+		goto bad;
+	memcpy(room, name, namelen);
+	room[namelen] = '\0';
+	sp1 = memchr(payload, ' ', len);
+	sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - payload)) : NULL;
+	if (!sp2 || payload[0] < '0' || payload[0] > '9' ||
+	    (size_t)(sp2 - sp1 - 1) >= sizeof(epoch))
+		goto bad;
+	seq = strtoull(payload, &end, 10);
+	if (end != sp1 || !seq)
+		goto bad;
+	memcpy(epoch, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	epoch[sp2 - sp1 - 1] = '\0';
+	cl->rooms.events_in++;
+	qc_hub_room_broker_event(cl->hub, room, seq, epoch, sp2 + 1,
+	                         len - (size_t)(sp2 + 1 - payload));
+	return;
+bad:
+	cl->rooms.events_bad++;
+}
+
+/* A change of created rooms from a node (this one included) on "qc:rc". */
+static void on_control(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
+                       size_t len)
+{
+	if (namelen)
+		return; /* another channel starting "qc:rc" */
+	cl->rooms.changes_in++;
+	qc_hub_room_announced(cl->hub, payload, len);
+}
+
+static void announce_done(void *ud, const redisReply *r)
+{
+	struct pending_room *p = ud;
+
+	p->append_cb(p->arg, r && r->type == REDIS_REPLY_INTEGER ? 0 : r ? -EIO : -ENOTCONN, 0);
+	free(p);
+}
+
+int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
+                             void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	const char *argv[3] = {"PUBLISH", ROOM_CONTROL, payload};
+	size_t lens[3] = {7, sizeof(ROOM_CONTROL) - 1, len};
+	struct pending_room *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	p->append_cb = cb;
+	p->arg = arg;
+	rc = qc_cluster_cmd(cl, cl->rooms.control_shard, announce_done, p, 3, argv, lens);
+	if (rc)
+		free(p);
+	return rc;
+}
+
+/* A fresh epoch for a log Redis does not have (yet): 12 random hex characters. */
+static int fresh_epoch(char out[13])
+{
+	return qc_random_hex(out, 6);
+}
+
+/*
+ * Run @s on @room's shard for @p (freed when it cannot run): KEYS the room's seq, epoch and
+ * log (hash-tagged: together, as Redis Cluster would want), ARGV a fresh epoch and @n more.
+ */
+static int room_eval(struct qc_cluster *cl, const char *room, struct qc_cluster_script *s, int n,
+                     const char **more, const size_t *mlens, qc_redis_reply_fn fn,
+                     struct pending_room *p)
+{
+	static const char *const kinds[3] = {"seq", "epoch", "log"};
+	char keys[3][QC_CLUSTER_ROOM_MAX + 32], ep[13];
+	const char *args[8];
+	size_t lens[8];
+	int i, rc = -EINVAL;
+
+	if (strlen(room) <= QC_CLUSTER_ROOM_MAX && n <= 4 && !fresh_epoch(ep)) {
+		for (i = 0; i < 3; i++) {
+			snprintf(keys[i], sizeof(keys[i]), "qc:r{%s}:%s", room, kinds[i]);
+			args[i] = keys[i];
+			lens[i] = strlen(keys[i]);
+		}
+		args[3] = ep;
+		lens[3] = strlen(ep);
+		for (i = 0; i < n; i++) {
+			args[4 + i] = more[i];
+			lens[4 + i] = mlens[i];
+		}
+		rc = qc_cluster_eval(cl, qc_cluster_shard_of(cl, room, strlen(room)), s, 3, 4 + n,
+		                     args, lens, fn, p);
+	}
+	if (rc)
+		free(p);
+	return rc;
+}
+
+static void admit_done(void *ud, const redisReply *r)
+{
+	struct pending_room *p = ud;
+
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		p->append_cb(p->arg, 0, r->integer == 1);
+	else
+		p->append_cb(p->arg, r ? -EIO : -ENOTCONN, 0);
+	free(p);
+}
+
+int qc_cluster_room_admit(void *ctx, const char *room, const char *user, uint32_t cap,
+                          const char *known, qc_room_append_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	char key[QC_CLUSTER_ROOM_MAX + 32], scap[16];
+	const char *args[4] = {key, user, scap, known};
+	size_t lens[4];
+	struct pending_room *p;
+	int i, rc;
+
+	if (strlen(room) > QC_CLUSTER_ROOM_MAX)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->append_cb = cb;
+	p->arg = arg;
+	snprintf(key, sizeof(key), "qc:r{%s}:users", room);
+	snprintf(scap, sizeof(scap), "%u", cap);
+	for (i = 0; i < 4; i++)
+		lens[i] = strlen(args[i]);
+	rc = qc_cluster_eval(cl, qc_cluster_shard_of(cl, room, strlen(room)), &admit_script, 1, 4,
+	                     args, lens, admit_done, p);
+	if (rc)
+		free(p);
+	return rc;
+}
+
+void qc_cluster_room_release(void *ctx, const char *room, const char *user)
+{
+	struct qc_cluster *cl = ctx;
+	char key[QC_CLUSTER_ROOM_MAX + 32];
+	const char *argv[3] = {user ? "SREM" : "DEL", key, user};
+	size_t lens[3];
+
+	if (strlen(room) > QC_CLUSTER_ROOM_MAX)
+		return;
+	snprintf(key, sizeof(key), "qc:r{%s}:users", room);
+	lens[0] = strlen(argv[0]);
+	lens[1] = strlen(key);
+	lens[2] = user ? strlen(user) : 0;
+	/* unanswered: a place not given back is taken again by its user's next join */
+	qc_cluster_cmd(cl, qc_cluster_shard_of(cl, room, strlen(room)), NULL, NULL, user ? 3 : 2,
+	               argv, lens);
+}
+
+static void append_done(void *ud, const redisReply *r)
+{
+	struct pending_room *p = ud;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER)
+		p->append_cb(p->arg, 0, (uint64_t)r->element[0]->integer);
+	else {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the room script failed: %s\n", r->str);
+		p->append_cb(p->arg, r ? -EIO : -ENOTCONN, 0);
+	}
+	free(p);
+}
+
+int qc_cluster_room_append(void *ctx, const char *room, const char *payload, size_t len,
+                           qc_room_append_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	char chan[QC_CLUSTER_ROOM_MAX + 16], maxlen[16];
+	const char *more[3] = {maxlen, chan, payload};
+	size_t lens[3];
+	struct pending_room *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->append_cb = cb;
+	p->arg = arg;
+	snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", room);
+	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->rooms.history_size);
+	lens[0] = strlen(maxlen);
+	lens[1] = strlen(chan);
+	lens[2] = len;
+	return room_eval(cl, room, &room_script, 3, more, lens, append_done, p);
+}
+
+static void read_done(void *ud, const redisReply *r)
+{
+	struct pending_room *p = ud;
+	struct qc_room_entry *ents = NULL;
+	char epoch[32];
+	size_t i, n = 0;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements % 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_STRING || r->element[1]->len >= sizeof(epoch)) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the room read script failed: %s\n", r->str);
+		p->read_cb(p->arg, r ? -EIO : -ENOTCONN, 0, NULL, NULL, 0);
+		free(p);
+		return;
+	}
+	memcpy(epoch, r->element[1]->str, r->element[1]->len);
+	epoch[r->element[1]->len] = '\0';
+	if (r->elements > 2)
+		ents = calloc(r->elements / 2 - 1, sizeof(*ents));
+	for (i = 2; ents && i + 1 < r->elements; i += 2) {
+		if (r->element[i]->type != REDIS_REPLY_INTEGER ||
+		    r->element[i + 1]->type != REDIS_REPLY_STRING)
+			break;
+		ents[n].seq = (uint64_t)r->element[i]->integer;
+		ents[n].payload = r->element[i + 1]->str;
+		ents[n].len = r->element[i + 1]->len;
+		n++;
+	}
+	p->read_cb(p->arg, 0, (uint64_t)r->element[0]->integer, epoch, ents, n);
+	free(ents);
+	free(p);
+}
+
+int qc_cluster_room_read(void *ctx, const char *room, uint64_t since, qc_room_read_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	char from[24] = "", count[16];
+	const char *more[2] = {from, count};
+	size_t lens[2];
+	struct pending_room *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->read_cb = cb;
+	p->arg = arg;
+	if (since != UINT64_MAX)
+		snprintf(from, sizeof(from), "%llu", (unsigned long long)since);
+	snprintf(count, sizeof(count), "%u", cl->cfg->rooms.history_size);
+	lens[0] = strlen(from);
+	lens[1] = strlen(count);
+	return room_eval(cl, room, &read_script, 2, more, lens, read_done, p);
+}
+
+void qc_cluster_room_watch(void *ctx, const char *room)
+{
+	struct qc_cluster *cl = ctx;
+	char chan[QC_CLUSTER_ROOM_MAX + 16];
+	size_t len = strlen(room);
+	struct qc_cluster_rwatch *w;
+
+	if (len > QC_CLUSTER_ROOM_MAX)
+		return;
+	HASH_FIND(hh, cl->rooms.watches, room, len, w);
+	if (w) {
+		w->fresh = true;
+		return;
+	}
+	w = calloc(1, sizeof(*w) + len + 1);
+	if (!w)
+		return;
+	memcpy(w->room, room, len + 1);
+	w->shard = qc_cluster_shard_of(cl, room, len);
+	w->fresh = true;
+	snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", room);
+	/* down now: subscribed when the link is back */
+	if (qc_cluster_subscribe(cl, w->shard, chan, true)) {
+		free(w);
+		return;
+	}
+	HASH_ADD(hh, cl->rooms.watches, room[0], len, w);
+	cl->rooms.nwatches++;
+}
+
+/*
+ * Channels of rooms with no member here any more are left (lazily: once a second, and not
+ * before a sweep has seen them once, so a subscribe reading the room's log keeps it).
+ */
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, rooms.sul_sweep);
+	char chan[QC_CLUSTER_ROOM_MAX + 16];
+	struct qc_cluster_rwatch *w, *tmp;
+
+	if (cl->stopped)
+		return;
+	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
+		if (qc_hub_room_watched(cl->hub, w->room)) {
+			w->fresh = false;
+			continue;
+		}
+		if (w->fresh) {
+			w->fresh = false;
+			continue;
+		}
+		snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", w->room);
+		qc_cluster_subscribe(cl, w->shard, chan, false);
+		HASH_DEL(cl->rooms.watches, w);
+		cl->rooms.nwatches--;
+		free(w);
+	}
+	lws_sul_schedule(cl->ctx, 0, &cl->rooms.sul_sweep, sweep, WATCH_SWEEP_MS * LWS_US_PER_MS);
+}
+
+int qc_cluster_rooms_init(struct qc_cluster *cl)
+{
+	if (qc_cluster_script_add(cl, &room_script) || qc_cluster_script_add(cl, &read_script) ||
+	    qc_cluster_script_add(cl, &admit_script) ||
+	    qc_cluster_listen(cl, ROOM_CHANNEL, on_event) ||
+	    qc_cluster_listen(cl, ROOM_CONTROL, on_control))
+		return -1;
+	cl->rooms.control_shard = qc_cluster_shard_of(cl, ROOM_CONTROL, sizeof(ROOM_CONTROL) - 1);
+	return 0;
+}
+
+void qc_cluster_rooms_start(struct qc_cluster *cl)
+{
+	struct qc_room_broker b = {.append = qc_cluster_room_append,
+	                           .read = qc_cluster_room_read,
+	                           .watch = qc_cluster_room_watch,
+	                           .announce = qc_cluster_room_announce,
+	                           .admit = qc_cluster_room_admit,
+	                           .release = qc_cluster_room_release,
+	                           .ctx = cl};
+
+	/* held for the node's life (again after every reconnect) */
+	qc_cluster_subscribe(cl, cl->rooms.control_shard, ROOM_CONTROL, true);
+
+	lws_sul_schedule(cl->ctx, 0, &cl->rooms.sul_sweep, sweep, WATCH_SWEEP_MS * LWS_US_PER_MS);
+	qc_hub_set_room_broker(cl->hub, &b);
+}
+
+void qc_cluster_rooms_stop(struct qc_cluster *cl)
+{
+	if (cl->ctx)
+		lws_sul_cancel(&cl->rooms.sul_sweep);
+}
+
+void qc_cluster_rooms_free(struct qc_cluster *cl)
+{
+	struct qc_cluster_rwatch *w, *tmp;
+
+	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
+		HASH_DEL(cl->rooms.watches, w);
+		free(w);
+	}
+}
+
+void qc_cluster_rooms_stats(struct qc_cluster *cl, json_t *doc)
+{
+	json_object_set_new(doc, "watched_rooms", json_integer((json_int_t)cl->rooms.nwatches));
+	json_object_set_new(doc, "room_events_received",
+	                    json_integer((json_int_t)cl->rooms.events_in));
+	json_object_set_new(doc, "room_changes_received",
+	                    json_integer((json_int_t)cl->rooms.changes_in));
+	json_object_set_new(doc, "room_events_malformed",
+	                    json_integer((json_int_t)cl->rooms.events_bad));
+}

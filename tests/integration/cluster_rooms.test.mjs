@@ -1,0 +1,356 @@
+// Rooms across nodes (SPEC 2.10, issue 13): a room event gets its seq from Redis (one script
+// on the room's shard: seq, epoch, log, publish) and reaches the room's members on every node
+// with the same seq and epoch; targeting holds on every node; a node that has not followed a
+// room reads its log back from Redis; Redis stalled: UNAVAILABLE, nothing half-done.
+
+import assert from 'node:assert/strict';
+import {
+	test, after, afterEach, startServer, stopServer, getStats, httpRequest, closeAllClients,
+	waitFor,
+} from './lib/harness.mjs';
+import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+import { open, ok, take } from './lib/sessions.mjs';
+import { sharedDb } from './lib/pg.mjs';
+
+const run = `${process.pid}-${Date.now()}`;
+let roomSeq = 0;
+const uniqueRoom = (p) => `${p}-${run}-${++roomSeq}`;
+const isMsg = (room) => (m) => m.type === 'event' && m.event === 'room_message' &&
+	m.data.room === room;
+
+async function node(url, id, env = {}) {
+	return startServer({
+		label: id,
+		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', ...env },
+	});
+}
+
+const servers = [];
+afterEach(async () => {
+	await closeAllClients();
+	for (const s of servers.splice(0))
+		await stopServer(s);
+});
+
+async function nodes(n, url) {
+	const out = [];
+	for (let i = 0; i < n; i++)
+		out.push(await node(url ?? await sharedRedisUrl(), `r${i}-${run}`));
+	servers.push(...out);
+	return out;
+}
+
+async function subscribe(client, room, extra = {}) {
+	const r = await client.ask({ type: 'subscribe', room, ...extra }, 5000);
+	assert.equal(r.success, true, `${client.label}: subscribe ${room}: ${JSON.stringify(r)}`);
+	return r.data;
+}
+
+async function send(client, payload) {
+	const r = await client.request('send_message', payload, {}, 5000);
+	assert.equal(r.success, true, `${client.label}: send_message: ${JSON.stringify(r)}`);
+	return r.data;
+}
+
+/* Every room_message of @room queued at @client within a short while (consumed). */
+async function drain(client, room, ms = 400) {
+	await new Promise((r) => setTimeout(r, ms));
+	const got = client.queue.filter(isMsg(room));
+	client.queue = client.queue.filter((m) => !isMsg(room)(m));
+	return got;
+}
+
+test('a message sent on node 1 reaches members on nodes 2 and 3 with one seq and epoch', async () => {
+	const [n1, n2, n3] = await nodes(3);
+	const room = uniqueRoom('chat');
+	const a = await open(n1, 'alice');
+	const b = await open(n2, 'bob');
+	const c = await open(n3, 'carol');
+	const sa = await subscribe(a, room);
+	const sb = await subscribe(b, room);
+	const sc = await subscribe(c, room);
+	/* every node names the room's log the same: Redis' epoch */
+	assert.equal(sb.epoch, sa.epoch);
+	assert.equal(sc.epoch, sa.epoch);
+
+	const answer = await send(a, { room, content: 'hello' });
+	assert.equal(typeof answer.seq, 'number');
+	const got = [];
+	for (const cl of [a, b, c]) {
+		const [m] = (await take(cl, 1, isMsg(room))).filter(isMsg(room));
+		got.push(m.data);
+	}
+	for (const d of got) {
+		assert.equal(d.content, 'hello');
+		assert.equal(d.from, 'alice');
+		assert.equal(d.seq, answer.seq);
+		assert.equal(d.epoch, sa.epoch);
+		assert.equal(d.message_id, answer.message_id);
+	}
+
+	/* POST /api/broadcast to the room on node 3: the same path */
+	const r = await httpRequest(n3, 'POST', '/api/broadcast', { body: { room, content: 'all' } });
+	assert.equal(r.status, 200, r.text);
+	assert.equal(r.json.data?.seq ?? r.json.seq, answer.seq + 1, r.text);
+	for (const cl of [a, b, c]) {
+		const [m] = (await take(cl, 1, isMsg(room))).filter(isMsg(room));
+		assert.equal(m.data.content, 'all');
+		assert.equal(m.data.from, 'system');
+		assert.equal(m.data.seq, answer.seq + 1);
+	}
+	const s = await getStats(n2);
+	assert.ok(s.cluster.watched_rooms >= 1);
+	assert.ok(s.cluster.room_events_received >= 2);
+});
+
+test('targeted messages reach only their addressees on every node', async () => {
+	const [n1, n2] = await nodes(2);
+	const room = uniqueRoom('target');
+	const a1 = await open(n1, 'ann');
+	const a2 = await open(n2, 'ann'); /* ann on both nodes */
+	const b2 = await open(n2, 'ben');
+	const c1 = await open(n1, 'cid');
+	for (const cl of [a1, a2, b2, c1])
+		await subscribe(cl, room);
+
+	/* target_users: ann (both connections, both nodes) only */
+	const t = await send(c1, { room, content: 'for ann', target_users: ['ann'] });
+	for (const cl of [a1, a2]) {
+		const m = (await take(cl, 1, isMsg(room))).filter(isMsg(room));
+		assert.equal(m[0].data.content, 'for ann');
+		assert.equal(m[0].data.seq, t.seq);
+	}
+	/* exclude_self: the sender's own connection only; ann's other one (other node) gets it */
+	const x = await send(a1, { room, content: 'not me', exclude_self: true });
+	for (const cl of [a2, b2, c1]) {
+		const m = (await take(cl, 1, (e) => isMsg(room)(e) && e.data.seq === x.seq))
+			.filter(isMsg(room));
+		assert.equal(m.at(-1).data.content, 'not me');
+	}
+	assert.deepEqual((await drain(a1, room)).map((m) => m.data.content), []);
+	assert.deepEqual((await drain(b2, room)).map((m) => m.data.content), []);
+	assert.deepEqual((await drain(c1, room)).map((m) => m.data.content), []);
+});
+
+test('seqs are consecutive per room across senders on different nodes', async () => {
+	const [n1, n2] = await nodes(2);
+	const room = uniqueRoom('seq');
+	const a = await open(n1, 'amy');
+	const b = await open(n2, 'bo');
+	const first = await subscribe(a, room);
+	await subscribe(b, room);
+	const N = 20;
+	const answers = await Promise.all(Array.from({ length: N }, (_, i) =>
+		send(i % 2 ? b : a, { room, content: i })));
+	const seqs = answers.map((x) => x.seq).sort((p, q) => p - q);
+	assert.deepEqual(seqs, Array.from({ length: N }, (_, i) => first.seq + 1 + i));
+	/* both nodes deliver them in seq order, all of them */
+	for (const cl of [a, b]) {
+		const got = (await take(cl, N, isMsg(room), 10000)).filter(isMsg(room));
+		assert.deepEqual(got.map((m) => m.data.seq), seqs);
+	}
+});
+
+test('read-back on a node that has not followed the room reads the Redis log', async () => {
+	const [n1, n2] = await nodes(2);
+	const room = uniqueRoom('back');
+	const a = await open(n1, 'al');
+	const sub = await subscribe(a, room);
+	const sent = [];
+	for (let i = 0; i < 5; i++)
+		sent.push(await send(a, { room, content: `m${i}` }));
+	await take(a, 5, isMsg(room));
+
+	/* node 2 has no member of the room: it reads the log from Redis */
+	const b = await open(n2, 'al');
+	const since = sent[1].seq;
+	const sb = await subscribe(b, room, { since_seq: since, epoch: sub.epoch });
+	assert.equal(sb.epoch, sub.epoch);
+	assert.equal(sb.seq, sent[4].seq);
+	assert.equal(sb.recovered, true);
+	const back = (await take(b, 3, isMsg(room))).filter(isMsg(room));
+	assert.deepEqual(back.map((m) => m.data.content), ['m2', 'm3', 'm4']);
+	assert.deepEqual(back.map((m) => m.data.seq), sent.slice(2).map((x) => x.seq));
+
+	/* node 2 now follows the room; an older position still reads back from Redis */
+	const c = await open(n2, 'cy');
+	const sc = await subscribe(c, room, { since_seq: sent[0].seq, epoch: sub.epoch });
+	assert.equal(sc.recovered, true);
+	const back2 = (await take(c, 4, isMsg(room))).filter(isMsg(room));
+	assert.deepEqual(back2.map((m) => m.data.content), ['m1', 'm2', 'm3', 'm4']);
+
+	/* another epoch: not recoverable */
+	const d = await open(n2, 'di');
+	const sd = await subscribe(d, room, { since_seq: 1, epoch: '000000000000' });
+	assert.equal(sd.recovered, false);
+
+	/* live after that on both nodes */
+	const live = await send(b, { room, content: 'live' });
+	for (const cl of [a, b, c, d]) {
+		const m = (await take(cl, 1, (e) => isMsg(room)(e) && e.data.content === 'live'))
+			.filter(isMsg(room));
+		assert.equal(m.at(-1).data.seq, live.seq);
+	}
+});
+
+test('Redis stalled: send_message and a first subscribe answer UNAVAILABLE; back after SIGCONT', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const [n1, n2] = await nodes(2, redis.url);
+	const room = uniqueRoom('stall');
+	const a = await open(n1, 'ava');
+	const b = await open(n2, 'bea');
+	await subscribe(a, room);
+	await subscribe(b, room);
+
+	redis.signal('SIGSTOP');
+	try {
+		const r = await a.request('send_message', { room, content: 'lost?' }, {}, 5000);
+		assert.equal(r.success, false);
+		assert.equal(r.error.code, 'UNAVAILABLE');
+		const c = await open(n2, 'cat');
+		const s = await c.ask({ type: 'subscribe', room: uniqueRoom('other') }, 5000);
+		assert.equal(s.success, false);
+		assert.equal(s.error.code, 'UNAVAILABLE');
+	} finally {
+		redis.signal('SIGCONT');
+	}
+	await waitFor(async () => (await getStats(n1)).cluster.connected &&
+		(await getStats(n2)).cluster.connected, { timeoutMs: 15000, what: 'both back' });
+	/* nothing of the refused message arrived anywhere */
+	assert.deepEqual((await drain(b, room)).map((m) => m.data.content), []);
+	/* the channels are subscribed again after the reconnect */
+	const ok2 = await waitFor(async () => {
+		const r = await a.request('send_message', { room, content: 'again' }, {}, 5000);
+		return r.success;
+	}, { timeoutMs: 15000, what: 'a send to succeed again' });
+	assert.ok(ok2);
+	const m = (await take(b, 1, isMsg(room), 10000)).filter(isMsg(room));
+	assert.equal(m.at(-1).data.content, 'again');
+});
+
+/* ---- created rooms: committed to the shared PostgreSQL, followed by every node ---------- */
+
+async function dbNodes(n, name) {
+	const db = await sharedDb(name);
+	const url = await sharedRedisUrl();
+	const out = [];
+	for (let i = 0; i < n; i++)
+		out.push(await startServer({
+			label: `d${i}-${run}`,
+			args: ['--db', db],
+			env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: `d${i}-${run}`,
+				QUOTECAST_CLUSTER_TIMEOUT_MS: '500', QUOTECAST_LIMITS_RATE_PER_S: '100000',
+				QUOTECAST_LIMITS_RATE_BURST: '100000' },
+		}));
+	servers.push(...out);
+	return out;
+}
+
+const isEv = (event, room) => (m) => m.type === 'event' && m.event === event &&
+	m.data.room === room;
+
+test('a private room: a member added on node 1 subscribes on node 2 right after the answer', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_private');
+	const owner = await open(n1, 'olga');
+	const room = uniqueRoom('priv');
+	for (let i = 0; i < 5; i++) {
+		const r = `${room}-${i}`;
+		await ok(owner, 'create_room', { room: r, type: 'private' });
+		const u = await open(n2, `pat${i}`);
+		/* not a member yet: refused on node 2 too */
+		const no = await u.ask({ type: 'subscribe', room: r }, 5000);
+		assert.equal(no.success, false);
+		assert.equal(no.error.code, 'FORBIDDEN');
+		await ok(owner, 'add_member', { room: r, user_id: `pat${i}` });
+		/* at once, on the other node */
+		await subscribe(u, r);
+		const got = await ok(u, 'get_room', { room: r });
+		assert.equal(got.type, 'private');
+	}
+});
+
+test('created rooms: create, roles, status and delete are followed by the other node', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_follow');
+	const owner = await open(n1, 'oscar');
+	const room = uniqueRoom('made');
+	await ok(owner, 'create_room', { room, type: 'public', metadata: { k: 1 } });
+	const m = await open(n2, 'mia');
+	/* node 2 knows the room as created (not an implicit one) */
+	const info = await ok(m, 'get_room', { room });
+	assert.equal(info.owner, 'oscar');
+	await subscribe(m, room);
+	await subscribe(owner, room);
+	/* role set on node 1: mia may manage members on node 2 */
+	await ok(owner, 'add_member', { room, user_id: 'zed' }).catch(() => {});
+	await ok(owner, 'set_member_role', { room, user_id: 'mia', role: 'admin' });
+	await ok(m, 'add_member', { room, user_id: 'yan' });
+	/* status on node 2, seen on node 1 */
+	await ok(m, 'set_room_status', { room, status: 'inactive' });
+	const late = await open(n1, 'lu');
+	const r = await late.ask({ type: 'subscribe', room }, 5000);
+	assert.equal(r.success, false);
+	assert.equal(r.error.code, 'FORBIDDEN');
+	/* delete on node 1: node 2's member gets room_closed and is out; the room is gone there */
+	await ok(owner, 'delete_room', { room });
+	await take(m, 1, isEv('room_closed', room));
+	await waitFor(async () => (await m.request('get_room', { room })).error?.code === 'NOT_FOUND',
+		{ timeoutMs: 5000, what: 'the room to be gone on node 2' });
+});
+
+test('a member removed on node 1 is kicked on node 2; a closed room removes everyone everywhere', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_kick');
+	const owner = await open(n1, 'ola');
+	const room = uniqueRoom('kick');
+	await ok(owner, 'create_room', { room, type: 'private' });
+	await ok(owner, 'add_member', { room, user_id: 'kim' });
+	await ok(owner, 'add_member', { room, user_id: 'kai' });
+	const kim = await open(n2, 'kim');
+	const kai = await open(n2, 'kai');
+	await subscribe(kim, room);
+	await subscribe(kai, room);
+	await subscribe(owner, room);
+	await ok(owner, 'remove_member', { room, user_id: 'kim' });
+	const k = (await take(kim, 1, isEv('kicked', room))).filter(isEv('kicked', room));
+	assert.equal(k[0].data.by, 'ola');
+	await take(kai, 1, isEv('member_left', room));
+	/* kim is out on node 2: no more messages, and may not come back */
+	await send(owner, { room, content: 'after kick' });
+	await take(kai, 1, isMsg(room));
+	assert.deepEqual((await drain(kim, room)).map((x) => x.data.content), []);
+	const back = await kim.ask({ type: 'subscribe', room }, 5000);
+	assert.equal(back.error?.code, 'FORBIDDEN');
+
+	await ok(owner, 'set_room_status', { room, status: 'closed' });
+	await take(kai, 1, isEv('room_closed', room));
+	await take(owner, 1, isEv('room_closed', room));
+	const again = await kai.ask({ type: 'subscribe', room }, 5000);
+	assert.equal(again.error?.code, 'ROOM_CLOSED');
+});
+
+test('capacity counts users cluster-wide: two nodes admitting the last place, exactly one gets in', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_capacity');
+	const owner = await open(n1, 'otto');
+	for (let round = 0; round < 5; round++) {
+		const room = uniqueRoom('cap');
+		/* the owner takes one place: one left */
+		await ok(owner, 'create_room', { room, type: 'public', max_members: 2 });
+		const u1 = await open(n1, `u1-${round}`);
+		const u2 = await open(n2, `u2-${round}`);
+		const [r1, r2] = await Promise.all([
+			u1.ask({ type: 'subscribe', room }, 5000),
+			u2.ask({ type: 'subscribe', room }, 5000),
+		]);
+		const wins = [r1, r2].filter((r) => r.success);
+		assert.equal(wins.length, 1, `round ${round}: ${JSON.stringify([r1, r2])}`);
+		const lost = [r1, r2].find((r) => !r.success);
+		assert.equal(lost.error.code, 'ROOM_FULL');
+		/* a member removed gives the place back, on the other node too */
+		const loser = r1.success ? u2 : u1;
+		const winner = r1.success ? `u1-${round}` : `u2-${round}`;
+		await ok(owner, 'remove_member', { room, user_id: winner });
+		await waitFor(async () => (await loser.ask({ type: 'subscribe', room }, 5000)).success,
+			{ timeoutMs: 5000, what: 'the freed place to be taken' });
+	}
+});
