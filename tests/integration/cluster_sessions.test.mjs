@@ -174,13 +174,16 @@ async function ticksFlow(pub, clients, sym) {
 	let n = 0;
 	await waitFor(async () => {
 		await ok(pub, 'publish_market_data', { symbol: sym, data: { price: 1, probe: ++n } });
-		for (const c of clients)
-			if (!c.queue.some((m) => isTick(sym)(m) && m.data.data.probe === n))
-				return false;
-		return true;
+		/* any probe: the one just published may still be on its way (a node applies ticks from
+		 * the channel, which can come after the publish's answer: checking for it at once never
+		 * matched when that was always so) */
+		return clients.every((c) => c.queue.some(isTick(sym)));
 	}, { timeoutMs: 15000, intervalMs: 200, what: 'ticks to reach every node' });
-	for (const c of clients)
+	/* no more probes: the last one reaches every client, then nothing of @sym is queued */
+	for (const c of clients) {
+		await c.next((m) => isTick(sym)(m) && m.data.data.probe === n, 15000);
 		c.queue = c.queue.filter((m) => !isTick(sym)(m));
+	}
 }
 
 /* what a client tracks: the position of the last entry of each log it processed */
