@@ -115,7 +115,9 @@ struct qc_cluster_rooms {
 	uint64_t events_bad; /* messages that did not parse */
 	uint64_t changes_in; /* changes of created rooms received on "qc:rc" */
 	uint32_t control_shard;
+	bool presence_due; /* sul_presence is scheduled */
 	lws_sorted_usec_list_t sul_sweep;
+	lws_sorted_usec_list_t sul_presence; /* writes the presence of rooms joined just now */
 };
 
 struct qc_cluster {
@@ -215,6 +217,7 @@ void qc_cluster_room_watch(void *ctx, const char *room);
 int qc_cluster_room_admit(void *ctx, const char *room, const char *user, uint32_t cap,
                           const char *known, qc_room_append_cb cb, void *arg);
 void qc_cluster_room_release(void *ctx, const char *room, const char *user);
+int qc_cluster_room_presence(void *ctx, const char *room, qc_room_presence_cb cb, void *arg);
 int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
                              void *arg);
 

@@ -62,15 +62,56 @@ static struct qc_cluster_script admit_script = {
            "return 1\n",
 };
 
+/*
+ * Presence: KEYS the room's hash "qc:r{ROOM}:on" (field a node id, value "<expiry ms on
+ * Redis' clock> <JSON array of the node's users in the room>"); ARGV the node, the TTL (ms),
+ * the users ("" = none: the node's field goes). The key lives as long as its newest field.
+ */
+static struct qc_cluster_script present_script = {
+    .src = "if ARGV[3] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
+           "local t = redis.call('TIME')\n"
+           "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+           "redis.call('HSET', KEYS[1], ARGV[1], (now + tonumber(ARGV[2])) .. ' ' .. ARGV[3])\n"
+           "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+           "return 1\n",
+};
+
+/*
+ * KEYS the presence hash. Returns the distinct users of the fields not expired (a node that
+ * died stops renewing its field: it is dropped here once past its expiry).
+ */
+static struct qc_cluster_script presence_script = {
+    .src = "local t = redis.call('TIME')\n"
+           "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+           "local all = redis.call('HGETALL', KEYS[1])\n"
+           "local seen, out = {}, {}\n"
+           "for i = 1, #all, 2 do\n"
+           "  local v = all[i + 1]\n"
+           "  local sp = string.find(v, ' ', 1, true)\n"
+           "  if not sp or tonumber(string.sub(v, 1, sp - 1)) < now then\n"
+           "    redis.call('HDEL', KEYS[1], all[i])\n"
+           "  else\n"
+           "    for _, u in ipairs(cjson.decode(string.sub(v, sp + 1))) do\n"
+           "      if not seen[u] then seen[u] = true; out[#out + 1] = u end\n"
+           "    end\n"
+           "  end\n"
+           "end\n"
+           "return out\n",
+};
+
 #define ROOM_CHANNEL   "qc:r:" /* + room */
 #define ROOM_CONTROL   "qc:rc" /* changes of created rooms, held by every node */
 #define WATCH_SWEEP_MS 1000
+/* a node's presence in a room, renewed every sweep, outlives the node by at most this */
+#define PRESENCE_TTL_MS   (5 * WATCH_SWEEP_MS)
+#define PRESENCE_DELAY_MS 10 /* joins written together after the first */
 
 /* A room this node listens to (its channel is subscribed on its shard's sub link). */
 struct qc_cluster_rwatch {
 	UT_hash_handle hh;
 	uint32_t shard;
 	bool fresh;  /* watched since the last sweep: kept once even without members */
+	bool joined; /* a local join since the presence was last written */
 	char room[]; /* NUL-terminated */
 };
 
@@ -334,6 +375,101 @@ int qc_cluster_room_read(void *ctx, const char *room, uint64_t since, qc_room_re
 	return room_eval(cl, room, &read_script, 2, more, lens, read_done, p);
 }
 
+static void present_done(void *ud, const redisReply *r)
+{
+	(void)ud;
+	if (r && r->type == REDIS_REPLY_ERROR)
+		lwsl_warn("cluster: the room presence write failed: %s\n", r->str);
+}
+
+/* Write this node's users in @w's room (none: @gone, or nobody here) to the presence hash. */
+static void present_write(struct qc_cluster *cl, struct qc_cluster_rwatch *w, bool gone)
+{
+	char key[QC_CLUSTER_ROOM_MAX + 32], ttl[16];
+	char *users = gone ? NULL : qc_hub_room_local_users(cl->hub, w->room);
+	const char *args[4] = {key, cl->node_id, ttl, users ? users : ""};
+	size_t lens[4];
+	int i;
+
+	w->joined = false;
+	snprintf(key, sizeof(key), "qc:r{%s}:on", w->room);
+	snprintf(ttl, sizeof(ttl), "%u", PRESENCE_TTL_MS);
+	for (i = 0; i < 4; i++)
+		lens[i] = strlen(args[i]);
+	/* unanswered: a write lost is made again by the next sweep, or expires */
+	qc_cluster_eval(cl, w->shard, &present_script, 1, 4, args, lens, present_done, NULL);
+	free(users);
+}
+
+static void presence_joined(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, rooms.sul_presence);
+	struct qc_cluster_rwatch *w, *tmp;
+
+	cl->rooms.presence_due = false;
+	if (cl->stopped)
+		return;
+	HASH_ITER (hh, cl->rooms.watches, w, tmp)
+		if (w->joined)
+			present_write(cl, w, false);
+}
+
+struct pending_presence {
+	qc_room_presence_cb cb;
+	void *arg;
+};
+
+static void presence_done(void *ud, const redisReply *r)
+{
+	struct pending_presence *p = ud;
+	const char **users = NULL;
+	size_t i, n = 0;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the room presence script failed: %s\n", r->str);
+		p->cb(p->arg, r ? -EIO : -ENOTCONN, NULL, 0);
+		free(p);
+		return;
+	}
+	if (r->elements && !(users = calloc(r->elements, sizeof(*users)))) {
+		p->cb(p->arg, -EIO, NULL, 0);
+		free(p);
+		return;
+	}
+	for (i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING)
+			users[n++] = r->element[i]->str;
+	p->cb(p->arg, 0, users, n);
+	free(users);
+	free(p);
+}
+
+int qc_cluster_room_presence(void *ctx, const char *room, qc_room_presence_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	char key[QC_CLUSTER_ROOM_MAX + 32];
+	const char *args[1] = {key};
+	size_t lens[1];
+	struct pending_presence *p;
+	int rc;
+
+	if (strlen(room) > QC_CLUSTER_ROOM_MAX)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->cb = cb;
+	p->arg = arg;
+	snprintf(key, sizeof(key), "qc:r{%s}:on", room);
+	lens[0] = strlen(key);
+	rc = qc_cluster_eval(cl, qc_cluster_shard_of(cl, room, strlen(room)), &presence_script, 1,
+	                     1, args, lens, presence_done, p);
+	if (rc)
+		free(p);
+	return rc;
+}
+
 void qc_cluster_room_watch(void *ctx, const char *room)
 {
 	struct qc_cluster *cl = ctx;
@@ -343,9 +479,15 @@ void qc_cluster_room_watch(void *ctx, const char *room)
 
 	if (len > QC_CLUSTER_ROOM_MAX)
 		return;
+	if (!cl->rooms.presence_due) {
+		cl->rooms.presence_due = true;
+		lws_sul_schedule(cl->ctx, 0, &cl->rooms.sul_presence, presence_joined,
+		                 PRESENCE_DELAY_MS * LWS_US_PER_MS);
+	}
 	HASH_FIND(hh, cl->rooms.watches, room, len, w);
 	if (w) {
 		w->fresh = true;
+		w->joined = true;
 		return;
 	}
 	w = calloc(1, sizeof(*w) + len + 1);
@@ -354,6 +496,7 @@ void qc_cluster_room_watch(void *ctx, const char *room)
 	memcpy(w->room, room, len + 1);
 	w->shard = qc_cluster_shard_of(cl, room, len);
 	w->fresh = true;
+	w->joined = true;
 	snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", room);
 	/* down now: subscribed when the link is back */
 	if (qc_cluster_subscribe(cl, w->shard, chan, true)) {
@@ -379,12 +522,14 @@ static void sweep(lws_sorted_usec_list_t *sul)
 	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
 		if (qc_hub_room_watched(cl->hub, w->room)) {
 			w->fresh = false;
+			present_write(cl, w, false); /* renewed; and whoever left since is gone */
 			continue;
 		}
 		if (w->fresh) {
 			w->fresh = false;
 			continue;
 		}
+		present_write(cl, w, true);
 		snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", w->room);
 		qc_cluster_subscribe(cl, w->shard, chan, false);
 		HASH_DEL(cl->rooms.watches, w);
@@ -398,6 +543,8 @@ int qc_cluster_rooms_init(struct qc_cluster *cl)
 {
 	if (qc_cluster_script_add(cl, &room_script) || qc_cluster_script_add(cl, &read_script) ||
 	    qc_cluster_script_add(cl, &admit_script) ||
+	    qc_cluster_script_add(cl, &present_script) ||
+	    qc_cluster_script_add(cl, &presence_script) ||
 	    qc_cluster_listen(cl, ROOM_CHANNEL, on_event) ||
 	    qc_cluster_listen(cl, ROOM_CONTROL, on_control))
 		return -1;
@@ -413,6 +560,7 @@ void qc_cluster_rooms_start(struct qc_cluster *cl)
 	                           .announce = qc_cluster_room_announce,
 	                           .admit = qc_cluster_room_admit,
 	                           .release = qc_cluster_room_release,
+	                           .presence = qc_cluster_room_presence,
 	                           .ctx = cl};
 
 	/* held for the node's life (again after every reconnect) */
@@ -424,8 +572,10 @@ void qc_cluster_rooms_start(struct qc_cluster *cl)
 
 void qc_cluster_rooms_stop(struct qc_cluster *cl)
 {
-	if (cl->ctx)
+	if (cl->ctx) {
 		lws_sul_cancel(&cl->rooms.sul_sweep);
+		lws_sul_cancel(&cl->rooms.sul_presence);
+	}
 }
 
 void qc_cluster_rooms_free(struct qc_cluster *cl)

@@ -1765,23 +1765,19 @@ enum qc_err qc_act_list_rooms(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 	return QC_OK;
 }
 
-enum qc_err qc_act_get_room_members(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
-                                    const char **e)
+/*
+ * get_room_members' answer: @ri's members, "online" when a connection of theirs is in @room
+ * here or (@present, a JSON object by user id: cluster mode) on any node.
+ */
+static json_t *members_json(struct qc_hub *h, struct qc_room *room, struct room_info *ri,
+                            json_t *present)
 {
-	struct room_info *ri;
-	struct qc_room *room;
 	struct member *m, *tmp;
-	enum qc_err err = find_created(h, p, &room, &ri, e);
-	json_t *list;
+	json_t *list = json_array();
 
-	if (err != QC_OK)
-		return err;
-	if (effective_role(ri, c) == QC_ROLE_NONE)
-		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "members only");
-	list = json_array();
 	HASH_ITER (hh, ri->members, m, tmp) {
 		struct qc_user *u = qc_conns_user(&h->conns, m->user_id);
-		bool online = false;
+		bool online = present && json_object_get(present, m->user_id);
 
 		for (struct qc_conn *uc = u ? u->conns : NULL; uc && !online; uc = uc->user_next)
 			online = qc_room_set_has(&uc->rooms, room);
@@ -1789,8 +1785,82 @@ enum qc_err qc_act_get_room_members(struct qc_hub *h, struct qc_conn *c, json_t 
 		                                      "role", qc_role_name(m->role), "since",
 		                                      (json_int_t)m->since, "online", online));
 	}
-	*d = json_pack("{s:s, s:o}", "room", qc_room_name(room), "members", list);
-	return QC_OK;
+	return json_pack("{s:s, s:o}", "room", qc_room_name(room), "members", list);
+}
+
+static enum qc_err broker_refused(struct qc_hub *h, int rc, const char *what, const char **emsg);
+
+/* A get_room_members waiting for the room's presence on every node (cluster mode). */
+struct presence_wait {
+	struct qc_hub *h;
+	struct qc_waiter *la;
+	char name[];
+};
+
+static void presence_read(void *arg, int rc, const char *const *users, size_t n)
+{
+	struct presence_wait *pw = arg;
+	struct qc_hub *h = pw->h;
+	struct qc_conn *c = qc_waiter_conn(pw->la);
+	struct qc_room *room = qc_rooms_find(h->rooms, pw->name);
+	struct room_info *ri = room ? info_of(room) : NULL;
+	json_t *present = json_object();
+	const char *emsg = NULL;
+	size_t i;
+
+	if (rc || !present)
+		qc_waiter_answer(pw->la, QC_E_UNAVAILABLE,
+		                 "Redis (cluster.redis) is unavailable: the room's presence cannot "
+		                 "be read",
+		                 NULL);
+	else if (!c)
+		qc_waiter_free(pw->la);
+	else if (!ri) /* deleted meanwhile */
+		qc_waiter_answer(pw->la, qc_hub_fail(h, &emsg, QC_E_NOT_FOUND, "no such room"),
+		                 emsg, NULL);
+	else if (effective_role(ri, c) == QC_ROLE_NONE)
+		qc_waiter_answer(pw->la, qc_hub_fail(h, &emsg, QC_E_FORBIDDEN, "members only"),
+		                 emsg, NULL);
+	else {
+		for (i = 0; i < n; i++)
+			json_object_set_new(present, users[i], json_true());
+		qc_waiter_answer(pw->la, QC_OK, NULL, members_json(h, room, ri, present));
+	}
+	json_decref(present);
+	free(pw);
+}
+
+enum qc_err qc_act_get_room_members(struct qc_hub *h, struct qc_conn *c, json_t *p, json_t **d,
+                                    const char **e)
+{
+	struct room_info *ri;
+	struct qc_room *room;
+	struct presence_wait *pw;
+	enum qc_err err = find_created(h, p, &room, &ri, e);
+	size_t len;
+	int rc = -ENOMEM;
+
+	if (err != QC_OK)
+		return err;
+	if (effective_role(ri, c) == QC_ROLE_NONE)
+		return qc_hub_fail(h, e, QC_E_FORBIDDEN, "members only");
+	if (!h->room_broker.presence || !h->cur) {
+		*d = members_json(h, room, ri, NULL);
+		return QC_OK;
+	}
+	/* cluster mode: who is online is known on every node only through Redis */
+	len = strlen(qc_room_name(room));
+	pw = calloc(1, sizeof(*pw) + len + 1);
+	if (pw && (pw->la = qc_waiter_new(h, c))) {
+		pw->h = h;
+		memcpy(pw->name, qc_room_name(room), len + 1);
+		rc = h->room_broker.presence(h->room_broker.ctx, pw->name, presence_read, pw);
+		if (!rc)
+			return QC_ASYNC;
+		qc_waiter_free(pw->la);
+	}
+	free(pw);
+	return broker_refused(h, rc, "the room's presence cannot be read", e);
 }
 
 static enum qc_err commit_set_status(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
@@ -2293,6 +2363,30 @@ bool qc_hub_room_watched(struct qc_hub *h, const char *room)
 	struct qc_room *r = qc_rooms_find(h->rooms, room);
 
 	return r && qc_room_size(r);
+}
+
+char *qc_hub_room_local_users(struct qc_hub *h, const char *room)
+{
+	struct qc_room *r = qc_rooms_find(h->rooms, room);
+	struct qc_membership *mb;
+	json_t *seen, *list;
+	const char *user;
+	json_t *v;
+	char *text = NULL;
+
+	if (!r || !qc_room_size(r))
+		return NULL;
+	seen = json_object();
+	for (mb = qc_room_members(r); seen && mb; mb = mb->room_next)
+		json_object_set_new(seen, ((struct qc_conn *)mb->conn)->user_id, json_true());
+	list = json_array();
+	json_object_foreach (seen, user, v)
+		json_array_append_new(list, json_string(user));
+	if (list && json_array_size(list))
+		text = json_dumps(list, JSON_COMPACT);
+	json_decref(list);
+	json_decref(seen);
+	return text;
 }
 
 /*

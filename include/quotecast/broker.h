@@ -150,6 +150,9 @@ struct qc_room_entry {
 typedef void (*qc_room_read_cb)(void *arg, int rc, uint64_t seq, const char *epoch,
                                 const struct qc_room_entry *entries, size_t n);
 
+/* presence()'s answer: 0 with @n distinct user ids (borrowed for the call), or -ENOTCONN / -EIO. */
+typedef void (*qc_room_presence_cb)(void *arg, int rc, const char *const *users, size_t n);
+
 struct qc_room_broker {
 	/* 0: @cb runs later (never inside this call); -ENOTCONN or -ENOSPC: it will not run */
 	int (*append)(void *ctx, const char *room, const char *payload, size_t len,
@@ -173,6 +176,11 @@ struct qc_room_broker {
 	             qc_room_append_cb cb, void *arg);
 	/* give @user's place back (NULL: every place of @room), unanswered */
 	void (*release)(void *ctx, const char *room, const char *user);
+	/*
+	 * presence: the users with a connection in @room on any live node (this one's as
+	 * qc_hub_room_local_users() gave them to the broker). As append().
+	 */
+	int (*presence)(void *ctx, const char *room, qc_room_presence_cb cb, void *arg);
 	void *ctx;
 };
 

@@ -441,6 +441,12 @@ void qc_hub_room_announced(struct qc_hub *h, const char *payload, size_t len);
 /** qc_hub_room_watched() - whether this node has a local member of @room. */
 bool qc_hub_room_watched(struct qc_hub *h, const char *room);
 
+/**
+ * qc_hub_room_local_users() - the users with a connection in @room on this node, as a JSON
+ * array text (malloc'd), or NULL when there is none (or out of memory).
+ */
+char *qc_hub_room_local_users(struct qc_hub *h, const char *room);
+
 /** qc_hub_set_cluster() - report @ops (copied) in the stats and in qc_hub_ready(). */
 void qc_hub_set_cluster(struct qc_hub *h, const struct qc_cluster_ops *ops);
 

@@ -354,3 +354,42 @@ test('capacity counts users cluster-wide: two nodes admitting the last place, ex
 			{ timeoutMs: 5000, what: 'the freed place to be taken' });
 	}
 });
+
+/* get_room_members' online flags by user id */
+async function online(client, room) {
+	const r = await ok(client, 'get_room_members', { room });
+	return Object.fromEntries(r.members.map((m) => [m.user_id, m.online]));
+}
+
+test('presence: get_room_members says who is online on any node; a SIGKILLed node\'s users leave it', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_presence');
+	const owner = await open(n1, 'pia');
+	const room = uniqueRoom('pres');
+	await ok(owner, 'create_room', { room, type: 'private' });
+	for (const u of ['quin', 'rex', 'sol'])
+		await ok(owner, 'add_member', { room, user_id: u });
+	const quin = await open(n2, 'quin');
+	const rex = await open(n2, 'rex');
+	await subscribe(owner, room);
+	await subscribe(quin, room);
+	await subscribe(rex, room);
+	/* sol is a member with no connection: offline everywhere */
+	const want = { pia: true, quin: true, rex: true, sol: false };
+	const agrees = (o) => Object.entries(want).every(([u, v]) => o[u] === v);
+	await waitFor(async () => agrees(await online(owner, room)),
+		{ timeoutMs: 5000, what: 'node 2\'s members to be online on node 1' });
+	assert.ok(agrees(await online(quin, room)), JSON.stringify(await online(quin, room)));
+
+	/* rex leaves on node 2: offline on node 1 */
+	await rex.ask({ type: 'unsubscribe', room }, 5000);
+	await waitFor(async () => (await online(owner, room)).rex === false,
+		{ timeoutMs: 5000, what: 'rex to be offline after leaving' });
+
+	/* node 2 dies without a word: quin stops being online within the presence TTL */
+	await n2.stop({ signal: 'SIGKILL' });
+	servers.splice(servers.indexOf(n2), 1);
+	await waitFor(async () => {
+		const o = await online(owner, room);
+		return o.quin === false && o.pia === true;
+	}, { timeoutMs: 15000, what: 'the killed node\'s user to leave presence' });
+});
