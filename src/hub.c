@@ -794,6 +794,25 @@ void qc_waiter_subscribe(struct qc_waiter *w, struct qc_conn *c, const char *roo
 	w->h->cur = was;
 }
 
+static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_cmd *cmd);
+
+void qc_waiter_request(struct qc_waiter *w, struct qc_conn *c, const char *action, json_t *payload)
+{
+	struct qc_cmd cmd = {
+	    .type = QC_CMD_REQUEST,
+	    .request_id = w->request_id,
+	    .trace_id = w->trace_id,
+	    .action = action,
+	    .payload = payload,
+	    .ack_id = w->ack_id,
+	};
+	const struct qc_cmd *was = w->h->cur;
+
+	w->h->cur = &cmd;
+	handle_request(w->h, c, &cmd);
+	w->h->cur = was;
+}
+
 /* The session event of @c (a fresh session, or a resumed one with its recovery figures). */
 json_t *qc_hub_session_event(struct qc_hub *h, struct qc_conn *c, bool resumed, bool recovered,
                              uint32_t replayed)

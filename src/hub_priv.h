@@ -124,6 +124,8 @@ struct qc_conn *qc_waiter_conn(struct qc_waiter *w);
 /* Handle @w's subscribe again now (its room's log is ready), answering it as usual. */
 void qc_waiter_subscribe(struct qc_waiter *w, struct qc_conn *c, const char *room,
                          const char *password, json_t *opts);
+/* Handle @w's request (@action with @payload) again now, answering it as usual. */
+void qc_waiter_request(struct qc_waiter *w, struct qc_conn *c, const char *action, json_t *payload);
 
 /* Start @f with @ev (stolen; NULL is an encoding failure that every get reports). */
 void qc_frames_init(struct qc_frames *f, json_t *ev, uint8_t kind);

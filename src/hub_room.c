@@ -905,8 +905,9 @@ static bool subscribing(const struct qc_hub *h)
 {
 	return h->cur && h->cur->type == QC_CMD_SUBSCRIBE;
 }
-static enum qc_err admit_then_subscribe(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
-                                        const char *password, json_t *opts, const char **emsg);
+static enum qc_err admit_then(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                              const char *user, const char *action, const char *password,
+                              json_t *opts, const char **emsg);
 static enum qc_err sync_then_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
                                        const char *password, json_t *opts, const char **emsg);
 
@@ -946,7 +947,7 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 	/* cluster mode: the last places of a room with a capacity are taken in Redis, atomically */
 	if (must_join && h->room_broker.admit && info_of(room)->max_members && subscribing(h) &&
 	    !h->room_admitted_now)
-		return admit_then_subscribe(h, c, room, password, opts, emsg);
+		return admit_then(h, c, room, c->user_id, NULL, password, opts, emsg);
 	if (must_join) {
 		char now[24];
 		struct qc_durable d = {
@@ -1998,6 +1999,9 @@ enum qc_err qc_act_add_member(struct qc_hub *h, struct qc_conn *c, json_t *p, js
 	err = member_slot(h, ri, e);
 	if (err != QC_OK)
 		return err;
+	/* cluster mode: the place is taken in Redis first, as a subscribe's join does */
+	if (h->room_broker.admit && ri->max_members && h->cur && !h->room_admitted_now)
+		return admit_then(h, c, room, user, "add_member", NULL, p, e);
 	{
 		char now[24];
 
@@ -2626,6 +2630,7 @@ static bool must_sync(struct qc_room *room, json_t *opts)
 struct bsync {
 	struct qc_hub *h;
 	struct qc_waiter *la;
+	const char *action; /* a request to handle again (static text; @opts its payload) or NULL */
 	char *name;
 	char *password;
 	json_t *opts;
@@ -2826,14 +2831,22 @@ static void admitted(void *arg, int rc, uint64_t in)
 		s->la = NULL;
 	} else if (c) {
 		h->room_admitted_now = true;
-		qc_waiter_subscribe(s->la, c, s->name, s->password, s->opts);
+		if (s->action)
+			qc_waiter_request(s->la, c, s->action, s->opts);
+		else
+			qc_waiter_subscribe(s->la, c, s->name, s->password, s->opts);
 		h->room_admitted_now = false;
 	}
 	bsync_free(s);
 }
 
-static enum qc_err admit_then_subscribe(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
-                                        const char *password, json_t *opts, const char **emsg)
+/*
+ * Take a place for @user in @room in Redis first, then handle the request again: @action with
+ * payload @opts (add_member), or (@action NULL) @c's subscribe with @password and @opts.
+ */
+static enum qc_err admit_then(struct qc_hub *h, struct qc_conn *c, struct qc_room *room,
+                              const char *user, const char *action, const char *password,
+                              json_t *opts, const char **emsg)
 {
 	struct room_info *ri = info_of(room);
 	struct bsync *s = bsync_new(h, c, qc_room_name(room), password, opts);
@@ -2846,8 +2859,10 @@ static enum qc_err admit_then_subscribe(struct qc_hub *h, struct qc_conn *c, str
 		json_array_append_new(known, json_string(m->user_id));
 	text = known ? json_dumps(known, JSON_COMPACT) : NULL;
 	json_decref(known);
+	if (s)
+		s->action = action;
 	if (s && text)
-		rc = h->room_broker.admit(h->room_broker.ctx, qc_room_name(room), c->user_id,
+		rc = h->room_broker.admit(h->room_broker.ctx, qc_room_name(room), user,
 		                          ri->max_members, text, admitted, s);
 	free(text);
 	if (!rc)

@@ -393,3 +393,35 @@ test('presence: get_room_members says who is online on any node; a SIGKILLed nod
 		return o.quin === false && o.pia === true;
 	}, { timeoutMs: 15000, what: 'the killed node\'s user to leave presence' });
 });
+
+test('capacity counts users cluster-wide: add_member on node 1 and a join on node 2 for the last place, exactly one gets in', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_addcap');
+	const owner = await open(n1, 'ozzy');
+	for (let round = 0; round < 5; round++) {
+		const room = uniqueRoom('addcap');
+		/* the owner takes one place: one left */
+		await ok(owner, 'create_room', { room, type: 'public', max_members: 2 });
+		const u2 = await open(n2, `j2-${round}`);
+		const [r1, r2] = await Promise.all([
+			owner.request('add_member', { room, user_id: `a1-${round}` }, {}, 5000),
+			u2.ask({ type: 'subscribe', room }, 5000),
+		]);
+		const wins = [r1, r2].filter((r) => r.success);
+		assert.equal(wins.length, 1, `round ${round}: ${JSON.stringify([r1, r2])}`);
+		assert.equal([r1, r2].find((r) => !r.success).error.code, 'ROOM_FULL');
+		/* and two admins adding on two nodes: only one of them */
+		const room2 = uniqueRoom('addcap2');
+		await ok(owner, 'create_room', { room: room2, type: 'private', max_members: 3 });
+		await ok(owner, 'add_member', { room: room2, user_id: `adm-${round}`, role: 'admin' });
+		const adm = await open(n2, `adm-${round}`);
+		const [s1, s2] = await Promise.all([
+			owner.request('add_member', { room: room2, user_id: `b1-${round}` }, {}, 5000),
+			adm.request('add_member', { room: room2, user_id: `b2-${round}` }, {}, 5000),
+		]);
+		assert.equal([s1, s2].filter((r) => r.success).length, 1,
+			`round ${round}: ${JSON.stringify([s1, s2])}`);
+		/* node 1 follows node 2's addition within milliseconds: three members, not four */
+		await waitFor(async () => (await ok(owner, 'get_room_members', { room: room2 }))
+			.members.length === 3, { timeoutMs: 5000, what: 'three members on node 1' });
+	}
+});
