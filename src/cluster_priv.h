@@ -19,7 +19,7 @@
 #include "quotecast/room.h"
 #include "quotecast/shard.h"
 
-#define QC_CLUSTER_MAX_SCRIPTS   16
+#define QC_CLUSTER_MAX_SCRIPTS   32
 #define QC_CLUSTER_MAX_LISTENERS 8
 
 struct qc_cluster;
