@@ -3,7 +3,7 @@
 // deduplicated cluster-wide; a stalled Redis (SIGSTOP) never stalls a node (ping answers,
 // publish answers UNAVAILABLE after cluster.timeout_ms, /readyz says 503) and the node comes
 // back by itself (SIGCONT); a Redis restarted empty is rejoined; cluster.redis is checked at
-// start-up. Rooms and sessions across nodes are not built yet (docs/operations.md).
+// start-up. Streams, rooms and sessions across nodes have their own files (cluster_*.test.mjs).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
