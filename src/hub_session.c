@@ -864,6 +864,12 @@ struct remote_resume {
 	uint64_t inbox_since;
 	char inbox_epoch[QC_EPOCH_LEN + 1];
 	bool upgrade; /* ?resume=: no request to answer; a fresh session when it fails */
+	/* the record found, while its streams' logs are read here (remote_found) */
+	json_t *rec, *entries;
+	char found_epoch[QC_EPOCH_LEN + 1];
+	uint64_t found_last;
+	uint32_t loads;
+	bool submitting;
 };
 
 static void remote_free(struct remote_resume *rr)
@@ -871,6 +877,8 @@ static void remote_free(struct remote_resume *rr)
 	free(rr->request_id);
 	free(rr->trace_id);
 	json_decref(rr->positions);
+	json_decref(rr->rec);
+	json_decref(rr->entries);
 	free(rr);
 }
 
@@ -942,17 +950,20 @@ static void remote_inbox(struct qc_hub *h, struct qc_conn *c, struct remote_resu
 		    json_string_value(json_array_get(e, 1)), json_array_get(e, 2), true);
 }
 
+static void remote_loaded(void *arg, int rc);
+static void remote_rebuild(struct remote_resume *rr);
+static void remote_refuse(struct remote_resume *rr, struct qc_conn *c, enum qc_err e,
+                          const char *emsg);
+
 static void remote_found(void *arg, int status, json_t *rec, const char *inbox_epoch,
                          uint64_t inbox_last, json_t *entries)
 {
 	struct remote_resume *rr = arg;
 	struct qc_hub *h = rr->h;
 	struct qc_conn *c = qc_conns_find(&h->conns, rr->conn_id);
-	char fresh[QC_SESSION_ID_LEN + 1];
 	const char *emsg = NULL, *k;
 	enum qc_err e = QC_E_NOT_FOUND;
-	json_t *v, *positions;
-	size_t i;
+	json_t *v;
 
 	if (!c || c->suspended || c->closing) {
 		remote_free(rr);
@@ -968,6 +979,57 @@ static void remote_found(void *arg, int status, json_t *rec, const char *inbox_e
 	    by_session_id(h, rr->sid)) {
 		emsg = "no suspended session for that token (unknown, expired, or another user's)";
 		goto fail;
+	}
+	rr->rec = json_incref(rec);
+	rr->entries = json_incref(entries);
+	snprintf(rr->found_epoch, sizeof(rr->found_epoch), "%s", inbox_epoch ? inbox_epoch : "");
+	rr->found_last = inbox_last;
+	/*
+	 * The streams' logs are read here first (cluster mode: this node may not hold them), so
+	 * the replay from the client's positions is exact; then the session is rebuilt at once,
+	 * with nothing sent to this connection in between (nothing is attached yet).
+	 */
+	rr->submitting = true;
+	json_object_foreach (json_object_get(rec, "streams"), k, v)
+		if (h->broker.load && !h->broker.load(h->broker.ctx, k, remote_loaded, rr))
+			rr->loads++;
+	rr->submitting = false;
+	if (!rr->loads)
+		remote_rebuild(rr);
+	return;
+fail:
+	remote_refuse(rr, c, e, emsg);
+}
+
+/* A stream's log read (or not: the replay says so) for a resume waiting in remote_found. */
+static void remote_loaded(void *arg, int rc)
+{
+	struct remote_resume *rr = arg;
+
+	(void)rc;
+	if (!--rr->loads && !rr->submitting)
+		remote_rebuild(rr);
+}
+
+static void remote_rebuild(struct remote_resume *rr)
+{
+	struct qc_hub *h = rr->h;
+	struct qc_conn *c = qc_conns_find(&h->conns, rr->conn_id);
+	char fresh[QC_SESSION_ID_LEN + 1];
+	const char *emsg = NULL, *k;
+	json_t *v, *positions, *rec = rr->rec;
+	size_t i;
+
+	if (!c || c->suspended || c->closing) {
+		remote_free(rr);
+		return;
+	}
+	if (by_session_id(h, rr->sid)) {
+		/* resumed here by another connection while the logs were read */
+		remote_refuse(rr, c, QC_E_NOT_FOUND,
+		              "no suspended session for that token (unknown, expired, or another "
+		              "user's)");
+		return;
 	}
 	/* this connection is the resumed session now */
 	memcpy(fresh, c->session_id, sizeof(fresh));
@@ -994,7 +1056,7 @@ static void remote_found(void *arg, int status, json_t *rec, const char *inbox_e
 		                        false);
 	}
 	c->resuming = 0;
-	remote_inbox(h, c, rr, inbox_epoch, inbox_last, entries);
+	remote_inbox(h, c, rr, rr->found_epoch, rr->found_last, rr->entries);
 	/* its record is this node's (the node that had it is told), the fresh session goes */
 	h->ibroker.session(h->ibroker.ctx, c->user_id, c->session_id, c->id, QC_SESSION_LIVE, true);
 	h->ibroker.session(h->ibroker.ctx, c->user_id, fresh, c->id, QC_SESSION_GONE, false);
@@ -1004,8 +1066,13 @@ static void remote_found(void *arg, int status, json_t *rec, const char *inbox_e
 	resume_answer(h, c, rr->secret, positions, rr->request_id, rr->trace_id, rr->upgrade);
 	json_decref(positions);
 	remote_free(rr);
-	return;
-fail:
+}
+
+static void remote_refuse(struct remote_resume *rr, struct qc_conn *c, enum qc_err e,
+                          const char *emsg)
+{
+	struct qc_hub *h = rr->h;
+
 	c->resuming = 0;
 	if (rr->upgrade) {
 		/* as when ?resume= names no session here: a fresh one */
