@@ -1175,7 +1175,7 @@ static void dm_appended(void *arg, int sessions, uint64_t seq)
 	struct dm_one *o = arg;
 	struct dm_batch *b = o->b;
 	json_t *out = NULL;
-	char msg[160];
+	char msg[160] = "";
 	enum qc_err e;
 
 	(void)seq;
@@ -1195,7 +1195,7 @@ static void dm_appended(void *arg, int sessions, uint64_t seq)
 		return;
 	e = dm_result(b, &out, msg, sizeof(msg));
 	if (b->done)
-		b->done(b->arg, e, msg, out);
+		b->done(b->arg, e, e == QC_OK ? NULL : msg, out);
 	else
 		json_decref(out);
 	free(b);
@@ -2520,6 +2520,9 @@ void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, 
 		h->room_events_bad++;
 		return;
 	}
+	/* the log owns ev.data, and frees it once the event is framed (qc_log_compact): held here
+	 * for apply_effects, which reads it after the fan-out */
+	json_incref(ev.data);
 	e = qc_log_put(l, seq, epoch, ev.name, ev.data, ev.targets, ev.role, ev.exclude, &dup);
 	l->synced = 1;
 	if (e) {
@@ -2528,6 +2531,7 @@ void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, 
 		/* last: the room (and its log) may go */
 		apply_effects(h, room, &ev, e);
 	}
+	json_decref(ev.data);
 	json_decref(ev.root);
 }
 
