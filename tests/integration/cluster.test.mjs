@@ -11,17 +11,11 @@ import {
 	test, after, afterEach, startServer, stopServer, getStats, httpRequest, connect,
 	closeAllClients, waitFor, BIN,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+import { startRedis, sharedRedisUrl, startNode } from './lib/redis.mjs';
 
 const run = `${process.pid}-${Date.now()}`;
 
-async function node(url, id) {
-	return startServer({
-		label: id,
-		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
-			QUOTECAST_CLUSTER_TIMEOUT_MS: '500' },
-	});
-}
+const node = startNode;
 
 function ids(stats) {
 	return (stats.cluster?.nodes ?? []).map((n) => n.node_id).sort();

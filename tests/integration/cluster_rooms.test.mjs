@@ -8,7 +8,7 @@ import {
 	test, after, afterEach, startServer, stopServer, getStats, httpRequest, closeAllClients,
 	waitFor,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+import { startRedis, sharedRedisUrl, startNode } from './lib/redis.mjs';
 import { open, ok, take } from './lib/sessions.mjs';
 import { sharedDb } from './lib/pg.mjs';
 
@@ -18,13 +18,7 @@ const uniqueRoom = (p) => `${p}-${run}-${++roomSeq}`;
 const isMsg = (room) => (m) => m.type === 'event' && m.event === 'room_message' &&
 	m.data.room === room;
 
-async function node(url, id, env = {}) {
-	return startServer({
-		label: id,
-		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
-			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', ...env },
-	});
-}
+const node = startNode;
 
 const servers = [];
 afterEach(async () => {

@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
-	test, after, afterEach, startServer, stopServer, getStats, httpRequest, connect,
+	test, after, afterEach, stopServer, getStats, httpRequest, connect,
 	closeAllClients, waitFor, sleep,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+import { startRedis, sharedRedisUrl, startNode } from './lib/redis.mjs';
 import { drop } from './lib/sessions.mjs';
 import { sharedDb } from './lib/pg.mjs';
 import { startOnDb, one } from './lib/persist.mjs';
@@ -22,13 +22,7 @@ let symSeq = 0;
 const uniqueSymbol = (p) => `${p}${process.pid % 10000}x${Date.now() % 100000}x${++symSeq}`;
 const isTick = (sym) => (m) => m.type === 'event' && m.event === 'stream_data' && m.data.symbol === sym;
 
-async function node(url, id, env = {}) {
-	return startServer({
-		label: id,
-		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
-			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', ...env },
-	});
-}
+const node = startNode;
 
 const servers = [];
 afterEach(async () => {

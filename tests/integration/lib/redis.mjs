@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, waitFor, sleep } from './harness.mjs';
+import { freePort, waitFor, sleep, startServer } from './harness.mjs';
 
 const started = new Set();
 
@@ -106,4 +106,16 @@ export async function sharedRedisUrl() {
 		own.child.stderr.unref();
 	}
 	return own.url;
+}
+
+/**
+ * startNode() - a quotecast node of the cluster on Redis @url, named @id (answers from Redis
+ * bounded at 500 ms, so a frozen Redis is seen quickly), with @env added.
+ */
+export function startNode(url, id, env = {}) {
+	return startServer({
+		label: id,
+		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+			QUOTECAST_CLUSTER_TIMEOUT_MS: '500', ...env },
+	});
 }
