@@ -465,6 +465,17 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 void qc_hub_room_readback(struct qc_hub *h, struct qc_conn *c, const char *name, json_t *opts);
 /* @room's log (made on first use), NULL on ENOMEM */
 struct qc_log *qc_hub_room_log_of(struct qc_hub *h, struct qc_room *room);
+
+/*
+ * Cluster mode, a session rebuilt on this node: make its log of room @name reach back to
+ * @opts' since_seq/epoch (a subscribe's; none: its position only) from the broker's, the room
+ * held (made if need be, its channel watched) until qc_hub_room_unload(). 0: @done(@arg, rc)
+ * runs later; 1: nothing to read (not held); < 0: it cannot be read (not held).
+ */
+typedef void (*qc_hub_loaded_fn)(void *arg, int rc);
+int qc_hub_room_load(struct qc_hub *h, const char *name, json_t *opts, qc_hub_loaded_fn done,
+                     void *arg);
+void qc_hub_room_unload(struct qc_hub *h, const char *name);
 /* whether entry @e of @room's log was addressed to @c */
 bool qc_hub_room_addressed(const struct qc_room *room, const struct qc_lentry *e,
                            const struct qc_conn *c);

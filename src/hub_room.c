@@ -670,7 +670,7 @@ void qc_hub_leave_room(struct qc_hub *h, struct qc_conn *c, struct qc_room *room
 	struct qc_log *l = qc_room_log(room);
 
 	/* a kept room's log no longer follows the broker's once no member is here */
-	if (l && qc_room_size(room) == 1)
+	if (l && qc_room_size(room) == 1 && !qc_room_held(room))
 		l->synced = 0;
 
 	/*
@@ -2366,7 +2366,7 @@ bool qc_hub_room_watched(struct qc_hub *h, const char *room)
 {
 	struct qc_room *r = qc_rooms_find(h->rooms, room);
 
-	return r && qc_room_size(r);
+	return r && (qc_room_size(r) || qc_room_held(r));
 }
 
 char *qc_hub_room_local_users(struct qc_hub *h, const char *room)
@@ -2513,8 +2513,11 @@ void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, 
 	struct bevent ev;
 	bool dup;
 
-	/* only rooms with members here: a message may still come after the last one left */
-	if (!room || !qc_room_size(room) || !(l = room_log(h, room)))
+	/*
+	 * only rooms with members here (or held for a resume being rebuilt): a message may still
+	 * come after the last one left
+	 */
+	if (!room || (!qc_room_size(room) && !qc_room_held(room)) || !(l = room_log(h, room)))
 		return;
 	if (event_parse(h, payload, len, &ev)) {
 		h->room_events_bad++;
@@ -2749,6 +2752,85 @@ static enum qc_err sync_then_subscribe(struct qc_hub *h, struct qc_conn *c, cons
 		return QC_ASYNC;
 	bsync_free(s);
 	return broker_refused(h, rc, "the room's log cannot be read", emsg);
+}
+
+/* ---- cluster mode: a room's log read for a session rebuilt on this node ---------------- */
+
+struct bload {
+	struct qc_hub *h;
+	qc_hub_loaded_fn done;
+	void *arg;
+	char name[QC_ROOM_NAME_MAX + 1];
+};
+
+static void loaded(void *arg, int rc, uint64_t seq, const char *epoch,
+                   const struct qc_room_entry *ents, size_t n)
+{
+	struct bload *s = arg;
+	struct qc_room *room = qc_rooms_find(s->h->rooms, s->name);
+	struct qc_log *l = room && !rc ? room_log(s->h, room) : NULL;
+
+	/* as synced(): what the channel brought meanwhile stays, what is older goes in front */
+	if (l) {
+		if (!l->synced || strcmp(epoch, l->epoch))
+			qc_log_reset(l, epoch, seq);
+		l->synced = 1;
+		prepend_read(s->h, l, ents, n);
+	}
+	s->done(s->arg, rc);
+	free(s);
+}
+
+int qc_hub_room_load(struct qc_hub *h, const char *name, json_t *opts, qc_hub_loaded_fn done,
+                     void *arg)
+{
+	struct qc_room *room = qc_rooms_find(h->rooms, name);
+	struct bload *s;
+	const char *epoch;
+	uint64_t since = UINT64_MAX;
+	int rc;
+
+	if (!h->room_broker.read || strlen(name) > QC_ROOM_NAME_MAX ||
+	    (room && qc_room_size(room) && !must_sync(room, opts)))
+		return 1;
+	if (!room && !(room = qc_rooms_create(h->rooms, name)))
+		return -ENOMEM;
+	if (!(s = calloc(1, sizeof(*s)))) {
+		if (!qc_room_size(room) && !qc_room_kept(room) && !qc_room_held(room))
+			qc_rooms_delete(h->rooms, room);
+		return -ENOMEM;
+	}
+	s->h = h;
+	s->done = done;
+	s->arg = arg;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	/* held (and its channel watched) from now: what is logged after the read comes on it */
+	qc_room_hold(room);
+	read_since(opts, &since, &epoch);
+	h->room_broker.watch(h->room_broker.ctx, name);
+	rc = h->room_broker.read(h->room_broker.ctx, name, since, loaded, s);
+	if (rc) {
+		free(s);
+		qc_hub_room_unload(h, name);
+	}
+	return rc;
+}
+
+void qc_hub_room_unload(struct qc_hub *h, const char *name)
+{
+	struct qc_room *room = qc_rooms_find(h->rooms, name);
+	struct qc_log *l;
+
+	if (!room || !qc_room_held(room))
+		return;
+	if (qc_room_unhold(room)) {
+		qc_rooms_delete(h->rooms, room);
+		return;
+	}
+	/* a kept room nobody here joined: its log no longer follows the broker's */
+	l = qc_room_log(room);
+	if (l && !qc_room_size(room) && !qc_room_held(room))
+		l->synced = 0;
 }
 
 /* ---- cluster mode: changes of created rooms, announced to every node ------------------- */

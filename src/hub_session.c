@@ -866,6 +866,7 @@ struct remote_resume {
 	bool upgrade; /* ?resume=: no request to answer; a fresh session when it fails */
 	/* the record found, while its streams' logs are read here (remote_found) */
 	json_t *rec, *entries;
+	json_t *held; /* names of the rooms whose logs were read here (held until freed) */
 	char found_epoch[QC_EPOCH_LEN + 1];
 	uint64_t found_last;
 	uint32_t loads;
@@ -874,6 +875,12 @@ struct remote_resume {
 
 static void remote_free(struct remote_resume *rr)
 {
+	json_t *v;
+	size_t i;
+
+	json_array_foreach (rr->held, i, v)
+		qc_hub_room_unload(rr->h, json_string_value(v));
+	json_decref(rr->held);
 	free(rr->request_id);
 	free(rr->trace_id);
 	json_decref(rr->positions);
@@ -950,6 +957,18 @@ static void remote_inbox(struct qc_hub *h, struct qc_conn *c, struct remote_resu
 		    json_string_value(json_array_get(e, 1)), json_array_get(e, 2), true);
 }
 
+/* The client's position in room @name (of @positions) as a subscribe's since_seq/epoch. */
+static json_t *room_opts(json_t *positions, const char *name)
+{
+	json_t *p = json_object_get(json_object_get(positions, "rooms"), name);
+	json_t *seq = json_object_get(p, "seq"), *epoch = json_object_get(p, "epoch");
+
+	if (!json_is_integer(seq) || json_integer_value(seq) < 0)
+		return NULL;
+	return json_pack("{s:O, s:O?}", "since_seq", seq, "epoch",
+	                 json_is_string(epoch) ? epoch : NULL);
+}
+
 static void remote_loaded(void *arg, int rc);
 static void remote_rebuild(struct remote_resume *rr);
 static void remote_refuse(struct remote_resume *rr, struct qc_conn *c, enum qc_err e,
@@ -964,6 +983,7 @@ static void remote_found(void *arg, int status, json_t *rec, const char *inbox_e
 	const char *emsg = NULL, *k;
 	enum qc_err e = QC_E_NOT_FOUND;
 	json_t *v;
+	size_t i;
 
 	if (!c || c->suspended || c->closing) {
 		remote_free(rr);
@@ -993,6 +1013,18 @@ static void remote_found(void *arg, int status, json_t *rec, const char *inbox_e
 	json_object_foreach (json_object_get(rec, "streams"), k, v)
 		if (h->broker.load && !h->broker.load(h->broker.ctx, k, remote_loaded, rr))
 			rr->loads++;
+	/* and the rooms' logs, back to the client's positions (none: their positions only) */
+	rr->held = json_array();
+	json_array_foreach (json_object_get(rec, "rooms"), i, v)
+		if (json_is_string(v) && rr->held) {
+			json_t *opts = room_opts(rr->positions, json_string_value(v));
+
+			if (!qc_hub_room_load(h, json_string_value(v), opts, remote_loaded, rr)) {
+				rr->loads++;
+				json_array_append(rr->held, v);
+			}
+			json_decref(opts);
+		}
 	rr->submitting = false;
 	if (!rr->loads)
 		remote_rebuild(rr);

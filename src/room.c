@@ -26,6 +26,7 @@
 struct qc_room {
 	struct qc_membership *members; /* head of the member list */
 	uint32_t nmembers;
+	uint32_t held; /* qc_room_hold() without its qc_room_unhold() */
 	bool kept;
 	void *ext;
 	void *log;         /* the room's log, freed with the room by qc_rooms.log_free */
@@ -74,7 +75,7 @@ static void leave_membership(struct qc_rooms *rs, struct qc_membership *m)
 	struct qc_room *r = m->room;
 
 	unlink_membership(rs, m);
-	if (!r->nmembers && !r->kept)
+	if (!r->nmembers && !r->kept && !r->held)
 		remove_room(rs, r);
 }
 
@@ -233,6 +234,23 @@ void qc_room_set_kept(struct qc_room *r, bool kept)
 bool qc_room_kept(const struct qc_room *r)
 {
 	return r->kept;
+}
+
+void qc_room_hold(struct qc_room *r)
+{
+	r->held++;
+}
+
+bool qc_room_unhold(struct qc_room *r)
+{
+	if (r->held)
+		r->held--;
+	return !r->nmembers && !r->kept && !r->held;
+}
+
+bool qc_room_held(const struct qc_room *r)
+{
+	return r->held != 0;
 }
 
 void qc_room_set_ext(struct qc_room *r, void *ext)

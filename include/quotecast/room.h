@@ -85,6 +85,15 @@ struct qc_membership *qc_room_members(const struct qc_room *r);
 void qc_room_set_kept(struct qc_room *r, bool kept);
 bool qc_room_kept(const struct qc_room *r);
 
+/**
+ * A held room survives being empty until each qc_room_hold() has had its qc_room_unhold()
+ * (a log read for a session not yet rebuilt). qc_room_unhold() returns whether the room
+ * would now be removed (empty, not kept, not held): the caller deletes it.
+ */
+void qc_room_hold(struct qc_room *r);
+bool qc_room_unhold(struct qc_room *r);
+bool qc_room_held(const struct qc_room *r);
+
 /** An opaque pointer the domain layer hangs on a room (e.g. owner, type); not freed here. */
 void qc_room_set_ext(struct qc_room *r, void *ext);
 void *qc_room_ext(const struct qc_room *r);

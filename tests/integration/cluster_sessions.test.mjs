@@ -313,9 +313,16 @@ test('?resume= on another node: the session event says resumed, rooms and stream
 });
 
 test('SIGKILL: a client of the killed node resumes on the other with its positions and gets ' +
-	'every missed inbox entry and tick once, in order, then live data', async () => {
+	'every missed inbox entry, room message and tick once, in order, then live data', async () => {
 	/* nobody on b watches the symbol: the resume reads its log from Redis there */
 	const { a, b, user: ivy, room, sym, admin, other, client: v } = await scene('ivy');
+	/* a second room nobody on b is in (its sender is on a third node): read from Redis too */
+	const third = await node(await sharedRedisUrl());
+	await settled(third);
+	const room2 = unique('ivyroom2');
+	const sender = await open(third, unique('sender'));
+	await sender.subscribe(room2);
+	await v.subscribe(room2);
 	const pos = { streams: {}, rooms: {}, inbox: null };
 	await ok(admin, 'publish_market_data', { symbol: sym, data: { price: 10 } });
 	track(pos, await v.next((m) => isTick(sym)(m) && m.data.data.price === 10, 5000));
@@ -323,6 +330,10 @@ test('SIGKILL: a client of the killed node resumes on the other with its positio
 		await ok(admin, 'send_to_user', { user_id: ivy, content: d });
 		track(pos, await v.next(isDm(d), 5000));
 	}
+	await ok(other, 'send_message', { room, content: 'r0' });
+	track(pos, await v.next(isRoomMsg(room, 'r0'), 5000));
+	await ok(sender, 'send_message', { room: room2, content: 's0' });
+	track(pos, await v.next(isRoomMsg(room2, 's0'), 5000));
 	const token = v.session.resume_token;
 	/* its record holds the room and the stream (written within milliseconds of the change) */
 	await waitFor(async () => {
@@ -339,10 +350,24 @@ test('SIGKILL: a client of the killed node resumes on the other with its positio
 	}
 	for (const p of [11, 12])
 		await ok(admin, 'publish_market_data', { symbol: sym, data: { price: p } });
+	for (const t of ['r1', 'r2'])
+		await ok(other, 'send_message', { room, content: t });
+	for (const t of ['s1', 's2'])
+		await ok(sender, 'send_message', { room: room2, content: t });
 
 	const { c, r } = await resumeOn(b, ivy, token, pos);
 	assert.equal(r.success, true, JSON.stringify(r));
 	assert.equal(r.data.inbox.recovered, true, JSON.stringify(r.data));
+	/* the rooms: b's own log of the room it follows, room2's read from Redis: both exact */
+	for (const [name, msgs] of [[room, ['r1', 'r2']], [room2, ['s1', 's2']]]) {
+		assert.equal(r.data.rooms[name]?.recovered, true, JSON.stringify(r.data));
+		assert.equal(r.data.rooms[name].epoch, pos.rooms[name].epoch);
+		const seqs = [];
+		for (const t of msgs)
+			seqs.push((await c.next(isRoomMsg(name, t), 5000)).data.seq);
+		assert.deepEqual(seqs, [pos.rooms[name].seq + 1, pos.rooms[name].seq + 2]);
+	}
+	await c.nothing((m) => isRoomMsg(room, 'r0')(m) || isRoomMsg(room2, 's0')(m), 200);
 	const got = [];
 	for (const d of ['k3', 'k4', 'k5'])
 		got.push(await c.next(isDm(d), 5000));
@@ -363,6 +388,8 @@ test('SIGKILL: a client of the killed node resumes on the other with its positio
 	assert.equal((await c.next(isDm('k6'), 5000)).data.seq, pos.inbox.seq + 4);
 	await ok(other, 'send_message', { room, content: 'after' });
 	await c.next(isRoomMsg(room, 'after'), 5000);
+	await ok(sender, 'send_message', { room: room2, content: 's3' });
+	assert.equal((await c.next(isRoomMsg(room2, 's3'), 5000)).data.seq, pos.rooms[room2].seq + 3);
 	await ok(admin, 'publish_market_data', { symbol: sym, data: { price: 13 } });
 	await c.next((m) => isTick(sym)(m) && m.data.data.price === 13, 5000);
 });

@@ -274,6 +274,44 @@ static void test_empty_room_removed(void **state)
 	free(c);
 }
 
+/* A held room outlives its last leave until the last hold is given back. */
+static void test_held_room_survives(void **state)
+{
+	struct qc_rooms *rs = qc_rooms_new();
+	struct fake_conn *c = new_conns(1);
+	struct qc_room *r = qc_rooms_create(rs, "ticks");
+
+	(void)state;
+	qc_room_hold(r);
+	qc_room_hold(r);
+	assert_true(qc_room_held(r));
+	assert_int_equal(qc_rooms_join(rs, r, &c[0].rooms, &c[0]), 0);
+	assert_int_equal(qc_rooms_leave(rs, r, &c[0].rooms), 0);
+	assert_ptr_equal(qc_rooms_find(rs, "ticks"), r);
+	assert_false(qc_room_unhold(r)); /* still held once */
+	assert_true(qc_room_unhold(r));  /* empty, not kept, not held: the caller's to delete */
+	assert_false(qc_room_held(r));
+	assert_true(qc_room_unhold(r)); /* never below zero */
+	qc_rooms_delete(rs, r);
+	assert_null(qc_rooms_find(rs, "ticks"));
+
+	/* held while a member is in: the member's leave does not remove it, the unhold says so */
+	r = qc_rooms_create(rs, "ticks");
+	qc_room_hold(r);
+	assert_int_equal(qc_rooms_join(rs, r, &c[0].rooms, &c[0]), 0);
+	assert_false(qc_room_unhold(r));
+	assert_int_equal(qc_rooms_leave(rs, r, &c[0].rooms), 0);
+	assert_null(qc_rooms_find(rs, "ticks"));
+
+	/* a kept room is never the caller's to delete */
+	r = qc_rooms_create(rs, "desk");
+	qc_room_set_kept(r, true);
+	qc_room_hold(r);
+	assert_false(qc_room_unhold(r));
+	qc_rooms_free(rs);
+	free(c);
+}
+
 static void test_kept_room_survives(void **state)
 {
 	struct qc_rooms *rs = qc_rooms_new();
@@ -580,6 +618,7 @@ int main(void)
 	    cmocka_unit_test(test_kept_room_survives),
 	    cmocka_unit_test(test_leave_all),
 	    cmocka_unit_test(test_delete_with_members),
+	    cmocka_unit_test(test_held_room_survives),
 	    cmocka_unit_test(test_foreach),
 	    cmocka_unit_test(test_free_with_members),
 	    cmocka_unit_test(test_stress),
