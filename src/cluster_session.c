@@ -99,6 +99,21 @@ static struct qc_cluster_script drop_script = {
 };
 
 /*
+ * Which users have no session left: KEYS their sessions. Returns the (1-based) indexes of the
+ * keys with none (the expired ones dropped first, as the inbox script does).
+ */
+static struct qc_cluster_script absent_script = {
+    .src = "local t = redis.call('TIME')\n"
+           "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+           "local out = {}\n"
+           "for i, k in ipairs(KEYS) do\n"
+           "  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)\n"
+           "  if redis.call('ZCARD', k) == 0 then out[#out + 1] = i end\n"
+           "end\n"
+           "return out\n",
+};
+
+/*
  * A record and the inbox after a position: KEYS the record, the inbox's seq, epoch and log;
  * ARGV the seq after which entries are wanted ("": none), at most this many. Returns {0} or
  * {1, record, owner, epoch or '', last seq, entries}.
@@ -244,6 +259,115 @@ static int inbox_append(void *ctx, const char *user, const char *name, json_t *d
 	else
 		cl->sessions.appended++;
 	return rc;
+}
+
+/* ---- users with no session anywhere ------------------------------------------------------ */
+
+#define ABSENT_BATCH 32 /* users per script (qc_cluster_eval's bound on arguments) */
+
+struct absent_batch {
+	qc_inbox_absent_cb cb;
+	void *arg;
+	size_t n;
+	char *users[ABSENT_BATCH];
+};
+
+static void absent_free(struct absent_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->users[i]);
+	free(b);
+}
+
+static void absent_done(void *ud, const redisReply *r)
+{
+	struct absent_batch *b = ud;
+	const char *out[ABSENT_BATCH];
+	size_t n = 0;
+	int rc = 0;
+
+	if (!r) {
+		rc = -ENOTCONN;
+	} else if (r->type != REDIS_REPLY_ARRAY) {
+		if (r->type == REDIS_REPLY_ERROR)
+			lwsl_warn("cluster: the absent script failed: %s\n", r->str);
+		rc = -EIO;
+	}
+	for (size_t i = 0; !rc && i < r->elements; i++) {
+		long long k =
+		    r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer : 0;
+
+		if (k < 1 || (size_t)k > b->n) {
+			rc = -EIO;
+			break;
+		}
+		out[n++] = b->users[k - 1];
+	}
+	if (rc)
+		b->cb(b->arg, rc, (const char *const *)b->users, b->n);
+	else
+		b->cb(b->arg, 0, out, n);
+	absent_free(b);
+}
+
+/* One batch of users of @shard (their sessions' keys) to the absent script. */
+static int absent_send(struct qc_cluster *cl, uint32_t shard, struct absent_batch *b)
+{
+	char keys[ABSENT_BATCH][QC_USER_ID_MAX + 24];
+	const char *args[ABSENT_BATCH];
+	size_t lens[ABSENT_BATCH];
+
+	for (size_t i = 0; i < b->n; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "qc:{u:%s}:sessions", b->users[i]);
+		args[i] = keys[i];
+		lens[i] = strlen(keys[i]);
+	}
+	return qc_cluster_eval(cl, shard, &absent_script, (int)b->n, (int)b->n, args, lens,
+	                       absent_done, b);
+}
+
+/* @b (users @idx of the caller's) sent: 1, or 0 with them marked in @unsent; @b is the call's. */
+static size_t absent_flush(struct qc_cluster *cl, uint32_t shard, struct absent_batch *b,
+                           const size_t *idx, bool *unsent)
+{
+	if (b->n && !absent_send(cl, shard, b))
+		return 1;
+	for (size_t j = 0; j < b->n; j++)
+		unsent[idx[j]] = true;
+	absent_free(b);
+	return 0;
+}
+
+static size_t ops_absent(void *ctx, const char *const *users, size_t n, qc_inbox_absent_cb cb,
+                         void *arg, bool *unsent)
+{
+	struct qc_cluster *cl = ctx;
+	size_t sent = 0, idx[ABSENT_BATCH];
+
+	/* shard by shard, in batches: a script touches only its own shard's keys */
+	for (uint32_t shard = 0; shard < cl->nshards; shard++) {
+		struct absent_batch *b = NULL;
+
+		for (size_t i = 0; i < n; i++) {
+			if (user_shard(cl, users[i]) != shard)
+				continue;
+			if ((!b && !(b = calloc(1, sizeof(*b)))) ||
+			    !(b->users[b->n] = strdup(users[i]))) {
+				unsent[i] = true;
+				continue;
+			}
+			b->cb = cb;
+			b->arg = arg;
+			idx[b->n++] = i;
+			if (b->n == ABSENT_BATCH) {
+				sent += absent_flush(cl, shard, b, idx, unsent);
+				b = NULL;
+			}
+		}
+		if (b)
+			sent += absent_flush(cl, shard, b, idx, unsent);
+	}
+	return sent;
 }
 
 /* ---- reading a user's log back ------------------------------------------------------------- */
@@ -759,7 +883,7 @@ int qc_cluster_sessions_init(struct qc_cluster *cl)
 {
 	if (qc_cluster_script_add(cl, &inbox_script) || qc_cluster_script_add(cl, &write_script) ||
 	    qc_cluster_script_add(cl, &drop_script) || qc_cluster_script_add(cl, &lookup_script) ||
-	    qc_cluster_script_add(cl, &read_script) ||
+	    qc_cluster_script_add(cl, &read_script) || qc_cluster_script_add(cl, &absent_script) ||
 	    qc_cluster_listen(cl, INBOX_CHANNEL, on_entry) ||
 	    qc_cluster_listen(cl, NODE_CHANNEL, on_node))
 		return -1;
@@ -772,6 +896,7 @@ void qc_cluster_sessions_start(struct qc_cluster *cl)
 	                            .session = ops_session,
 	                            .lookup = ops_lookup,
 	                            .poke = ops_poke,
+	                            .absent = ops_absent,
 	                            .ctx = cl};
 	char chan[sizeof(NODE_CHANNEL) + sizeof(cl->node_id) + 12];
 	uint32_t i;

@@ -2549,6 +2549,78 @@ struct bsend {
 	uint8_t role;
 };
 
+/* A room message for the members of a created room no node has a session of (cluster mode). */
+struct absentees {
+	struct qc_hub *h;
+	json_t *data;
+	size_t batches;
+};
+
+static void absent_answer(void *arg, int rc, const char *const *users, size_t n)
+{
+	struct absentees *a = arg;
+
+	/* no session anywhere, or Redis did not say: the user's offline queue keeps it */
+	(void)rc;
+	for (size_t i = 0; i < n; i++)
+		qc_hub_offline_push(a->h, users[i], "room_message", a->data);
+	if (!--a->batches) {
+		json_decref(a->data);
+		free(a);
+	}
+}
+
+/*
+ * Cluster mode: the members @data (a room_message) is addressed to (@targets, @role) that have
+ * no session here are asked of Redis; those with none anywhere get it in their own offline
+ * queue (the shared store's rows: the next connection on any node takes it), each once. The
+ * other nodes' members with a session get it from the room, as everyone here does.
+ */
+static void offline_members(struct qc_hub *h, struct room_info *ri, json_t *data, json_t *targets,
+                            uint8_t role)
+{
+	size_t cap = targets ? json_array_size(targets) : ri->nmembers, n = 0, i;
+	const char **users = calloc(cap ? cap : 1, sizeof(*users));
+	bool *unsent = calloc(cap ? cap : 1, sizeof(*unsent));
+	struct absentees *a = calloc(1, sizeof(*a));
+	struct member *m, *tmp, *all;
+	json_t *v;
+
+	if (!users || !unsent || !a || !h->cfg->offline.max_per_user)
+		goto out;
+	/* only the named (O(targets), each once), or every member */
+	json_array_foreach (targets, i, v) {
+		m = member_find(ri, json_string_value(v));
+		for (size_t j = 0; m && j < n; j++)
+			if (users[j] == m->user_id)
+				m = NULL;
+		if (m && (role == QC_ROLE_NONE || m->role == role) &&
+		    !qc_conns_user(&h->conns, m->user_id))
+			users[n++] = m->user_id;
+	}
+	all = targets ? NULL : ri->members;
+	HASH_ITER (hh, all, m, tmp)
+		if (n < cap && (role == QC_ROLE_NONE || m->role == role) &&
+		    !qc_conns_user(&h->conns, m->user_id))
+			users[n++] = m->user_id;
+	if (!n)
+		goto out;
+	a->h = h;
+	a->data = json_incref(data);
+	a->batches = h->ibroker.absent(h->ibroker.ctx, users, n, absent_answer, a, unsent);
+	for (i = 0; i < n; i++)
+		if (unsent[i])
+			qc_hub_offline_push(h, users[i], "room_message", data);
+	if (!a->batches)
+		json_decref(a->data);
+	else
+		a = NULL; /* the answers' */
+out:
+	free(users);
+	free(unsent);
+	free(a);
+}
+
 static void sent(void *arg, int rc, uint64_t seq)
 {
 	struct bsend *s = arg;
@@ -2564,7 +2636,10 @@ static void sent(void *arg, int rc, uint64_t seq)
 		if (ri) {
 			ri->message_count++;
 			ri->last_activity = qc_now_ms();
-			qc_olog_append(ri->log, s->ev_data, s->targets, s->role);
+			if (s->h->ibroker.absent)
+				offline_members(s->h, ri, s->ev_data, s->targets, s->role);
+			else
+				qc_olog_append(ri->log, s->ev_data, s->targets, s->role);
 		}
 		if (s->done)
 			s->done(s->arg, QC_OK, NULL,

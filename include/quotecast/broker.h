@@ -80,6 +80,13 @@ struct qc_broker {
  */
 typedef void (*qc_inbox_append_cb)(void *arg, int sessions, uint64_t seq);
 
+/*
+ * absent()'s answer for one batch of the users asked: rc 0 and the @n of them (borrowed for
+ * the call) that have no session, live or suspended, on any node; or rc -ENOTCONN / -EIO and
+ * the whole batch (nothing is known of them).
+ */
+typedef void (*qc_inbox_absent_cb)(void *arg, int rc, const char *const *users, size_t n);
+
 enum qc_session_state {
 	QC_SESSION_GONE = 0,
 	QC_SESSION_LIVE = 1,
@@ -122,6 +129,13 @@ struct qc_inbox_broker {
 	 * a session of the user take them (qc_hub_offline_claim), in case it came back meanwhile.
 	 */
 	void (*poke)(void *ctx, const char *user);
+	/*
+	 * Which of @users (@n) have no session anywhere in the cluster: @cb runs once per batch
+	 * sent, later, never inside this call. Returns the number of batches sent; the users of a
+	 * batch that could not be sent are marked in @unsent (@n flags) and get no answer.
+	 */
+	size_t (*absent)(void *ctx, const char *const *users, size_t n, qc_inbox_absent_cb cb,
+	                 void *arg, bool *unsent);
 	void *ctx;
 };
 

@@ -226,9 +226,9 @@ test('Redis stalled: send_message and a first subscribe answer UNAVAILABLE; back
 
 /* ---- created rooms: committed to the shared PostgreSQL, followed by every node ---------- */
 
-async function dbNodes(n, name) {
+async function dbNodes(n, name, redisUrl) {
 	const db = await sharedDb(name);
-	const url = await sharedRedisUrl();
+	const url = redisUrl ?? await sharedRedisUrl();
 	const out = [];
 	for (let i = 0; i < n; i++)
 		out.push(await startServer({
@@ -321,6 +321,57 @@ test('a member removed on node 1 is kicked on node 2; a closed room removes ever
 	await take(owner, 1, isEv('room_closed', room));
 	const again = await kai.ask({ type: 'subscribe', room }, 5000);
 	assert.equal(again.error?.code, 'ROOM_CLOSED');
+});
+
+test('offline members of a created room: a member with no session anywhere gets the message on ' +
+	'any node, once; a member connected on another node is not offline', async () => {
+	const [n1, n2] = await dbNodes(2, 'crooms_offline');
+	const bea = `bea-${run}`, cy = `cy-${run}`;
+	const owner = await open(n1, `ove-${run}`);
+	const room = uniqueRoom('away');
+	await ok(owner, 'create_room', { room, type: 'private' });
+	await ok(owner, 'add_member', { room, user_id: bea });
+	await ok(owner, 'add_member', { room, user_id: cy });
+	await subscribe(owner, room);
+	/* bea is connected on node 2, cy nowhere */
+	const b = await open(n2, bea);
+	await subscribe(b, room);
+	await send(owner, { room, content: 'o1' });
+	await send(owner, { room, content: 'o2', target_users: [cy] });
+	assert.deepEqual((await take(b, 1, isMsg(room))).filter(isMsg(room))
+		.map((m) => [m.data.content, m.data.offline]), [['o1', undefined]]);
+	/* cy comes on node 2 (not the sender's): both, offline, once, in order */
+	const c = await open(n2, cy);
+	const got = (await take(c, 2, isMsg(room))).filter(isMsg(room));
+	assert.deepEqual(got.map((m) => [m.data.content, m.data.offline]), [['o1', true], ['o2', true]]);
+	assert.deepEqual((await drain(c, room)).map((m) => m.data.content), []);
+	/* bea's first connection on node 1: she was never offline, nothing waits for her there */
+	const b1 = await open(n1, bea);
+	assert.deepEqual((await drain(b1, room)).map((m) => m.data.content), []);
+	assert.deepEqual((await drain(b, room)).map((m) => m.data.content), []);
+});
+
+test('offline members over two Redis shards, more than one batch per shard: each gets the ' +
+	'message once, on either node', async () => {
+	const r1 = await startRedis();
+	const r2 = await startRedis();
+	after(() => r1.destroy());
+	after(() => r2.destroy());
+	const [n1, n2] = await dbNodes(2, 'crooms_offline2', `${r1.url},${r2.url}`);
+	const owner = await open(n1, `ovi-${run}`);
+	const room = uniqueRoom('away2');
+	const users = Array.from({ length: 80 }, (_, i) => `u${i}-${run}`);
+	await ok(owner, 'create_room', { room, type: 'private' });
+	for (const u of users)
+		await ok(owner, 'add_member', { room, user_id: u });
+	await subscribe(owner, room);
+	await send(owner, { room, content: 'all' });
+	for (const [i, u] of users.entries()) {
+		const c = await open(i % 2 ? n1 : n2, u);
+		const got = (await take(c, 1, isMsg(room))).filter(isMsg(room));
+		assert.deepEqual(got.map((m) => [m.data.content, m.data.offline]), [['all', true]], u);
+		await c.close();
+	}
 });
 
 test('capacity counts users cluster-wide: two nodes admitting the last place, exactly one gets in', async () => {
