@@ -6,6 +6,7 @@
  * and the next one goes when the link is back.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,21 @@
 
 #define NODES_KEY "{qc}:nodes"
 #define SEEN_KEY  "{qc}:nodes:seen"
+
+/*
+ * Put before every script: its last ARGV is the time (ms, Redis' clock; 0: none) after which
+ * the node no longer waits for its answer (it answered UNAVAILABLE), so a script that ran
+ * later, having waited in a stalled Redis, does nothing.
+ */
+#define GUARD_LUA                                                                                  \
+	"local qc_deadline = tonumber(table.remove(ARGV))\n"                                       \
+	"if qc_deadline and qc_deadline > 0 then\n"                                                \
+	"  local qc_t = redis.call('TIME')\n"                                                      \
+	"  if tonumber(qc_t[1]) * 1000 + math.floor(tonumber(qc_t[2]) / 1000) > qc_deadline "      \
+	"then\n"                                                                                   \
+	"    return redis.error_reply('QCLATE the node no longer waited for this')\n"              \
+	"  end\n"                                                                                  \
+	"end\n"
 
 /*
  * KEYS: the records and the times they were last written (Redis' clock, ms); ARGV: this node's
@@ -101,10 +117,44 @@ static void load_scripts(struct qc_cluster_shard *s)
 	uint32_t i;
 
 	for (i = 0; i < s->cl->nscripts; i++) {
-		argv[2] = s->cl->scripts[i]->src;
+		argv[2] = s->cl->scripts[i]->code;
 		lens[2] = strlen(argv[2]);
 		/* pipelined ahead of anything sent after it; a failure shows in EVALSHA's answer */
 		qc_redis_cmd(s->cmd, NULL, NULL, 3, argv, lens);
+	}
+}
+
+static void time_done(void *ud, const redisReply *r)
+{
+	struct qc_cluster_shard *s = ud;
+	int64_t now = qc_now_ms();
+
+	s->clock_asking = false;
+	/*
+	 * Redis' clock as it was at some point of the round trip: the offset is early by at most
+	 * the round trip, so a deadline from it is early, never late. A round trip longer than a
+	 * tenth of the timeout (Redis busy, or this loop held up with the answer unread) says
+	 * too little: the last offset stays.
+	 */
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[1]->type == REDIS_REPLY_STRING &&
+	    now - s->clock_asked_ms <= (int64_t)s->cl->cfg->cluster.timeout_ms / 10) {
+		s->clock_off_ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+		                  strtoll(r->element[1]->str, NULL, 10) / 1000 - now;
+		s->clock_known = true;
+	}
+}
+
+/* Redis' clock against ours, asked when the link comes up and with every beat. */
+static void ask_time(struct qc_cluster_shard *s)
+{
+	const char *argv[1] = {"TIME"};
+	size_t lens[1] = {4};
+
+	if (!s->clock_asking && !qc_redis_cmd(s->cmd, time_done, s, 1, argv, lens)) {
+		s->clock_asking = true;
+		s->clock_asked_ms = qc_now_ms();
 	}
 }
 
@@ -115,6 +165,7 @@ static void on_state(void *ud, bool up)
 
 	if (up) {
 		load_scripts(s);
+		ask_time(s);
 		return;
 	}
 	/* a command link that found Redis stalled: its subscriber link cannot be trusted either */
@@ -162,8 +213,17 @@ int qc_cluster_script_add(struct qc_cluster *cl, struct qc_cluster_script *s)
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0, i;
 
+	/* made once for the process (the scripts are static; so is this) */
+	if (!s->code) {
+		size_t g = strlen(GUARD_LUA), n = strlen(s->src);
+
+		if (!(s->code = malloc(g + n + 1)))
+			return -1;
+		memcpy(s->code, GUARD_LUA, g);
+		memcpy(s->code + g, s->src, n + 1);
+	}
 	if (cl->nscripts == QC_CLUSTER_MAX_SCRIPTS ||
-	    !EVP_Digest(s->src, strlen(s->src), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+	    !EVP_Digest(s->code, strlen(s->code), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
 		return -1;
 	for (i = 0; i < mdlen; i++)
 		snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
@@ -193,14 +253,21 @@ int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_scr
                     int nargs, const char **args, const size_t *lens, qc_redis_reply_fn fn,
                     void *ud)
 {
-	const char *argv[3 + 32];
-	size_t alens[3 + 32];
-	char nk[12];
+	const struct qc_cluster_shard *sh = &cl->shards[shard];
+	const char *argv[3 + 32 + 1];
+	size_t alens[3 + 32 + 1];
+	char nk[12], deadline[24];
 	struct eval_call *c;
 	int rc;
 
 	if (nargs < 0 || nargs > 32 || nkeys > nargs)
 		return -EINVAL;
+	/* a quarter of the timeout early: what Redis' clock said may be behind it by a round trip
+	 */
+	snprintf(deadline, sizeof(deadline), "%" PRId64,
+	         sh->clock_known
+	             ? qc_now_ms() + sh->clock_off_ms + (int64_t)cl->cfg->cluster.timeout_ms * 3 / 4
+	             : (int64_t)0);
 	c = malloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -216,7 +283,9 @@ int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_scr
 	alens[2] = strlen(nk);
 	memcpy(argv + 3, args, (size_t)nargs * sizeof(*args));
 	memcpy(alens + 3, lens, (size_t)nargs * sizeof(*lens));
-	rc = qc_cluster_cmd(cl, shard, eval_done, c, 3 + nargs, argv, alens);
+	argv[3 + nargs] = deadline;
+	alens[3 + nargs] = strlen(deadline);
+	rc = qc_cluster_cmd(cl, shard, eval_done, c, 3 + nargs + 1, argv, alens);
 	if (rc)
 		free(c);
 	return rc;
@@ -365,6 +434,9 @@ static void beat(lws_sorted_usec_list_t *sul)
 	if (cl->stopped)
 		return;
 	lws_sul_schedule(cl->ctx, 0, &cl->sul_beat, beat, QC_CLUSTER_BEAT_MS * LWS_US_PER_MS);
+	for (uint32_t s = 0; s < cl->nshards; s++)
+		if (qc_redis_up(cl->shards[s].cmd))
+			ask_time(&cl->shards[s]);
 	if (cl->beat_waiting || !qc_redis_up(cl->shards[cl->beat_shard].cmd))
 		return;
 	j = json_pack("{s:s, s:I, s:s, s:I}", "node_id", cl->node_id, "connections",

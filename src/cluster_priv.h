@@ -32,7 +32,8 @@ struct qc_cluster;
  */
 struct qc_cluster_script {
 	const char *src;
-	char sha[41]; /* hex SHA-1 of src, set by qc_cluster_script_add */
+	char *code;   /* the deadline guard, then src (made once by qc_cluster_script_add) */
+	char sha[41]; /* hex SHA-1 of code, set by qc_cluster_script_add */
 };
 
 /*
@@ -50,6 +51,11 @@ struct qc_cluster_shard {
 	uint16_t port;
 	struct qc_redis *cmd;
 	struct qc_redis *sub; /* SUBSCRIBE only */
+	/* Redis' clock (TIME) less ours, as last asked: a script's deadline is on Redis' clock */
+	int64_t clock_off_ms;
+	int64_t clock_asked_ms; /* when TIME was sent (our clock) */
+	bool clock_known;
+	bool clock_asking;
 };
 
 /* A subscribed channel: on its shard's sub link, again after every reconnect. */
@@ -161,7 +167,10 @@ int qc_cluster_script_add(struct qc_cluster *cl, struct qc_cluster_script *s);
 /**
  * qc_cluster_eval() - EVALSHA @s on @shard with @nkeys of the @nargs @args (keys first), as
  * qc_cluster_cmd(). A NOSCRIPT answer (an operator ran SCRIPT FLUSH) reaches @fn as the error
- * it is, and the shard loads its scripts again.
+ * it is, and the shard loads its scripts again. The script does nothing and answers the error
+ * "QCLATE" when it runs after the node stopped waiting for it (a deadline on Redis' clock, a
+ * quarter of cluster.timeout_ms before the link's own timeout): a command that waited in a
+ * stalled Redis and ran after the node answered UNAVAILABLE must not take effect.
  */
 int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s, int nkeys,
                     int nargs, const char **args, const size_t *lens, qc_redis_reply_fn fn,
