@@ -539,6 +539,19 @@ static void sweep(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(cl->ctx, 0, &cl->rooms.sul_sweep, sweep, WATCH_SWEEP_MS * LWS_US_PER_MS);
 }
 
+/*
+ * A shard's subscriber link is up again: what its rooms' channels carried meanwhile was lost
+ * here, so each watched room's log is read back from where this node's copy ends.
+ */
+static void resubscribed(struct qc_cluster *cl, uint32_t shard)
+{
+	struct qc_cluster_rwatch *w, *tmp;
+
+	HASH_ITER (hh, cl->rooms.watches, w, tmp)
+		if (w->shard == shard)
+			qc_hub_room_catch_up(cl->hub, w->room);
+}
+
 int qc_cluster_rooms_init(struct qc_cluster *cl)
 {
 	if (qc_cluster_script_add(cl, &room_script) || qc_cluster_script_add(cl, &read_script) ||
@@ -546,7 +559,8 @@ int qc_cluster_rooms_init(struct qc_cluster *cl)
 	    qc_cluster_script_add(cl, &present_script) ||
 	    qc_cluster_script_add(cl, &presence_script) ||
 	    qc_cluster_listen(cl, ROOM_CHANNEL, on_event) ||
-	    qc_cluster_listen(cl, ROOM_CONTROL, on_control))
+	    qc_cluster_listen(cl, ROOM_CONTROL, on_control) ||
+	    qc_cluster_on_resubscribe(cl, resubscribed))
 		return -1;
 	cl->rooms.control_shard = qc_cluster_shard_of(cl, ROOM_CONTROL, sizeof(ROOM_CONTROL) - 1);
 	return 0;

@@ -1391,6 +1391,8 @@ json_t *qc_hub_stats(struct qc_hub *h)
 		                    json_integer((json_int_t)h->room_events_lost));
 		json_object_set_new(o, "events_malformed",
 		                    json_integer((json_int_t)h->room_events_bad));
+		json_object_set_new(o, "gap_reads", json_integer((json_int_t)h->room_gap_reads));
+		json_object_set_new(o, "gaps_lost", json_integer((json_int_t)h->room_gaps_lost));
 	}
 	json_object_set_new(doc, "inbox",
 	                    json_pack("{s:I, s:I, s:I}", "logs", (json_int_t)h->logs[QC_LOG_INBOX],

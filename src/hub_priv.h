@@ -71,11 +71,14 @@ struct qc_hub {
 	struct qc_psubs *psubs;   /* persisted subscriptions (hub_subs.c) */
 	uint64_t store_dropped;   /* writes (offline messages, alerts) given up */
 	struct qc_room_broker room_broker; /* broker.h; unset: room events are numbered here */
-	bool room_synced_now;      /* a subscribe handled again after its room's log was read */
-	uint64_t room_events_lost; /* events (joins, kicks, ...) the room broker did not log */
-	uint64_t room_events_bad;  /* events from the room broker that did not parse */
-	bool room_remote;          /* applying another node's room change: no events from here */
-	bool room_admitted_now;    /* a subscribe handled again after Redis gave it a place */
+	bool room_synced_now;       /* a subscribe handled again after its room's log was read */
+	uint64_t room_events_lost;  /* events (joins, kicks, ...) the room broker did not log */
+	uint64_t room_events_bad;   /* events from the room broker that did not parse */
+	struct room_gap *room_gaps; /* rooms whose logs are read back over a gap (hub_room.c) */
+	uint64_t room_gap_reads;    /* such read-backs */
+	uint64_t room_gaps_lost;    /* gaps the broker's log no longer covered (a log restarted) */
+	bool room_remote;           /* applying another node's room change: no events from here */
+	bool room_admitted_now;     /* a subscribe handled again after Redis gave it a place */
 	struct qc_write *backlog; /* writes waiting for the store to come back (hub.c, utlist DL) */
 	uint32_t nbacklog;
 	size_t backlog_bytes;

@@ -2210,6 +2210,8 @@ static void free_one(struct qc_room *room, void *arg)
 	qc_room_set_ext(room, NULL);
 }
 
+static void gaps_free(struct qc_hub *h);
+
 void qc_hub_rooms_teardown(struct qc_hub *h)
 {
 	struct qc_room_owner *o, *tmp;
@@ -2221,6 +2223,7 @@ void qc_hub_rooms_teardown(struct qc_hub *h)
 	}
 	qc_throttle_free(h->pw_fails);
 	h->pw_fails = NULL;
+	gaps_free(h);
 }
 
 /* ---- start-up ---------------------------------------------------------------------------- */
@@ -2504,25 +2507,21 @@ static void apply_effects(struct qc_hub *h, struct qc_room *room, const struct b
 	}
 }
 
-void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, const char *epoch,
-                              const char *payload, size_t len)
+/* One room event from the broker applied to @room's log @l and fanned out here. */
+static void event_apply(struct qc_hub *h, struct qc_room *room, struct qc_log *l, uint64_t seq,
+                        const char *epoch, const char *payload, size_t len)
 {
-	struct qc_room *room = qc_rooms_find(h->rooms, name);
-	struct qc_log *l;
 	struct qc_lentry *e;
 	struct bevent ev;
 	bool dup;
 
-	/*
-	 * only rooms with members here (or held for a resume being rebuilt): a message may still
-	 * come after the last one left
-	 */
-	if (!room || (!qc_room_size(room) && !qc_room_held(room)) || !(l = room_log(h, room)))
-		return;
 	if (event_parse(h, payload, len, &ev)) {
 		h->room_events_bad++;
 		return;
 	}
+	/* a gap that is still there (the broker's log no longer reaches back): it restarts */
+	if (l->synced && !strcmp(epoch, l->epoch) && seq > l->last_seq + 1)
+		h->room_gaps_lost++;
 	/* the log owns ev.data, and frees it once the event is framed (qc_log_compact): held here
 	 * for apply_effects, which reads it after the fan-out */
 	json_incref(ev.data);
@@ -2536,6 +2535,156 @@ void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, 
 	}
 	json_decref(ev.data);
 	json_decref(ev.root);
+}
+
+/* The log of room @name if this node follows it (members here, or held), else NULL. */
+static struct qc_log *followed(struct qc_hub *h, const char *name, struct qc_room **room)
+{
+	*room = qc_rooms_find(h->rooms, name);
+	if (!*room || (!qc_room_size(*room) && !qc_room_held(*room)))
+		return NULL;
+	return room_log(h, *room);
+}
+
+/*
+ * A room whose log is read back from the broker over a gap (a channel message lost: its
+ * subscriber link was down): the events arriving meanwhile wait, in order, behind the read.
+ */
+struct gap_event {
+	struct gap_event *next;
+	uint64_t seq;
+	char epoch[QC_EPOCH_LEN + 1];
+	size_t len;
+	char payload[];
+};
+
+struct room_gap {
+	UT_hash_handle hh;
+	struct qc_hub *h;
+	struct gap_event *held, **tail;
+	uint32_t nheld;
+	char name[];
+};
+
+#define GAP_HELD_MAX 10000 /* events held behind one read-back; more: the read is given up */
+
+static void gap_free(struct room_gap *g)
+{
+	struct gap_event *ev, *next;
+
+	for (ev = g->held; ev; ev = next) {
+		next = ev->next;
+		free(ev);
+	}
+	free(g);
+}
+
+/* Read-backs still out at the end: their answers never come (the broker is stopped first). */
+static void gaps_free(struct qc_hub *h)
+{
+	struct room_gap *g, *tmp;
+
+	HASH_ITER (hh, h->room_gaps, g, tmp) {
+		HASH_DEL(h->room_gaps, g);
+		gap_free(g);
+	}
+}
+
+static bool gap_hold(struct room_gap *g, uint64_t seq, const char *epoch, const char *payload,
+                     size_t len)
+{
+	struct gap_event *ev;
+
+	if (g->nheld >= GAP_HELD_MAX || strlen(epoch) > QC_EPOCH_LEN ||
+	    !(ev = malloc(sizeof(*ev) + len)))
+		return false;
+	ev->next = NULL;
+	ev->seq = seq;
+	snprintf(ev->epoch, sizeof(ev->epoch), "%s", epoch);
+	ev->len = len;
+	memcpy(ev->payload, payload, len);
+	*g->tail = ev;
+	g->tail = &ev->next;
+	g->nheld++;
+	return true;
+}
+
+static void gap_read(void *arg, int rc, uint64_t seq, const char *epoch,
+                     const struct qc_room_entry *ents, size_t n)
+{
+	struct room_gap *g = arg;
+	struct qc_hub *h = g->h;
+	struct qc_room *room;
+	struct gap_event *ev;
+	struct qc_log *l;
+
+	(void)seq;
+	HASH_DEL(h->room_gaps, g);
+	/* what the broker's log has after the position, oldest first; then what waited */
+	for (size_t i = n; !rc && i-- > 0;) {
+		if (!(l = followed(h, g->name, &room)))
+			break;
+		if (strcmp(epoch, l->epoch) || ents[i].seq > l->last_seq)
+			event_apply(h, room, l, ents[i].seq, epoch, ents[i].payload, ents[i].len);
+	}
+	for (ev = g->held; ev; ev = ev->next)
+		if ((l = followed(h, g->name, &room)))
+			event_apply(h, room, l, ev->seq, ev->epoch, ev->payload, ev->len);
+	gap_free(g);
+}
+
+/* Read @name's log back from after what @l has; false when it cannot be (nothing waits). */
+static struct room_gap *gap_open(struct qc_hub *h, const char *name, struct qc_log *l)
+{
+	size_t len = strlen(name);
+	struct room_gap *g;
+
+	if (!h->room_broker.read || !(g = calloc(1, sizeof(*g) + len + 1)))
+		return NULL;
+	g->h = h;
+	g->tail = &g->held;
+	memcpy(g->name, name, len + 1);
+	if (h->room_broker.read(h->room_broker.ctx, name, l->last_seq, gap_read, g)) {
+		free(g);
+		return NULL;
+	}
+	HASH_ADD(hh, h->room_gaps, name[0], len, g);
+	h->room_gap_reads++;
+	return g;
+}
+
+void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, const char *epoch,
+                              const char *payload, size_t len)
+{
+	struct room_gap *g;
+	struct qc_room *room;
+	struct qc_log *l;
+
+	HASH_FIND_STR(h->room_gaps, name, g);
+	if (g && gap_hold(g, seq, epoch, payload, len))
+		return;
+	/*
+	 * only rooms with members here (or held for a resume being rebuilt): a message may still
+	 * come after the last one left
+	 */
+	if (!(l = followed(h, name, &room)))
+		return;
+	/* a gap in the same life of a log this node follows: read it back first */
+	if (!g && l->synced && !strcmp(epoch, l->epoch) && seq > l->last_seq + 1 &&
+	    (g = gap_open(h, name, l)) && gap_hold(g, seq, epoch, payload, len))
+		return;
+	event_apply(h, room, l, seq, epoch, payload, len);
+}
+
+void qc_hub_room_catch_up(struct qc_hub *h, const char *name)
+{
+	struct room_gap *g;
+	struct qc_room *room;
+	struct qc_log *l;
+
+	HASH_FIND_STR(h->room_gaps, name, g);
+	if (!g && (l = followed(h, name, &room)) && l->synced)
+		gap_open(h, name, l);
 }
 
 /* A send_message / broadcast in the broker: answered when it has its seq. */

@@ -426,10 +426,17 @@ void qc_hub_set_room_broker(struct qc_hub *h, const struct qc_room_broker *b);
 /**
  * qc_hub_room_broker_event() - room event @seq of the log named @epoch (@payload as the hub
  * gave it to append()): applied to @room's local log and fanned out to its local members, if
- * this node has any.
+ * this node has any. An event after a gap in the log's seqs (a channel message lost) waits
+ * while the log is read back over the gap with read(); so do those after it.
  */
 void qc_hub_room_broker_event(struct qc_hub *h, const char *room, uint64_t seq, const char *epoch,
                               const char *payload, size_t len);
+
+/**
+ * qc_hub_room_catch_up() - the room's channel was resubscribed (its link was down): what its
+ * log got meanwhile is read back and applied, as after a gap.
+ */
+void qc_hub_room_catch_up(struct qc_hub *h, const char *room);
 
 /**
  * qc_hub_room_announced() - a change of created rooms (create, delete, status, members,

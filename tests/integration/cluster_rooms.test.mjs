@@ -8,7 +8,7 @@ import {
 	test, after, afterEach, startServer, stopServer, getStats, httpRequest, closeAllClients,
 	waitFor,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl, startNode } from './lib/redis.mjs';
+import { startRedis, sharedRedisUrl, startNode, redisCmd } from './lib/redis.mjs';
 import { open, ok, take } from './lib/sessions.mjs';
 import { sharedDb } from './lib/pg.mjs';
 
@@ -186,6 +186,71 @@ test('read-back on a node that has not followed the room reads the Redis log', a
 			.filter(isMsg(room));
 		assert.equal(m.at(-1).data.seq, live.seq);
 	}
+});
+
+test('room messages lost on a channel are read back: consecutive seqs while the sub links are ' +
+	'killed again and again', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const [a, b] = await nodes(2, redis.url);
+	const room = uniqueRoom('gap');
+	const sender = await open(a, 'gsend');
+	const member = await open(b, 'gmember');
+	await subscribe(sender, room);
+	const first = await subscribe(member, room);
+	const N = 200;
+	let sending = true;
+	const flow = (async () => {
+		for (let i = 0; i < N; i++) {
+			const r = await sender.request('send_message', { room, content: i }, {}, 5000);
+			if (!r.success)
+				i--; /* Redis busy with the kill: again */
+		}
+		sending = false;
+	})();
+	let kills = 0;
+	while (sending) {
+		kills += Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub'));
+		await new Promise((r) => setTimeout(r, 30));
+	}
+	await flow;
+	assert.ok(kills >= 1, 'the sub links were killed');
+	const got = [];
+	for (let i = 0; i < N; i++)
+		got.push((await member.next(isMsg(room), 20000)).data);
+	assert.deepEqual(got.map((m) => m.content), Array.from({ length: N }, (_, i) => i));
+	assert.deepEqual(got.map((m) => m.seq), Array.from({ length: N }, (_, i) => first.seq + 1 + i));
+	const st = await getStats(b);
+	assert.ok(st.rooms.gap_reads >= 1, JSON.stringify(st.rooms));
+	assert.equal(st.rooms.gaps_lost, 0, JSON.stringify(st.rooms));
+});
+
+test('room messages sent while a node had no sub link (SIGSTOPped, its link killed) reach its ' +
+	'members when it is back, with nothing sent after them', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const [a, b] = await nodes(2, redis.url);
+	const room = uniqueRoom('tail');
+	const sender = await open(a, 'tsend');
+	const member = await open(b, 'tmember');
+	await subscribe(sender, room);
+	const first = await subscribe(member, room);
+	b.child.kill('SIGSTOP');
+	try {
+		/* b cannot reconnect while stopped: what is published now never reaches its link */
+		assert.ok(Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub')) >= 1);
+		for (const t of ['t1', 't2', 't3'])
+			await waitFor(async () => (await sender.request('send_message',
+				{ room, content: t }, {}, 5000)).success, { timeoutMs: 10000, what: `send ${t}` });
+	} finally {
+		b.child.kill('SIGCONT');
+	}
+	const got = [];
+	for (let i = 0; i < 3; i++)
+		got.push((await member.next(isMsg(room), 20000)).data);
+	assert.deepEqual(got.map((m) => [m.content, m.seq]),
+		[['t1', first.seq + 1], ['t2', first.seq + 2], ['t3', first.seq + 3]]);
+	assert.ok((await getStats(b)).rooms.gap_reads >= 1);
 });
 
 test('Redis stalled: send_message and a first subscribe answer UNAVAILABLE; back after SIGCONT', async () => {

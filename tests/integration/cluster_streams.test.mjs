@@ -7,12 +7,11 @@
 // several Redis shards hold the symbols' keys between them.
 
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import {
 	test, after, afterEach, stopServer, getStats, httpRequest, connect,
 	closeAllClients, waitFor, sleep,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl, startNode } from './lib/redis.mjs';
+import { startRedis, sharedRedisUrl, startNode, redisCmd } from './lib/redis.mjs';
 import { drop } from './lib/sessions.mjs';
 import { sharedDb } from './lib/pg.mjs';
 import { startOnDb, one } from './lib/persist.mjs';
@@ -46,59 +45,6 @@ async function publishOk(server, body) {
 		return last.status === 200;
 	}, { timeoutMs: 20000, intervalMs: 100, what: `a publish on ${server.label}` });
 	return last.json;
-}
-
-/* One Redis command over a raw RESP connection: the reply (strings, numbers, arrays, null). */
-function redisCmd(url, ...args) {
-	const u = new URL(url);
-	return new Promise((resolve, reject) => {
-		const sock = net.connect(Number(u.port), u.hostname);
-		let buf = Buffer.alloc(0);
-		const parse = (pos) => {
-			const eol = buf.indexOf('\r\n', pos);
-			if (eol < 0)
-				return null;
-			const kind = String.fromCharCode(buf[pos]);
-			const line = buf.toString('utf8', pos + 1, eol);
-			if (kind === '+' || kind === '-' || kind === ':')
-				return [kind === ':' ? Number(line) : kind === '-' ? new Error(line) : line, eol + 2];
-			if (kind === '$') {
-				const n = Number(line);
-				if (n < 0)
-					return [null, eol + 2];
-				if (buf.length < eol + 2 + n + 2)
-					return null;
-				return [buf.toString('utf8', eol + 2, eol + 2 + n), eol + 2 + n + 2];
-			}
-			if (kind === '*') {
-				const n = Number(line);
-				const out = [];
-				let at = eol + 2;
-				for (let i = 0; i < n; i++) {
-					const r = parse(at);
-					if (!r)
-						return null;
-					out.push(r[0]);
-					at = r[1];
-				}
-				return [n < 0 ? null : out, at];
-			}
-			throw new Error(`RESP: unexpected ${kind}`);
-		};
-		sock.on('data', (d) => {
-			buf = Buffer.concat([buf, d]);
-			const r = parse(0);
-			if (r) {
-				sock.end();
-				if (r[0] instanceof Error)
-					reject(r[0]);
-				else
-					resolve(r[0]);
-			}
-		});
-		sock.on('error', reject);
-		sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
-	});
 }
 
 /* Subscribe @c to @sym; publish probes on @pub until one reaches it (its node listens), then
