@@ -121,6 +121,17 @@ struct qc_cluster_rooms {
 	uint64_t events_bad; /* messages that did not parse */
 	uint64_t changes_in; /* changes of created rooms received on "qc:rc" */
 	uint32_t control_shard;
+	/* the log of those changes, as far as this node has applied it (cluster_room.c) */
+	uint64_t rc_seq;
+	char rc_epoch[32];
+	bool rc_known;
+	bool rc_reading; /* a read-back is under way: what arrives waits */
+	struct control_held *held, **held_tail;
+	uint32_t nheld;
+	uint64_t change_reads;  /* read-backs of that log */
+	uint64_t changes_lost;  /* changes the log no longer had for this node */
+	uint64_t settle_shards; /* shards to read again once their SUBSCRIBEs took effect */
+	lws_sorted_usec_list_t sul_settle;
 	bool presence_due; /* sul_presence is scheduled */
 	lws_sorted_usec_list_t sul_sweep;
 	lws_sorted_usec_list_t sul_presence; /* writes the presence of rooms joined just now */

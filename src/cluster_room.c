@@ -102,6 +102,7 @@ static struct qc_cluster_script presence_script = {
 #define ROOM_CHANNEL   "qc:r:" /* + room */
 #define ROOM_CONTROL   "qc:rc" /* changes of created rooms, held by every node */
 #define WATCH_SWEEP_MS 1000
+#define SETTLE_MS      200 /* a SUBSCRIBE has surely taken effect this long after it was sent */
 /* a node's presence in a room, renewed every sweep, outlives the node by at most this */
 #define PRESENCE_TTL_MS   (5 * WATCH_SWEEP_MS)
 #define PRESENCE_DELAY_MS 10 /* joins written together after the first */
@@ -121,71 +122,186 @@ struct pending_room {
 	void *arg;
 };
 
+static int log_append(struct qc_cluster *cl, uint32_t shard, const char *tag, const char *chan,
+                      uint32_t max, const char *payload, size_t len, qc_room_append_cb cb,
+                      void *arg);
+static int log_read(struct qc_cluster *cl, uint32_t shard, const char *tag, uint64_t since,
+                    uint32_t max, qc_room_read_cb cb, void *arg);
+
+/* "<seq> <epoch> <rest>": 0 with its parts, -1 when it is not that */
+static int parse_numbered(const char *payload, size_t len, uint64_t *seq, char epoch[32],
+                          const char **rest, size_t *restlen)
+{
+	const char *sp1 = memchr(payload, ' ', len), *sp2;
+	unsigned long long v;
+	char *end;
+
+	sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - payload)) : NULL;
+	if (!sp2 || payload[0] < '0' || payload[0] > '9' || (size_t)(sp2 - sp1 - 1) >= 32)
+		return -1;
+	v = strtoull(payload, &end, 10);
+	if (end != sp1 || !v)
+		return -1;
+	memcpy(epoch, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	epoch[sp2 - sp1 - 1] = '\0';
+	*seq = v;
+	*rest = sp2 + 1;
+	*restlen = len - (size_t)(sp2 + 1 - payload);
+	return 0;
+}
+
 /* "<seq> <epoch> <event>" on "qc:r:ROOM" */
 static void on_event(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
                      size_t len)
 {
-	char room[QC_CLUSTER_ROOM_MAX + 1], epoch[32], *end;
-	const char *sp1, *sp2;
-	unsigned long long seq;
+	char room[QC_CLUSTER_ROOM_MAX + 1], epoch[32];
+	const char *ev;
+	uint64_t seq;
+	size_t evlen;
 
-	if (!namelen || namelen > QC_CLUSTER_ROOM_MAX)
-		goto bad;
+	if (!namelen || namelen > QC_CLUSTER_ROOM_MAX ||
+	    parse_numbered(payload, len, &seq, epoch, &ev, &evlen)) {
+		cl->rooms.events_bad++;
+		return;
+	}
 	memcpy(room, name, namelen);
 	room[namelen] = '\0';
-	sp1 = memchr(payload, ' ', len);
-	sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - payload)) : NULL;
-	if (!sp2 || payload[0] < '0' || payload[0] > '9' ||
-	    (size_t)(sp2 - sp1 - 1) >= sizeof(epoch))
-		goto bad;
-	seq = strtoull(payload, &end, 10);
-	if (end != sp1 || !seq)
-		goto bad;
-	memcpy(epoch, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-	epoch[sp2 - sp1 - 1] = '\0';
 	cl->rooms.events_in++;
-	qc_hub_room_broker_event(cl->hub, room, seq, epoch, sp2 + 1,
-	                         len - (size_t)(sp2 + 1 - payload));
-	return;
-bad:
-	cl->rooms.events_bad++;
+	qc_hub_room_broker_event(cl->hub, room, seq, epoch, ev, evlen);
+}
+
+/*
+ * Changes of created rooms are numbered in a log of their own (tagged "", on the control
+ * shard) and published on "qc:rc" as "<seq> <epoch> <change>". A node applies them in seq
+ * order; one after a gap (its subscriber link was down) waits, with what follows it, while
+ * the log is read back over the gap; a subscriber link that comes back reads it from where
+ * the node is. A change the log no longer has is counted lost (the node has it at its next
+ * start, from PostgreSQL).
+ */
+#define CONTROL_LOG_MAX  10000 /* changes the log keeps */
+#define CONTROL_HELD_MAX 10000 /* changes waiting behind a read-back; more: lost */
+
+struct control_held {
+	struct control_held *next;
+	uint64_t seq;
+	char epoch[32];
+	size_t len;
+	char change[];
+};
+
+static void control_apply(struct qc_cluster *cl, uint64_t seq, const char *epoch,
+                          const char *change, size_t len)
+{
+	struct qc_cluster_rooms *r = &cl->rooms;
+
+	if (r->rc_known && !strcmp(epoch, r->rc_epoch)) {
+		if (seq <= r->rc_seq)
+			return; /* had it: from the channel and from a read-back */
+		if (seq > r->rc_seq + 1)
+			r->changes_lost += seq - r->rc_seq - 1;
+	}
+	snprintf(r->rc_epoch, sizeof(r->rc_epoch), "%s", epoch);
+	r->rc_seq = seq;
+	r->rc_known = true;
+	r->changes_in++;
+	qc_hub_room_announced(cl->hub, change, len);
+}
+
+static void control_read(void *arg, int rc, uint64_t seq, const char *epoch,
+                         const struct qc_room_entry *ents, size_t n)
+{
+	struct qc_cluster *cl = arg;
+	struct qc_cluster_rooms *r = &cl->rooms;
+	struct control_held *h;
+
+	r->rc_reading = false;
+	if (!rc && !r->rc_known) {
+		/* the start: where the log is (what came before is in PostgreSQL) */
+		snprintf(r->rc_epoch, sizeof(r->rc_epoch), "%s", epoch);
+		r->rc_seq = seq;
+		r->rc_known = true;
+	} else if (!rc && !strcmp(epoch, r->rc_epoch)) {
+		/* newest first: oldest first here */
+		for (size_t i = n; i-- > 0;)
+			if (ents[i].seq > r->rc_seq)
+				control_apply(cl, ents[i].seq, epoch, ents[i].payload, ents[i].len);
+		/* what the log no longer had (the channel may still bring what came after) */
+		if (seq > r->rc_seq && !n)
+			r->changes_lost += seq - r->rc_seq;
+		if (seq > r->rc_seq)
+			r->rc_seq = seq;
+	} else if (!rc) {
+		/* another life of the log (Redis restarted empty): what the old one had is gone */
+		snprintf(r->rc_epoch, sizeof(r->rc_epoch), "%s", epoch);
+		r->rc_seq = 0;
+		for (size_t i = n; i-- > 0;)
+			control_apply(cl, ents[i].seq, epoch, ents[i].payload, ents[i].len);
+	}
+	/* then what waited, in order (a read that failed: as it came) */
+	while ((h = r->held)) {
+		r->held = h->next;
+		control_apply(cl, h->seq, h->epoch, h->change, h->len);
+		free(h);
+	}
+	r->held_tail = &r->held;
+	r->nheld = 0;
+}
+
+/* Read the log back from where this node is (the position only, at the start). */
+static void control_catch_up(struct qc_cluster *cl)
+{
+	struct qc_cluster_rooms *r = &cl->rooms;
+
+	if (r->rc_reading)
+		return;
+	if (!log_read(cl, r->control_shard, "", r->rc_known ? r->rc_seq : UINT64_MAX,
+	              CONTROL_LOG_MAX, control_read, cl)) {
+		r->rc_reading = true;
+		r->change_reads++;
+	}
 }
 
 /* A change of created rooms from a node (this one included) on "qc:rc". */
 static void on_control(struct qc_cluster *cl, const char *name, size_t namelen, const char *payload,
                        size_t len)
 {
+	struct qc_cluster_rooms *r = &cl->rooms;
+	struct control_held *h;
+	const char *change;
+	char epoch[32];
+	uint64_t seq;
+	size_t clen;
+
 	if (namelen)
 		return; /* another channel starting "qc:rc" */
-	cl->rooms.changes_in++;
-	qc_hub_room_announced(cl->hub, payload, len);
-}
-
-static void announce_done(void *ud, const redisReply *r)
-{
-	struct pending_room *p = ud;
-
-	p->append_cb(p->arg, r && r->type == REDIS_REPLY_INTEGER ? 0 : r ? -EIO : -ENOTCONN, 0);
-	free(p);
+	if (parse_numbered(payload, len, &seq, epoch, &change, &clen)) {
+		r->events_bad++;
+		return;
+	}
+	/* a gap in the log this node follows: read it back first */
+	if (!r->rc_reading && r->rc_known && !strcmp(epoch, r->rc_epoch) && seq > r->rc_seq + 1)
+		control_catch_up(cl);
+	if (r->rc_reading && r->nheld < CONTROL_HELD_MAX && (h = malloc(sizeof(*h) + clen))) {
+		h->next = NULL;
+		h->seq = seq;
+		snprintf(h->epoch, sizeof(h->epoch), "%s", epoch);
+		h->len = clen;
+		memcpy(h->change, change, clen);
+		*r->held_tail = h;
+		r->held_tail = &h->next;
+		r->nheld++;
+		return;
+	}
+	control_apply(cl, seq, epoch, change, clen);
 }
 
 int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
                              void *arg)
 {
 	struct qc_cluster *cl = ctx;
-	const char *argv[3] = {"PUBLISH", ROOM_CONTROL, payload};
-	size_t lens[3] = {7, sizeof(ROOM_CONTROL) - 1, len};
-	struct pending_room *p = calloc(1, sizeof(*p));
-	int rc;
 
-	if (!p)
-		return -ENOMEM;
-	p->append_cb = cb;
-	p->arg = arg;
-	rc = qc_cluster_cmd(cl, cl->rooms.control_shard, announce_done, p, 3, argv, lens);
-	if (rc)
-		free(p);
-	return rc;
+	return log_append(cl, cl->rooms.control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX, payload,
+	                  len, cb, arg);
 }
 
 /* A fresh epoch for a log Redis does not have (yet): 12 random hex characters. */
@@ -195,12 +311,13 @@ static int fresh_epoch(char out[13])
 }
 
 /*
- * Run @s on @room's shard for @p (freed when it cannot run): KEYS the room's seq, epoch and
- * log (hash-tagged: together, as Redis Cluster would want), ARGV a fresh epoch and @n more.
+ * Run @s on @shard for @p (freed when it cannot run): KEYS the seq, epoch and log of the log
+ * tagged @tag (a room's name, hash-tagged: together, as Redis Cluster would want; "" is the
+ * log of created-room changes, no room being called that), ARGV a fresh epoch and @n more.
  */
-static int room_eval(struct qc_cluster *cl, const char *room, struct qc_cluster_script *s, int n,
-                     const char **more, const size_t *mlens, qc_redis_reply_fn fn,
-                     struct pending_room *p)
+static int log_eval(struct qc_cluster *cl, uint32_t shard, const char *room,
+                    struct qc_cluster_script *s, int n, const char **more, const size_t *mlens,
+                    qc_redis_reply_fn fn, struct pending_room *p)
 {
 	static const char *const kinds[3] = {"seq", "epoch", "log"};
 	char keys[3][QC_CLUSTER_ROOM_MAX + 32], ep[13];
@@ -220,8 +337,7 @@ static int room_eval(struct qc_cluster *cl, const char *room, struct qc_cluster_
 			args[4 + i] = more[i];
 			lens[4 + i] = mlens[i];
 		}
-		rc = qc_cluster_eval(cl, qc_cluster_shard_of(cl, room, strlen(room)), s, 3, 4 + n,
-		                     args, lens, fn, p);
+		rc = qc_cluster_eval(cl, shard, s, 3, 4 + n, args, lens, fn, p);
 	}
 	if (rc)
 		free(p);
@@ -300,11 +416,12 @@ static void append_done(void *ud, const redisReply *r)
 	free(p);
 }
 
-int qc_cluster_room_append(void *ctx, const char *room, const char *payload, size_t len,
-                           qc_room_append_cb cb, void *arg)
+/* Number @payload in the log tagged @tag on @shard (at most @max kept) and publish it on @chan. */
+static int log_append(struct qc_cluster *cl, uint32_t shard, const char *tag, const char *chan,
+                      uint32_t max, const char *payload, size_t len, qc_room_append_cb cb,
+                      void *arg)
 {
-	struct qc_cluster *cl = ctx;
-	char chan[QC_CLUSTER_ROOM_MAX + 16], maxlen[16];
+	char maxlen[16];
 	const char *more[3] = {maxlen, chan, payload};
 	size_t lens[3];
 	struct pending_room *p = calloc(1, sizeof(*p));
@@ -313,12 +430,22 @@ int qc_cluster_room_append(void *ctx, const char *room, const char *payload, siz
 		return -ENOMEM;
 	p->append_cb = cb;
 	p->arg = arg;
-	snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", room);
-	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->rooms.history_size);
+	snprintf(maxlen, sizeof(maxlen), "%u", max);
 	lens[0] = strlen(maxlen);
 	lens[1] = strlen(chan);
 	lens[2] = len;
-	return room_eval(cl, room, &room_script, 3, more, lens, append_done, p);
+	return log_eval(cl, shard, tag, &room_script, 3, more, lens, append_done, p);
+}
+
+int qc_cluster_room_append(void *ctx, const char *room, const char *payload, size_t len,
+                           qc_room_append_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	char chan[QC_CLUSTER_ROOM_MAX + 16];
+
+	snprintf(chan, sizeof(chan), ROOM_CHANNEL "%s", room);
+	return log_append(cl, qc_cluster_shard_of(cl, room, strlen(room)), room, chan,
+	                  cl->cfg->rooms.history_size, payload, len, cb, arg);
 }
 
 static void read_done(void *ud, const redisReply *r)
@@ -355,9 +482,11 @@ static void read_done(void *ud, const redisReply *r)
 	free(p);
 }
 
-int qc_cluster_room_read(void *ctx, const char *room, uint64_t since, qc_room_read_cb cb, void *arg)
+/* The position of the log tagged @tag on @shard and its newest entries after @since (at most @max).
+ */
+static int log_read(struct qc_cluster *cl, uint32_t shard, const char *tag, uint64_t since,
+                    uint32_t max, qc_room_read_cb cb, void *arg)
 {
-	struct qc_cluster *cl = ctx;
 	char from[24] = "", count[16];
 	const char *more[2] = {from, count};
 	size_t lens[2];
@@ -369,10 +498,18 @@ int qc_cluster_room_read(void *ctx, const char *room, uint64_t since, qc_room_re
 	p->arg = arg;
 	if (since != UINT64_MAX)
 		snprintf(from, sizeof(from), "%llu", (unsigned long long)since);
-	snprintf(count, sizeof(count), "%u", cl->cfg->rooms.history_size);
+	snprintf(count, sizeof(count), "%u", max);
 	lens[0] = strlen(from);
 	lens[1] = strlen(count);
-	return room_eval(cl, room, &read_script, 2, more, lens, read_done, p);
+	return log_eval(cl, shard, tag, &read_script, 2, more, lens, read_done, p);
+}
+
+int qc_cluster_room_read(void *ctx, const char *room, uint64_t since, qc_room_read_cb cb, void *arg)
+{
+	struct qc_cluster *cl = ctx;
+
+	return log_read(cl, qc_cluster_shard_of(cl, room, strlen(room)), room, since,
+	                cl->cfg->rooms.history_size, cb, arg);
 }
 
 static void present_done(void *ud, const redisReply *r)
@@ -543,17 +680,38 @@ static void sweep(lws_sorted_usec_list_t *sul)
  * A shard's subscriber link is up again: what its rooms' channels carried meanwhile was lost
  * here, so each watched room's log is read back from where this node's copy ends.
  */
-static void resubscribed(struct qc_cluster *cl, uint32_t shard)
+static void catch_up(struct qc_cluster *cl, uint32_t shard)
 {
 	struct qc_cluster_rwatch *w, *tmp;
 
+	if (shard == cl->rooms.control_shard)
+		control_catch_up(cl);
 	HASH_ITER (hh, cl->rooms.watches, w, tmp)
 		if (w->shard == shard)
 			qc_hub_room_catch_up(cl->hub, w->room);
 }
 
+/* Again once the SUBSCRIBEs have surely taken effect: what came between is in the logs. */
+static void settled(lws_sorted_usec_list_t *sul)
+{
+	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, rooms.sul_settle);
+
+	for (uint32_t i = 0; i < cl->nshards && !cl->stopped; i++)
+		if (cl->rooms.settle_shards & (1ull << (i % 64)))
+			catch_up(cl, i);
+	cl->rooms.settle_shards = 0;
+}
+
+static void resubscribed(struct qc_cluster *cl, uint32_t shard)
+{
+	catch_up(cl, shard);
+	cl->rooms.settle_shards |= 1ull << (shard % 64);
+	lws_sul_schedule(cl->ctx, 0, &cl->rooms.sul_settle, settled, SETTLE_MS * LWS_US_PER_MS);
+}
+
 int qc_cluster_rooms_init(struct qc_cluster *cl)
 {
+	cl->rooms.held_tail = &cl->rooms.held;
 	if (qc_cluster_script_add(cl, &room_script) || qc_cluster_script_add(cl, &read_script) ||
 	    qc_cluster_script_add(cl, &admit_script) ||
 	    qc_cluster_script_add(cl, &present_script) ||
@@ -589,6 +747,7 @@ void qc_cluster_rooms_stop(struct qc_cluster *cl)
 	if (cl->ctx) {
 		lws_sul_cancel(&cl->rooms.sul_sweep);
 		lws_sul_cancel(&cl->rooms.sul_presence);
+		lws_sul_cancel(&cl->rooms.sul_settle);
 	}
 }
 
@@ -596,9 +755,15 @@ void qc_cluster_rooms_free(struct qc_cluster *cl)
 {
 	struct qc_cluster_rwatch *w, *tmp;
 
+	struct control_held *h;
+
 	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
 		HASH_DEL(cl->rooms.watches, w);
 		free(w);
+	}
+	while ((h = cl->rooms.held)) {
+		cl->rooms.held = h->next;
+		free(h);
 	}
 }
 
@@ -609,6 +774,10 @@ void qc_cluster_rooms_stats(struct qc_cluster *cl, json_t *doc)
 	                    json_integer((json_int_t)cl->rooms.events_in));
 	json_object_set_new(doc, "room_changes_received",
 	                    json_integer((json_int_t)cl->rooms.changes_in));
+	json_object_set_new(doc, "room_change_reads",
+	                    json_integer((json_int_t)cl->rooms.change_reads));
+	json_object_set_new(doc, "room_changes_lost",
+	                    json_integer((json_int_t)cl->rooms.changes_lost));
 	json_object_set_new(doc, "room_events_malformed",
 	                    json_integer((json_int_t)cl->rooms.events_bad));
 }

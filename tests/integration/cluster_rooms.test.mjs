@@ -388,6 +388,39 @@ test('a member removed on node 1 is kicked on node 2; a closed room removes ever
 	assert.equal(again.error?.code, 'ROOM_CLOSED');
 });
 
+test('changes of created rooms published while a node had no sub link reach it when it is back', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const [n1, n2] = await dbNodes(2, 'crooms_rc_gap', redis.url);
+	const owner = await open(n1, `orc-${run}`);
+	const room = uniqueRoom('rcgap');
+	const uma = `uma-${run}`;
+	/* a change before: both nodes follow the log of changes */
+	await ok(owner, 'create_room', { room: `${room}-0`, type: 'public' });
+	const watcher = await open(n2, `w-${run}`);
+	await waitFor(async () => (await watcher.request('get_room', { room: `${room}-0` })).success,
+		{ timeoutMs: 5000, what: 'node 2 to know the first room' });
+	n2.child.kill('SIGSTOP');
+	try {
+		assert.ok(Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub')) >= 1);
+		await ok(owner, 'create_room', { room, type: 'private' });
+		await ok(owner, 'add_member', { room, user_id: uma });
+		await ok(owner, 'delete_room', { room: `${room}-0` });
+	} finally {
+		n2.child.kill('SIGCONT');
+	}
+	/* node 2 reads the changes it missed: the private room with uma in it, the other gone */
+	const u = await open(n2, uma);
+	await waitFor(async () => (await u.request('get_room', { room })).data?.type === 'private',
+		{ timeoutMs: 10000, what: 'node 2 to know the private room' });
+	await subscribe(u, room);
+	const gone = await watcher.request('get_room', { room: `${room}-0` });
+	const st = await getStats(n2);
+	assert.equal(gone.error?.code, 'NOT_FOUND', JSON.stringify(st.cluster));
+	assert.ok(st.cluster.room_change_reads >= 1, JSON.stringify(st.cluster));
+	assert.equal(st.cluster.room_changes_lost, 0, JSON.stringify(st.cluster));
+});
+
 test('offline members of a created room: a member with no session anywhere gets the message on ' +
 	'any node, once; a member connected on another node is not offline', async () => {
 	const [n1, n2] = await dbNodes(2, 'crooms_offline');
