@@ -470,6 +470,17 @@ void qc_hub_room_readback(struct qc_hub *h, struct qc_conn *c, const char *name,
 struct qc_log *qc_hub_room_log_of(struct qc_hub *h, struct qc_room *room);
 
 /*
+ * Persisted subscriptions' commits (hub_subs.c): on the node that made the change, and in a
+ * cluster on every other node when it is announced (@c NULL, @rows NULL).
+ */
+enum qc_err qc_psub_commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                  json_t **data, const char **e);
+enum qc_err qc_psub_commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                  json_t **data, const char **e);
+enum qc_err qc_psub_commit_delete(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                  json_t **data, const char **e);
+
+/*
  * Cluster mode, a session rebuilt on this node: make its log of room @name reach back to
  * @opts' since_seq/epoch (a subscribe's; none: its position only) from the broker's, the room
  * held (made if need be, its channel watched) until qc_hub_room_unload(). 0: @done(@arg, rc)

@@ -3070,6 +3070,9 @@ static const struct {
     {"add_member", commit_add_member},
     {"remove_member", commit_remove_member},
     {"set_member_role", commit_set_role},
+    {"create_subscription", qc_psub_commit_create},
+    {"update_subscription", qc_psub_commit_update},
+    {"delete_subscription", qc_psub_commit_delete},
 };
 
 int qc_hub_room_announce(struct qc_hub *h, const char *op, json_t *args, qc_room_append_cb cb,

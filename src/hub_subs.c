@@ -444,13 +444,18 @@ static const char sql_create[] =
     " VALUES ($1, $2, $3, $4, $5::json, $6, 1, true, $7::bigint, $7::bigint,"
     " $10::double precision) RETURNING id)," SQL_FILTER_ROWS("1") " SELECT id FROM s";
 
-static enum qc_err commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
-                                 json_t **data, const char **e)
+enum qc_err qc_psub_commit_create(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                  json_t **data, const char **e)
 {
 	json_t *jp = json_object_get(a, "priority");
 	int64_t now = json_integer_value(json_object_get(a, "now"));
-	struct psub *ps = NULL;
+	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
 
+	/* another node's, announced after this node loaded it from the store */
+	if (ps) {
+		*data = psub_json(ps);
+		return QC_OK;
+	}
 	ps = psub_add(h->psubs, json_string_value(json_object_get(a, "id")),
 	              json_string_value(json_object_get(a, "user_id")),
 	              json_string_value(json_object_get(a, "symbol")), json_object_get(a, "name"),
@@ -543,7 +548,8 @@ enum qc_err qc_act_create_subscription(struct qc_hub *h, struct qc_conn *c, json
 		    .params = {id, c->user_id, json_string_value(name), json_string_value(sym),
 		               jfields, priority >= 0 ? priorities[priority] : NULL, now, groups,
 		               conds, hz},
-		    .commit = commit_create,
+		    .commit = qc_psub_commit_create,
+		    .announce = "create_subscription",
 		    .after = after_create,
 		    .settled = create_settled,
 		    .args = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O?, s:I, s:I, s:f}", "id", id,
@@ -598,8 +604,8 @@ static const char sql_update[] =
     " subscription_id IN (SELECT id FROM s))," SQL_FILTER_ROWS(
         "$3::integer + 1") " SELECT id FROM s";
 
-static enum qc_err commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
-                                 json_t **data, const char **e)
+enum qc_err qc_psub_commit_update(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                  json_t **data, const char **e)
 {
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
 	json_t *filter = json_object_get(a, "filter");
@@ -717,7 +723,8 @@ enum qc_err qc_act_update_subscription(struct qc_hub *h, struct qc_conn *c, json
 		               priority >= 0 ? priorities[priority] : NULL,
 		               json_is_true(json_object_get(args, "active")) ? "true" : "false",
 		               groups, conds, now, filter_changed ? "true" : "false", hz},
-		    .commit = commit_update,
+		    .commit = qc_psub_commit_update,
+		    .announce = "update_subscription",
 		    .args = args,
 		};
 
@@ -734,8 +741,8 @@ out:
 
 /* ---- delete, list ------------------------------------------------------------------------ */
 
-static enum qc_err commit_delete(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
-                                 json_t **data, const char **e)
+enum qc_err qc_psub_commit_delete(struct qc_hub *h, struct qc_conn *c, json_t *a, json_t *rows,
+                                  json_t **data, const char **e)
 {
 	struct psub *ps = psub_find(h, json_string_value(json_object_get(a, "id")));
 	char user[QC_USER_ID_MAX + 1], symbol[QC_SYMBOL_MAX + 1];
@@ -758,7 +765,8 @@ enum qc_err qc_act_delete_subscription(struct qc_hub *h, struct qc_conn *c, json
 	struct qc_durable dur = {
 	    .sql = "DELETE FROM subscriptions WHERE id = $1 AND user_id = $2",
 	    .nparams = 2,
-	    .commit = commit_delete,
+	    .commit = qc_psub_commit_delete,
+	    .announce = "delete_subscription",
 	};
 
 	if (err != QC_OK)

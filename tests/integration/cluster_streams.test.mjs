@@ -351,6 +351,48 @@ test('a symbol not published for cluster.log_ttl_s leaves Redis; its next tick s
 	assert.notEqual(next.epoch, first.epoch);
 });
 
+test('a persisted subscription created, changed and deleted on one node is followed by the others', async () => {
+	const db = await sharedDb('cluster_psubs');
+	const url = await sharedRedisUrl();
+	const env = (id) => ({ QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+		QUOTECAST_CLUSTER_TIMEOUT_MS: '500' });
+	/* both nodes start before the subscription exists */
+	const a = await startOnDb(db, { label: `pa-${run}`, env: env(`pa-${run}`) });
+	const b = await startOnDb(db, { label: `pb-${run}`, env: env(`pb-${run}`) });
+	servers.push(a, b);
+	const sym = uniqueSymbol('PS');
+	const user = `psu-${run}`;
+	const ua = await connect(a, { query: { user_id: user } });
+	const ub = await connect(b, { query: { user_id: user } });
+	const sub = await req(ua, 'create_subscription', { symbol: sym, fields: ['price'] });
+	assert.equal(sub.success, true, JSON.stringify(sub));
+	const id = sub.data.subscription_id;
+	const listed = async () => (await req(ub, 'list_subscriptions', {})).data.subscriptions;
+	await waitFor(async () => (await listed()).some((x) => x.subscription_id === id),
+		{ timeoutMs: 5000, what: 'node b to know the subscription' });
+	/* the user's connection on b has its stream, as on a */
+	let n = 0;
+	await waitFor(async () => {
+		await publishOk(a, { symbol: sym, data: { price: ++n, size: 1 } });
+		return ub.queue.some(isTick(sym));
+	}, { timeoutMs: 15000, intervalMs: 200, what: 'ticks on node b' });
+	const t = ub.queue.find(isTick(sym));
+	assert.deepEqual(Object.keys(t.data.data), ['price']);
+	/* paused on a: b's connection stops getting ticks */
+	const up = await req(ua, 'update_subscription', { subscription_id: id, version: 1, active: false });
+	assert.equal(up.success, true, JSON.stringify(up));
+	await waitFor(async () => (await listed()).find((x) => x.subscription_id === id)?.active === false,
+		{ timeoutMs: 5000, what: 'node b to see it paused' });
+	await sleep(300);
+	ub.queue = [];
+	await publishOk(a, { symbol: sym, data: { price: 1000 } });
+	await ub.nothing(isTick(sym), 500);
+	/* deleted on a: gone on b */
+	assert.equal((await req(ua, 'delete_subscription', { subscription_id: id })).success, true);
+	await waitFor(async () => (await listed()).length === 0,
+		{ timeoutMs: 5000, what: 'node b to drop it' });
+});
+
 test('an alert fires once per cluster: one row and one event with the symbol watched on two nodes', async () => {
 	const db = await sharedDb('cluster_alerts');
 	const url = await sharedRedisUrl();
