@@ -1055,6 +1055,7 @@ struct pubbatch {
 	uint32_t left;
 	bool submitting;
 	uint64_t n, accepted, dup, stale, lost, refused;
+	uint64_t full; /* not sent: cluster.max_inflight commands were waiting already */
 };
 
 static void pubbatch_finish(struct pubbatch *b)
@@ -1072,6 +1073,16 @@ static void pubbatch_finish(struct pubbatch *b)
 		         (unsigned long long)b->refused, (unsigned long long)b->n,
 		         (unsigned long long)b->accepted, (unsigned long long)b->dup,
 		         (unsigned long long)b->stale, (unsigned long long)b->lost);
+		b->done(b->arg, QC_E_LIMIT_EXCEEDED, msg, NULL);
+	} else if (b->done && b->full) {
+		/* counted per command by the cluster (qc_cluster_cmd) */
+		snprintf(msg, sizeof(msg),
+		         "cluster.max_inflight: Redis has too many commands waiting: %llu of %llu "
+		         "tick(s) not sent (%llu accepted, %llu duplicates, %llu stale, %llu not "
+		         "confirmed)",
+		         (unsigned long long)b->full, (unsigned long long)b->n,
+		         (unsigned long long)b->accepted, (unsigned long long)b->dup,
+		         (unsigned long long)b->stale, (unsigned long long)(b->lost - b->full));
 		b->done(b->arg, QC_E_LIMIT_EXCEEDED, msg, NULL);
 	} else if (b->done && b->lost) {
 		snprintf(msg, sizeof(msg),
@@ -1119,7 +1130,6 @@ static enum qc_err publish_broker(struct qc_hub *h, struct qc_ingest *in, qc_pub
 {
 	struct pubbatch *b = calloc(1, sizeof(*b));
 	int64_t now = qc_now_ms();
-	uint64_t refused = 0;
 	size_t i;
 	int rc;
 
@@ -1150,10 +1160,8 @@ static enum qc_err publish_broker(struct qc_hub *h, struct qc_ingest *in, qc_pub
 			b->left--;
 			b->lost++;
 			h->st.ticks_published++;
-			if (rc == -ENOSPC) {
-				refused++;
-				qc_hub_refused(h, QC_LIM_CLUSTER_INFLIGHT);
-			}
+			if (rc == -ENOSPC)
+				b->full++;
 		}
 	}
 	b->submitting = false;
@@ -1161,7 +1169,7 @@ static enum qc_err publish_broker(struct qc_hub *h, struct qc_ingest *in, qc_pub
 		return QC_ASYNC;
 	/* nothing reached the broker: answer now */
 	if (b->lost == b->n) {
-		uint64_t n = b->n;
+		uint64_t n = b->n, refused = b->full;
 
 		free(b);
 		if (refused)

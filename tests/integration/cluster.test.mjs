@@ -309,6 +309,32 @@ test('a node held up longer than cluster.timeout_ms keeps its Redis link when th
 	assert.equal(buf.data.last_seq, published, `${late} batch(es) partly late`);
 });
 
+test('a publish batch partly past cluster.max_inflight answers LIMIT_EXCEEDED with what was accepted', async () => {
+	const url = await sharedRedisUrl();
+	const id = `full-${run}`;
+	const a = await startServer({
+		label: id,
+		env: { QUOTECAST_CLUSTER_REDIS: url, QUOTECAST_CLUSTER_NODE_ID: id,
+			QUOTECAST_CLUSTER_MAX_INFLIGHT: '8' },
+	});
+	servers.push(a);
+	await seesAll(a, [id]);
+	const sym = uniqueSymbol('FULL');
+	const ticks = Array.from({ length: 100 }, (_, i) => ({ symbol: sym, data: { price: i } }));
+	const r = await publishHttp(a, { ticks });
+	assert.equal(r.status, 429, r.text);
+	assert.equal(r.json.error.code, 'LIMIT_EXCEEDED');
+	assert.match(r.json.error.message, /^cluster\.max_inflight: /);
+	const accepted = Number(/\((\d+) accepted/.exec(r.json.error.message)[1]);
+	assert.ok(accepted >= 1 && accepted <= 8, r.json.error.message);
+	/* exact: the accepted ones have seqs 1..accepted, nothing else was published */
+	const c = await connect(a);
+	await waitFor(async () => (await c.request('get_buffered_data', { symbol: sym, limit: 1 }))
+		.data?.last_seq === accepted, { timeoutMs: 5000, what: 'the accepted ticks in the log' });
+	const st = await getStats(a);
+	assert.ok(st.limits.refused['cluster.max_inflight'] >= 100 - accepted - 8, JSON.stringify(st.limits));
+});
+
 test('Redis restarted empty: the nodes reconnect and announce themselves again', async () => {
 	const redis = await startRedis();
 	after(() => redis.destroy());
