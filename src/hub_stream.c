@@ -1322,6 +1322,9 @@ static void log_wait_finish(struct log_wait *w)
 		}
 		if (e != QC_ASYNC)
 			qc_hub_answer(h, c, w->request_id, w->trace_id, w->ack_id, e, emsg, data);
+		/* as when it is answered at once: its session's record changed */
+		if (e == QC_OK && qc_hub_action_changes_session(w->fn))
+			qc_hub_session_note(h, c, QC_SESSION_LIVE);
 		if (e == QC_OK && w->after)
 			w->after(h, c, w->payload);
 	}

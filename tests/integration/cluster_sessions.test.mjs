@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import {
 	test, afterEach, connect, closeAllClients, httpRequest, stopServer, waitFor,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl } from './lib/redis.mjs';
+import { startRedis, sharedRedisUrl, redisCmd } from './lib/redis.mjs';
 import { sharedDb } from './lib/pg.mjs';
 import { unique, open, ok, startOnDb } from './lib/persist.mjs';
 
@@ -310,6 +310,26 @@ test('?resume= on another node: the session event says resumed, rooms and stream
 	assert.equal(f.session.resumed, false);
 	await ok(admin, 'send_to_user', { user_id: jo, content: 'j3' });
 	await f.next(isDm('j3'), 5000);
+});
+
+test('a stream subscribe that waited for the log is in the session record at once', async () => {
+	const redis = await sharedRedisUrl();
+	const a = await node(redis);
+	await settled(a);
+	const user = unique('rec');
+	const sym = unique('REC').slice(0, 30);
+	const c = await open(a, user);
+	/* a symbol this node does not watch yet: the subscribe waits for its log, then answers */
+	assert.equal((await c.request('subscribe_market_stream', { symbol: sym, fields: ['price'] }))
+		.success, true);
+	await waitFor(async () => {
+		const st = (await httpRequest(a, 'GET', '/api/stats')).json;
+		return st.cluster.inboxes.session_writes_due === 0 && st.cluster.inflight === 0;
+	}, { timeoutMs: 10000, what: 'the record to be written' });
+	/* well before the 5 s rewrite of live records */
+	const rec = JSON.parse(await redisCmd(redis,
+		'HGET', `qc:{u:${user}}:s:${c.session.session_id}`, 'r'));
+	assert.deepEqual(rec.streams[sym]?.fields, ['price'], JSON.stringify(rec));
 });
 
 test('SIGKILL: a client of the killed node resumes on the other with its positions and gets ' +
