@@ -295,13 +295,115 @@ static void on_control(struct qc_cluster *cl, const char *name, size_t namelen, 
 	control_apply(cl, seq, epoch, change, clen);
 }
 
+/*
+ * Announcing: the changes this node committed go out one at a time, in order, from an outbox.
+ * One that Redis did not take (down, or past the script's deadline: not done) is answered as
+ * such (the store has it; the request is not failed for it) and stays first in the outbox,
+ * sent again each second until Redis takes it, with everything after it behind it: a node
+ * that missed nothing of a room must not get its changes out of order.
+ */
+#define CONTROL_OUT_MAX 10000 /* changes waiting to be announced; more: never announced */
+
+struct control_out {
+	struct control_out *next;
+	qc_room_append_cb cb; /* NULL once answered */
+	void *arg;
+	size_t len;
+	char payload[];
+};
+
+static void out_send(struct qc_cluster *cl);
+
+static void out_done(void *arg, int rc, uint64_t seq)
+{
+	struct qc_cluster *cl = arg;
+	struct qc_cluster_rooms *r = &cl->rooms;
+	struct control_out *o = r->out;
+
+	r->out_sending = false;
+	if (!o)
+		return;
+	if (o->cb)
+		o->cb(o->arg, rc, seq);
+	o->cb = NULL;
+	if (rc) {
+		/* stalled: what waits behind it is answered now, and what comes until it moves */
+		r->changes_unsent_retries++;
+		r->out_stalled = true;
+		for (o = o->next; o; o = o->next) {
+			if (o->cb)
+				o->cb(o->arg, rc, 0);
+			o->cb = NULL;
+		}
+		return; /* again at the next sweep */
+	}
+	r->out_stalled = false;
+	r->out = o->next;
+	if (!r->out)
+		r->out_tail = &r->out;
+	r->nout--;
+	free(o);
+	out_send(cl);
+}
+
+static void out_send(struct qc_cluster *cl)
+{
+	struct qc_cluster_rooms *r = &cl->rooms;
+	struct control_out *o = r->out;
+
+	if (!o || r->out_sending || cl->stopped)
+		return;
+	if (!log_append(cl, r->control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX, o->payload, o->len,
+	                out_done, cl)) {
+		r->out_sending = true;
+		return;
+	}
+	/* not sent (the link is down): answered now, sent again at the next sweep */
+	r->out_stalled = true;
+	for (; o; o = o->next) {
+		if (o->cb)
+			o->cb(o->arg, -ENOTCONN, 0);
+		o->cb = NULL;
+	}
+}
+
 int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
                              void *arg)
 {
 	struct qc_cluster *cl = ctx;
+	struct qc_cluster_rooms *r = &cl->rooms;
+	struct control_out *o;
 
-	return log_append(cl, cl->rooms.control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX, payload,
-	                  len, cb, arg);
+	if (r->nout >= CONTROL_OUT_MAX) {
+		r->changes_unsent++;
+		return -ENOSPC;
+	}
+	if (!(o = malloc(sizeof(*o) + len)))
+		return -ENOMEM;
+	o->next = NULL;
+	o->cb = cb;
+	o->arg = arg;
+	o->len = len;
+	memcpy(o->payload, payload, len);
+	*r->out_tail = o;
+	r->out_tail = &o->next;
+	r->nout++;
+	/* behind a change Redis would not take: answered at once (-ENOTCONN), announced later */
+	if (r->out_stalled) {
+		o->cb = NULL;
+		return -ENOTCONN;
+	}
+	/* its answer comes later, never inside this call: a send that fails answers at once */
+	if (r->out != o || r->out_sending)
+		return 0;
+	if (log_append(cl, r->control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX, o->payload, o->len,
+	               out_done, cl)) {
+		o->cb = NULL; /* the caller answers itself */
+		r->out_stalled = true;
+		return -ENOTCONN;
+	}
+	r->out_sending = true;
+	return 0;
 }
 
 /* A fresh epoch for a log Redis does not have (yet): 12 random hex characters. */
@@ -656,6 +758,7 @@ static void sweep(lws_sorted_usec_list_t *sul)
 
 	if (cl->stopped)
 		return;
+	out_send(cl); /* changes Redis did not take yet */
 	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
 		if (qc_hub_room_watched(cl->hub, w->room)) {
 			w->fresh = false;
@@ -712,6 +815,7 @@ static void resubscribed(struct qc_cluster *cl, uint32_t shard)
 int qc_cluster_rooms_init(struct qc_cluster *cl)
 {
 	cl->rooms.held_tail = &cl->rooms.held;
+	cl->rooms.out_tail = &cl->rooms.out;
 	if (qc_cluster_script_add(cl, &room_script) || qc_cluster_script_add(cl, &read_script) ||
 	    qc_cluster_script_add(cl, &admit_script) ||
 	    qc_cluster_script_add(cl, &present_script) ||
@@ -749,6 +853,12 @@ void qc_cluster_rooms_stop(struct qc_cluster *cl)
 		lws_sul_cancel(&cl->rooms.sul_presence);
 		lws_sul_cancel(&cl->rooms.sul_settle);
 	}
+	/* changes never announced: their requests are answered (the store has them) */
+	for (struct control_out *o = cl->rooms.out; o; o = o->next) {
+		if (o->cb)
+			o->cb(o->arg, -ENOTCONN, 0);
+		o->cb = NULL;
+	}
 }
 
 void qc_cluster_rooms_free(struct qc_cluster *cl)
@@ -756,7 +866,12 @@ void qc_cluster_rooms_free(struct qc_cluster *cl)
 	struct qc_cluster_rwatch *w, *tmp;
 
 	struct control_held *h;
+	struct control_out *o;
 
+	while ((o = cl->rooms.out)) {
+		cl->rooms.out = o->next;
+		free(o);
+	}
 	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
 		HASH_DEL(cl->rooms.watches, w);
 		free(w);
@@ -778,6 +893,9 @@ void qc_cluster_rooms_stats(struct qc_cluster *cl, json_t *doc)
 	                    json_integer((json_int_t)cl->rooms.change_reads));
 	json_object_set_new(doc, "room_changes_lost",
 	                    json_integer((json_int_t)cl->rooms.changes_lost));
+	json_object_set_new(doc, "room_changes_waiting", json_integer((json_int_t)cl->rooms.nout));
+	json_object_set_new(doc, "room_changes_unsent",
+	                    json_integer((json_int_t)cl->rooms.changes_unsent));
 	json_object_set_new(doc, "room_events_malformed",
 	                    json_integer((json_int_t)cl->rooms.events_bad));
 }

@@ -421,6 +421,32 @@ test('changes of created rooms published while a node had no sub link reach it w
 	assert.equal(st.cluster.room_changes_lost, 0, JSON.stringify(st.cluster));
 });
 
+test('a change of created rooms committed while Redis was frozen is announced when it is back, in order', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const [n1, n2] = await dbNodes(2, 'crooms_rc_out', redis.url);
+	const owner = await open(n1, `oro-${run}`);
+	const room = uniqueRoom('rcout');
+	const ivo = `ivo-${run}`;
+	redis.signal('SIGSTOP');
+	try {
+		/* committed to PostgreSQL; Redis cannot take the announcement now */
+		await ok(owner, 'create_room', { room, type: 'private' });
+		await ok(owner, 'add_member', { room, user_id: ivo });
+		await ok(owner, 'remove_member', { room, user_id: ivo });
+		await ok(owner, 'add_member', { room, user_id: ivo });
+	} finally {
+		redis.signal('SIGCONT');
+	}
+	/* node 2 gets the changes once Redis is back, in the order they were made */
+	const u = await open(n2, ivo);
+	await waitFor(async () => (await u.request('get_room', { room })).data?.type === 'private',
+		{ timeoutMs: 15000, what: 'node 2 to know the room' });
+	await subscribe(u, room);
+	await waitFor(async () => (await getStats(n1)).cluster.room_changes_waiting === 0,
+		{ timeoutMs: 10000, what: 'node 1 to have announced everything' });
+});
+
 test('offline members of a created room: a member with no session anywhere gets the message on ' +
 	'any node, once; a member connected on another node is not offline', async () => {
 	const [n1, n2] = await dbNodes(2, 'crooms_offline');
