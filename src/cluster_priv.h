@@ -17,6 +17,7 @@
 #include "quotecast/cluster.h"
 #include "quotecast/redis.h"
 #include "quotecast/room.h"
+#include "quotecast/held.h"
 #include "quotecast/shard.h"
 
 #define QC_CLUSTER_MAX_SCRIPTS   32
@@ -125,12 +126,13 @@ struct qc_cluster_rooms {
 	uint64_t rc_seq;
 	char rc_epoch[32];
 	bool rc_known;
-	bool rc_reading; /* a read-back is under way: what arrives waits */
-	struct control_held *held, **held_tail;
-	uint32_t nheld;
-	uint64_t change_reads;  /* read-backs of that log */
-	uint64_t changes_lost;  /* changes the log no longer had for this node */
-	uint64_t settle_shards; /* shards to read again once their SUBSCRIBEs took effect */
+	bool rc_reading;                /* a read-back is under way: what arrives waits */
+	struct qc_held held;            /* changes waiting behind that read-back */
+	struct control_waiter *waiting; /* settle(): for a read that starts after them */
+	struct control_waiter *reading; /* settle(): for the read that is out */
+	uint64_t change_reads;          /* read-backs of that log */
+	uint64_t changes_lost;          /* changes the log no longer had for this node */
+	uint64_t settle_shards;         /* shards to read again once their SUBSCRIBEs took effect */
 	struct control_out *out, **out_tail; /* this node's changes to announce, in order */
 	uint32_t nout;
 	bool out_sending;                /* the first is with Redis */

@@ -181,14 +181,6 @@ static void on_event(struct qc_cluster *cl, const char *name, size_t namelen, co
 #define CONTROL_LOG_MAX  10000 /* changes the log keeps */
 #define CONTROL_HELD_MAX 10000 /* changes waiting behind a read-back; more: lost */
 
-struct control_held {
-	struct control_held *next;
-	uint64_t seq;
-	char epoch[32];
-	size_t len;
-	char change[];
-};
-
 static void control_apply(struct qc_cluster *cl, uint64_t seq, const char *epoch,
                           const char *change, size_t len)
 {
@@ -207,12 +199,33 @@ static void control_apply(struct qc_cluster *cl, uint64_t seq, const char *epoch
 	qc_hub_room_announced(cl->hub, change, len);
 }
 
+static void control_catch_up(struct qc_cluster *cl);
+
+/* A settle() waiting for a read of the log of changes. */
+struct control_waiter {
+	struct control_waiter *next;
+	void (*cb)(void *arg, int rc);
+	void *arg;
+};
+
+static void waiters_done(struct qc_cluster *cl, struct control_waiter **list, int rc)
+{
+	struct control_waiter *w;
+
+	(void)cl;
+	while ((w = *list)) {
+		*list = w->next;
+		w->cb(w->arg, rc);
+		free(w);
+	}
+}
+
 static void control_read(void *arg, int rc, uint64_t seq, const char *epoch,
                          const struct qc_room_entry *ents, size_t n)
 {
 	struct qc_cluster *cl = arg;
 	struct qc_cluster_rooms *r = &cl->rooms;
-	struct control_held *h;
+	struct qc_held_msg *m;
 
 	r->rc_reading = false;
 	if (!rc && !r->rc_known) {
@@ -238,13 +251,14 @@ static void control_read(void *arg, int rc, uint64_t seq, const char *epoch,
 			control_apply(cl, ents[i].seq, epoch, ents[i].payload, ents[i].len);
 	}
 	/* then what waited, in order (a read that failed: as it came) */
-	while ((h = r->held)) {
-		r->held = h->next;
-		control_apply(cl, h->seq, h->epoch, h->change, h->len);
-		free(h);
+	while ((m = qc_held_pop(&r->held))) {
+		control_apply(cl, m->seq, m->epoch, m->data, m->len);
+		free(m);
 	}
-	r->held_tail = &r->held;
-	r->nheld = 0;
+	waiters_done(cl, &r->reading, rc);
+	/* settle()s that came while it was out want a read of their own */
+	if (r->waiting)
+		control_catch_up(cl);
 }
 
 /* Read the log back from where this node is (the position only, at the start). */
@@ -258,7 +272,35 @@ static void control_catch_up(struct qc_cluster *cl)
 	              CONTROL_LOG_MAX, control_read, cl)) {
 		r->rc_reading = true;
 		r->change_reads++;
+		/* the settle()s so far are served by this read */
+		r->reading = r->waiting;
+		r->waiting = NULL;
+		return;
 	}
+	waiters_done(cl, &r->waiting, -ENOTCONN);
+}
+
+static int ops_settle(void *ctx, void (*cb)(void *arg, int rc), void *arg)
+{
+	struct qc_cluster *cl = ctx;
+	struct qc_cluster_rooms *r = &cl->rooms;
+	bool out = r->rc_reading;
+	struct control_waiter *w, **list;
+
+	/* a read out now may have started before the change this waits for: the next one */
+	if (!out) {
+		control_catch_up(cl);
+		if (!r->rc_reading)
+			return -ENOTCONN;
+	}
+	if (!(w = malloc(sizeof(*w))))
+		return -ENOMEM;
+	list = out ? &r->waiting : &r->reading;
+	w->cb = cb;
+	w->arg = arg;
+	w->next = *list;
+	*list = w;
+	return 0;
 }
 
 /* A change of created rooms from a node (this one included) on "qc:rc". */
@@ -266,7 +308,6 @@ static void on_control(struct qc_cluster *cl, const char *name, size_t namelen, 
                        size_t len)
 {
 	struct qc_cluster_rooms *r = &cl->rooms;
-	struct control_held *h;
 	const char *change;
 	char epoch[32];
 	uint64_t seq;
@@ -281,17 +322,17 @@ static void on_control(struct qc_cluster *cl, const char *name, size_t namelen, 
 	/* a gap in the log this node follows: read it back first */
 	if (!r->rc_reading && r->rc_known && !strcmp(epoch, r->rc_epoch) && seq > r->rc_seq + 1)
 		control_catch_up(cl);
-	if (r->rc_reading && r->nheld < CONTROL_HELD_MAX && (h = malloc(sizeof(*h) + clen))) {
-		h->next = NULL;
-		h->seq = seq;
-		snprintf(h->epoch, sizeof(h->epoch), "%s", epoch);
-		h->len = clen;
-		memcpy(h->change, change, clen);
-		*r->held_tail = h;
-		r->held_tail = &h->next;
-		r->nheld++;
+	/*
+	 * while a read is out, what comes after a gap waits for it; the next change in order (or
+	 * any, before the node knows where the log is) need not: applied at once
+	 */
+	if (r->rc_reading && !r->held.n && (!r->rc_known || strcmp(epoch, r->rc_epoch) == 0) &&
+	    (!r->rc_known || seq <= r->rc_seq + 1)) {
+		control_apply(cl, seq, epoch, change, clen);
 		return;
 	}
+	if (r->rc_reading && !qc_held_push(&r->held, seq, epoch, change, clen))
+		return;
 	control_apply(cl, seq, epoch, change, clen);
 }
 
@@ -759,6 +800,9 @@ static void sweep(lws_sorted_usec_list_t *sul)
 	if (cl->stopped)
 		return;
 	out_send(cl); /* changes Redis did not take yet */
+	/* where the log of changes is, not known yet (its first read found no command link) */
+	if (!cl->rooms.rc_known && !cl->rooms.rc_reading)
+		control_catch_up(cl);
 	HASH_ITER (hh, cl->rooms.watches, w, tmp) {
 		if (qc_hub_room_watched(cl->hub, w->room)) {
 			w->fresh = false;
@@ -814,7 +858,7 @@ static void resubscribed(struct qc_cluster *cl, uint32_t shard)
 
 int qc_cluster_rooms_init(struct qc_cluster *cl)
 {
-	cl->rooms.held_tail = &cl->rooms.held;
+	qc_held_init(&cl->rooms.held, CONTROL_HELD_MAX);
 	cl->rooms.out_tail = &cl->rooms.out;
 	if (qc_cluster_script_add(cl, &room_script) || qc_cluster_script_add(cl, &read_script) ||
 	    qc_cluster_script_add(cl, &admit_script) ||
@@ -837,6 +881,7 @@ void qc_cluster_rooms_start(struct qc_cluster *cl)
 	                           .admit = qc_cluster_room_admit,
 	                           .release = qc_cluster_room_release,
 	                           .presence = qc_cluster_room_presence,
+	                           .settle = ops_settle,
 	                           .ctx = cl};
 
 	/* held for the node's life (again after every reconnect) */
@@ -853,6 +898,8 @@ void qc_cluster_rooms_stop(struct qc_cluster *cl)
 		lws_sul_cancel(&cl->rooms.sul_presence);
 		lws_sul_cancel(&cl->rooms.sul_settle);
 	}
+	waiters_done(cl, &cl->rooms.reading, -ENOTCONN);
+	waiters_done(cl, &cl->rooms.waiting, -ENOTCONN);
 	/* changes never announced: their requests are answered (the store has them) */
 	for (struct control_out *o = cl->rooms.out; o; o = o->next) {
 		if (o->cb)
@@ -865,7 +912,6 @@ void qc_cluster_rooms_free(struct qc_cluster *cl)
 {
 	struct qc_cluster_rwatch *w, *tmp;
 
-	struct control_held *h;
 	struct control_out *o;
 
 	while ((o = cl->rooms.out)) {
@@ -876,10 +922,7 @@ void qc_cluster_rooms_free(struct qc_cluster *cl)
 		HASH_DEL(cl->rooms.watches, w);
 		free(w);
 	}
-	while ((h = cl->rooms.held)) {
-		cl->rooms.held = h->next;
-		free(h);
-	}
+	qc_held_clear(&cl->rooms.held);
 }
 
 void qc_cluster_rooms_stats(struct qc_cluster *cl, json_t *doc)

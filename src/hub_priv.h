@@ -72,6 +72,8 @@ struct qc_hub {
 	uint64_t store_dropped;   /* writes (offline messages, alerts) given up */
 	struct qc_room_broker room_broker; /* broker.h; unset: room events are numbered here */
 	bool room_synced_now;       /* a subscribe handled again after its room's log was read */
+	bool room_settled_now;      /* ... after the changes of created rooms announced so far were
+	                               applied */
 	uint64_t room_events_lost;  /* events (joins, kicks, ...) the room broker did not log */
 	uint64_t room_events_bad;   /* events from the room broker that did not parse */
 	struct room_gap *room_gaps; /* rooms whose logs are read back over a gap (hub_room.c) */

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "hub_priv.h"
+#include "quotecast/held.h"
 #include "quotecast/acl.h"
 #include "quotecast/auth.h"
 
@@ -910,6 +911,8 @@ static enum qc_err admit_then(struct qc_hub *h, struct qc_conn *c, struct qc_roo
                               json_t *opts, const char **emsg);
 static enum qc_err sync_then_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
                                        const char *password, json_t *opts, const char **emsg);
+static enum qc_err settle_then_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
+                                         const char *password, json_t *opts, const char **emsg);
 
 enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
                              const char *password, json_t *opts, json_t **data, const char **emsg)
@@ -936,11 +939,30 @@ enum qc_err qc_hub_subscribe(struct qc_hub *h, struct qc_conn *c, const char *na
 	if (c->rooms.count >= h->cfg->limits.max_rooms_per_connection)
 		return qc_hub_limit(h, emsg, QC_LIM_ROOMS_PER_CONNECTION, "%u rooms joined",
 		                    h->cfg->limits.max_rooms_per_connection);
+	/*
+	 * cluster mode: a room this node does not know may have been created on another node just
+	 * now, and a refusal may rest on a change still on its way: the changes announced so far
+	 * are applied first (read from their log)
+	 */
+	if (h->room_broker.settle && subscribing(h) && !h->room_settled_now && !room) {
+		e = settle_then_subscribe(h, c, name, password, opts, emsg);
+		if (e != QC_OK)
+			return e;
+	}
 	/* cluster mode: the room's log is Redis'; read its position (and what is asked) first */
 	if (h->room_broker.read && subscribing(h) && !h->room_synced_now && must_sync(room, opts))
 		return sync_then_subscribe(h, c, name, password, opts, emsg);
 	if (room && info_of(room)) {
 		e = admit_to_created(h, c, room, password, &must_join, emsg);
+		if ((e == QC_E_FORBIDDEN || e == QC_E_ROOM_CLOSED) && !password &&
+		    h->room_broker.settle && subscribing(h) && !h->room_settled_now) {
+			const char *refusal = *emsg;
+			enum qc_err later = settle_then_subscribe(h, c, name, password, opts, emsg);
+
+			if (later != QC_OK)
+				return later; /* QC_ASYNC, or out of memory */
+			*emsg = refusal;
+		}
 		if (e != QC_OK)
 			return e;
 	}
@@ -2550,32 +2572,18 @@ static struct qc_log *followed(struct qc_hub *h, const char *name, struct qc_roo
  * A room whose log is read back from the broker over a gap (a channel message lost: its
  * subscriber link was down): the events arriving meanwhile wait, in order, behind the read.
  */
-struct gap_event {
-	struct gap_event *next;
-	uint64_t seq;
-	char epoch[QC_EPOCH_LEN + 1];
-	size_t len;
-	char payload[];
-};
-
 struct room_gap {
 	UT_hash_handle hh;
 	struct qc_hub *h;
-	struct gap_event *held, **tail;
-	uint32_t nheld;
+	struct qc_held held;
 	char name[];
 };
 
-#define GAP_HELD_MAX 10000 /* events held behind one read-back; more: the read is given up */
+#define GAP_HELD_MAX 10000 /* events held behind one read-back; more: applied as they come */
 
 static void gap_free(struct room_gap *g)
 {
-	struct gap_event *ev, *next;
-
-	for (ev = g->held; ev; ev = next) {
-		next = ev->next;
-		free(ev);
-	}
+	qc_held_clear(&g->held);
 	free(g);
 }
 
@@ -2593,20 +2601,7 @@ static void gaps_free(struct qc_hub *h)
 static bool gap_hold(struct room_gap *g, uint64_t seq, const char *epoch, const char *payload,
                      size_t len)
 {
-	struct gap_event *ev;
-
-	if (g->nheld >= GAP_HELD_MAX || strlen(epoch) > QC_EPOCH_LEN ||
-	    !(ev = malloc(sizeof(*ev) + len)))
-		return false;
-	ev->next = NULL;
-	ev->seq = seq;
-	snprintf(ev->epoch, sizeof(ev->epoch), "%s", epoch);
-	ev->len = len;
-	memcpy(ev->payload, payload, len);
-	*g->tail = ev;
-	g->tail = &ev->next;
-	g->nheld++;
-	return true;
+	return !qc_held_push(&g->held, seq, epoch, payload, len);
 }
 
 static void gap_read(void *arg, int rc, uint64_t seq, const char *epoch,
@@ -2615,7 +2610,7 @@ static void gap_read(void *arg, int rc, uint64_t seq, const char *epoch,
 	struct room_gap *g = arg;
 	struct qc_hub *h = g->h;
 	struct qc_room *room;
-	struct gap_event *ev;
+	struct qc_held_msg *m;
 	struct qc_log *l;
 
 	(void)seq;
@@ -2627,9 +2622,11 @@ static void gap_read(void *arg, int rc, uint64_t seq, const char *epoch,
 		if (strcmp(epoch, l->epoch) || ents[i].seq > l->last_seq)
 			event_apply(h, room, l, ents[i].seq, epoch, ents[i].payload, ents[i].len);
 	}
-	for (ev = g->held; ev; ev = ev->next)
+	while ((m = qc_held_pop(&g->held))) {
 		if ((l = followed(h, g->name, &room)))
-			event_apply(h, room, l, ev->seq, ev->epoch, ev->payload, ev->len);
+			event_apply(h, room, l, m->seq, m->epoch, m->data, m->len);
+		free(m);
+	}
 	gap_free(g);
 }
 
@@ -2642,7 +2639,7 @@ static struct room_gap *gap_open(struct qc_hub *h, const char *name, struct qc_l
 	if (!h->room_broker.read || !(g = calloc(1, sizeof(*g) + len + 1)))
 		return NULL;
 	g->h = h;
-	g->tail = &g->held;
+	qc_held_init(&g->held, GAP_HELD_MAX);
 	memcpy(g->name, name, len + 1);
 	if (h->room_broker.read(h->room_broker.ctx, name, l->last_seq, gap_read, g)) {
 		free(g);
@@ -2661,13 +2658,16 @@ void qc_hub_room_broker_event(struct qc_hub *h, const char *name, uint64_t seq, 
 	struct qc_log *l;
 
 	HASH_FIND_STR(h->room_gaps, name, g);
-	if (g && gap_hold(g, seq, epoch, payload, len))
-		return;
 	/*
 	 * only rooms with members here (or held for a resume being rebuilt): a message may still
 	 * come after the last one left
 	 */
-	if (!(l = followed(h, name, &room)))
+	l = followed(h, name, &room);
+	/* behind a read-back: what comes after the gap waits; the next event in order need not */
+	if (g && (g->held.n || !l || strcmp(epoch, l->epoch) || seq > l->last_seq + 1) &&
+	    gap_hold(g, seq, epoch, payload, len))
+		return;
+	if (!l)
 		return;
 	/* a gap in the same life of a log this node follows: read it back first */
 	if (!g && l->synced && !strcmp(epoch, l->epoch) && seq > l->last_seq + 1 &&
@@ -2976,6 +2976,38 @@ static enum qc_err sync_then_subscribe(struct qc_hub *h, struct qc_conn *c, cons
 		return QC_ASYNC;
 	bsync_free(s);
 	return broker_refused(h, rc, "the room's log cannot be read", emsg);
+}
+
+/* The changes of created rooms announced so far are applied: the subscribe runs again. */
+static void settled(void *arg, int rc)
+{
+	struct bsync *s = arg;
+	struct qc_hub *h = s->h;
+	struct qc_conn *c = qc_waiter_conn(s->la);
+
+	/* Redis did not say: decided on what this node knows */
+	(void)rc;
+	if (c) {
+		h->room_settled_now = true;
+		qc_waiter_subscribe(s->la, c, s->name, s->password, s->opts);
+		h->room_settled_now = false;
+	}
+	bsync_free(s);
+}
+
+/* QC_ASYNC: the subscribe runs again when the changes are in; QC_OK: it goes on now. */
+static enum qc_err settle_then_subscribe(struct qc_hub *h, struct qc_conn *c, const char *name,
+                                         const char *password, json_t *opts, const char **emsg)
+{
+	struct bsync *s = bsync_new(h, c, name, password, opts);
+
+	if (!s)
+		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
+	if (!h->room_broker.settle(h->room_broker.ctx, settled, s))
+		return QC_ASYNC;
+	/* Redis down: the caller decides on what this node knows */
+	bsync_free(s);
+	return QC_OK;
 }
 
 /* ---- cluster mode: a room's log read for a session rebuilt on this node ---------------- */

@@ -195,6 +195,13 @@ struct qc_room_broker {
 	 * qc_hub_room_local_users() gave them to the broker). As append().
 	 */
 	int (*presence)(void *ctx, const char *room, qc_room_presence_cb cb, void *arg);
+	/*
+	 * Optional. Apply every change of created rooms announced until now (read from the log,
+	 * not only from the channel: a change committed on another node just before may still
+	 * be on its way here), then @cb(@arg, 0), or -ENOTCONN / -EIO when the log could not be
+	 * read. 0: @cb runs later (never inside this call); < 0: it will not run.
+	 */
+	int (*settle)(void *ctx, void (*cb)(void *arg, int rc), void *arg);
 	void *ctx;
 };
 

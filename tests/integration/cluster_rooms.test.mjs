@@ -8,7 +8,9 @@ import {
 	test, after, afterEach, startServer, stopServer, getStats, httpRequest, closeAllClients,
 	waitFor,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl, startNode, redisCmd } from './lib/redis.mjs';
+import {
+	startRedis, sharedRedisUrl, startNode, redisCmd, killingSubLinks,
+} from './lib/redis.mjs';
 import { open, ok, take } from './lib/sessions.mjs';
 import { sharedDb } from './lib/pg.mjs';
 
@@ -199,21 +201,13 @@ test('room messages lost on a channel are read back: consecutive seqs while the 
 	await subscribe(sender, room);
 	const first = await subscribe(member, room);
 	const N = 200;
-	let sending = true;
-	const flow = (async () => {
+	const kills = await killingSubLinks(redis.url, async () => {
 		for (let i = 0; i < N; i++) {
 			const r = await sender.request('send_message', { room, content: i }, {}, 5000);
 			if (!r.success)
 				i--; /* Redis busy with the kill: again */
 		}
-		sending = false;
-	})();
-	let kills = 0;
-	while (sending) {
-		kills += Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub'));
-		await new Promise((r) => setTimeout(r, 30));
-	}
-	await flow;
+	});
 	assert.ok(kills >= 1, 'the sub links were killed');
 	const got = [];
 	for (let i = 0; i < N; i++)
@@ -419,6 +413,38 @@ test('changes of created rooms published while a node had no sub link reach it w
 	assert.equal(gone.error?.code, 'NOT_FOUND', JSON.stringify(st.cluster));
 	assert.ok(st.cluster.room_change_reads >= 1, JSON.stringify(st.cluster));
 	assert.equal(st.cluster.room_changes_lost, 0, JSON.stringify(st.cluster));
+});
+
+test('a subscribe on a node the change has not reached yet reads the changes first', async () => {
+	const redis = await startRedis();
+	after(() => redis.destroy());
+	const [n1, n2] = await dbNodes(2, 'crooms_settle', redis.url);
+	const owner = await open(n1, `ose-${run}`);
+	const room = uniqueRoom('settle');
+	const uli = `uli-${run}`;
+	const u = await open(n2, uli);
+	/* node 2 is on Redis and knows where the log of changes is */
+	await waitFor(async () => {
+		const st = (await getStats(n2)).cluster;
+		return st.connected && st.room_change_reads >= 1;
+	}, { timeoutMs: 10000, what: 'node 2 on Redis' });
+	n2.child.kill('SIGSTOP');
+	let r;
+	try {
+		/* node 2 will not hear of these on its channel: its link is gone while it is stopped */
+		assert.ok(Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub')) >= 1);
+		await ok(owner, 'create_room', { room, type: 'private' });
+		await ok(owner, 'add_member', { room, user_id: uli });
+		/* sent while node 2 is stopped: it is the first thing node 2 reads when it goes on */
+		r = u.ask({ type: 'subscribe', room }, 10000);
+	} finally {
+		n2.child.kill('SIGCONT');
+	}
+	r = await r;
+	assert.equal(r.success, true, JSON.stringify(r));
+	const info = await u.request('get_room', { room });
+	assert.equal(info.data?.type, 'private', JSON.stringify(info));
+	assert.equal(info.data.implicit, false);
 });
 
 test('a change of created rooms committed while Redis was frozen is announced when it is back, in order', async () => {

@@ -11,7 +11,9 @@ import {
 	test, after, afterEach, stopServer, getStats, httpRequest, connect,
 	closeAllClients, waitFor, sleep,
 } from './lib/harness.mjs';
-import { startRedis, sharedRedisUrl, startNode, redisCmd } from './lib/redis.mjs';
+import {
+	startRedis, sharedRedisUrl, startNode, redisCmd, killingSubLinks,
+} from './lib/redis.mjs';
 import { drop } from './lib/sessions.mjs';
 import { sharedDb } from './lib/pg.mjs';
 import { startOnDb, one } from './lib/persist.mjs';
@@ -202,21 +204,13 @@ test('consecutive seqs across lost channel messages (sub links killed while tick
 	const pub = await connect(a, { query: { user_id: 'pub', roles: 'publisher' } });
 	/* ticks flow from a while b's (and a's) subscriber links are killed again and again */
 	const N = 300;
-	let sending = true;
-	const flow = (async () => {
+	const kills = await killingSubLinks(redis.url, async () => {
 		for (let i = 0; i < N; i++) {
 			const r = await req(pub, 'publish_market_data', { symbol: sym, data: { n: i } });
 			if (!r.success)
 				i--; /* Redis busy with the kill: again */
 		}
-		sending = false;
-	})();
-	let kills = 0;
-	while (sending) {
-		kills += Number(await redisCmd(redis.url, 'CLIENT', 'KILL', 'TYPE', 'pubsub'));
-		await sleep(30);
-	}
-	await flow;
+	});
 	assert.ok(kills >= 1, 'the sub links were killed');
 	const seqs = [];
 	for (let i = 0; i < N; i++)

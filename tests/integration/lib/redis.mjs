@@ -173,3 +173,20 @@ export function redisCmd(url, ...args) {
 		sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
 	});
 }
+
+/**
+ * killingSubLinks() - run @work (an async function) while every subscriber connection of the
+ * Redis at @url is killed again and again (CLIENT KILL TYPE pubsub every 30 ms): the channel
+ * messages published meanwhile are lost to the nodes. Returns how many links were killed.
+ */
+export async function killingSubLinks(url, work) {
+	let busy = true;
+	const done = work().finally(() => { busy = false; });
+	let kills = 0;
+	while (busy) {
+		kills += Number(await redisCmd(url, 'CLIENT', 'KILL', 'TYPE', 'pubsub'));
+		await sleep(30);
+	}
+	await done;
+	return kills;
+}
