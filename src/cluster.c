@@ -139,7 +139,7 @@ static void time_done(void *ud, const redisReply *r)
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_STRING &&
 	    r->element[1]->type == REDIS_REPLY_STRING &&
-	    now - s->clock_asked_ms <= (int64_t)s->cl->cfg->cluster.timeout_ms / 10) {
+	    now - s->clock_asked_ms <= (int64_t)s->cl->cfg->cluster.timeout_ms / 16) {
 		s->clock_off_ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
 		                  strtoll(r->element[1]->str, NULL, 10) / 1000 - now;
 		s->clock_known = true;
@@ -245,6 +245,8 @@ static void eval_done(void *ud, const redisReply *r)
 		lwsl_warn("cluster %s: scripts were flushed; loading them again\n", c->shard->url);
 		load_scripts(c->shard);
 	}
+	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "QCLATE", 6))
+		c->shard->late++;
 	c->fn(c->ud, r);
 	free(c);
 }
@@ -262,11 +264,13 @@ int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_scr
 
 	if (nargs < 0 || nargs > 32 || nkeys > nargs)
 		return -EINVAL;
-	/* a quarter of the timeout early: what Redis' clock said may be behind it by a round trip
+	/*
+	 * an eighth of the timeout early: what Redis' clock said may be behind it by a round trip
+	 * (at most a sixteenth), and the answer must still come back in time
 	 */
 	snprintf(deadline, sizeof(deadline), "%" PRId64,
 	         sh->clock_known
-	             ? qc_now_ms() + sh->clock_off_ms + (int64_t)cl->cfg->cluster.timeout_ms * 3 / 4
+	             ? qc_now_ms() + sh->clock_off_ms + (int64_t)cl->cfg->cluster.timeout_ms * 7 / 8
 	             : (int64_t)0);
 	c = malloc(sizeof(*c));
 	if (!c)
@@ -289,6 +293,18 @@ int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_scr
 	if (rc)
 		free(c);
 	return rc;
+}
+
+int qc_cluster_eval_strs(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s,
+                         int nkeys, int n, const char *const *args, qc_redis_reply_fn fn, void *ud)
+{
+	size_t lens[32];
+
+	if (n < 0 || n > 32)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		lens[i] = strlen(args[i]);
+	return qc_cluster_eval(cl, shard, s, nkeys, n, (const char **)args, lens, fn, ud);
 }
 
 int qc_cluster_listen(struct qc_cluster *cl, const char *prefix, qc_cluster_chan_fn fn)
@@ -427,9 +443,8 @@ static void beat(lws_sorted_usec_list_t *sul)
 	struct qc_cluster *cl = lws_container_of(sul, struct qc_cluster, sul_beat);
 	char ttl[16], *rec;
 	const char *args[5];
-	size_t lens[5];
 	json_t *j;
-	int i, rc;
+	int rc;
 
 	if (cl->stopped)
 		return;
@@ -452,9 +467,7 @@ static void beat(lws_sorted_usec_list_t *sul)
 	args[2] = cl->node_id;
 	args[3] = rec;
 	args[4] = ttl;
-	for (i = 0; i < 5; i++)
-		lens[i] = strlen(args[i]);
-	rc = qc_cluster_eval(cl, cl->beat_shard, &beat_script, 2, 5, args, lens, beat_done, cl);
+	rc = qc_cluster_eval_strs(cl, cl->beat_shard, &beat_script, 2, 5, args, beat_done, cl);
 	if (!rc)
 		cl->beat_waiting = true;
 	free(rec);
@@ -568,6 +581,7 @@ json_t *qc_cluster_stats(struct qc_cluster *cl)
 	struct qc_redis_stats st, sum = {0};
 	json_t *shards = json_array(), *doc;
 	const char *reason;
+	uint64_t late = 0;
 	uint32_t i;
 
 	for (i = 0; i < cl->nshards; i++) {
@@ -577,12 +591,14 @@ json_t *qc_cluster_stats(struct qc_cluster *cl)
 		sum.failed += st.failed;
 		sum.timeouts += st.timeouts;
 		sum.reconnects += st.reconnects;
+		late += cl->shards[i].late;
 		json_array_append_new(
 		    shards,
-		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "url", cl->shards[i].url,
+		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "url", cl->shards[i].url,
 		              "connected", st.up, "inflight", (json_int_t)st.inflight, "commands",
 		              (json_int_t)st.sent, "failed", (json_int_t)st.failed, "timeouts",
-		              (json_int_t)st.timeouts, "reconnects", (json_int_t)st.reconnects));
+		              (json_int_t)st.timeouts, "reconnects", (json_int_t)st.reconnects,
+		              "late", (json_int_t)cl->shards[i].late));
 	}
 	doc = json_pack("{s:b, s:s, s:b, s:I, s:O, s:o, s:I, s:I, s:I, s:I, s:I}", "enabled", 1,
 	                "node_id", cl->node_id, "connected", qc_cluster_ready(cl, &reason),
@@ -590,6 +606,7 @@ json_t *qc_cluster_stats(struct qc_cluster *cl)
 	                "shards", shards, "inflight", (json_int_t)sum.inflight, "commands",
 	                (json_int_t)sum.sent, "failed", (json_int_t)sum.failed, "timeouts",
 	                (json_int_t)sum.timeouts, "reconnects", (json_int_t)sum.reconnects);
+	json_object_set_new(doc, "late", json_integer((json_int_t)late));
 	qc_cluster_streams_stats(cl, doc);
 	qc_cluster_sessions_stats(cl, doc);
 	qc_cluster_rooms_stats(cl, doc);

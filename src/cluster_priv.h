@@ -55,6 +55,7 @@ struct qc_cluster_shard {
 	/* Redis' clock (TIME) less ours, as last asked: a script's deadline is on Redis' clock */
 	int64_t clock_off_ms;
 	int64_t clock_asked_ms; /* when TIME was sent (our clock) */
+	uint64_t late;          /* scripts that ran past their deadline: not done (QCLATE) */
 	bool clock_known;
 	bool clock_asking;
 };
@@ -194,6 +195,10 @@ int qc_cluster_script_add(struct qc_cluster *cl, struct qc_cluster_script *s);
 int qc_cluster_eval(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s, int nkeys,
                     int nargs, const char **args, const size_t *lens, qc_redis_reply_fn fn,
                     void *ud);
+
+/** qc_cluster_eval_strs() - qc_cluster_eval() of @n NUL-terminated @args (at most 32). */
+int qc_cluster_eval_strs(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s,
+                         int nkeys, int n, const char *const *args, qc_redis_reply_fn fn, void *ud);
 
 /** qc_cluster_listen() - at start-up: @fn gets the messages of channels starting @prefix. */
 int qc_cluster_listen(struct qc_cluster *cl, const char *prefix, qc_cluster_chan_fn fn);

@@ -504,9 +504,8 @@ int qc_cluster_room_admit(void *ctx, const char *room, const char *user, uint32_
 	struct qc_cluster *cl = ctx;
 	char key[QC_CLUSTER_ROOM_MAX + 32], scap[16];
 	const char *args[4] = {key, user, scap, known};
-	size_t lens[4];
 	struct pending_room *p;
-	int i, rc;
+	int rc;
 
 	if (strlen(room) > QC_CLUSTER_ROOM_MAX)
 		return -EINVAL;
@@ -517,10 +516,8 @@ int qc_cluster_room_admit(void *ctx, const char *room, const char *user, uint32_
 	p->arg = arg;
 	snprintf(key, sizeof(key), "qc:r{%s}:users", room);
 	snprintf(scap, sizeof(scap), "%u", cap);
-	for (i = 0; i < 4; i++)
-		lens[i] = strlen(args[i]);
-	rc = qc_cluster_eval(cl, qc_cluster_shard_of(cl, room, strlen(room)), &admit_script, 1, 4,
-	                     args, lens, admit_done, p);
+	rc = qc_cluster_eval_strs(cl, qc_cluster_shard_of(cl, room, strlen(room)), &admit_script, 1,
+	                          4, args, admit_done, p);
 	if (rc)
 		free(p);
 	return rc;
@@ -668,16 +665,12 @@ static void present_write(struct qc_cluster *cl, struct qc_cluster_rwatch *w, bo
 	char key[QC_CLUSTER_ROOM_MAX + 32], ttl[16];
 	char *users = gone ? NULL : qc_hub_room_local_users(cl->hub, w->room);
 	const char *args[4] = {key, cl->node_id, ttl, users ? users : ""};
-	size_t lens[4];
-	int i;
 
 	w->joined = false;
 	snprintf(key, sizeof(key), "qc:r{%s}:on", w->room);
 	snprintf(ttl, sizeof(ttl), "%u", PRESENCE_TTL_MS);
-	for (i = 0; i < 4; i++)
-		lens[i] = strlen(args[i]);
 	/* unanswered: a write lost is made again by the next sweep, or expires */
-	qc_cluster_eval(cl, w->shard, &present_script, 1, 4, args, lens, present_done, NULL);
+	qc_cluster_eval_strs(cl, w->shard, &present_script, 1, 4, args, present_done, NULL);
 	free(users);
 }
 

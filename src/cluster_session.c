@@ -183,20 +183,6 @@ static void new_epoch(char *out)
 		snprintf(out, QC_EPOCH_LEN_HEX + 1, "%012llx", (unsigned long long)qc_now_ms());
 }
 
-#define MAX_ARGS 16
-
-/* qc_cluster_eval() of @n NUL-terminated @args (the @nkeys keys first). */
-static int eval_strs(struct qc_cluster *cl, uint32_t shard, struct qc_cluster_script *s, int nkeys,
-                     int n, const char *const *args, qc_redis_reply_fn fn, void *ud)
-{
-	size_t lens[MAX_ARGS];
-
-	for (int i = 0; i < n && i < MAX_ARGS; i++)
-		lens[i] = strlen(args[i]);
-	return qc_cluster_eval(cl, shard, s, nkeys, n < MAX_ARGS ? n : MAX_ARGS,
-	                       (const char **)args, lens, fn, ud);
-}
-
 /* ---- entries ----------------------------------------------------------------------------- */
 
 struct pending_entry {
@@ -249,7 +235,7 @@ static int inbox_append(void *ctx, const char *user, const char *name, json_t *d
 	new_epoch(epoch);
 	snprintf(maxlen, sizeof(maxlen), "%u", cl->cfg->inbox.history_size);
 	snprintf(chan, sizeof(chan), INBOX_CHANNEL "%s", user);
-	rc = eval_strs(
+	rc = qc_cluster_eval_strs(
 	    cl, user_shard(cl, user), &inbox_script, 4, 9,
 	    (const char *[]){k.sess, k.seq, k.ep, k.log, epoch, maxlen, chan, name, payload},
 	    entry_done, p);
@@ -315,15 +301,13 @@ static int absent_send(struct qc_cluster *cl, uint32_t shard, struct absent_batc
 {
 	char keys[ABSENT_BATCH][QC_USER_ID_MAX + 24];
 	const char *args[ABSENT_BATCH];
-	size_t lens[ABSENT_BATCH];
 
 	for (size_t i = 0; i < b->n; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "qc:{u:%s}:sessions", b->users[i]);
 		args[i] = keys[i];
-		lens[i] = strlen(keys[i]);
 	}
-	return qc_cluster_eval(cl, shard, &absent_script, (int)b->n, (int)b->n, args, lens,
-	                       absent_done, b);
+	return qc_cluster_eval_strs(cl, shard, &absent_script, (int)b->n, (int)b->n, args,
+	                            absent_done, b);
 }
 
 /* @b (users @idx of the caller's) sent: 1, or 0 with them marked in @unsent; @b is the call's. */
@@ -486,8 +470,8 @@ static void read_log(struct qc_cluster *cl, struct qc_cluster_user *u, uint64_t 
 	user_keys(&k, u->id, NULL);
 	snprintf(sfrom, sizeof(sfrom), "%" PRIu64, from ? from : 1);
 	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
-	if (eval_strs(cl, u->shard, &read_script, 2, 4, (const char *[]){k.ep, k.log, sfrom, count},
-	              log_read, rb)) {
+	if (qc_cluster_eval_strs(cl, u->shard, &read_script, 2, 4,
+	                         (const char *[]){k.ep, k.log, sfrom, count}, log_read, rb)) {
 		free(rb);
 		return;
 	}
@@ -610,11 +594,11 @@ static int sess_write(struct qc_cluster *cl, struct qc_cluster_sess *s)
 	         s->state == QC_SESSION_LIVE ? ttl + 2 * REFRESH_MS : (ttl ? ttl : 1));
 	snprintf(member, sizeof(member), "%s/%s", cl->node_id, s->id);
 	snprintf(shard, sizeof(shard), "%u", s->user->shard);
-	rc = eval_strs(cl, s->user->shard, &write_script, 5, 13,
-	               (const char *[]){k.sess, k.seq, k.ep, k.log, k.rec, epoch, member, ms,
-	                                jrec ? jrec : "", cl->node_id, s->take ? "1" : "0", s->id,
-	                                shard},
-	               seen_done, sc);
+	rc = qc_cluster_eval_strs(cl, s->user->shard, &write_script, 5, 13,
+	                          (const char *[]){k.sess, k.seq, k.ep, k.log, k.rec, epoch, member,
+	                                           ms, jrec ? jrec : "", cl->node_id,
+	                                           s->take ? "1" : "0", s->id, shard},
+	                          seen_done, sc);
 	free(jrec);
 	if (rc) {
 		free(sc);
@@ -682,8 +666,8 @@ static void sess_gone(struct qc_cluster *cl, struct qc_cluster_sess *s)
 
 	user_keys(&k, s->user->id, s->id);
 	snprintf(member, sizeof(member), "%s/%s", cl->node_id, s->id);
-	eval_strs(cl, s->user->shard, &drop_script, 2, 4,
-	          (const char *[]){k.sess, k.rec, member, cl->node_id}, ignore, NULL);
+	qc_cluster_eval_strs(cl, s->user->shard, &drop_script, 2, 4,
+	                     (const char *[]){k.sess, k.rec, member, cl->node_id}, ignore, NULL);
 	user_release(cl, s->user);
 	if (s->dirty)
 		cl->sessions.ndirty--;
@@ -812,8 +796,9 @@ static int ops_lookup(void *ctx, const char *user, const char *session_id, int64
 	else
 		since[0] = '\0';
 	snprintf(count, sizeof(count), "%u", cl->cfg->inbox.history_size);
-	rc = eval_strs(cl, user_shard(cl, user), &lookup_script, 4, 6,
-	               (const char *[]){k.rec, k.seq, k.ep, k.log, since, count}, looked_up, lc);
+	rc = qc_cluster_eval_strs(cl, user_shard(cl, user), &lookup_script, 4, 6,
+	                          (const char *[]){k.rec, k.seq, k.ep, k.log, since, count},
+	                          looked_up, lc);
 	if (rc)
 		free(lc);
 	return rc;

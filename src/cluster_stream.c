@@ -340,9 +340,8 @@ static int start_read(struct qc_cluster *cl, struct qc_cluster_watch *w)
 {
 	char k_ep[96], k_log[96], from[24], count[16];
 	const char *args[5];
-	size_t lens[5];
 	struct pending_read *p;
-	int i, rc;
+	int rc;
 
 	if (w->reading) {
 		w->again = true;
@@ -362,9 +361,7 @@ static int start_read(struct qc_cluster *cl, struct qc_cluster_watch *w)
 	args[2] = w->epoch;
 	args[3] = from;
 	args[4] = count;
-	for (i = 0; i < 5; i++)
-		lens[i] = strlen(args[i]);
-	rc = qc_cluster_eval(cl, w->shard, &read_script, 2, 5, args, lens, read_done, p);
+	rc = qc_cluster_eval_strs(cl, w->shard, &read_script, 2, 5, args, read_done, p);
 	if (rc) {
 		free(p);
 		return rc;
