@@ -133,7 +133,7 @@ static void time_done(void *ud, const redisReply *r)
 	/*
 	 * Redis' clock as it was at some point of the round trip: the offset is early by at most
 	 * the round trip, so a deadline from it is early, never late. A round trip longer than a
-	 * tenth of the timeout (Redis busy, or this loop held up with the answer unread) says
+	 * sixteenth of the timeout (Redis busy, or this loop held up with the answer unread) says
 	 * too little: the last offset stays.
 	 */
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -245,8 +245,11 @@ static void eval_done(void *ud, const redisReply *r)
 		lwsl_warn("cluster %s: scripts were flushed; loading them again\n", c->shard->url);
 		load_scripts(c->shard);
 	}
-	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "QCLATE", 6))
+	/* past its deadline, not done: to the caller as no answer (counted, not logged per call) */
+	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "QCLATE", 6)) {
 		c->shard->late++;
+		r = NULL;
+	}
 	c->fn(c->ud, r);
 	free(c);
 }

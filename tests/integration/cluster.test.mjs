@@ -303,6 +303,9 @@ test('a node held up longer than cluster.timeout_ms keeps its Redis link when th
 	assert.equal(st.timeouts, before.timeouts, JSON.stringify(st));
 	assert.equal(st.reconnects, before.reconnects, JSON.stringify(st));
 	assert.equal(st.connected, true);
+	/* ticks refused past their deadline are counted */
+	if (late)
+		assert.ok(st.late >= 1, JSON.stringify(st));
 	/* exact: every tick said accepted has a seq, none said not done took one */
 	const c = await connect(a);
 	const buf = await c.request('get_buffered_data', { symbol: sym, limit: 1 });
