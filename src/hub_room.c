@@ -2896,11 +2896,20 @@ static void bsync_free(struct bsync *s)
 	free(s);
 }
 
-/* The broker's entries (newest first) before what @l keeps, put in front of it. */
-static void prepend_read(struct qc_hub *h, struct qc_log *l, const struct qc_room_entry *ents,
-                         size_t n)
+/*
+ * The broker's read of @l's log (position @seq of @epoch, entries newest first): @l follows
+ * it from now (what it kept is dropped when it was not the broker's log, or another life of
+ * it), and the entries before what @l keeps go in front of it (what the channel brought
+ * meanwhile stays).
+ */
+static void follow_read(struct qc_hub *h, struct qc_log *l, uint64_t seq, const char *epoch,
+                        const struct qc_room_entry *ents, size_t n)
 {
 	struct bevent ev;
+
+	if (!l->synced || strcmp(epoch, l->epoch))
+		qc_log_reset(l, epoch, seq);
+	l->synced = 1;
 
 	for (size_t i = 0; i < n; i++) {
 		if (ents[i].seq >= qc_log_first(l))
@@ -2938,13 +2947,8 @@ static void synced(void *arg, int rc, uint64_t seq, const char *epoch,
 		made = room != NULL;
 	}
 	l = room ? room_log(h, room) : NULL;
-	if (l) {
-		/* what it kept is not the broker's log (or is another life of it) */
-		if (!l->synced || strcmp(epoch, l->epoch))
-			qc_log_reset(l, epoch, seq);
-		l->synced = 1;
-		prepend_read(h, l, ents, n);
-	}
+	if (l)
+		follow_read(h, l, seq, epoch, ents, n);
 	if (c) {
 		h->room_synced_now = true;
 		qc_waiter_subscribe(s->la, c, s->name, s->password, s->opts);
@@ -3026,13 +3030,8 @@ static void loaded(void *arg, int rc, uint64_t seq, const char *epoch,
 	struct qc_room *room = qc_rooms_find(s->h->rooms, s->name);
 	struct qc_log *l = room && !rc ? room_log(s->h, room) : NULL;
 
-	/* as synced(): what the channel brought meanwhile stays, what is older goes in front */
-	if (l) {
-		if (!l->synced || strcmp(epoch, l->epoch))
-			qc_log_reset(l, epoch, seq);
-		l->synced = 1;
-		prepend_read(s->h, l, ents, n);
-	}
+	if (l)
+		follow_read(s->h, l, seq, epoch, ents, n);
 	s->done(s->arg, rc);
 	free(s);
 }
