@@ -208,11 +208,10 @@ struct control_waiter {
 	void *arg;
 };
 
-static void waiters_done(struct qc_cluster *cl, struct control_waiter **list, int rc)
+static void waiters_done(struct control_waiter **list, int rc)
 {
 	struct control_waiter *w;
 
-	(void)cl;
 	while ((w = *list)) {
 		*list = w->next;
 		w->cb(w->arg, rc);
@@ -255,7 +254,7 @@ static void control_read(void *arg, int rc, uint64_t seq, const char *epoch,
 		control_apply(cl, m->seq, m->epoch, m->data, m->len);
 		free(m);
 	}
-	waiters_done(cl, &r->reading, rc);
+	waiters_done(&r->reading, rc);
 	/* settle()s that came while it was out want a read of their own */
 	if (r->waiting)
 		control_catch_up(cl);
@@ -277,7 +276,7 @@ static void control_catch_up(struct qc_cluster *cl)
 		r->waiting = NULL;
 		return;
 	}
-	waiters_done(cl, &r->waiting, -ENOTCONN);
+	waiters_done(&r->waiting, -ENOTCONN);
 }
 
 static int ops_settle(void *ctx, void (*cb)(void *arg, int rc), void *arg)
@@ -353,7 +352,42 @@ struct control_out {
 	char payload[];
 };
 
-static void out_send(struct qc_cluster *cl);
+/* Answer @o and every change after it (@rc): their requests no longer wait for Redis. */
+static void out_answer(struct control_out *o, int rc)
+{
+	for (; o; o = o->next) {
+		if (o->cb)
+			o->cb(o->arg, rc, 0);
+		o->cb = NULL;
+	}
+}
+
+static void out_done(void *arg, int rc, uint64_t seq);
+
+/* Send the first change waiting: 0, or < 0 when it cannot be sent now (the link is down). */
+static int out_try(struct qc_cluster *cl)
+{
+	struct qc_cluster_rooms *r = &cl->rooms;
+	int rc = log_append(cl, r->control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX,
+	                    r->out->payload, r->out->len, out_done, cl);
+
+	if (rc)
+		r->out_stalled = true;
+	else
+		r->out_sending = true;
+	return rc;
+}
+
+static void out_send(struct qc_cluster *cl)
+{
+	struct qc_cluster_rooms *r = &cl->rooms;
+
+	if (!r->out || r->out_sending || cl->stopped)
+		return;
+	/* not sent (the link is down): answered now, sent again at the next sweep */
+	if (out_try(cl))
+		out_answer(r->out, -ENOTCONN);
+}
 
 static void out_done(void *arg, int rc, uint64_t seq)
 {
@@ -364,20 +398,16 @@ static void out_done(void *arg, int rc, uint64_t seq)
 	r->out_sending = false;
 	if (!o)
 		return;
-	if (o->cb)
-		o->cb(o->arg, rc, seq);
-	o->cb = NULL;
 	if (rc) {
-		/* stalled: what waits behind it is answered now, and what comes until it moves */
+		/* stalled: it and what waits behind it are answered now, and what comes until it
+		 * moves; it is sent again at the next sweep */
 		r->changes_unsent_retries++;
 		r->out_stalled = true;
-		for (o = o->next; o; o = o->next) {
-			if (o->cb)
-				o->cb(o->arg, rc, 0);
-			o->cb = NULL;
-		}
-		return; /* again at the next sweep */
+		out_answer(o, rc);
+		return;
 	}
+	if (o->cb)
+		o->cb(o->arg, 0, seq);
 	r->out_stalled = false;
 	r->out = o->next;
 	if (!r->out)
@@ -385,27 +415,6 @@ static void out_done(void *arg, int rc, uint64_t seq)
 	r->nout--;
 	free(o);
 	out_send(cl);
-}
-
-static void out_send(struct qc_cluster *cl)
-{
-	struct qc_cluster_rooms *r = &cl->rooms;
-	struct control_out *o = r->out;
-
-	if (!o || r->out_sending || cl->stopped)
-		return;
-	if (!log_append(cl, r->control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX, o->payload, o->len,
-	                out_done, cl)) {
-		r->out_sending = true;
-		return;
-	}
-	/* not sent (the link is down): answered now, sent again at the next sweep */
-	r->out_stalled = true;
-	for (; o; o = o->next) {
-		if (o->cb)
-			o->cb(o->arg, -ENOTCONN, 0);
-		o->cb = NULL;
-	}
 }
 
 int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room_append_cb cb,
@@ -429,21 +438,14 @@ int qc_cluster_room_announce(void *ctx, const char *payload, size_t len, qc_room
 	*r->out_tail = o;
 	r->out_tail = &o->next;
 	r->nout++;
-	/* behind a change Redis would not take: answered at once (-ENOTCONN), announced later */
-	if (r->out_stalled) {
+	/*
+	 * behind a change Redis would not take, or first and not sent: the caller answers itself
+	 * and the change is announced later; else its answer comes later, never inside this call
+	 */
+	if (r->out_stalled || (r->out == o && !r->out_sending && out_try(cl))) {
 		o->cb = NULL;
 		return -ENOTCONN;
 	}
-	/* its answer comes later, never inside this call: a send that fails answers at once */
-	if (r->out != o || r->out_sending)
-		return 0;
-	if (log_append(cl, r->control_shard, "", ROOM_CONTROL, CONTROL_LOG_MAX, o->payload, o->len,
-	               out_done, cl)) {
-		o->cb = NULL; /* the caller answers itself */
-		r->out_stalled = true;
-		return -ENOTCONN;
-	}
-	r->out_sending = true;
 	return 0;
 }
 
@@ -723,7 +725,6 @@ int qc_cluster_room_presence(void *ctx, const char *room, qc_room_presence_cb cb
 	struct qc_cluster *cl = ctx;
 	char key[QC_CLUSTER_ROOM_MAX + 32];
 	const char *args[1] = {key};
-	size_t lens[1];
 	struct pending_presence *p;
 	int rc;
 
@@ -735,9 +736,8 @@ int qc_cluster_room_presence(void *ctx, const char *room, qc_room_presence_cb cb
 	p->cb = cb;
 	p->arg = arg;
 	snprintf(key, sizeof(key), "qc:r{%s}:on", room);
-	lens[0] = strlen(key);
-	rc = qc_cluster_eval(cl, qc_cluster_shard_of(cl, room, strlen(room)), &presence_script, 1,
-	                     1, args, lens, presence_done, p);
+	rc = qc_cluster_eval_strs(cl, qc_cluster_shard_of(cl, room, strlen(room)), &presence_script,
+	                          1, 1, args, presence_done, p);
 	if (rc)
 		free(p);
 	return rc;
@@ -891,14 +891,10 @@ void qc_cluster_rooms_stop(struct qc_cluster *cl)
 		lws_sul_cancel(&cl->rooms.sul_presence);
 		lws_sul_cancel(&cl->rooms.sul_settle);
 	}
-	waiters_done(cl, &cl->rooms.reading, -ENOTCONN);
-	waiters_done(cl, &cl->rooms.waiting, -ENOTCONN);
+	waiters_done(&cl->rooms.reading, -ENOTCONN);
+	waiters_done(&cl->rooms.waiting, -ENOTCONN);
 	/* changes never announced: their requests are answered (the store has them) */
-	for (struct control_out *o = cl->rooms.out; o; o = o->next) {
-		if (o->cb)
-			o->cb(o->arg, -ENOTCONN, 0);
-		o->cb = NULL;
-	}
+	out_answer(cl->rooms.out, -ENOTCONN);
 }
 
 void qc_cluster_rooms_free(struct qc_cluster *cl)
