@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
-	test, after, afterEach, startServer, stopServer, getStats, httpRequest, connect,
-	closeAllClients, waitFor, BIN,
+	test, after, startServer, stopServer, getStats, httpRequest, connect, waitFor, BIN,
+	stoppedAfterEach,
 } from './lib/harness.mjs';
 import { startRedis, sharedRedisUrl, startNode } from './lib/redis.mjs';
 
@@ -28,12 +28,7 @@ async function seesAll(server, want) {
 	}, { timeoutMs: 15000, what: `${server.label} to list ${want.join(', ')}` });
 }
 
-const servers = [];
-afterEach(async () => {
-	await closeAllClients();
-	for (const s of servers.splice(0))
-		await stopServer(s);
-});
+const servers = stoppedAfterEach();
 
 test('two nodes on one Redis list each other in stats and /metrics', async () => {
 	const url = await sharedRedisUrl();

@@ -5,8 +5,7 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, after, afterEach, startServer, stopServer, getStats, httpRequest, closeAllClients,
-	waitFor,
+	test, after, startServer, getStats, httpRequest, waitFor, stoppedAfterEach,
 } from './lib/harness.mjs';
 import {
 	startRedis, sharedRedisUrl, startNode, redisCmd, killingSubLinks,
@@ -22,12 +21,7 @@ const isMsg = (room) => (m) => m.type === 'event' && m.event === 'room_message' 
 
 const node = startNode;
 
-const servers = [];
-afterEach(async () => {
-	await closeAllClients();
-	for (const s of servers.splice(0))
-		await stopServer(s);
-});
+const servers = stoppedAfterEach();
 
 async function nodes(n, url) {
 	const out = [];

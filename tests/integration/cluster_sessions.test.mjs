@@ -7,18 +7,13 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, afterEach, connect, closeAllClients, httpRequest, stopServer, waitFor,
+	test, connect, httpRequest, waitFor, stoppedAfterEach,
 } from './lib/harness.mjs';
 import { startRedis, sharedRedisUrl, redisCmd } from './lib/redis.mjs';
 import { sharedDb } from './lib/pg.mjs';
 import { unique, open, ok, startOnDb } from './lib/persist.mjs';
 
-const servers = [];
-afterEach(async () => {
-	await closeAllClients();
-	for (const s of servers.splice(0))
-		await stopServer(s);
-});
+const servers = stoppedAfterEach();
 
 let n = 0;
 /* a node on Redis @redis (and PostgreSQL @db, if given) */

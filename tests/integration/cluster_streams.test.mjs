@@ -8,8 +8,7 @@
 
 import assert from 'node:assert/strict';
 import {
-	test, after, afterEach, stopServer, getStats, httpRequest, connect,
-	closeAllClients, waitFor, sleep,
+	test, after, getStats, httpRequest, connect, waitFor, sleep, stoppedAfterEach,
 } from './lib/harness.mjs';
 import {
 	startRedis, sharedRedisUrl, startNode, redisCmd, killingSubLinks,
@@ -25,12 +24,7 @@ const isTick = (sym) => (m) => m.type === 'event' && m.event === 'stream_data' &
 
 const node = startNode;
 
-const servers = [];
-afterEach(async () => {
-	await closeAllClients();
-	for (const s of servers.splice(0))
-		await stopServer(s);
-});
+const servers = stoppedAfterEach();
 
 /* A request with a generous bound: a node may read a log from Redis first. */
 const req = (c, action, payload, ms = 10000) => c.request(action, payload, {}, ms);

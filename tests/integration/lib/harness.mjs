@@ -783,6 +783,20 @@ export async function stopServer(server) {
 	return st;
 }
 
+/**
+ * stoppedAfterEach() - the array a test file puts the servers it starts in: after each test,
+ * every client is closed and every server in it stopped (and taken out).
+ */
+export function stoppedAfterEach() {
+	const servers = [];
+	afterEach(async () => {
+		await closeAllClients();
+		for (const s of servers.splice(0))
+			await stopServer(s);
+	});
+	return servers;
+}
+
 /* ---------------------------------------------------------------- raw WebSocket over TCP */
 
 /**
