@@ -136,10 +136,9 @@ struct qc_cluster_rooms {
 	uint64_t settle_shards;         /* shards to read again once their SUBSCRIBEs took effect */
 	struct control_out *out, **out_tail; /* this node's changes to announce, in order */
 	uint32_t nout;
-	bool out_sending;                /* the first is with Redis */
-	bool out_stalled;                /* Redis did not take the first: the others do not wait */
-	uint64_t changes_unsent_retries; /* sends of a change Redis did not take */
-	uint64_t changes_unsent;         /* changes never announced (the outbox was full) */
+	bool out_sending;        /* the first is with Redis */
+	bool out_stalled;        /* Redis did not take the first: the others do not wait */
+	uint64_t changes_unsent; /* changes never announced (the outbox was full) */
 	lws_sorted_usec_list_t sul_settle;
 	bool presence_due; /* sul_presence is scheduled */
 	lws_sorted_usec_list_t sul_sweep;

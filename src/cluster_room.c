@@ -401,7 +401,6 @@ static void out_done(void *arg, int rc, uint64_t seq)
 	if (rc) {
 		/* stalled: it and what waits behind it are answered now, and what comes until it
 		 * moves; it is sent again at the next sweep */
-		r->changes_unsent_retries++;
 		r->out_stalled = true;
 		out_answer(o, rc);
 		return;
