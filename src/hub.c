@@ -855,7 +855,8 @@ static bool rate_take(struct qc_hub *h, struct qc_conn *c, int64_t now)
 	return false;
 }
 
-bool qc_hub_action_changes_session(qc_action_fn fn)
+/* Whether action @fn answered QC_OK changed its session's record (streams, fields). */
+static bool action_changes_session(qc_action_fn fn)
 {
 	return fn == qc_act_subscribe_stream || fn == qc_act_unsubscribe_stream ||
 	       fn == qc_act_update_filter;
@@ -1092,7 +1093,7 @@ static void handle_request(struct qc_hub *h, struct qc_conn *c, const struct qc_
 		e = actions[i].fn(h, c, cmd->payload, &data, &emsg);
 		if (e == QC_OK) {
 			reply_ok(h, c, cmd, data);
-			if (qc_hub_action_changes_session(actions[i].fn))
+			if (action_changes_session(actions[i].fn))
 				qc_hub_session_note(h, c, QC_SESSION_LIVE); /* its record changed */
 			if (actions[i].after)
 				actions[i].after(h, c, cmd->payload);

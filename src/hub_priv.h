@@ -358,9 +358,6 @@ int qc_hub_remote_upgrade(struct qc_hub *h, struct qc_conn *c, const char *token
                           const struct qc_inbox_pos *inbox);
 /* Tell the inbox broker (cluster mode) where session @c is now (hub.c). */
 void qc_hub_session_note(struct qc_hub *h, struct qc_conn *c, enum qc_session_state state);
-
-/* Whether action @fn answered QC_OK changed its session's record (streams, fields). */
-bool qc_hub_action_changes_session(qc_action_fn fn);
 int qc_hub_buffer(struct qc_hub *h, struct qc_conn *c, struct qc_msg *m);
 /*
  * A read-back paced like a resume's replay: what is sent between begin and end goes behind

@@ -1291,47 +1291,38 @@ uint32_t qc_hub_demo_tick(struct qc_hub *h)
  */
 struct log_wait {
 	struct qc_hub *h;
-	uint64_t conn_id;
-	int64_t ack_id;
-	char *request_id;
-	char *trace_id;
-	qc_action_fn fn;
-	void (*after)(struct qc_hub *h, struct qc_conn *c, json_t *p);
+	struct qc_waiter *la; /* the request, run again through the dispatcher */
+	char *action;
 	json_t *payload;
 	uint32_t left;
 	bool submitting, failed, need;
 };
 
+static void log_wait_free(struct log_wait *w)
+{
+	qc_waiter_free(w->la);
+	free(w->action);
+	json_decref(w->payload);
+	free(w);
+}
+
 static void log_wait_finish(struct log_wait *w)
 {
 	struct qc_hub *h = w->h;
-	struct qc_conn *c = qc_conns_find(&h->conns, w->conn_id);
-	const char *emsg = NULL;
-	json_t *data = NULL;
-	enum qc_err e;
+	struct qc_conn *c = qc_waiter_conn(w->la);
 
-	if (c && !c->suspended && !c->closing) {
-		if (w->failed && w->need) {
-			e = qc_hub_fail(h, &emsg, QC_E_UNAVAILABLE,
-			                "Redis (cluster.redis) is unavailable: the stream's log "
-			                "cannot be read");
-		} else {
-			h->log_rerun = true;
-			e = w->fn(h, c, w->payload, &data, &emsg);
-			h->log_rerun = false;
-		}
-		if (e != QC_ASYNC)
-			qc_hub_answer(h, c, w->request_id, w->trace_id, w->ack_id, e, emsg, data);
-		/* as when it is answered at once: its session's record changed */
-		if (e == QC_OK && qc_hub_action_changes_session(w->fn))
-			qc_hub_session_note(h, c, QC_SESSION_LIVE);
-		if (e == QC_OK && w->after)
-			w->after(h, c, w->payload);
+	if (c && w->failed && w->need) {
+		qc_waiter_answer(
+		    w->la, QC_E_UNAVAILABLE,
+		    "Redis (cluster.redis) is unavailable: the stream's log cannot be read", NULL);
+		w->la = NULL; /* answered and freed */
+	} else if (c) {
+		/* as it was handled the first time: answered, its session noted, its after step */
+		h->log_rerun = true;
+		qc_waiter_request(w->la, c, w->action, w->payload);
+		h->log_rerun = false;
 	}
-	free(w->request_id);
-	free(w->trace_id);
-	json_decref(w->payload);
-	free(w);
+	log_wait_free(w);
 }
 
 static void log_loaded(void *arg, int rc)
@@ -1345,33 +1336,30 @@ static void log_loaded(void *arg, int rc)
 }
 
 /*
- * Whether the request (h->cur, handled by @fn then @after with payload @p) may go on now over
- * the symbols @syms (an array of strings, or one string): QC_OK, or QC_ASYNC (it waits and is
- * answered later), or an error (the logs cannot be read and @need).
+ * Whether the request (h->cur, with payload @p) may go on now over the symbols @syms (an array
+ * of strings, or one string): QC_OK, or QC_ASYNC (it waits and runs again, answered then), or
+ * an error (the logs cannot be read and @need).
  */
 static enum qc_err wait_logs(struct qc_hub *h, struct qc_conn *c, json_t *syms, bool need,
-                             qc_action_fn fn,
-                             void (*after)(struct qc_hub *, struct qc_conn *, json_t *), json_t *p,
-                             const char **emsg)
+                             json_t *p, const char **emsg)
 {
 	const struct qc_cmd *cmd = h->cur;
 	struct log_wait *w;
 	size_t i, n = json_is_array(syms) ? json_array_size(syms) : 1;
 	int rc;
 
-	if (!h->broker.load || h->log_rerun || !cmd)
+	if (!h->broker.load || h->log_rerun || !cmd || !cmd->action)
 		return QC_OK;
 	w = calloc(1, sizeof(*w));
-	if (!w)
+	if (!w || !(w->la = qc_waiter_new(h, c)) || !(w->action = strdup(cmd->action))) {
+		if (w)
+			log_wait_free(w);
 		return qc_hub_fail(h, emsg, QC_E_INTERNAL, "out of memory");
-	*w = (struct log_wait){.h = h,
-	                       .conn_id = c->id,
-	                       .ack_id = cmd->ack_id,
-	                       .fn = fn,
-	                       .after = after,
-	                       .payload = json_incref(p),
-	                       .submitting = true,
-	                       .need = need};
+	}
+	w->h = h;
+	w->payload = json_incref(p);
+	w->need = need;
+	w->submitting = true;
 	for (i = 0; i < n; i++) {
 		json_t *v = json_is_array(syms) ? json_array_get(syms, i) : syms;
 
@@ -1382,14 +1370,10 @@ static enum qc_err wait_logs(struct qc_hub *h, struct qc_conn *c, json_t *syms, 
 			w->failed = true;
 	}
 	w->submitting = false;
-	if (w->left) {
-		w->request_id = cmd->request_id ? strdup(cmd->request_id) : NULL;
-		w->trace_id = cmd->trace_id ? strdup(cmd->trace_id) : NULL;
+	if (w->left)
 		return QC_ASYNC;
-	}
 	rc = w->failed && need;
-	json_decref(w->payload);
-	free(w);
+	log_wait_free(w);
 	if (rc)
 		return qc_hub_fail(h, emsg, QC_E_UNAVAILABLE,
 		                   "Redis (cluster.redis) is unavailable: the stream's log cannot "
@@ -1649,8 +1633,7 @@ enum qc_err qc_act_subscribe_stream(struct qc_hub *h, struct qc_conn *c, json_t 
 		return qc_hub_limit(h, e, QC_LIM_STREAMS_PER_CONNECTION, "%u streams",
 		                    h->cfg->limits.max_streams_per_connection);
 	}
-	err = wait_logs(h, c, syms, has_since, qc_act_subscribe_stream, qc_after_subscribe_stream,
-	                p, e);
+	err = wait_logs(h, c, syms, has_since, p, e);
 	if (err != QC_OK) {
 		json_decref(syms);
 		return err;
@@ -1880,7 +1863,7 @@ enum qc_err qc_act_get_buffered(struct qc_hub *h, struct qc_conn *c, json_t *p, 
 		limit = (size_t)json_integer_value(jlimit);
 	if (limit > h->cfg->streams.buffer_size)
 		limit = h->cfg->streams.buffer_size;
-	err = wait_logs(h, c, sym, true, qc_act_get_buffered, NULL, p, e);
+	err = wait_logs(h, c, sym, true, p, e);
 	if (err != QC_OK)
 		return err;
 	s = qc_streams_find(h->streams, json_string_value(sym));
@@ -1932,7 +1915,7 @@ enum qc_err qc_act_get_market_data(struct qc_hub *h, struct qc_conn *c, json_t *
 	nfields = qc_hub_read_fields(h, p, fields, e);
 	if (nfields < 0)
 		return QC_E_BAD_REQUEST;
-	err = wait_logs(h, c, sym, true, qc_act_get_market_data, NULL, p, e);
+	err = wait_logs(h, c, sym, true, p, e);
 	if (err != QC_OK)
 		return err;
 	s = qc_streams_find(h->streams, json_string_value(sym));
